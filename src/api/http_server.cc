@@ -1,0 +1,286 @@
+#include "api/http_server.h"
+
+// asio's awaitable.hpp in Boost 1.74 uses std::exchange without including <utility>.
+#include <utility>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace ferry {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      int hi = HexValue(s[i + 1]);
+      int lo = HexValue(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += (plus_is_space && s[i] == '+') ? ' ' : s[i];
+  }
+  return out;
+}
+
+HttpRequest ToRequest(http::request<http::string_body>&& req) {
+  HttpRequest out;
+  out.method = std::string(req.method_string());
+  std::string_view target(req.target().data(), req.target().size());
+  auto q = target.find('?');
+  out.path = PercentDecode(target.substr(0, q), false);
+  if (q != std::string_view::npos) {
+    std::string_view query = target.substr(q + 1);
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      std::string_view part = query.substr(0, amp);
+      auto eq = part.find('=');
+      out.query.emplace_back(PercentDecode(part.substr(0, eq), true),
+                             eq == std::string_view::npos ? "" : PercentDecode(part.substr(eq + 1), true));
+      if (amp == std::string_view::npos) break;
+      query.remove_prefix(amp + 1);
+    }
+  }
+  for (auto const& field : req) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    out.headers.emplace_back(std::move(name), std::string(field.value()));
+  }
+  out.body = std::move(req.body());
+  return out;
+}
+
+class BeastHttpServer : public HttpServer {
+ public:
+  BeastHttpServer(HttpServerOptions options, HttpHandler handler)
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        pool_(static_cast<std::size_t>(std::max(1, options_.worker_threads))),
+        acceptor_(io_) {}
+
+  ~BeastHttpServer() override {
+    Stop();
+    if (io_thread_.joinable()) io_thread_.join();
+    pool_.join();
+  }
+
+  Status Listen() {
+    beast::error_code ec;
+    auto address = asio::ip::make_address(options_.host, ec);
+    if (ec) return InvalidArgumentError("invalid host \"" + options_.host + "\": " + ec.message());
+    tcp::endpoint endpoint(address, options_.port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return UnavailableError("cannot listen on " + options_.host + ":" + std::to_string(options_.port) + ": " +
+                              ec.message());
+    }
+    port_ = acceptor_.local_endpoint().port();
+    asio::co_spawn(io_, Accept(), asio::detached);
+    io_thread_ = std::thread([this] { io_.run(); });
+    return OkStatus();
+  }
+
+  uint16_t port() const override { return port_; }
+
+  void Wait() override {
+    std::unique_lock lock(stop_mu_);
+    stop_cv_.wait(lock, [&] { return stopped_; });
+  }
+
+  void Stop() override {
+    {
+      std::lock_guard lock(stop_mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    io_.stop();
+    stop_cv_.notify_all();
+  }
+
+ private:
+  asio::awaitable<void> Accept() {
+    while (true) {
+      beast::error_code ec;
+      tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == asio::error::operation_aborted) co_return;
+        continue;  // EMFILE and friends: keep serving the connections we have
+      }
+      if (connections_.load() >= options_.max_connections) {
+        socket.close(ec);
+        continue;
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      asio::co_spawn(io_, Session(beast::tcp_stream(std::move(socket))), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> Session(beast::tcp_stream stream) {
+    ++connections_;
+    struct Guard {
+      std::atomic<std::size_t>& n;
+      ~Guard() { --n; }
+    } guard{connections_};
+
+    beast::flat_buffer buffer;
+    while (true) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(options_.max_body_bytes);
+      parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
+      stream.expires_after(options_.read_timeout);
+      beast::error_code ec;
+      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
+            ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
+          break;
+        }
+        // A malformed or oversized request: answer it, then close, since the stream is out of step.
+        Status st = ec == http::error::body_limit
+                        ? Status(StatusCode::kInvalidArgument, "request body exceeds the limit of " +
+                                                                   std::to_string(options_.max_body_bytes) + " bytes")
+                        : Status(StatusCode::kInvalidArgument, "malformed HTTP request: " + ec.message());
+        HttpResponse res = ErrorResponse(st);
+        if (ec == http::error::body_limit || ec == http::error::header_limit) res.status = 413;
+        co_await Write(stream, std::move(res), 11, false);
+        break;
+      }
+      auto req = parser.release();
+      unsigned version = req.version();
+      bool keep_alive = req.keep_alive();
+      HttpRequest request = ToRequest(std::move(req));
+      stream.expires_never();
+      HttpResponse res = co_await asio::co_spawn(
+          pool_,
+          [this, &request]() -> asio::awaitable<HttpResponse> {
+            try {
+              co_return handler_(request);
+            } catch (std::exception const& e) {
+              co_return ErrorResponse(InternalError(std::string("internal error: ") + e.what()));
+            }
+          },
+          asio::use_awaitable);
+      // Back on the I/O thread: co_spawn resumes us on the session's executor.
+      if (!co_await Write(stream, std::move(res), version, keep_alive) || !keep_alive) break;
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  asio::awaitable<bool> Write(beast::tcp_stream& stream, HttpResponse res, unsigned version, bool keep_alive) {
+    http::response<http::string_body> out{static_cast<http::status>(res.status), version};
+    out.set(http::field::server, "ferry");
+    if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
+    for (auto const& [k, v] : res.headers) out.set(k, v);
+    out.keep_alive(keep_alive);
+    out.body() = std::move(res.body);
+    out.prepare_payload();
+    stream.expires_after(options_.read_timeout);
+    beast::error_code ec;
+    co_await http::async_write(stream, out, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  HttpServerOptions options_;
+  HttpHandler handler_;
+  asio::io_context io_{1};
+  asio::thread_pool pool_;
+  tcp::acceptor acceptor_;
+  std::thread io_thread_;
+  uint16_t port_ = 0;
+  std::atomic<std::size_t> connections_{0};
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopped_ = false;  // GUARDED_BY(stop_mu_)
+};
+
+}  // namespace
+
+std::string HttpRequest::Query(std::string_view name) const {
+  for (auto const& [k, v] : query) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+std::string HttpRequest::Header(std::string_view lowercase_name) const {
+  for (auto const& [k, v] : headers) {
+    if (k == lowercase_name) return v;
+  }
+  return {};
+}
+
+int HttpStatusFor(StatusCode code) {
+  // https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kCancelled: return 499;
+    case StatusCode::kUnknown: return 500;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kDeadlineExceeded: return 504;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kFailedPrecondition: return 400;
+    case StatusCode::kAborted: return 409;
+    case StatusCode::kOutOfRange: return 400;
+    case StatusCode::kUnimplemented: return 501;
+    case StatusCode::kInternal: return 500;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDataLoss: return 500;
+    case StatusCode::kUnauthenticated: return 401;
+  }
+  return 500;
+}
+
+HttpResponse ErrorResponse(Status const& status) {
+  int http_status = HttpStatusFor(status.code());
+  nlohmann::ordered_json body;
+  body["error"] = {{"code", http_status}, {"message", status.message()}, {"status", StatusCodeName(status.code())}};
+  return HttpResponse{http_status, "application/json", body.dump(), {}};
+}
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions const& options, HttpHandler handler) {
+  auto server = std::make_unique<BeastHttpServer>(options, std::move(handler));
+  if (auto st = server->Listen(); !st.ok()) return st;
+  return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+}  // namespace ferry

@@ -1,0 +1,66 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // percent-decoded, without the query
+  std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
+  std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
+  std::string body;
+
+  // The first value of a query parameter, or "".
+  [[nodiscard]] std::string Query(std::string_view name) const;
+  [[nodiscard]] std::string Header(std::string_view lowercase_name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Runs on a worker thread and may block (a long-poll pull does). Exceptions become a 500.
+using HttpHandler = std::function<HttpResponse(HttpRequest const&)>;
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8085;  // 0: pick a free port
+  // Threads that handle requests: bounds how many long-poll pulls wait at once.
+  int worker_threads = 32;
+  // A body past this is answered 413. Pub/Sub's 10 MB publish limit in base64 JSON stays under it.
+  std::size_t max_body_bytes = 16 * 1024 * 1024;
+  std::size_t max_header_bytes = 64 * 1024;
+  // A request must arrive whole within this, and an idle keep-alive connection is closed after it.
+  std::chrono::seconds read_timeout{30};
+  std::size_t max_connections = 4096;
+};
+
+// An HTTP/1.1 server on Boost.Beast: keep-alive, bounded header and body sizes, a deadline on every read, so no
+// client can hold it. Network I/O runs on one thread with coroutines; handlers run on a worker pool.
+class HttpServer {
+ public:
+  static StatusOr<std::unique_ptr<HttpServer>> Start(HttpServerOptions const& options, HttpHandler handler);
+  virtual ~HttpServer() = default;
+  [[nodiscard]] virtual uint16_t port() const = 0;
+  // Blocks until Stop() is called from another thread or a signal handler thread.
+  virtual void Wait() = 0;
+  virtual void Stop() = 0;
+};
+
+// The Google error body: {"error": {"code": 404, "message": "...", "status": "NOT_FOUND"}}.
+HttpResponse ErrorResponse(Status const& status);
+int HttpStatusFor(StatusCode code);
+
+}  // namespace ferry

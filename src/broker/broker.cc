@@ -1,0 +1,319 @@
+#include "broker/broker.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "common/status_macros.h"
+#include "model/json_codec.h"
+
+namespace ferry {
+namespace {
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 1000;
+
+int ClampPageSize(int page_size) {
+  if (page_size <= 0) return kDefaultPageSize;
+  return std::min(page_size, kMaxPageSize);
+}
+
+// The store was asked for limit + 1 items: the extra one says there is a next page, whose token is the last
+// name shown (the store lists names after it).
+template <typename T, typename NameOf>
+Paged<T> MakePage(std::vector<T> items, int limit, NameOf name_of) {
+  Paged<T> page;
+  if (static_cast<int>(items.size()) > limit) {
+    items.resize(static_cast<std::size_t>(limit));
+    page.next_page_token = name_of(items.back());
+  }
+  page.items = std::move(items);
+  return page;
+}
+
+Status CheckName(std::string const& name, ResourceKind kind) {
+  auto parsed = ParseResourceName(name, kind);
+  return parsed.ok() ? OkStatus() : parsed.status();
+}
+
+Status UnknownMaskField(std::string const& path, char const* request, char const* resource) {
+  return InvalidArgumentError(std::string("Invalid update_mask provided in the ") + request + ": " + path +
+                              " is not a known " + resource + " field.");
+}
+
+}  // namespace
+
+Broker::Broker(MessageStore& store, Clock& clock, BrokerOptions options)
+    : store_(store), clock_(clock), options_(options) {
+  if (options_.maintenance_interval.count() > 0) maintenance_ = std::thread([this] { MaintenanceLoop(); });
+}
+
+Broker::~Broker() {
+  {
+    std::lock_guard lock(wait_mu_);
+    stopping_ = true;
+  }
+  wait_cv_.notify_all();
+  if (maintenance_.joinable()) maintenance_.join();
+}
+
+// ---- topics ----
+
+StatusOr<Topic> Broker::CreateTopic(Topic topic) {
+  FERRY_RETURN_IF_ERROR(NormalizeTopic(topic));
+  FERRY_RETURN_IF_ERROR(store_.CreateTopic(topic));
+  return topic;
+}
+
+StatusOr<Topic> Broker::GetTopic(std::string const& name) {
+  FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kTopic));
+  return store_.GetTopic(name);
+}
+
+StatusOr<Topic> Broker::UpdateTopic(Topic const& patch, std::vector<std::string> const& update_mask) {
+  FERRY_RETURN_IF_ERROR(CheckName(patch.name, ResourceKind::kTopic));
+  if (update_mask.empty()) return InvalidArgumentError("The update_mask in the UpdateTopicRequest must be set.");
+  FERRY_ASSIGN_OR_RETURN(Topic topic, store_.GetTopic(patch.name));
+  for (auto const& raw : update_mask) {
+    std::string path = ToLowerCamel(raw);
+    if (path == "labels") {
+      topic.labels = patch.labels;
+    } else if (path == "messageRetentionDuration") {
+      topic.message_retention_ms = patch.message_retention_ms;
+    } else if (path == "kmsKeyName" || path == "messageStoragePolicy" || path == "schemaSettings") {
+      // Accepted and ignored, as on create.
+    } else {
+      return UnknownMaskField(raw, "UpdateTopicRequest", "Topic");
+    }
+  }
+  FERRY_RETURN_IF_ERROR(NormalizeTopic(topic));
+  FERRY_RETURN_IF_ERROR(store_.UpdateTopic(topic));
+  return topic;
+}
+
+Status Broker::DeleteTopic(std::string const& name) {
+  FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kTopic));
+  return store_.DeleteTopic(name);
+}
+
+StatusOr<Paged<Topic>> Broker::ListTopics(std::string const& project, int page_size,
+                                          std::string const& page_token) {
+  int limit = ClampPageSize(page_size);
+  FERRY_ASSIGN_OR_RETURN(auto topics, store_.ListTopics(project, {page_token, limit + 1}));
+  return MakePage(std::move(topics), limit, [](Topic const& t) { return t.name; });
+}
+
+StatusOr<Paged<std::string>> Broker::ListTopicSubscriptions(std::string const& topic, int page_size,
+                                                            std::string const& page_token) {
+  FERRY_RETURN_IF_ERROR(CheckName(topic, ResourceKind::kTopic));
+  int limit = ClampPageSize(page_size);
+  FERRY_ASSIGN_OR_RETURN(auto names, store_.ListTopicSubscriptions(topic, {page_token, limit + 1}));
+  return MakePage(std::move(names), limit, [](std::string const& n) { return n; });
+}
+
+// ---- subscriptions ----
+
+StatusOr<Subscription> Broker::CreateSubscription(Subscription sub) {
+  FERRY_RETURN_IF_ERROR(NormalizeSubscription(sub));
+  if (sub.topic.empty()) return InvalidArgumentError("A subscription needs a topic");
+  FERRY_RETURN_IF_ERROR(CheckName(sub.topic, ResourceKind::kTopic));
+  FERRY_RETURN_IF_ERROR(store_.CreateSubscription(sub));
+  return sub;
+}
+
+StatusOr<Subscription> Broker::GetSubscription(std::string const& name) {
+  FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kSubscription));
+  return store_.GetSubscription(name);
+}
+
+StatusOr<Subscription> Broker::UpdateSubscription(Subscription const& patch,
+                                                  std::vector<std::string> const& update_mask) {
+  FERRY_RETURN_IF_ERROR(CheckName(patch.name, ResourceKind::kSubscription));
+  if (update_mask.empty()) {
+    return InvalidArgumentError("The update_mask in the UpdateSubscriptionRequest must be set.");
+  }
+  FERRY_ASSIGN_OR_RETURN(Subscription sub, store_.GetSubscription(patch.name));
+  for (auto const& raw : update_mask) {
+    std::string path = ToLowerCamel(raw);
+    if (path == "ackDeadlineSeconds") {
+      sub.ack_deadline_seconds = patch.ack_deadline_seconds;
+    } else if (path == "pushConfig") {
+      sub.push_config = patch.push_config;
+    } else if (path == "retainAckedMessages") {
+      sub.retain_acked_messages = patch.retain_acked_messages;
+    } else if (path == "messageRetentionDuration") {
+      sub.message_retention_ms = patch.message_retention_ms;
+    } else if (path == "labels") {
+      sub.labels = patch.labels;
+    } else if (path == "expirationPolicy") {
+      sub.expiration_ttl_ms = patch.expiration_ttl_ms;
+    } else if (path == "filter") {
+      sub.filter = patch.filter;
+    } else if (path == "deadLetterPolicy") {
+      sub.dead_letter_policy = patch.dead_letter_policy;
+    } else if (path == "retryPolicy") {
+      sub.retry_policy = patch.retry_policy;
+      // A policy given with one bound keeps the other's default, as Pub/Sub fills it.
+    } else if (path == "detached") {
+      sub.detached = patch.detached;
+    } else if (path == "enableExactlyOnceDelivery") {
+      sub.enable_exactly_once_delivery = patch.enable_exactly_once_delivery;
+    } else if (path == "enableMessageOrdering" || path == "topic" || path == "name") {
+      return InvalidArgumentError("Invalid update_mask provided in the UpdateSubscriptionRequest: " + raw +
+                                  " cannot be updated.");
+    } else {
+      return UnknownMaskField(raw, "UpdateSubscriptionRequest", "Subscription");
+    }
+  }
+  FERRY_RETURN_IF_ERROR(NormalizeSubscription(sub));
+  FERRY_RETURN_IF_ERROR(store_.UpdateSubscription(sub));
+  return sub;
+}
+
+Status Broker::DeleteSubscription(std::string const& name) {
+  FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kSubscription));
+  return store_.DeleteSubscription(name);
+}
+
+StatusOr<Paged<Subscription>> Broker::ListSubscriptions(std::string const& project, int page_size,
+                                                        std::string const& page_token) {
+  int limit = ClampPageSize(page_size);
+  FERRY_ASSIGN_OR_RETURN(auto subs, store_.ListSubscriptions(project, {page_token, limit + 1}));
+  return MakePage(std::move(subs), limit, [](Subscription const& s) { return s.name; });
+}
+
+// ---- data path ----
+
+StatusOr<std::vector<std::string>> Broker::Publish(std::string const& topic, std::vector<PubsubMessage> messages) {
+  FERRY_RETURN_IF_ERROR(CheckName(topic, ResourceKind::kTopic));
+  if (messages.empty()) return InvalidArgumentError("The request contains no messages");
+  if (messages.size() > static_cast<std::size_t>(kMaxMessagesPerPublish)) {
+    return InvalidArgumentError("The value for message_count is too large. You passed " +
+                                std::to_string(messages.size()) + " in the request, but the maximum value is 1000.");
+  }
+  int64_t bytes = 0;
+  for (auto const& m : messages) {
+    FERRY_RETURN_IF_ERROR(ValidateMessage(m));
+    bytes += static_cast<int64_t>(m.data.size());
+  }
+  FERRY_ASSIGN_OR_RETURN(auto ids, store_.Publish(topic, messages, NowMillis()));
+  {
+    std::lock_guard lock(counters_mu_);
+    auto& c = counters_.topics[topic];
+    c.published_messages += static_cast<int64_t>(ids.size());
+    c.published_bytes += bytes;
+  }
+  Notify(topic);
+  return ids;
+}
+
+StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscription, int max_messages,
+                                                    bool return_immediately) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  if (max_messages <= 0) return InvalidArgumentError("max_messages must be greater than 0");
+  max_messages = std::min(max_messages, kMaxPullMessages);
+  FERRY_ASSIGN_OR_RETURN(auto sub, store_.GetSubscription(subscription));
+
+  auto deadline = std::chrono::steady_clock::now() + options_.pull_wait;
+  while (true) {
+    uint64_t generation = Generation(sub.topic);
+    FERRY_ASSIGN_OR_RETURN(auto lease, store_.Lease(subscription, max_messages, NowMillis()));
+    if (lease.expired > 0 || lease.dead_lettered > 0 || !lease.messages.empty()) {
+      std::lock_guard lock(counters_mu_);
+      auto& c = counters_.subscriptions[subscription];
+      c.delivered += static_cast<int64_t>(lease.messages.size());
+      c.expired += lease.expired;
+      c.dead_lettered += lease.dead_lettered;
+    }
+    if (lease.dead_lettered > 0 && sub.dead_letter_policy) Notify(sub.dead_letter_policy->dead_letter_topic);
+    auto now = std::chrono::steady_clock::now();
+    if (!lease.messages.empty() || return_immediately || now >= deadline) return std::move(lease.messages);
+
+    std::unique_lock lock(wait_mu_);
+    wait_cv_.wait_until(lock, std::min(deadline, now + options_.pull_recheck),
+                        [&] { return stopping_ || generations_[sub.topic] != generation; });
+    if (stopping_) return std::vector<ReceivedMessage>{};
+  }
+}
+
+Status Broker::Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  if (ack_ids.empty()) return InvalidArgumentError("No ack ids specified");
+  FERRY_ASSIGN_OR_RETURN(int acked, store_.Acknowledge(subscription, ack_ids));
+  std::lock_guard lock(counters_mu_);
+  counters_.subscriptions[subscription].acked += acked;
+  return OkStatus();
+}
+
+Status Broker::ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                 int ack_deadline_seconds) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  if (ack_ids.empty()) return InvalidArgumentError("No ack ids specified");
+  if (ack_deadline_seconds < 0 || ack_deadline_seconds > kMaxAckDeadlineSeconds) {
+    return InvalidArgumentError("Invalid ack deadline given: " + std::to_string(ack_deadline_seconds) +
+                                " (must be between 0 and 600 seconds)");
+  }
+  FERRY_ASSIGN_OR_RETURN(auto result, store_.ModifyAckDeadline(subscription, ack_ids, ack_deadline_seconds,
+                                                               NowMillis()));
+  if (result.nacked > 0) {
+    {
+      std::lock_guard lock(counters_mu_);
+      auto& c = counters_.subscriptions[subscription];
+      c.nacked += result.nacked;
+      c.dead_lettered += result.dead_lettered;
+    }
+    auto sub = store_.GetSubscription(subscription);
+    if (sub.ok()) {
+      Notify(sub->topic);
+      if (result.dead_lettered > 0 && sub->dead_letter_policy) Notify(sub->dead_letter_policy->dead_letter_topic);
+    }
+  }
+  return OkStatus();
+}
+
+Status Broker::RunMaintenance() {
+  FERRY_ASSIGN_OR_RETURN(auto result, store_.Maintain(NowMillis()));
+  for (auto const& [sub, count] : result.dead_lettered) {
+    CountDeadLettered(sub, count);
+    auto spec = store_.GetSubscription(sub);
+    if (spec.ok() && spec->dead_letter_policy) Notify(spec->dead_letter_policy->dead_letter_topic);
+  }
+  return OkStatus();
+}
+
+BrokerCounters Broker::Counters() const {
+  std::lock_guard lock(counters_mu_);
+  return counters_;
+}
+
+void Broker::CountDeadLettered(std::string const& subscription, int count) {
+  std::lock_guard lock(counters_mu_);
+  counters_.subscriptions[subscription].dead_lettered += count;
+}
+
+void Broker::Notify(std::string const& topic) {
+  {
+    std::lock_guard lock(wait_mu_);
+    ++generations_[topic];
+  }
+  wait_cv_.notify_all();
+}
+
+uint64_t Broker::Generation(std::string const& topic) {
+  std::lock_guard lock(wait_mu_);
+  return generations_[topic];
+}
+
+void Broker::MaintenanceLoop() {
+  std::unique_lock lock(wait_mu_);
+  while (!stopping_) {
+    wait_cv_.wait_for(lock, options_.maintenance_interval, [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    if (auto st = RunMaintenance(); !st.ok()) {
+      std::fprintf(stderr, "ferry: maintenance failed: %s\n", st.message().c_str());
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,114 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "ferry/status.h"
+#include "model/resources.h"
+#include "store/message_store.h"
+
+namespace ferry {
+
+struct BrokerOptions {
+  // How long a pull with returnImmediately=false waits for a first message before answering empty.
+  std::chrono::milliseconds pull_wait{5000};
+  // While waiting, a pull looks again this often, for messages whose backoff ended or that another node added.
+  std::chrono::milliseconds pull_recheck{200};
+  // How often expired leases are dead-lettered and retention is applied; zero: only RunMaintenance().
+  std::chrono::milliseconds maintenance_interval{1000};
+};
+
+// Counters since start, for /metrics. Backlog and age come from the store.
+struct TopicCounters {
+  int64_t published_messages = 0;
+  int64_t published_bytes = 0;
+};
+struct SubscriptionCounters {
+  int64_t delivered = 0;
+  int64_t acked = 0;
+  int64_t nacked = 0;
+  int64_t expired = 0;
+  int64_t dead_lettered = 0;
+};
+struct BrokerCounters {
+  std::map<std::string, TopicCounters> topics;
+  std::map<std::string, SubscriptionCounters> subscriptions;
+};
+
+// One page of a listing; next_page_token is empty on the last page.
+template <typename T>
+struct Paged {
+  std::vector<T> items;
+  std::string next_page_token;
+};
+
+// Pub/Sub semantics over a MessageStore: validation with Google's codes and messages, defaults, field-mask
+// updates, long-poll pulls, background dead-lettering and retention, and delivery counters. The API layers
+// (REST, later gRPC) are thin codecs over it. Thread-safe; Pull blocks its caller while it waits.
+class Broker {
+ public:
+  Broker(MessageStore& store, Clock& clock, BrokerOptions options = {});
+  ~Broker();
+  Broker(Broker const&) = delete;
+  Broker& operator=(Broker const&) = delete;
+
+  StatusOr<Topic> CreateTopic(Topic topic);
+  StatusOr<Topic> GetTopic(std::string const& name);
+  // `update_mask` holds field paths, camelCase or snake_case.
+  StatusOr<Topic> UpdateTopic(Topic const& patch, std::vector<std::string> const& update_mask);
+  Status DeleteTopic(std::string const& name);
+  StatusOr<Paged<Topic>> ListTopics(std::string const& project, int page_size, std::string const& page_token);
+  StatusOr<Paged<std::string>> ListTopicSubscriptions(std::string const& topic, int page_size,
+                                                      std::string const& page_token);
+
+  StatusOr<Subscription> CreateSubscription(Subscription sub);
+  StatusOr<Subscription> GetSubscription(std::string const& name);
+  StatusOr<Subscription> UpdateSubscription(Subscription const& patch, std::vector<std::string> const& update_mask);
+  Status DeleteSubscription(std::string const& name);
+  StatusOr<Paged<Subscription>> ListSubscriptions(std::string const& project, int page_size,
+                                                  std::string const& page_token);
+
+  StatusOr<std::vector<std::string>> Publish(std::string const& topic, std::vector<PubsubMessage> messages);
+  // Leases up to `max_messages`. Unless `return_immediately`, an empty pull waits up to pull_wait for one.
+  StatusOr<std::vector<ReceivedMessage>> Pull(std::string const& subscription, int max_messages,
+                                              bool return_immediately);
+  Status Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids);
+  Status ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                           int ack_deadline_seconds);
+
+  // One round of background work: dead-letter expired leases with no attempt left, apply retention.
+  Status RunMaintenance();
+
+  BrokerCounters Counters() const;
+  StatusOr<std::vector<SubscriptionStats>> Stats() { return store_.Stats(); }
+  int64_t NowMillis() const { return ToUnixMillis(clock_.Now()); }
+
+ private:
+  void Notify(std::string const& topic);
+  uint64_t Generation(std::string const& topic);
+  void CountDeadLettered(std::string const& subscription, int count);
+  void MaintenanceLoop();
+
+  MessageStore& store_;
+  Clock& clock_;
+  BrokerOptions options_;
+
+  std::mutex wait_mu_;
+  std::condition_variable wait_cv_;
+  std::map<std::string, uint64_t> generations_;  // GUARDED_BY(wait_mu_): bumped when a topic's subs gain work
+  bool stopping_ = false;                        // GUARDED_BY(wait_mu_)
+
+  mutable std::mutex counters_mu_;
+  BrokerCounters counters_;  // GUARDED_BY(counters_mu_)
+
+  std::thread maintenance_;
+};
+
+}  // namespace ferry

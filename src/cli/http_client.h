@@ -1,0 +1,26 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+};
+
+// A blocking HTTP/1.1 client for the CLI: one keep-alive connection to one endpoint. Not thread-safe.
+class HttpClient {
+ public:
+  // endpoint: "http://host:port" (or "host:port").
+  static StatusOr<std::unique_ptr<HttpClient>> Make(std::string const& endpoint);
+  virtual ~HttpClient() = default;
+  // UNAVAILABLE when the daemon cannot be reached.
+  virtual StatusOr<HttpResult> Send(std::string const& method, std::string const& target,
+                                    std::string const& body) = 0;
+};
+
+}  // namespace ferry

@@ -1,0 +1,487 @@
+// The `ferry` command: `ferry serve` runs the daemon; every other command is a client of its HTTP APIs.
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/http_client.h"
+#include "common/base64.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "daemon/daemon.h"
+
+namespace ferry {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct Globals {
+  std::string endpoint;
+  std::string project;
+  std::string format = "table";
+};
+
+std::string EnvOr(char const* name, std::string fallback) {
+  char const* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::string(v) : std::move(fallback);
+}
+
+// Percent-encodes a query value.
+std::string UrlEncode(std::string const& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// Prints rows under upper-case headers, columns padded to their widest cell.
+void PrintTable(std::vector<std::string> const& headers, std::vector<std::vector<std::string>> const& rows) {
+  std::vector<std::size_t> width(headers.size());
+  for (std::size_t i = 0; i < headers.size(); ++i) width[i] = headers[i].size();
+  for (auto const& row : rows) {
+    for (std::size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  auto print_row = [&](std::vector<std::string> const& row) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  };
+  print_row(headers);
+  for (auto const& row : rows) print_row(row);
+}
+
+// "a.b: v" lines for a JSON object, for describe.
+void Flatten(Json const& j, std::string const& prefix, std::vector<std::vector<std::string>>& rows) {
+  if (j.is_object() && !j.empty()) {
+    for (auto const& [k, v] : j.items()) Flatten(v, prefix.empty() ? k : prefix + "." + k, rows);
+  } else if (j.is_string()) {
+    rows.push_back({prefix, j.get<std::string>()});
+  } else {
+    rows.push_back({prefix, j.is_object() ? "{}" : j.dump()});
+  }
+}
+
+std::string Short(std::string const& name) {
+  auto slash = name.rfind('/');
+  return slash == std::string::npos ? name : name.substr(slash + 1);
+}
+
+class Cli {
+ public:
+  explicit Cli(Globals& g) : g_(g) {}  // g is filled in by parsing, after construction
+
+  Status Connect() {
+    FERRY_ASSIGN_OR_RETURN(client_, HttpClient::Make(g_.endpoint));
+    return OkStatus();
+  }
+
+  // Sends a request; a non-2xx answer becomes its google.rpc.Status.
+  StatusOr<Json> Call(std::string const& method, std::string const& target, Json const* body = nullptr) {
+    if (!client_) FERRY_RETURN_IF_ERROR(Connect());
+    FERRY_ASSIGN_OR_RETURN(auto res, client_->Send(method, target, body ? body->dump() : ""));
+    Json json;
+    try {
+      json = res.body.empty() ? Json::object() : Json::parse(res.body);
+    } catch (std::exception const&) {
+      if (res.status >= 200 && res.status < 300) return InternalError("unreadable answer from ferry: " + res.body);
+      return Status(StatusCode::kUnknown, "HTTP " + std::to_string(res.status) + ": " + res.body);
+    }
+    if (res.status >= 200 && res.status < 300) return json;
+    auto const& err = json.contains("error") ? json["error"] : json;
+    std::string message = err.value("message", "HTTP " + std::to_string(res.status));
+    std::string status = err.value("status", "UNKNOWN");
+    return Status(StatusCode::kUnknown, message + " (" + status + ")");
+  }
+
+  StatusOr<std::string> Project() {
+    if (!g_.project.empty()) return g_.project;
+    FERRY_ASSIGN_OR_RETURN(auto info, Call("GET", "/ferry/v1/info"));
+    g_.project = info.value("project", "");
+    if (g_.project.empty()) return InvalidArgumentError("no project: pass --project");
+    return g_.project;
+  }
+
+  // A short id in the default project, or a full "projects/..." name as is.
+  StatusOr<std::string> Name(std::string const& id, char const* collection) {
+    if (id.rfind("projects/", 0) == 0) return id;
+    FERRY_ASSIGN_OR_RETURN(auto project, Project());
+    return "projects/" + project + "/" + collection + "/" + id;
+  }
+
+  bool json_output() const { return g_.format == "json"; }
+
+ private:
+  Globals& g_;
+  std::unique_ptr<HttpClient> client_;
+};
+
+int Fail(Status const& st) {
+  std::fprintf(stderr, "ferry: error: %s\n", st.message().c_str());
+  return 1;
+}
+
+void PrintDescribe(Cli& cli, Json const& j) {
+  if (cli.json_output()) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  Flatten(j, "", rows);
+  PrintTable({"FIELD", "VALUE"}, rows);
+}
+
+struct SubscriptionFlags {
+  std::string topic;
+  int ack_deadline = 0;
+  std::string dead_letter_topic;
+  int max_delivery_attempts = 0;
+  std::string min_retry_delay;
+  std::string max_retry_delay;
+  std::string retention;
+  bool clear_dead_letter = false;
+  bool clear_retry = false;
+};
+
+void AddSubscriptionFlags(CLI::App* cmd, SubscriptionFlags& f, bool update) {
+  if (!update) cmd->add_option("--topic", f.topic, "Topic to subscribe to")->required();
+  cmd->add_option("--ack-deadline", f.ack_deadline, "Seconds a subscriber has to ack (10-600)");
+  cmd->add_option("--dead-letter-topic", f.dead_letter_topic, "Topic for messages that keep failing");
+  cmd->add_option("--max-delivery-attempts", f.max_delivery_attempts, "Deliveries before dead-lettering (5-100)");
+  cmd->add_option("--min-retry-delay", f.min_retry_delay, "Backoff after the first failure, e.g. 10s, 2m");
+  cmd->add_option("--max-retry-delay", f.max_retry_delay, "Longest backoff, e.g. 600s");
+  cmd->add_option("--message-retention-duration", f.retention, "How long unacked messages are kept, e.g. 7d");
+  if (update) {
+    cmd->add_flag("--clear-dead-letter-policy", f.clear_dead_letter, "Remove the dead-letter policy");
+    cmd->add_flag("--clear-retry-policy", f.clear_retry, "Remove the retry policy");
+  }
+}
+
+// The subscription body and update mask the flags describe.
+StatusOr<std::pair<Json, std::vector<std::string>>> SubscriptionBody(Cli& cli, SubscriptionFlags const& f) {
+  Json body;
+  std::vector<std::string> mask;
+  if (!f.topic.empty()) {
+    FERRY_ASSIGN_OR_RETURN(body["topic"], cli.Name(f.topic, "topics"));
+  }
+  if (f.ack_deadline != 0) {
+    body["ackDeadlineSeconds"] = f.ack_deadline;
+    mask.push_back("ackDeadlineSeconds");
+  }
+  if (!f.retention.empty()) {
+    FERRY_ASSIGN_OR_RETURN(int64_t ms, ParseHumanDuration(f.retention));
+    body["messageRetentionDuration"] = FormatProtoDuration(ms);
+    mask.push_back("messageRetentionDuration");
+  }
+  if (!f.dead_letter_topic.empty()) {
+    Json dlp;
+    FERRY_ASSIGN_OR_RETURN(dlp["deadLetterTopic"], cli.Name(f.dead_letter_topic, "topics"));
+    if (f.max_delivery_attempts != 0) dlp["maxDeliveryAttempts"] = f.max_delivery_attempts;
+    body["deadLetterPolicy"] = dlp;
+    mask.push_back("deadLetterPolicy");
+  } else if (f.max_delivery_attempts != 0) {
+    return InvalidArgumentError("--max-delivery-attempts needs --dead-letter-topic");
+  } else if (f.clear_dead_letter) {
+    mask.push_back("deadLetterPolicy");
+  }
+  if (!f.min_retry_delay.empty() || !f.max_retry_delay.empty()) {
+    Json rp = Json::object();
+    if (!f.min_retry_delay.empty()) {
+      FERRY_ASSIGN_OR_RETURN(int64_t ms, ParseHumanDuration(f.min_retry_delay));
+      rp["minimumBackoff"] = FormatProtoDuration(ms);
+    }
+    if (!f.max_retry_delay.empty()) {
+      FERRY_ASSIGN_OR_RETURN(int64_t ms, ParseHumanDuration(f.max_retry_delay));
+      rp["maximumBackoff"] = FormatProtoDuration(ms);
+    }
+    body["retryPolicy"] = rp;
+    mask.push_back("retryPolicy");
+  } else if (f.clear_retry) {
+    mask.push_back("retryPolicy");
+  }
+  return std::make_pair(body, mask);
+}
+
+void PrintSubscriptions(Cli& cli, Json const& list) {
+  if (cli.json_output()) {
+    std::cout << list.dump(2) << "\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (auto const& s : list) {
+    std::string dlt, attempts, retry;
+    if (s.contains("deadLetterPolicy")) {
+      dlt = Short(s["deadLetterPolicy"].value("deadLetterTopic", ""));
+      attempts = std::to_string(s["deadLetterPolicy"].value("maxDeliveryAttempts", 0));
+    }
+    if (s.contains("retryPolicy")) {
+      retry = s["retryPolicy"].value("minimumBackoff", "") + ".." + s["retryPolicy"].value("maximumBackoff", "");
+    }
+    rows.push_back({s.value("name", ""), Short(s.value("topic", "")), std::to_string(s.value("ackDeadlineSeconds", 0)),
+                    dlt, attempts, retry});
+  }
+  PrintTable({"NAME", "TOPIC", "ACK_DEADLINE", "DEAD_LETTER_TOPIC", "MAX_ATTEMPTS", "RETRY_DELAY"}, rows);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"Ferry: self-hosted Cloud Functions and Pub/Sub.", "ferry"};
+  app.require_subcommand(1);
+  Globals g;
+  g.endpoint = EnvOr("FERRY_ENDPOINT", "http://127.0.0.1:8085");
+  g.project = EnvOr("FERRY_PROJECT", "");
+  app.add_option("--endpoint", g.endpoint, "Ferry daemon to talk to (env FERRY_ENDPOINT)")->capture_default_str();
+  app.add_option("--project", g.project, "Project for short names (env FERRY_PROJECT; default: the daemon's)");
+  app.add_option("--format", g.format, "Output: table or json")->capture_default_str()->check(CLI::IsMember({"table", "json"}));
+  int rc = 0;
+
+  // ---- serve ----
+  DaemonOptions d;
+  std::string pull_wait = "5s";
+  auto* serve = app.add_subcommand("serve", "Run the daemon");
+  serve->add_option("--data-dir", d.data_dir, "Directory for ferry.db")->capture_default_str();
+  serve->add_option("--host", d.host, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", d.port, "Port to listen on (0: any free one)")->capture_default_str();
+  serve->add_option("--project", d.project, "Default project for short names")->capture_default_str();
+  serve->add_option("--port-file", d.port_file, "Write the bound port to this file once serving");
+  serve->add_option("--pull-wait", pull_wait, "How long an empty pull waits for a message")->capture_default_str();
+  serve->add_flag("!--no-fsync", d.sync, "Do not fsync commits (throwaway data only)");
+  serve->callback([&] {
+    auto wait = ParseHumanDuration(pull_wait);
+    if (!wait.ok()) {
+      rc = Fail(wait.status());
+      return;
+    }
+    d.pull_wait = std::chrono::milliseconds(*wait);
+    rc = RunDaemon(d);
+  });
+
+  Cli cli(g);
+  auto run = [&](auto body) {
+    return [&, body] {
+      Status st = body();
+      if (!st.ok()) rc = Fail(st);
+    };
+  };
+
+  // ---- topics ----
+  auto* topics = app.add_subcommand("topics", "Manage topics");
+  topics->require_subcommand(1);
+  std::vector<std::string> topic_ids;
+  auto* tcreate = topics->add_subcommand("create", "Create topics");
+  tcreate->add_option("TOPIC", topic_ids, "Topic ids or full names")->required();
+  tcreate->callback(run([&]() -> Status {
+    for (auto const& id : topic_ids) {
+      FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(id, "topics"));
+      FERRY_RETURN_IF_ERROR(cli.Call("PUT", "/v1/" + name, nullptr));
+      std::cerr << "Created topic [" << name << "].\n";
+    }
+    return OkStatus();
+  }));
+  auto* tlist = topics->add_subcommand("list", "List topics");
+  tlist->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
+    Json all = Json::array();
+    std::string token;
+    do {
+      std::string target = "/v1/projects/" + project + "/topics?pageSize=1000";
+      if (!token.empty()) target += "&pageToken=" + UrlEncode(token);
+      FERRY_ASSIGN_OR_RETURN(auto page, cli.Call("GET", target));
+      for (auto const& t : page.value("topics", Json::array())) all.push_back(t);
+      token = page.value("nextPageToken", "");
+    } while (!token.empty());
+    if (cli.json_output()) {
+      std::cout << all.dump(2) << "\n";
+      return OkStatus();
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (auto const& t : all) rows.push_back({t.value("name", ""), t.value("messageRetentionDuration", "")});
+    PrintTable({"NAME", "RETENTION"}, rows);
+    return OkStatus();
+  }));
+  std::string one_id;
+  auto* tdescribe = topics->add_subcommand("describe", "Show a topic");
+  tdescribe->add_option("TOPIC", one_id)->required();
+  tdescribe->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(one_id, "topics"));
+    FERRY_ASSIGN_OR_RETURN(auto topic, cli.Call("GET", "/v1/" + name));
+    PrintDescribe(cli, topic);
+    return OkStatus();
+  }));
+  auto* tdelete = topics->add_subcommand("delete", "Delete topics");
+  tdelete->add_option("TOPIC", topic_ids)->required();
+  tdelete->callback(run([&]() -> Status {
+    for (auto const& id : topic_ids) {
+      FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(id, "topics"));
+      FERRY_RETURN_IF_ERROR(cli.Call("DELETE", "/v1/" + name));
+      std::cerr << "Deleted topic [" << name << "].\n";
+    }
+    return OkStatus();
+  }));
+
+  // ---- subscriptions ----
+  auto* subs = app.add_subcommand("subscriptions", "Manage subscriptions");
+  subs->require_subcommand(1);
+  SubscriptionFlags sf;
+  auto* screate = subs->add_subcommand("create", "Create a subscription");
+  screate->add_option("SUBSCRIPTION", one_id)->required();
+  AddSubscriptionFlags(screate, sf, false);
+  screate->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(one_id, "subscriptions"));
+    FERRY_ASSIGN_OR_RETURN(auto body_mask, SubscriptionBody(cli, sf));
+    FERRY_RETURN_IF_ERROR(cli.Call("PUT", "/v1/" + name, &body_mask.first));
+    std::cerr << "Created subscription [" << name << "].\n";
+    return OkStatus();
+  }));
+  auto* supdate = subs->add_subcommand("update", "Change a subscription");
+  supdate->add_option("SUBSCRIPTION", one_id)->required();
+  AddSubscriptionFlags(supdate, sf, true);
+  supdate->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(one_id, "subscriptions"));
+    FERRY_ASSIGN_OR_RETURN(auto body_mask, SubscriptionBody(cli, sf));
+    auto& [sub, mask] = body_mask;
+    if (mask.empty()) return InvalidArgumentError("nothing to update: pass at least one flag");
+    std::string joined;
+    for (auto const& m : mask) joined += (joined.empty() ? "" : ",") + m;
+    Json body{{"subscription", sub}, {"updateMask", joined}};
+    FERRY_RETURN_IF_ERROR(cli.Call("PATCH", "/v1/" + name, &body));
+    std::cerr << "Updated subscription [" << name << "].\n";
+    return OkStatus();
+  }));
+  auto* slist = subs->add_subcommand("list", "List subscriptions");
+  slist->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
+    Json all = Json::array();
+    std::string token;
+    do {
+      std::string target = "/v1/projects/" + project + "/subscriptions?pageSize=1000";
+      if (!token.empty()) target += "&pageToken=" + UrlEncode(token);
+      FERRY_ASSIGN_OR_RETURN(auto page, cli.Call("GET", target));
+      for (auto const& s : page.value("subscriptions", Json::array())) all.push_back(s);
+      token = page.value("nextPageToken", "");
+    } while (!token.empty());
+    PrintSubscriptions(cli, all);
+    return OkStatus();
+  }));
+  auto* sdescribe = subs->add_subcommand("describe", "Show a subscription");
+  sdescribe->add_option("SUBSCRIPTION", one_id)->required();
+  sdescribe->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(one_id, "subscriptions"));
+    FERRY_ASSIGN_OR_RETURN(auto sub, cli.Call("GET", "/v1/" + name));
+    PrintDescribe(cli, sub);
+    return OkStatus();
+  }));
+  std::vector<std::string> sub_ids;
+  auto* sdelete = subs->add_subcommand("delete", "Delete subscriptions");
+  sdelete->add_option("SUBSCRIPTION", sub_ids)->required();
+  sdelete->callback(run([&]() -> Status {
+    for (auto const& id : sub_ids) {
+      FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(id, "subscriptions"));
+      FERRY_RETURN_IF_ERROR(cli.Call("DELETE", "/v1/" + name));
+      std::cerr << "Deleted subscription [" << name << "].\n";
+    }
+    return OkStatus();
+  }));
+
+  // ---- publish ----
+  std::string message, ordering_key;
+  std::vector<std::string> attributes;
+  auto* publish = app.add_subcommand("publish", "Publish a message to a topic");
+  publish->add_option("TOPIC", one_id)->required();
+  publish->add_option("--message", message, "Message data (text)");
+  publish->add_option("--attribute", attributes, "An attribute KEY=VALUE (repeatable, or comma-separated)")
+      ->delimiter(',');
+  publish->add_option("--ordering-key", ordering_key, "Ordering key");
+  publish->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(one_id, "topics"));
+    Json msg = Json::object();
+    if (!message.empty()) msg["data"] = Base64Encode(message);
+    Json attrs = Json::object();
+    for (auto const& kv : attributes) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) return InvalidArgumentError("--attribute must be KEY=VALUE: " + kv);
+      attrs[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    if (!attrs.empty()) msg["attributes"] = attrs;
+    if (!ordering_key.empty()) msg["orderingKey"] = ordering_key;
+    if (message.empty() && attrs.empty()) return InvalidArgumentError("pass --message or --attribute");
+    Json body{{"messages", Json::array({msg})}};
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("POST", "/v1/" + name + ":publish", &body));
+    if (cli.json_output()) {
+      std::cout << res.dump(2) << "\n";
+    } else {
+      std::vector<std::vector<std::string>> rows;
+      for (auto const& id : res.value("messageIds", Json::array())) rows.push_back({id.get<std::string>()});
+      PrintTable({"MESSAGE_ID"}, rows);
+    }
+    return OkStatus();
+  }));
+
+  // ---- pull ----
+  int limit = 1;
+  bool auto_ack = false;
+  auto* pull = app.add_subcommand("pull", "Pull messages from a subscription");
+  pull->add_option("SUBSCRIPTION", one_id)->required();
+  pull->add_option("--limit", limit, "Most messages to pull")->capture_default_str()->check(CLI::Range(1, 1000));
+  pull->add_flag("--auto-ack", auto_ack, "Acknowledge what was pulled");
+  pull->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto name, cli.Name(one_id, "subscriptions"));
+    Json body{{"maxMessages", limit}, {"returnImmediately", false}};
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("POST", "/v1/" + name + ":pull", &body));
+    Json received = res.value("receivedMessages", Json::array());
+    if (auto_ack && !received.empty()) {
+      Json ids = Json::array();
+      for (auto const& r : received) ids.push_back(r["ackId"]);
+      Json ack{{"ackIds", ids}};
+      FERRY_RETURN_IF_ERROR(cli.Call("POST", "/v1/" + name + ":acknowledge", &ack));
+    }
+    if (cli.json_output()) {
+      std::cout << received.dump(2) << "\n";
+      return OkStatus();
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (auto const& r : received) {
+      auto const& m = r["message"];
+      auto data = Base64Decode(m.value("data", ""));
+      std::string attrs;
+      for (auto const& [k, v] : m.value("attributes", Json::object()).items()) {
+        attrs += (attrs.empty() ? "" : ",") + k + "=" + v.get<std::string>();
+      }
+      std::string attempt = r.contains("deliveryAttempt") ? std::to_string(r["deliveryAttempt"].get<int>()) : "";
+      rows.push_back({data.value_or("<invalid base64>"), m.value("messageId", ""), m.value("orderingKey", ""), attrs,
+                      attempt, auto_ack ? "SUCCESS" : r.value("ackId", "")});
+    }
+    if (rows.empty()) {
+      std::cerr << "Listed 0 items.\n";
+      return OkStatus();
+    }
+    PrintTable({"DATA", "MESSAGE_ID", "ORDERING_KEY", "ATTRIBUTES", "DELIVERY_ATTEMPT", auto_ack ? "ACK_STATUS" : "ACK_ID"},
+               rows);
+    return OkStatus();
+  }));
+
+  try {
+    app.parse(argc, argv);
+  } catch (CLI::ParseError const& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    std::fprintf(stderr, "ferry: %s (see --help)\n", e.what());
+    return 2;
+  }
+  return rc;
+}
+
+}  // namespace
+}  // namespace ferry
+
+int main(int argc, char** argv) { return ferry::Main(argc, argv); }

@@ -1,0 +1,66 @@
+// The composition root: the only place that names every concrete type.
+#include "daemon/daemon.h"
+
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "api/http_server.h"
+#include "api/rest/pubsub_rest.h"
+#include "broker/broker.h"
+#include "common/clock.h"
+#include "store/message_store.h"
+
+namespace ferry {
+
+int RunDaemon(DaemonOptions const& options) {
+  // Block the stop signals in every thread we start; the main thread takes them with sigwait below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto store = MakeSqliteMessageStore({.data_dir = options.data_dir, .sync = options.sync});
+  if (!store.ok()) {
+    std::fprintf(stderr, "ferry: %s\n", store.status().message().c_str());
+    return 1;
+  }
+  SystemClock clock;
+  BrokerOptions broker_options;
+  broker_options.pull_wait = options.pull_wait;
+  Broker broker(**store, clock, broker_options);
+  PubsubRestApi rest(broker);
+  std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
+
+  HttpServerOptions http_options;
+  http_options.host = options.host;
+  http_options.port = options.port;
+  auto server = HttpServer::Start(http_options, [&](HttpRequest const& req) {
+    if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
+    return rest.Handle(req);
+  });
+  if (!server.ok()) {
+    std::fprintf(stderr, "ferry: %s\n", server.status().message().c_str());
+    return 1;
+  }
+  uint16_t port = (*server)->port();
+  if (!options.port_file.empty()) {
+    std::string tmp = options.port_file + ".tmp";
+    std::ofstream(tmp) << port << "\n";
+    std::rename(tmp.c_str(), options.port_file.c_str());
+  }
+  std::fprintf(stderr, "ferry: serving Pub/Sub REST on http://%s:%u (data: %s, project: %s)\n",
+               options.host.c_str(), port, options.data_dir.c_str(), options.project.c_str());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "ferry: stopping on signal %d\n", sig);
+  (*server)->Stop();
+  return 0;
+}
+
+}  // namespace ferry

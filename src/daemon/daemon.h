@@ -1,0 +1,22 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace ferry {
+
+struct DaemonOptions {
+  std::string data_dir = "./data";     // holds ferry.db
+  std::string host = "127.0.0.1";      // address to listen on
+  uint16_t port = 8085;                // 0: any free port (see port_file)
+  std::string project = "ferry-local";  // default project for clients that ask (GET /ferry/v1/info)
+  std::string port_file;               // when set, the bound port is written here once serving
+  bool sync = true;                    // fsync every commit; off only for throwaway data
+  std::chrono::milliseconds pull_wait{5000};  // how long an empty pull waits for a message
+};
+
+// Runs the daemon until SIGINT or SIGTERM. Returns the process exit code.
+int RunDaemon(DaemonOptions const& options);
+
+}  // namespace ferry

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "ferry/status.h"
+#include "model/resources.h"
+
+namespace ferry {
+
+// Google's JSON mapping of the google.pubsub.v1 messages: camelCase names (snake_case accepted on input, as
+// protobuf's parser does), Durations as "600s", bytes as base64, defaults written out as the service does.
+// Parsing is strict: an unknown field or a wrong type is INVALID_ARGUMENT naming the field.
+
+using Json = nlohmann::ordered_json;
+
+Json TopicToJson(Topic const& topic);
+StatusOr<Topic> TopicFromJson(Json const& json, std::string_view where = "topic");
+
+Json SubscriptionToJson(Subscription const& sub);
+StatusOr<Subscription> SubscriptionFromJson(Json const& json, std::string_view where = "subscription");
+
+Json MessageToJson(PubsubMessage const& message);
+StatusOr<PubsubMessage> MessageFromJson(Json const& json, std::string_view where = "messages");
+
+Json ReceivedMessageToJson(ReceivedMessage const& received);
+
+// "ack_deadline_seconds" -> "ackDeadlineSeconds"; camelCase passes through.
+std::string ToLowerCamel(std::string_view name);
+
+}  // namespace ferry

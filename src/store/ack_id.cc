@@ -1,0 +1,36 @@
+#include "store/ack_id.h"
+
+#include <charconv>
+
+namespace ferry {
+namespace {
+
+bool TakeNumber(std::string_view& s, int64_t& out, bool last) {
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  if (ec != std::errc() || ptr == s.data() || out <= 0) return false;
+  s.remove_prefix(static_cast<std::size_t>(ptr - s.data()));
+  if (last) return s.empty();
+  if (s.empty() || s.front() != '-') return false;
+  s.remove_prefix(1);
+  return true;
+}
+
+}  // namespace
+
+std::string EncodeAckId(AckRef const& ref) {
+  return std::to_string(ref.subscription_id) + "-" + std::to_string(ref.message_id) + "-" +
+         std::to_string(ref.attempt);
+}
+
+std::optional<AckRef> DecodeAckId(std::string_view ack_id) {
+  AckRef ref;
+  int64_t attempt = 0;
+  if (!TakeNumber(ack_id, ref.subscription_id, false) || !TakeNumber(ack_id, ref.message_id, false) ||
+      !TakeNumber(ack_id, attempt, true) || attempt > 1'000'000) {
+    return std::nullopt;
+  }
+  ref.attempt = static_cast<int>(attempt);
+  return ref;
+}
+
+}  // namespace ferry

@@ -1,0 +1,20 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ferry {
+
+// What an ack id names: one delivery attempt of one message on one subscription. Opaque to clients.
+struct AckRef {
+  int64_t subscription_id = 0;
+  int64_t message_id = 0;
+  int attempt = 0;
+};
+
+std::string EncodeAckId(AckRef const& ref);  // "s-m-a" in decimal
+std::optional<AckRef> DecodeAckId(std::string_view ack_id);
+
+}  // namespace ferry

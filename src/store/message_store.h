@@ -1,0 +1,96 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ferry/status.h"
+#include "model/resources.h"
+
+namespace ferry {
+
+struct LeaseResult {
+  std::vector<ReceivedMessage> messages;
+  int expired = 0;        // leases found expired and handed out again
+  int dead_lettered = 0;  // exhausted messages moved to the dead-letter topic instead
+};
+
+struct ModifyResult {
+  int nacked = 0;
+  int dead_lettered = 0;
+};
+
+struct MaintenanceResult {
+  // Per subscription name: leases that expired with no delivery attempt left and went to the dead-letter topic.
+  std::vector<std::pair<std::string, int>> dead_lettered;
+  int64_t dropped_by_retention = 0;
+};
+
+struct SubscriptionStats {
+  std::string name;
+  int64_t backlog = 0;                  // messages not yet acknowledged
+  int64_t oldest_unacked_publish_ms = 0;  // 0 with an empty backlog
+};
+
+struct Page {
+  std::string after;  // exclusive lower bound on the name; empty: from the start
+  int limit = 100;
+};
+
+// Durable storage for topics, subscriptions and each subscription's copy of every message, including lease state
+// (who holds a message until when): a message is leased, acknowledged, nacked or dead-lettered only through it,
+// so several daemons sharing one database can deliver from it. Every mutating call is durable when it returns
+// OK. Thread-safe.
+class MessageStore {
+ public:
+  virtual ~MessageStore() = default;
+
+  [[nodiscard]] virtual Status CreateTopic(Topic const& topic) = 0;
+  [[nodiscard]] virtual StatusOr<Topic> GetTopic(std::string const& name) = 0;
+  [[nodiscard]] virtual Status UpdateTopic(Topic const& topic) = 0;
+  // Subscriptions of a deleted topic stay, with their topic set to "_deleted-topic_".
+  [[nodiscard]] virtual Status DeleteTopic(std::string const& name) = 0;
+  [[nodiscard]] virtual StatusOr<std::vector<Topic>> ListTopics(std::string const& project, Page page) = 0;
+  [[nodiscard]] virtual StatusOr<std::vector<std::string>> ListTopicSubscriptions(std::string const& topic,
+                                                                                  Page page) = 0;
+
+  // NOT_FOUND when the topic or the dead-letter topic does not exist.
+  [[nodiscard]] virtual Status CreateSubscription(Subscription const& sub) = 0;
+  [[nodiscard]] virtual StatusOr<Subscription> GetSubscription(std::string const& name) = 0;
+  [[nodiscard]] virtual Status UpdateSubscription(Subscription const& sub) = 0;
+  [[nodiscard]] virtual Status DeleteSubscription(std::string const& name) = 0;
+  [[nodiscard]] virtual StatusOr<std::vector<Subscription>> ListSubscriptions(std::string const& project,
+                                                                              Page page) = 0;
+
+  // Appends the messages, hands a copy to each subscription of the topic, returns their ids in order.
+  [[nodiscard]] virtual StatusOr<std::vector<std::string>> Publish(std::string const& topic,
+                                                                   std::vector<PubsubMessage> const& messages,
+                                                                   int64_t now_ms) = 0;
+  // Leases up to `max` deliverable messages for the subscription's ack deadline. Messages whose last lease
+  // expired with no attempts left go to the dead-letter topic instead.
+  [[nodiscard]] virtual StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms) = 0;
+  // Removes the acknowledged messages. Malformed ack ids are INVALID_ARGUMENT; stale ones are ignored.
+  [[nodiscard]] virtual StatusOr<int> Acknowledge(std::string const& subscription,
+                                                  std::vector<std::string> const& ack_ids) = 0;
+  // Sets the lease of each message to `seconds` from now; 0 is a nack (retry policy backoff, or dead letter
+  // when no attempt is left).
+  [[nodiscard]] virtual StatusOr<ModifyResult> ModifyAckDeadline(std::string const& subscription,
+                                                                 std::vector<std::string> const& ack_ids,
+                                                                 int seconds, int64_t now_ms) = 0;
+
+  // Dead-letters expired leases that have no attempt left; drops messages past their retention.
+  [[nodiscard]] virtual StatusOr<MaintenanceResult> Maintain(int64_t now_ms) = 0;
+  [[nodiscard]] virtual StatusOr<std::vector<SubscriptionStats>> Stats() = 0;
+};
+
+struct StoreOptions {
+  // Directory holding the database file; created when missing.
+  std::string data_dir = "./data";
+  // fsync each commit (group commit shares it between concurrent requests). Off only for throwaway data.
+  bool sync = true;
+};
+
+StatusOr<std::unique_ptr<MessageStore>> MakeSqliteMessageStore(StoreOptions const& options);
+
+}  // namespace ferry

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "ferry/status.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace ferry {
+
+// A prepared statement. Bind parameters are 1-based, columns 0-based. Not thread-safe.
+class SqliteStmt {
+ public:
+  SqliteStmt(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  ~SqliteStmt();
+  SqliteStmt(SqliteStmt const&) = delete;
+  SqliteStmt& operator=(SqliteStmt const&) = delete;
+
+  SqliteStmt& Bind(int index, int64_t value);
+  SqliteStmt& Bind(int index, std::string_view text);
+  SqliteStmt& BindBlob(int index, std::string_view bytes);
+  SqliteStmt& BindNull(int index);
+
+  // Steps once: true with a row, false when done. Errors come back as a Status.
+  StatusOr<bool> Step();
+  // Steps to the end, for statements that return no rows.
+  Status Exec();
+  void Reset();
+
+  [[nodiscard]] int64_t Int(int col) const;
+  [[nodiscard]] std::string Text(int col) const;
+  [[nodiscard]] bool IsNull(int col) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+// One SQLite connection with a cache of prepared statements. Not thread-safe: one owner thread at a time.
+class SqliteDb {
+ public:
+  static StatusOr<std::unique_ptr<SqliteDb>> Open(std::string const& path);
+  ~SqliteDb();
+
+  Status Exec(std::string_view sql);
+  // A cached statement, reset and ready to bind. The reference stays valid for the connection's life.
+  StatusOr<SqliteStmt*> Prepare(char const* sql);
+  [[nodiscard]] int64_t LastInsertRowId() const;
+  [[nodiscard]] int Changes() const;
+  [[nodiscard]] Status Error(std::string_view what) const;
+
+ private:
+  explicit SqliteDb(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+  std::unordered_map<char const*, std::unique_ptr<SqliteStmt>> cache_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,695 @@
+// The embedded store: one SQLite database in WAL mode. Every write runs on one writer thread, which batches the
+// requests waiting at that moment into one transaction (group commit): each request gets its own savepoint, so
+// one failing request rolls back alone, and all of them share one fsync. Reads use a second connection, which
+// WAL lets run beside the writer.
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "model/json_codec.h"
+#include "store/ack_id.h"
+#include "store/message_store.h"
+#include "store/sqlite/sqlite_db.h"
+
+namespace ferry {
+namespace {
+
+// Schema migrations, applied in order; PRAGMA user_version records how many ran. Never edit a shipped entry:
+// append a new one.
+constexpr char const* kMigrations[] = {
+    R"sql(
+CREATE TABLE topics(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE,
+  spec TEXT NOT NULL                     -- the Topic in Pub/Sub's JSON form
+);
+CREATE TABLE subscriptions(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so ack ids of a deleted subscription stay dead
+  name TEXT NOT NULL UNIQUE,
+  topic_id INTEGER,                      -- NULL once the topic is deleted
+  spec TEXT NOT NULL                     -- the Subscription in Pub/Sub's JSON form
+);
+CREATE INDEX subscriptions_by_topic ON subscriptions(topic_id);
+CREATE TABLE messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the messageId; AUTOINCREMENT so ids are never reused
+  topic_id INTEGER NOT NULL,
+  publish_time INTEGER NOT NULL,         -- unix ms
+  data BLOB NOT NULL,
+  attributes TEXT NOT NULL,              -- JSON object
+  ordering_key TEXT NOT NULL
+);
+-- A subscription's copy of a message and its lease: leased=1 means held by a subscriber until visible_at.
+CREATE TABLE deliveries(
+  sub_id INTEGER NOT NULL,
+  msg_id INTEGER NOT NULL,
+  publish_time INTEGER NOT NULL,         -- copied from messages for retention and age without a join
+  visible_at INTEGER NOT NULL,           -- unix ms when it may be delivered (again)
+  attempts INTEGER NOT NULL DEFAULT 0,   -- deliveries so far
+  leased INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(sub_id, msg_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_by_visibility ON deliveries(sub_id, visible_at);
+CREATE INDEX deliveries_by_message ON deliveries(msg_id);
+)sql",
+};
+
+constexpr int kMaxJobsPerCommit = 256;
+constexpr int kGcBatch = 10'000;
+
+struct SubRow {
+  int64_t id = 0;
+  Subscription spec;
+};
+
+StatusOr<Json> ParseJson(std::string const& text) {
+  try {
+    return Json::parse(text);
+  } catch (std::exception const& e) {
+    return InternalError(std::string("corrupt stored json: ") + e.what());
+  }
+}
+
+StatusOr<Subscription> DecodeSub(std::string const& text) {
+  FERRY_ASSIGN_OR_RETURN(auto json, ParseJson(text));
+  return SubscriptionFromJson(json);
+}
+
+StatusOr<Topic> DecodeTopic(std::string const& text) {
+  FERRY_ASSIGN_OR_RETURN(auto json, ParseJson(text));
+  return TopicFromJson(json);
+}
+
+std::string EncodeAttributes(Attributes const& attrs) {
+  Json j = Json::object();
+  for (auto const& [k, v] : attrs) j[k] = v;
+  return j.dump();
+}
+
+StatusOr<Attributes> DecodeAttributes(std::string const& text) {
+  if (text == "{}") return Attributes{};
+  FERRY_ASSIGN_OR_RETURN(auto json, ParseJson(text));
+  Attributes out;
+  for (auto const& [k, v] : json.items()) out.emplace(k, v.get<std::string>());
+  return out;
+}
+
+class SqliteMessageStore : public MessageStore {
+ public:
+  SqliteMessageStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader)
+      : writer_(std::move(writer)), reader_(std::move(reader)), thread_([this] { WriterLoop(); }) {}
+
+  ~SqliteMessageStore() override {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+  // ---- topics ----
+
+  Status CreateTopic(Topic const& topic) override {
+    return Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindTopicId(db, topic.name));
+      if (existing) return AlreadyExistsError("Topic already exists");
+      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("INSERT INTO topics(name, spec) VALUES(?1, ?2)"));
+      return st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec();
+    });
+  }
+
+  StatusOr<Topic> GetTopic(std::string const& name) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT spec FROM topics WHERE name = ?1"));
+    st->Bind(1, name);
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return NotFoundError("Topic not found");
+    return DecodeTopic(st->Text(0));
+  }
+
+  Status UpdateTopic(Topic const& topic) override {
+    return Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("UPDATE topics SET spec = ?2 WHERE name = ?1"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec());
+      if (db.Changes() == 0) return NotFoundError("Topic not found");
+      return OkStatus();
+    });
+  }
+
+  Status DeleteTopic(std::string const& name) override {
+    return Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto id, FindTopicId(db, name));
+      if (!id) return NotFoundError("Topic not found");
+      // Detach its subscriptions, as Pub/Sub does: they keep their backlog and show "_deleted-topic_".
+      FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT id, spec FROM subscriptions WHERE topic_id = ?1"));
+      sel->Bind(1, *id);
+      std::vector<std::pair<int64_t, Subscription>> subs;
+      while (true) {
+        FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+        if (!row) break;
+        FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(sel->Text(1)));
+        subs.emplace_back(sel->Int(0), std::move(spec));
+      }
+      sel->Reset();
+      for (auto& [sub_id, spec] : subs) {
+        spec.topic = kDeletedTopic;
+        FERRY_ASSIGN_OR_RETURN(auto* up,
+                               db.Prepare("UPDATE subscriptions SET topic_id = NULL, spec = ?2 WHERE id = ?1"));
+        FERRY_RETURN_IF_ERROR(up->Bind(1, sub_id).Bind(2, SubscriptionToJson(spec).dump()).Exec());
+      }
+      FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM topics WHERE id = ?1"));
+      return del->Bind(1, *id).Exec();
+    });
+  }
+
+  StatusOr<std::vector<Topic>> ListTopics(std::string const& project, Page page) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(
+        auto* st, reader_->Prepare("SELECT spec FROM topics WHERE name > ?1 AND name >= ?2 AND name < ?3 "
+                                   "ORDER BY name LIMIT ?4"));
+    std::string prefix = "projects/" + project + "/topics/";
+    st->Bind(1, page.after).Bind(2, prefix).Bind(3, prefix + "\xff").Bind(4, page.limit);
+    std::vector<Topic> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      FERRY_ASSIGN_OR_RETURN(auto topic, DecodeTopic(st->Text(0)));
+      out.push_back(std::move(topic));
+    }
+    return out;
+  }
+
+  StatusOr<std::vector<std::string>> ListTopicSubscriptions(std::string const& topic, Page page) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto* find, reader_->Prepare("SELECT id FROM topics WHERE name = ?1"));
+    find->Bind(1, topic);
+    FERRY_ASSIGN_OR_RETURN(bool found, find->Step());
+    if (!found) return NotFoundError("Topic not found");
+    int64_t topic_id = find->Int(0);
+    find->Reset();
+    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT name FROM subscriptions WHERE topic_id = ?1 AND "
+                                                      "name > ?2 ORDER BY name LIMIT ?3"));
+    st->Bind(1, topic_id).Bind(2, page.after).Bind(3, page.limit);
+    std::vector<std::string> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back(st->Text(0));
+    }
+    return out;
+  }
+
+  // ---- subscriptions ----
+
+  Status CreateSubscription(Subscription const& sub) override {
+    return Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, sub.topic));
+      if (!topic_id) return NotFoundError("Subscription topic does not exist");
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
+      if (existing) return AlreadyExistsError("Subscription already exists");
+      FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
+      FERRY_ASSIGN_OR_RETURN(auto* st,
+                             db.Prepare("INSERT INTO subscriptions(name, topic_id, spec) VALUES(?1, ?2, ?3)"));
+      return st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SubscriptionToJson(sub).dump()).Exec();
+    });
+  }
+
+  StatusOr<Subscription> GetSubscription(std::string const& name) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT spec FROM subscriptions WHERE name = ?1"));
+    st->Bind(1, name);
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return NotFoundError("Subscription does not exist");
+    return DecodeSub(st->Text(0));
+  }
+
+  Status UpdateSubscription(Subscription const& sub) override {
+    return Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
+      if (!existing) return NotFoundError("Subscription does not exist");
+      FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
+      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
+      return st->Bind(1, existing->id).Bind(2, SubscriptionToJson(sub).dump()).Exec();
+    });
+  }
+
+  Status DeleteSubscription(std::string const& name) override {
+    return Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, name));
+      if (!existing) return NotFoundError("Subscription does not exist");
+      FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1"));
+      FERRY_RETURN_IF_ERROR(del->Bind(1, existing->id).Exec());
+      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
+      return st->Bind(1, existing->id).Exec();  // orphaned messages go in the next Maintain()
+    });
+  }
+
+  StatusOr<std::vector<Subscription>> ListSubscriptions(std::string const& project, Page page) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT spec FROM subscriptions WHERE name > ?1 AND name "
+                                                      ">= ?2 AND name < ?3 ORDER BY name LIMIT ?4"));
+    std::string prefix = "projects/" + project + "/subscriptions/";
+    st->Bind(1, page.after).Bind(2, prefix).Bind(3, prefix + "\xff").Bind(4, page.limit);
+    std::vector<Subscription> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      FERRY_ASSIGN_OR_RETURN(auto sub, DecodeSub(st->Text(0)));
+      out.push_back(std::move(sub));
+    }
+    return out;
+  }
+
+  // ---- data path ----
+
+  StatusOr<std::vector<std::string>> Publish(std::string const& topic, std::vector<PubsubMessage> const& messages,
+                                             int64_t now_ms) override {
+    std::vector<std::string> ids;
+    auto st = Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+      if (!topic_id) return NotFoundError("Topic not found");
+      ids.clear();
+      ids.reserve(messages.size());
+      for (auto const& m : messages) {
+        FERRY_ASSIGN_OR_RETURN(int64_t id, InsertMessage(db, *topic_id, m, now_ms));
+        ids.push_back(std::to_string(id));
+      }
+      return OkStatus();
+    });
+    if (!st.ok()) return st;
+    return ids;
+  }
+
+  StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms) override {
+    LeaseResult result;
+    auto st = Write([&](SqliteDb& db) -> Status {
+      result = {};
+      FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+      if (!sub) return NotFoundError("Subscription does not exist");
+      auto const& spec = sub->spec;
+      int64_t lease_until = now_ms + int64_t{spec.ack_deadline_seconds} * 1000;
+      struct Candidate {
+        int64_t msg_id, visible_at;
+        int attempts;
+        bool leased;
+      };
+      while (static_cast<int>(result.messages.size()) < max) {
+        FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT msg_id, visible_at, attempts, leased FROM deliveries "
+                                                     "WHERE sub_id = ?1 AND visible_at <= ?2 "
+                                                     "ORDER BY visible_at, msg_id LIMIT ?3"));
+        sel->Bind(1, sub->id).Bind(2, now_ms).Bind(3, max - static_cast<int>(result.messages.size()));
+        std::vector<Candidate> candidates;
+        while (true) {
+          FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+          if (!row) break;
+          candidates.push_back({sel->Int(0), sel->Int(1), static_cast<int>(sel->Int(2)), sel->Int(3) != 0});
+        }
+        sel->Reset();
+        if (candidates.empty()) break;
+        for (auto const& c : candidates) {
+          if (c.leased) {
+            // The last lease expired: that delivery failed.
+            if (spec.dead_letter_policy && c.attempts >= spec.dead_letter_policy->max_delivery_attempts) {
+              FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, c.msg_id, c.attempts, now_ms));
+              if (moved) {
+                ++result.dead_lettered;
+                continue;
+              }
+            }
+            ++result.expired;
+            if (spec.retry_policy) {
+              int64_t retry_at = c.visible_at + RetryDelayMillis(*spec.retry_policy, c.attempts);
+              if (retry_at > now_ms) {
+                FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, c.msg_id, retry_at, false));
+                continue;
+              }
+            }
+          }
+          int attempt = c.attempts + 1;
+          FERRY_ASSIGN_OR_RETURN(auto* up, db.Prepare("UPDATE deliveries SET attempts = ?3, leased = 1, "
+                                                      "visible_at = ?4 WHERE sub_id = ?1 AND msg_id = ?2"));
+          FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, c.msg_id).Bind(3, attempt).Bind(4, lease_until).Exec());
+          ReceivedMessage r;
+          FERRY_ASSIGN_OR_RETURN(r.message, LoadMessage(db, c.msg_id));
+          r.ack_id = EncodeAckId({sub->id, c.msg_id, attempt});
+          if (spec.dead_letter_policy) r.delivery_attempt = attempt;
+          result.messages.push_back(std::move(r));
+        }
+      }
+      return OkStatus();
+    });
+    if (!st.ok()) return st;
+    return result;
+  }
+
+  StatusOr<int> Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids) override {
+    FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+    int acked = 0;
+    auto st = Write([&](SqliteDb& db) -> Status {
+      acked = 0;
+      FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+      if (!sub) return NotFoundError("Subscription does not exist");
+      for (auto const& ref : refs) {
+        // Any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after a
+        // redelivery still means the work was done.
+        if (ref.subscription_id != sub->id) continue;
+        FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
+        FERRY_RETURN_IF_ERROR(del->Bind(1, sub->id).Bind(2, ref.message_id).Exec());
+        if (db.Changes() == 0) continue;
+        ++acked;
+        FERRY_RETURN_IF_ERROR(CollectMessage(db, ref.message_id));
+      }
+      return OkStatus();
+    });
+    if (!st.ok()) return st;
+    return acked;
+  }
+
+  StatusOr<ModifyResult> ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                           int seconds, int64_t now_ms) override {
+    FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+    ModifyResult result;
+    auto st = Write([&](SqliteDb& db) -> Status {
+      result = {};
+      FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+      if (!sub) return NotFoundError("Subscription does not exist");
+      auto const& spec = sub->spec;
+      for (auto const& ref : refs) {
+        if (ref.subscription_id != sub->id) continue;
+        // Only the current lease may be changed: a stale ack id must not touch a redelivered message.
+        FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT attempts FROM deliveries WHERE sub_id = ?1 AND "
+                                                     "msg_id = ?2 AND attempts = ?3 AND leased = 1"));
+        sel->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt);
+        FERRY_ASSIGN_OR_RETURN(bool current, sel->Step());
+        sel->Reset();
+        if (!current) continue;
+        if (seconds > 0) {
+          FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, now_ms + int64_t{seconds} * 1000, true));
+          continue;
+        }
+        ++result.nacked;
+        if (spec.dead_letter_policy && ref.attempt >= spec.dead_letter_policy->max_delivery_attempts) {
+          FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, ref.message_id, ref.attempt, now_ms));
+          if (moved) {
+            ++result.dead_lettered;
+            continue;
+          }
+        }
+        int64_t delay = spec.retry_policy ? RetryDelayMillis(*spec.retry_policy, ref.attempt) : 0;
+        FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, now_ms + delay, false));
+      }
+      return OkStatus();
+    });
+    if (!st.ok()) return st;
+    return result;
+  }
+
+  StatusOr<MaintenanceResult> Maintain(int64_t now_ms) override {
+    MaintenanceResult result;
+    auto st = Write([&](SqliteDb& db) -> Status {
+      result = {};
+      FERRY_ASSIGN_OR_RETURN(auto* subs, db.Prepare("SELECT id, spec FROM subscriptions"));
+      std::vector<SubRow> rows;
+      while (true) {
+        FERRY_ASSIGN_OR_RETURN(bool row, subs->Step());
+        if (!row) break;
+        FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(subs->Text(1)));
+        rows.push_back({subs->Int(0), std::move(spec)});
+      }
+      subs->Reset();
+      for (auto const& sub : rows) {
+        if (sub.spec.dead_letter_policy) {
+          FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT msg_id, attempts FROM deliveries WHERE sub_id = ?1 "
+                                                       "AND visible_at <= ?2 AND leased = 1 AND attempts >= ?3"));
+          sel->Bind(1, sub.id).Bind(2, now_ms).Bind(3, sub.spec.dead_letter_policy->max_delivery_attempts);
+          std::vector<std::pair<int64_t, int>> exhausted;
+          while (true) {
+            FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+            if (!row) break;
+            exhausted.emplace_back(sel->Int(0), static_cast<int>(sel->Int(1)));
+          }
+          sel->Reset();
+          int moved_count = 0;
+          for (auto const& [msg_id, attempts] : exhausted) {
+            FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, msg_id, attempts, now_ms));
+            moved_count += moved ? 1 : 0;
+          }
+          if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
+        }
+        FERRY_ASSIGN_OR_RETURN(auto* drop,
+                               db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND publish_time < ?2"));
+        FERRY_RETURN_IF_ERROR(drop->Bind(1, sub.id).Bind(2, now_ms - sub.spec.message_retention_ms).Exec());
+        result.dropped_by_retention += db.Changes();
+      }
+      // Messages no subscription holds any more (acked elsewhere, dropped, or their subscription deleted).
+      FERRY_ASSIGN_OR_RETURN(auto* gc, db.Prepare("DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m "
+                                                  "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = "
+                                                  "m.id) LIMIT ?1)"));
+      return gc->Bind(1, kGcBatch).Exec();
+    });
+    if (!st.ok()) return st;
+    return result;
+  }
+
+  StatusOr<std::vector<SubscriptionStats>> Stats() override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT s.name, COUNT(d.msg_id), MIN(d.publish_time) FROM "
+                                                      "subscriptions s LEFT JOIN deliveries d ON d.sub_id = s.id "
+                                                      "GROUP BY s.id ORDER BY s.name"));
+    std::vector<SubscriptionStats> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back({st->Text(0), st->Int(1), st->IsNull(2) ? 0 : st->Int(2)});
+    }
+    return out;
+  }
+
+ private:
+  struct WriteJob {
+    std::function<Status(SqliteDb&)> fn;
+    std::promise<Status> done;
+  };
+
+  // Runs `fn` inside the next group-committed transaction and waits for the commit.
+  Status Write(std::function<Status(SqliteDb&)> fn) {
+    WriteJob job{std::move(fn), {}};
+    auto result = job.done.get_future();
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(&job);
+    }
+    cv_.notify_one();
+    return result.get();
+  }
+
+  void WriterLoop() {
+    std::vector<WriteJob*> batch;
+    std::vector<Status> results;
+    while (true) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stop_ and drained
+        while (!queue_.empty() && static_cast<int>(batch.size()) < kMaxJobsPerCommit) {
+          batch.push_back(queue_.front());
+          queue_.pop_front();
+        }
+      }
+      results.assign(batch.size(), OkStatus());
+      Status txn = Statement("BEGIN IMMEDIATE");
+      for (std::size_t i = 0; txn.ok() && i < batch.size(); ++i) {
+        txn = Statement("SAVEPOINT job");
+        if (!txn.ok()) break;
+        results[i] = batch[i]->fn(*writer_);
+        if (!results[i].ok()) txn = Statement("ROLLBACK TO job");
+        if (txn.ok()) txn = Statement("RELEASE job");
+      }
+      if (txn.ok()) txn = Statement("COMMIT");
+      if (!txn.ok()) {
+        (void)writer_->Exec("ROLLBACK");
+        for (auto& r : results) r = UnavailableError("store commit failed: " + txn.message());
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(results[i]);
+      batch.clear();
+    }
+  }
+
+  Status Statement(char const* sql) {
+    FERRY_ASSIGN_OR_RETURN(auto* st, writer_->Prepare(sql));
+    return st->Exec();
+  }
+
+  static StatusOr<std::vector<AckRef>> DecodeAll(std::vector<std::string> const& ack_ids) {
+    std::vector<AckRef> refs;
+    refs.reserve(ack_ids.size());
+    for (auto const& id : ack_ids) {
+      auto ref = DecodeAckId(id);
+      if (!ref) return InvalidArgumentError("Invalid ack id (ack_id=" + id + ")");
+      refs.push_back(*ref);
+    }
+    return refs;
+  }
+
+  static StatusOr<std::optional<int64_t>> FindTopicId(SqliteDb& db, std::string const& name) {
+    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("SELECT id FROM topics WHERE name = ?1"));
+    st->Bind(1, name);
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    std::optional<int64_t> id;
+    if (row) id = st->Int(0);
+    st->Reset();
+    return id;
+  }
+
+  static StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name) {
+    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("SELECT id, spec FROM subscriptions WHERE name = ?1"));
+    st->Bind(1, name);
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return std::optional<SubRow>();
+    SubRow sub{st->Int(0), {}};
+    FERRY_ASSIGN_OR_RETURN(sub.spec, DecodeSub(st->Text(1)));
+    st->Reset();
+    return std::optional<SubRow>(std::move(sub));
+  }
+
+  static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub) {
+    if (!sub.dead_letter_policy) return OkStatus();
+    FERRY_ASSIGN_OR_RETURN(auto id, FindTopicId(db, sub.dead_letter_policy->dead_letter_topic));
+    if (!id) return NotFoundError("Dead letter topic not found");
+    return OkStatus();
+  }
+
+  static Status SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased) {
+    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("UPDATE deliveries SET visible_at = ?3, leased = ?4 "
+                                                "WHERE sub_id = ?1 AND msg_id = ?2"));
+    return st->Bind(1, sub_id).Bind(2, msg_id).Bind(3, visible_at).Bind(4, leased ? 1 : 0).Exec();
+  }
+
+  // Appends one message to a topic and gives each of its subscriptions a copy.
+  static StatusOr<int64_t> InsertMessage(SqliteDb& db, int64_t topic_id, PubsubMessage const& m, int64_t now_ms) {
+    FERRY_ASSIGN_OR_RETURN(auto* ins, db.Prepare("INSERT INTO messages(topic_id, publish_time, data, attributes, "
+                                                 "ordering_key) VALUES(?1, ?2, ?3, ?4, ?5)"));
+    FERRY_RETURN_IF_ERROR(ins->Bind(1, topic_id)
+                              .Bind(2, now_ms)
+                              .BindBlob(3, m.data)
+                              .Bind(4, EncodeAttributes(m.attributes))
+                              .Bind(5, m.ordering_key)
+                              .Exec());
+    int64_t id = db.LastInsertRowId();
+    FERRY_ASSIGN_OR_RETURN(auto* fan, db.Prepare("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at) "
+                                                 "SELECT id, ?1, ?2, ?2 FROM subscriptions WHERE topic_id = ?3"));
+    FERRY_RETURN_IF_ERROR(fan->Bind(1, id).Bind(2, now_ms).Bind(3, topic_id).Exec());
+    if (db.Changes() == 0) {
+      // No subscription to hold it: it needs no storage, only its id.
+      FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM messages WHERE id = ?1"));
+      FERRY_RETURN_IF_ERROR(del->Bind(1, id).Exec());
+    }
+    return id;
+  }
+
+  static StatusOr<PubsubMessage> LoadMessage(SqliteDb& db, int64_t msg_id) {
+    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("SELECT publish_time, data, attributes, ordering_key FROM messages "
+                                                "WHERE id = ?1"));
+    st->Bind(1, msg_id);
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return InternalError("message " + std::to_string(msg_id) + " is missing");
+    PubsubMessage m;
+    m.message_id = std::to_string(msg_id);
+    m.publish_time_ms = st->Int(0);
+    m.data = st->Text(1);
+    FERRY_ASSIGN_OR_RETURN(m.attributes, DecodeAttributes(st->Text(2)));
+    m.ordering_key = st->Text(3);
+    st->Reset();
+    return m;
+  }
+
+  // Deletes the message once no subscription holds it.
+  static Status CollectMessage(SqliteDb& db, int64_t msg_id) {
+    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS "
+                                                "(SELECT 1 FROM deliveries WHERE msg_id = ?1)"));
+    return st->Bind(1, msg_id).Exec();
+  }
+
+  // Publishes the message to the subscription's dead-letter topic with the CloudPubSubDeadLetterSource*
+  // attributes and removes it from the subscription, in the caller's transaction. False when the dead-letter
+  // topic no longer exists: the message then stays and is redelivered.
+  static StatusOr<bool> DeadLetter(SqliteDb& db, SubRow const& sub, int64_t msg_id, int attempts, int64_t now_ms) {
+    FERRY_ASSIGN_OR_RETURN(auto dlt_id, FindTopicId(db, sub.spec.dead_letter_policy->dead_letter_topic));
+    if (!dlt_id) return false;
+    FERRY_ASSIGN_OR_RETURN(auto message, LoadMessage(db, msg_id));
+    auto parsed = ParseResourceName(sub.spec.name, ResourceKind::kSubscription);
+    FERRY_RETURN_IF_ERROR(parsed);
+    message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"] = std::to_string(attempts);
+    message.attributes["CloudPubSubDeadLetterSourceSubscription"] = parsed->id;
+    message.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = parsed->project;
+    message.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = FormatRfc3339(message.publish_time_ms);
+    FERRY_RETURN_IF_ERROR(InsertMessage(db, *dlt_id, message, now_ms));
+    FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
+    FERRY_RETURN_IF_ERROR(del->Bind(1, sub.id).Bind(2, msg_id).Exec());
+    FERRY_RETURN_IF_ERROR(CollectMessage(db, msg_id));
+    return true;
+  }
+
+  std::unique_ptr<SqliteDb> writer_;  // used only on thread_
+  std::mutex read_mu_;
+  std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<WriteJob*> queue_;  // GUARDED_BY(mu_)
+  bool stop_ = false;            // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+Status Migrate(SqliteDb& db) {
+  FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("PRAGMA user_version"));
+  FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+  int64_t version = row ? st->Int(0) : 0;
+  st->Reset();
+  constexpr int64_t kLatest = std::size(kMigrations);
+  if (version > kLatest) {
+    return FailedPreconditionError("database schema version " + std::to_string(version) +
+                                   " is newer than this ferry (" + std::to_string(kLatest) + ")");
+  }
+  for (int64_t v = version; v < kLatest; ++v) {
+    FERRY_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+    auto applied = db.Exec(kMigrations[v]);
+    if (applied.ok()) applied = db.Exec("PRAGMA user_version = " + std::to_string(v + 1));
+    if (!applied.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return applied;
+    }
+    FERRY_RETURN_IF_ERROR(db.Exec("COMMIT"));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<MessageStore>> MakeSqliteMessageStore(StoreOptions const& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) return UnavailableError("cannot create data directory \"" + options.data_dir + "\": " + ec.message());
+  std::string path = (std::filesystem::path(options.data_dir) / "ferry.db").string();
+
+  FERRY_ASSIGN_OR_RETURN(auto writer, SqliteDb::Open(path));
+  FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA journal_mode = WAL"));
+  // FULL: the WAL is fsynced at every commit, so an answered request survives power loss, not only kill -9.
+  FERRY_RETURN_IF_ERROR(writer->Exec(options.sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF"));
+  FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA foreign_keys = OFF"));
+  FERRY_RETURN_IF_ERROR(Migrate(*writer));
+
+  FERRY_ASSIGN_OR_RETURN(auto reader, SqliteDb::Open(path));
+  FERRY_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));
+  return std::unique_ptr<MessageStore>(new SqliteMessageStore(std::move(writer), std::move(reader)));
+}
+
+}  // namespace ferry
