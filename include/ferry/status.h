@@ -73,6 +73,7 @@ class StatusOr {
   T&& value() && { return *std::move(value_); }
   T& operator*() & { return *value_; }
   T const& operator*() const& { return *value_; }
+  T&& operator*() && { return *std::move(value_); }
   T* operator->() { return &*value_; }
   T const* operator->() const { return &*value_; }
 

@@ -1,0 +1,262 @@
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "store/ack_id.h"
+#include "store/message_store.h"
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace ferry {
+namespace {
+
+using ::ferry::testing::IsOk;
+using ::ferry::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::SizeIs;
+
+constexpr char kTopic[] = "projects/p/topics/bar";
+constexpr char kDlt[] = "projects/p/topics/bar-failed";
+constexpr char kSub[] = "projects/p/subscriptions/sub1";
+constexpr char kDltSub[] = "projects/p/subscriptions/failed";
+constexpr int64_t kNow = 1'800'000'000'000;
+
+Subscription MakeSub(std::string name, std::string topic) {
+  Subscription s;
+  s.name = std::move(name);
+  s.topic = std::move(topic);
+  return s;
+}
+
+PubsubMessage Msg(std::string data) { return PubsubMessage{.data = std::move(data)}; }
+
+class SqliteMessageStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open() {
+    store_.reset();
+    auto store = MakeSqliteMessageStore({.data_dir = dir_.path(), .sync = true});
+    ASSERT_THAT(store, IsOk());
+    store_ = *std::move(store);
+  }
+
+  void CreateTopicAndSub() {
+    ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+    ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub, kTopic)), IsOk());
+  }
+
+  std::vector<std::string> Data(std::vector<ReceivedMessage> const& received) {
+    std::vector<std::string> out;
+    for (auto const& r : received) out.push_back(r.message.data);
+    return out;
+  }
+
+  ferry::testing::TempDir dir_;
+  std::unique_ptr<MessageStore> store_;
+};
+
+TEST_F(SqliteMessageStoreTest, PublishFansOutToEverySubscription) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->CreateSubscription(MakeSub("projects/p/subscriptions/sub2", kTopic)), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
+  auto a = store_->Lease(kSub, 10, kNow);
+  auto b = store_->Lease("projects/p/subscriptions/sub2", 10, kNow);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_THAT(Data(a->messages), ElementsAre("m1", "m2"));
+  EXPECT_THAT(Data(b->messages), ElementsAre("m1", "m2"));
+}
+
+TEST_F(SqliteMessageStoreTest, SubscriptionHoldsOnlyMessagesPublishedAfterIt) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("early")}, kNow), IsOk());
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub, kTopic)), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("late")}, kNow), IsOk());
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("late"));
+}
+
+TEST_F(SqliteMessageStoreTest, MessageIdsAreUniqueAndNeverReused) {
+  CreateTopicAndSub();
+  auto first = store_->Publish(kTopic, {Msg("m1")}, kNow);
+  auto lease = store_->Lease(kSub, 1, kNow);
+  ASSERT_THAT(store_->Acknowledge(kSub, {lease->messages[0].ack_id}), IsOk());
+  Open();
+  auto second = store_->Publish(kTopic, {Msg("m2")}, kNow);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_NE((*first)[0], (*second)[0]);
+}
+
+TEST_F(SqliteMessageStoreTest, PublishedMessagesSurviveReopen) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
+  Open();
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("m1", "m2"));
+}
+
+TEST_F(SqliteMessageStoreTest, AcknowledgedMessagesStayGoneAfterReopen) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
+  auto lease = store_->Lease(kSub, 1, kNow);
+  ASSERT_THAT(lease->messages, SizeIs(1));
+  ASSERT_THAT(store_->Acknowledge(kSub, {lease->messages[0].ack_id}), IsOk());
+  Open();
+  // After the lease expires only the unacknowledged message comes back.
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + 60'000)->messages), ElementsAre("m2"));
+}
+
+TEST_F(SqliteMessageStoreTest, LeasedMessageIsNotDeliveredTwiceBeforeItsDeadline) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
+  ASSERT_THAT(store_->Lease(kSub, 10, kNow)->messages, SizeIs(1));
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 9'999)->messages, SizeIs(0));
+  auto again = store_->Lease(kSub, 10, kNow + 10'000);
+  ASSERT_THAT(again->messages, SizeIs(1));
+  EXPECT_EQ(again->expired, 1);
+}
+
+TEST_F(SqliteMessageStoreTest, ConcurrentPublishesAllLandWithDistinctIds) {
+  CreateTopicAndSub();
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 100;
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = store_->Publish(kTopic, {Msg("t" + std::to_string(t))}, kNow);
+        if (r.ok()) ids[t].push_back((*r)[0]);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> all;
+  for (auto const& v : ids) all.insert(v.begin(), v.end());
+  EXPECT_EQ(all.size(), static_cast<std::size_t>(kThreads * kPerThread));
+  EXPECT_THAT(store_->Lease(kSub, 1000, kNow)->messages, SizeIs(kThreads * kPerThread));
+}
+
+TEST_F(SqliteMessageStoreTest, MissingTopicsAndDuplicatesAreRefused) {
+  EXPECT_THAT(store_->CreateSubscription(MakeSub(kSub, kTopic)), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->Publish(kTopic, {Msg("x")}, kNow), StatusIs(StatusCode::kNotFound));
+  CreateTopicAndSub();
+  EXPECT_THAT(store_->CreateTopic({.name = kTopic}), StatusIs(StatusCode::kAlreadyExists));
+  EXPECT_THAT(store_->CreateSubscription(MakeSub(kSub, kTopic)), StatusIs(StatusCode::kAlreadyExists));
+  auto with_dlt = MakeSub("projects/p/subscriptions/other", kTopic);
+  with_dlt.dead_letter_policy = DeadLetterPolicy{kDlt, 5};
+  auto st = store_->CreateSubscription(with_dlt);
+  EXPECT_THAT(st, StatusIs(StatusCode::kNotFound));
+  EXPECT_EQ(st.message(), "Dead letter topic not found");
+}
+
+TEST_F(SqliteMessageStoreTest, MalformedAckIdIsInvalidArgumentAndAcksNothing) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
+  auto lease = store_->Lease(kSub, 1, kNow);
+  auto st = store_->Acknowledge(kSub, {lease->messages[0].ack_id, "garbage"});
+  EXPECT_THAT(st, StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_EQ(st.status().message(), "Invalid ack id (ack_id=garbage)");
+  EXPECT_THAT(store_->Lease(kSub, 1, kNow + 10'000)->messages, SizeIs(1));
+}
+
+TEST_F(SqliteMessageStoreTest, NackAtLastAttemptMovesMessageToDeadLetterTopic) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  ASSERT_THAT(store_->CreateTopic({.name = kDlt}), IsOk());
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kDltSub, kDlt)), IsOk());
+  auto sub = MakeSub(kSub, kTopic);
+  sub.dead_letter_policy = DeadLetterPolicy{kDlt, 5};
+  ASSERT_THAT(store_->CreateSubscription(sub), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {PubsubMessage{.data = "{}", .attributes = {{"k", "v"}}}}, kNow), IsOk());
+  for (int attempt = 1; attempt <= 5; ++attempt) {
+    auto lease = store_->Lease(kSub, 1, kNow);
+    ASSERT_THAT(lease->messages, SizeIs(1));
+    EXPECT_EQ(lease->messages[0].delivery_attempt, attempt);
+    auto nack = store_->ModifyAckDeadline(kSub, {lease->messages[0].ack_id}, 0, kNow);
+    ASSERT_THAT(nack, IsOk());
+    EXPECT_EQ(nack->dead_lettered, attempt == 5 ? 1 : 0);
+  }
+  EXPECT_THAT(store_->Lease(kSub, 1, kNow)->messages, SizeIs(0));
+  auto dead = store_->Lease(kDltSub, 1, kNow);
+  ASSERT_THAT(dead->messages, SizeIs(1));
+  auto const& attrs = dead->messages[0].message.attributes;
+  EXPECT_EQ(dead->messages[0].message.data, "{}");
+  EXPECT_EQ(attrs.at("k"), "v");
+  EXPECT_EQ(attrs.at("CloudPubSubDeadLetterSourceDeliveryCount"), "5");
+  EXPECT_EQ(attrs.at("CloudPubSubDeadLetterSourceSubscription"), "sub1");
+  EXPECT_EQ(attrs.at("CloudPubSubDeadLetterSourceSubscriptionProject"), "p");
+  EXPECT_EQ(attrs.at("CloudPubSubDeadLetterSourceTopicPublishTime"), "2027-01-15T08:00:00.000Z");
+}
+
+TEST_F(SqliteMessageStoreTest, StaleAckIdCannotExtendARedeliveredLease) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
+  auto first = store_->Lease(kSub, 1, kNow);
+  auto second = store_->Lease(kSub, 1, kNow + 10'000);  // first lease expired
+  ASSERT_THAT(second->messages, SizeIs(1));
+  ASSERT_THAT(store_->ModifyAckDeadline(kSub, {first->messages[0].ack_id}, 600, kNow + 10'000), IsOk());
+  // The second lease still ends at its own deadline.
+  EXPECT_THAT(store_->Lease(kSub, 1, kNow + 20'000)->messages, SizeIs(1));
+}
+
+TEST_F(SqliteMessageStoreTest, DeletingATopicDetachesItsSubscriptions) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
+  ASSERT_THAT(store_->DeleteTopic(kTopic), IsOk());
+  EXPECT_THAT(store_->GetTopic(kTopic), StatusIs(StatusCode::kNotFound));
+  auto sub = store_->GetSubscription(kSub);
+  ASSERT_THAT(sub, IsOk());
+  EXPECT_EQ(sub->topic, "_deleted-topic_");
+  EXPECT_THAT(store_->Lease(kSub, 1, kNow)->messages, SizeIs(1));
+}
+
+TEST_F(SqliteMessageStoreTest, RetentionDropsOldMessages) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("old")}, kNow), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("new")}, kNow + kDefaultRetentionMillis), IsOk());
+  auto result = store_->Maintain(kNow + kDefaultRetentionMillis + 1);
+  ASSERT_THAT(result, IsOk());
+  EXPECT_EQ(result->dropped_by_retention, 1);
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + kDefaultRetentionMillis + 1)->messages), ElementsAre("new"));
+}
+
+TEST_F(SqliteMessageStoreTest, ListsPageByName) {
+  for (auto id : {"t-a", "t-b", "t-c"}) {
+    ASSERT_THAT(store_->CreateTopic({.name = std::string("projects/p/topics/") + id}), IsOk());
+  }
+  ASSERT_THAT(store_->CreateTopic({.name = "projects/other/topics/t-z"}), IsOk());
+  auto page1 = store_->ListTopics("p", {"", 2});
+  ASSERT_THAT(page1, IsOk());
+  ASSERT_THAT(*page1, SizeIs(2));
+  auto page2 = store_->ListTopics("p", {(*page1)[1].name, 2});
+  ASSERT_THAT(*page2, SizeIs(1));
+  EXPECT_EQ((*page2)[0].name, "projects/p/topics/t-c");
+}
+
+TEST_F(SqliteMessageStoreTest, StatsReportBacklogAndOldestMessage) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m2")}, kNow + 5'000), IsOk());
+  auto stats = store_->Stats();
+  ASSERT_THAT(stats, IsOk());
+  ASSERT_THAT(*stats, SizeIs(1));
+  EXPECT_EQ((*stats)[0].backlog, 2);
+  EXPECT_EQ((*stats)[0].oldest_unacked_publish_ms, kNow);
+}
+
+TEST(AckIdTest, RoundTripsAndRejectsGarbage) {
+  AckRef ref{12, 345, 6};
+  auto decoded = DecodeAckId(EncodeAckId(ref));
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->subscription_id, 12);
+  EXPECT_EQ(decoded->message_id, 345);
+  EXPECT_EQ(decoded->attempt, 6);
+  EXPECT_FALSE(DecodeAckId("garbage"));
+  EXPECT_FALSE(DecodeAckId("1-2"));
+  EXPECT_FALSE(DecodeAckId("1-2-3-4"));
+  EXPECT_FALSE(DecodeAckId("1--2-3"));
+  EXPECT_FALSE(DecodeAckId(""));
+}
+
+}  // namespace
+}  // namespace ferry
