@@ -91,18 +91,18 @@ Status SqliteDb::Exec(std::string_view sql) {
   return OkStatus();
 }
 
-StatusOr<SqliteStmt*> SqliteDb::Prepare(char const* sql) {
+StatusOr<ScopedStmt> SqliteDb::Prepare(char const* sql) {
   auto it = cache_.find(sql);
   if (it != cache_.end()) {
     it->second->Reset();
-    return it->second.get();
+    return ScopedStmt(it->second.get());
   }
   sqlite3_stmt* stmt = nullptr;
   if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
     return Error("prepare");
   }
   auto [pos, _] = cache_.emplace(sql, std::make_unique<SqliteStmt>(db_, stmt));
-  return pos->second.get();
+  return ScopedStmt(pos->second.get());
 }
 
 int64_t SqliteDb::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 #include "ferry/status.h"
 
@@ -41,6 +42,22 @@ class SqliteStmt {
   sqlite3_stmt* stmt_;
 };
 
+// A cached statement in use; resets it when it goes out of scope, so no read transaction outlives its caller
+// (a statement left mid-step would pin the reader to an old WAL snapshot).
+class ScopedStmt {
+ public:
+  explicit ScopedStmt(SqliteStmt* stmt) : stmt_(stmt) {}
+  ScopedStmt(ScopedStmt&& other) noexcept : stmt_(std::exchange(other.stmt_, nullptr)) {}
+  ScopedStmt& operator=(ScopedStmt&&) = delete;
+  ~ScopedStmt() {
+    if (stmt_ != nullptr) stmt_->Reset();
+  }
+  SqliteStmt* operator->() const { return stmt_; }
+
+ private:
+  SqliteStmt* stmt_;
+};
+
 // One SQLite connection with a cache of prepared statements. Not thread-safe: one owner thread at a time.
 class SqliteDb {
  public:
@@ -48,8 +65,8 @@ class SqliteDb {
   ~SqliteDb();
 
   Status Exec(std::string_view sql);
-  // A cached statement, reset and ready to bind. The reference stays valid for the connection's life.
-  StatusOr<SqliteStmt*> Prepare(char const* sql);
+  // A cached statement, reset and ready to bind. `sql` must be a string literal: the cache is keyed by address.
+  StatusOr<ScopedStmt> Prepare(char const* sql);
   [[nodiscard]] int64_t LastInsertRowId() const;
   [[nodiscard]] int Changes() const;
   [[nodiscard]] Status Error(std::string_view what) const;

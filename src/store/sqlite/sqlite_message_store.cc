@@ -121,14 +121,14 @@ class SqliteMessageStore : public MessageStore {
     return Write([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindTopicId(db, topic.name));
       if (existing) return AlreadyExistsError("Topic already exists");
-      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("INSERT INTO topics(name, spec) VALUES(?1, ?2)"));
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO topics(name, spec) VALUES(?1, ?2)"));
       return st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec();
     });
   }
 
   StatusOr<Topic> GetTopic(std::string const& name) override {
     std::lock_guard lock(read_mu_);
-    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT spec FROM topics WHERE name = ?1"));
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT spec FROM topics WHERE name = ?1"));
     st->Bind(1, name);
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return NotFoundError("Topic not found");
@@ -137,7 +137,7 @@ class SqliteMessageStore : public MessageStore {
 
   Status UpdateTopic(Topic const& topic) override {
     return Write([&](SqliteDb& db) -> Status {
-      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("UPDATE topics SET spec = ?2 WHERE name = ?1"));
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE topics SET spec = ?2 WHERE name = ?1"));
       FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec());
       if (db.Changes() == 0) return NotFoundError("Topic not found");
       return OkStatus();
@@ -149,7 +149,7 @@ class SqliteMessageStore : public MessageStore {
       FERRY_ASSIGN_OR_RETURN(auto id, FindTopicId(db, name));
       if (!id) return NotFoundError("Topic not found");
       // Detach its subscriptions, as Pub/Sub does: they keep their backlog and show "_deleted-topic_".
-      FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT id, spec FROM subscriptions WHERE topic_id = ?1"));
+      FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT id, spec FROM subscriptions WHERE topic_id = ?1"));
       sel->Bind(1, *id);
       std::vector<std::pair<int64_t, Subscription>> subs;
       while (true) {
@@ -161,11 +161,11 @@ class SqliteMessageStore : public MessageStore {
       sel->Reset();
       for (auto& [sub_id, spec] : subs) {
         spec.topic = kDeletedTopic;
-        FERRY_ASSIGN_OR_RETURN(auto* up,
+        FERRY_ASSIGN_OR_RETURN(auto up,
                                db.Prepare("UPDATE subscriptions SET topic_id = NULL, spec = ?2 WHERE id = ?1"));
         FERRY_RETURN_IF_ERROR(up->Bind(1, sub_id).Bind(2, SubscriptionToJson(spec).dump()).Exec());
       }
-      FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM topics WHERE id = ?1"));
+      FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM topics WHERE id = ?1"));
       return del->Bind(1, *id).Exec();
     });
   }
@@ -173,7 +173,7 @@ class SqliteMessageStore : public MessageStore {
   StatusOr<std::vector<Topic>> ListTopics(std::string const& project, Page page) override {
     std::lock_guard lock(read_mu_);
     FERRY_ASSIGN_OR_RETURN(
-        auto* st, reader_->Prepare("SELECT spec FROM topics WHERE name > ?1 AND name >= ?2 AND name < ?3 "
+        auto st, reader_->Prepare("SELECT spec FROM topics WHERE name > ?1 AND name >= ?2 AND name < ?3 "
                                    "ORDER BY name LIMIT ?4"));
     std::string prefix = "projects/" + project + "/topics/";
     st->Bind(1, page.after).Bind(2, prefix).Bind(3, prefix + "\xff").Bind(4, page.limit);
@@ -189,13 +189,13 @@ class SqliteMessageStore : public MessageStore {
 
   StatusOr<std::vector<std::string>> ListTopicSubscriptions(std::string const& topic, Page page) override {
     std::lock_guard lock(read_mu_);
-    FERRY_ASSIGN_OR_RETURN(auto* find, reader_->Prepare("SELECT id FROM topics WHERE name = ?1"));
+    FERRY_ASSIGN_OR_RETURN(auto find, reader_->Prepare("SELECT id FROM topics WHERE name = ?1"));
     find->Bind(1, topic);
     FERRY_ASSIGN_OR_RETURN(bool found, find->Step());
     if (!found) return NotFoundError("Topic not found");
     int64_t topic_id = find->Int(0);
     find->Reset();
-    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT name FROM subscriptions WHERE topic_id = ?1 AND "
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT name FROM subscriptions WHERE topic_id = ?1 AND "
                                                       "name > ?2 ORDER BY name LIMIT ?3"));
     st->Bind(1, topic_id).Bind(2, page.after).Bind(3, page.limit);
     std::vector<std::string> out;
@@ -216,7 +216,7 @@ class SqliteMessageStore : public MessageStore {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
       if (existing) return AlreadyExistsError("Subscription already exists");
       FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
-      FERRY_ASSIGN_OR_RETURN(auto* st,
+      FERRY_ASSIGN_OR_RETURN(auto st,
                              db.Prepare("INSERT INTO subscriptions(name, topic_id, spec) VALUES(?1, ?2, ?3)"));
       return st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SubscriptionToJson(sub).dump()).Exec();
     });
@@ -224,7 +224,7 @@ class SqliteMessageStore : public MessageStore {
 
   StatusOr<Subscription> GetSubscription(std::string const& name) override {
     std::lock_guard lock(read_mu_);
-    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT spec FROM subscriptions WHERE name = ?1"));
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT spec FROM subscriptions WHERE name = ?1"));
     st->Bind(1, name);
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return NotFoundError("Subscription does not exist");
@@ -236,7 +236,7 @@ class SqliteMessageStore : public MessageStore {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
       if (!existing) return NotFoundError("Subscription does not exist");
       FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
-      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
       return st->Bind(1, existing->id).Bind(2, SubscriptionToJson(sub).dump()).Exec();
     });
   }
@@ -245,16 +245,16 @@ class SqliteMessageStore : public MessageStore {
     return Write([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, name));
       if (!existing) return NotFoundError("Subscription does not exist");
-      FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1"));
+      FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1"));
       FERRY_RETURN_IF_ERROR(del->Bind(1, existing->id).Exec());
-      FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
       return st->Bind(1, existing->id).Exec();  // orphaned messages go in the next Maintain()
     });
   }
 
   StatusOr<std::vector<Subscription>> ListSubscriptions(std::string const& project, Page page) override {
     std::lock_guard lock(read_mu_);
-    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT spec FROM subscriptions WHERE name > ?1 AND name "
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT spec FROM subscriptions WHERE name > ?1 AND name "
                                                       ">= ?2 AND name < ?3 ORDER BY name LIMIT ?4"));
     std::string prefix = "projects/" + project + "/subscriptions/";
     st->Bind(1, page.after).Bind(2, prefix).Bind(3, prefix + "\xff").Bind(4, page.limit);
@@ -302,7 +302,7 @@ class SqliteMessageStore : public MessageStore {
         bool leased;
       };
       while (static_cast<int>(result.messages.size()) < max) {
-        FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT msg_id, visible_at, attempts, leased FROM deliveries "
+        FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, visible_at, attempts, leased FROM deliveries "
                                                      "WHERE sub_id = ?1 AND visible_at <= ?2 "
                                                      "ORDER BY visible_at, msg_id LIMIT ?3"));
         sel->Bind(1, sub->id).Bind(2, now_ms).Bind(3, max - static_cast<int>(result.messages.size()));
@@ -334,7 +334,7 @@ class SqliteMessageStore : public MessageStore {
             }
           }
           int attempt = c.attempts + 1;
-          FERRY_ASSIGN_OR_RETURN(auto* up, db.Prepare("UPDATE deliveries SET attempts = ?3, leased = 1, "
+          FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET attempts = ?3, leased = 1, "
                                                       "visible_at = ?4 WHERE sub_id = ?1 AND msg_id = ?2"));
           FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, c.msg_id).Bind(3, attempt).Bind(4, lease_until).Exec());
           ReceivedMessage r;
@@ -361,7 +361,7 @@ class SqliteMessageStore : public MessageStore {
         // Any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after a
         // redelivery still means the work was done.
         if (ref.subscription_id != sub->id) continue;
-        FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
+        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
         FERRY_RETURN_IF_ERROR(del->Bind(1, sub->id).Bind(2, ref.message_id).Exec());
         if (db.Changes() == 0) continue;
         ++acked;
@@ -385,7 +385,7 @@ class SqliteMessageStore : public MessageStore {
       for (auto const& ref : refs) {
         if (ref.subscription_id != sub->id) continue;
         // Only the current lease may be changed: a stale ack id must not touch a redelivered message.
-        FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT attempts FROM deliveries WHERE sub_id = ?1 AND "
+        FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT attempts FROM deliveries WHERE sub_id = ?1 AND "
                                                      "msg_id = ?2 AND attempts = ?3 AND leased = 1"));
         sel->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt);
         FERRY_ASSIGN_OR_RETURN(bool current, sel->Step());
@@ -416,7 +416,7 @@ class SqliteMessageStore : public MessageStore {
     MaintenanceResult result;
     auto st = Write([&](SqliteDb& db) -> Status {
       result = {};
-      FERRY_ASSIGN_OR_RETURN(auto* subs, db.Prepare("SELECT id, spec FROM subscriptions"));
+      FERRY_ASSIGN_OR_RETURN(auto subs, db.Prepare("SELECT id, spec FROM subscriptions"));
       std::vector<SubRow> rows;
       while (true) {
         FERRY_ASSIGN_OR_RETURN(bool row, subs->Step());
@@ -427,7 +427,7 @@ class SqliteMessageStore : public MessageStore {
       subs->Reset();
       for (auto const& sub : rows) {
         if (sub.spec.dead_letter_policy) {
-          FERRY_ASSIGN_OR_RETURN(auto* sel, db.Prepare("SELECT msg_id, attempts FROM deliveries WHERE sub_id = ?1 "
+          FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, attempts FROM deliveries WHERE sub_id = ?1 "
                                                        "AND visible_at <= ?2 AND leased = 1 AND attempts >= ?3"));
           sel->Bind(1, sub.id).Bind(2, now_ms).Bind(3, sub.spec.dead_letter_policy->max_delivery_attempts);
           std::vector<std::pair<int64_t, int>> exhausted;
@@ -444,13 +444,13 @@ class SqliteMessageStore : public MessageStore {
           }
           if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
         }
-        FERRY_ASSIGN_OR_RETURN(auto* drop,
+        FERRY_ASSIGN_OR_RETURN(auto drop,
                                db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND publish_time < ?2"));
         FERRY_RETURN_IF_ERROR(drop->Bind(1, sub.id).Bind(2, now_ms - sub.spec.message_retention_ms).Exec());
         result.dropped_by_retention += db.Changes();
       }
       // Messages no subscription holds any more (acked elsewhere, dropped, or their subscription deleted).
-      FERRY_ASSIGN_OR_RETURN(auto* gc, db.Prepare("DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m "
+      FERRY_ASSIGN_OR_RETURN(auto gc, db.Prepare("DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m "
                                                   "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = "
                                                   "m.id) LIMIT ?1)"));
       return gc->Bind(1, kGcBatch).Exec();
@@ -461,7 +461,7 @@ class SqliteMessageStore : public MessageStore {
 
   StatusOr<std::vector<SubscriptionStats>> Stats() override {
     std::lock_guard lock(read_mu_);
-    FERRY_ASSIGN_OR_RETURN(auto* st, reader_->Prepare("SELECT s.name, COUNT(d.msg_id), MIN(d.publish_time) FROM "
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT s.name, COUNT(d.msg_id), MIN(d.publish_time) FROM "
                                                       "subscriptions s LEFT JOIN deliveries d ON d.sub_id = s.id "
                                                       "GROUP BY s.id ORDER BY s.name"));
     std::vector<SubscriptionStats> out;
@@ -524,7 +524,7 @@ class SqliteMessageStore : public MessageStore {
   }
 
   Status Statement(char const* sql) {
-    FERRY_ASSIGN_OR_RETURN(auto* st, writer_->Prepare(sql));
+    FERRY_ASSIGN_OR_RETURN(auto st, writer_->Prepare(sql));
     return st->Exec();
   }
 
@@ -540,7 +540,7 @@ class SqliteMessageStore : public MessageStore {
   }
 
   static StatusOr<std::optional<int64_t>> FindTopicId(SqliteDb& db, std::string const& name) {
-    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("SELECT id FROM topics WHERE name = ?1"));
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id FROM topics WHERE name = ?1"));
     st->Bind(1, name);
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
     std::optional<int64_t> id;
@@ -550,7 +550,7 @@ class SqliteMessageStore : public MessageStore {
   }
 
   static StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name) {
-    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("SELECT id, spec FROM subscriptions WHERE name = ?1"));
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id, spec FROM subscriptions WHERE name = ?1"));
     st->Bind(1, name);
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) return std::optional<SubRow>();
@@ -568,14 +568,14 @@ class SqliteMessageStore : public MessageStore {
   }
 
   static Status SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased) {
-    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("UPDATE deliveries SET visible_at = ?3, leased = ?4 "
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE deliveries SET visible_at = ?3, leased = ?4 "
                                                 "WHERE sub_id = ?1 AND msg_id = ?2"));
     return st->Bind(1, sub_id).Bind(2, msg_id).Bind(3, visible_at).Bind(4, leased ? 1 : 0).Exec();
   }
 
   // Appends one message to a topic and gives each of its subscriptions a copy.
   static StatusOr<int64_t> InsertMessage(SqliteDb& db, int64_t topic_id, PubsubMessage const& m, int64_t now_ms) {
-    FERRY_ASSIGN_OR_RETURN(auto* ins, db.Prepare("INSERT INTO messages(topic_id, publish_time, data, attributes, "
+    FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO messages(topic_id, publish_time, data, attributes, "
                                                  "ordering_key) VALUES(?1, ?2, ?3, ?4, ?5)"));
     FERRY_RETURN_IF_ERROR(ins->Bind(1, topic_id)
                               .Bind(2, now_ms)
@@ -584,19 +584,19 @@ class SqliteMessageStore : public MessageStore {
                               .Bind(5, m.ordering_key)
                               .Exec());
     int64_t id = db.LastInsertRowId();
-    FERRY_ASSIGN_OR_RETURN(auto* fan, db.Prepare("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at) "
+    FERRY_ASSIGN_OR_RETURN(auto fan, db.Prepare("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at) "
                                                  "SELECT id, ?1, ?2, ?2 FROM subscriptions WHERE topic_id = ?3"));
     FERRY_RETURN_IF_ERROR(fan->Bind(1, id).Bind(2, now_ms).Bind(3, topic_id).Exec());
     if (db.Changes() == 0) {
       // No subscription to hold it: it needs no storage, only its id.
-      FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM messages WHERE id = ?1"));
+      FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE id = ?1"));
       FERRY_RETURN_IF_ERROR(del->Bind(1, id).Exec());
     }
     return id;
   }
 
   static StatusOr<PubsubMessage> LoadMessage(SqliteDb& db, int64_t msg_id) {
-    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("SELECT publish_time, data, attributes, ordering_key FROM messages "
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT publish_time, data, attributes, ordering_key FROM messages "
                                                 "WHERE id = ?1"));
     st->Bind(1, msg_id);
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -613,7 +613,7 @@ class SqliteMessageStore : public MessageStore {
 
   // Deletes the message once no subscription holds it.
   static Status CollectMessage(SqliteDb& db, int64_t msg_id) {
-    FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS "
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS "
                                                 "(SELECT 1 FROM deliveries WHERE msg_id = ?1)"));
     return st->Bind(1, msg_id).Exec();
   }
@@ -632,7 +632,7 @@ class SqliteMessageStore : public MessageStore {
     message.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = parsed->project;
     message.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = FormatRfc3339(message.publish_time_ms);
     FERRY_RETURN_IF_ERROR(InsertMessage(db, *dlt_id, message, now_ms));
-    FERRY_ASSIGN_OR_RETURN(auto* del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
+    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
     FERRY_RETURN_IF_ERROR(del->Bind(1, sub.id).Bind(2, msg_id).Exec());
     FERRY_RETURN_IF_ERROR(CollectMessage(db, msg_id));
     return true;
@@ -650,7 +650,7 @@ class SqliteMessageStore : public MessageStore {
 };
 
 Status Migrate(SqliteDb& db) {
-  FERRY_ASSIGN_OR_RETURN(auto* st, db.Prepare("PRAGMA user_version"));
+  FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("PRAGMA user_version"));
   FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
   int64_t version = row ? st->Int(0) : 0;
   st->Reset();

@@ -1,0 +1,153 @@
+"""Runs a real `ferry serve` process for end-to-end tests, and talks to it over HTTP (standard library only)."""
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+FERRY = os.environ.get("FERRY_BIN", "")
+
+
+class Daemon:
+    """A `ferry serve` on a free port with its own data directory; restartable on the same data."""
+
+    def __init__(self, data_dir=None, project="test-proj", extra_args=()):
+        self.owned_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="ferry-e2e-")
+        self.project = project
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+        self.log_path = os.path.join(self.data_dir, "daemon.log")
+
+    def start(self):
+        port_file = os.path.join(self.data_dir, "port")
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [FERRY, "serve", "--data-dir", self.data_dir, "--port", "0", "--port-file", port_file,
+             "--project", self.project] + self.extra_args,
+            stdout=log, stderr=log)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("ferry exited early:\n" + open(self.log_path).read())
+            if os.path.exists(port_file):
+                self.port = int(open(port_file).read())
+                return self
+            time.sleep(0.02)
+        raise RuntimeError("ferry did not start in time")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def close(self):
+        self.stop()
+        if self.owned_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @property
+    def endpoint(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def client(self):
+        return Client(self.port, self.project)
+
+
+class Client:
+    """Pub/Sub REST v1 over one keep-alive connection."""
+
+    def __init__(self, port, project="test-proj", timeout=30):
+        self.port = port
+        self.project = project
+        self.timeout = timeout
+        self.conn = None
+
+    def request(self, method, path, body=None, raw=None, headers=None):
+        """Returns (status, parsed JSON or text)."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        hdrs = {"Content-Type": "application/json"}
+        hdrs.update(headers or {})
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                res = self.conn.getresponse()
+                text = res.read()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if attempt == 1:
+                    raise
+        if res.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+            self.conn = None
+        ctype = res.getheader("Content-Type", "")
+        if ctype.startswith("application/json"):
+            return res.status, json.loads(text) if text else {}
+        return res.status, text.decode(errors="replace")
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+    # --- Pub/Sub helpers; each raises on a non-200 answer ---
+
+    def topic(self, t):
+        return "projects/%s/topics/%s" % (self.project, t)
+
+    def sub(self, s):
+        return "projects/%s/subscriptions/%s" % (self.project, s)
+
+    def ok(self, method, path, body=None):
+        status, res = self.request(method, path, body)
+        if status != 200:
+            raise AssertionError("%s %s -> %d %s" % (method, path, status, res))
+        return res
+
+    def create_topic(self, t):
+        return self.ok("PUT", "/v1/" + self.topic(t), {})
+
+    def create_subscription(self, s, t, **fields):
+        body = {"topic": self.topic(t)}
+        body.update(fields)
+        return self.ok("PUT", "/v1/" + self.sub(s), body)
+
+    def publish(self, t, datas, attributes=None):
+        msgs = [{"data": base64.b64encode(d.encode() if isinstance(d, str) else d).decode(),
+                 "attributes": attributes or {}} for d in datas]
+        return self.ok("POST", "/v1/%s:publish" % self.topic(t), {"messages": msgs})["messageIds"]
+
+    def pull(self, s, max_messages=1000, immediately=True):
+        res = self.ok("POST", "/v1/%s:pull" % self.sub(s),
+                      {"maxMessages": max_messages, "returnImmediately": immediately})
+        return res.get("receivedMessages", [])
+
+    def ack(self, s, ack_ids):
+        return self.ok("POST", "/v1/%s:acknowledge" % self.sub(s), {"ackIds": ack_ids})
+
+    def nack(self, s, ack_ids):
+        return self.ok("POST", "/v1/%s:modifyAckDeadline" % self.sub(s),
+                       {"ackIds": ack_ids, "ackDeadlineSeconds": 0})
+
+
+def data_of(received):
+    return base64.b64decode(received["message"].get("data", "")).decode()
