@@ -22,13 +22,16 @@ class Daemon:
         self.extra_args = list(extra_args)
         self.proc = None
         self.port = None
+        self.log = None
         self.log_path = os.path.join(self.data_dir, "daemon.log")
 
     def start(self):
         port_file = os.path.join(self.data_dir, "port")
         if os.path.exists(port_file):
             os.remove(port_file)
-        log = open(self.log_path, "ab")
+        if self.log:
+            self.log.close()
+        self.log = log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [FERRY, "serve", "--data-dir", self.data_dir, "--port", "0", "--port-file", port_file,
              "--project", self.project] + self.extra_args,
@@ -38,7 +41,8 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError("ferry exited early:\n" + open(self.log_path).read())
             if os.path.exists(port_file):
-                self.port = int(open(port_file).read())
+                with open(port_file) as f:
+                    self.port = int(f.read())
                 return self
             time.sleep(0.02)
         raise RuntimeError("ferry did not start in time")
@@ -58,6 +62,8 @@ class Daemon:
 
     def close(self):
         self.stop()
+        if self.log:
+            self.log.close()
         if self.owned_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -103,6 +109,16 @@ class Client:
         if ctype.startswith("application/json"):
             return res.status, json.loads(text) if text else {}
         return res.status, text.decode(errors="replace")
+
+    def metric(self, name, label_value):
+        """One sample of /metrics, e.g. metric("ferry_subscription_backlog_messages", sub_name)."""
+        status, text = self.request("GET", "/metrics")
+        if status != 200:
+            raise AssertionError("/metrics -> %d" % status)
+        for line in text.splitlines():
+            if line.startswith(name + "{") and '"%s"' % label_value in line:
+                return float(line.rsplit(" ", 1)[1])
+        return None
 
     def close(self):
         if self.conn:

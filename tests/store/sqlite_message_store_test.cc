@@ -244,6 +244,18 @@ TEST_F(SqliteMessageStoreTest, StatsReportBacklogAndOldestMessage) {
   EXPECT_EQ((*stats)[0].oldest_unacked_publish_ms, kNow);
 }
 
+TEST_F(SqliteMessageStoreTest, ReadsSeeEveryCommittedWrite) {
+  CreateTopicAndSub();
+  auto before = store_->GetSubscription(kSub);
+  ASSERT_THAT(before, IsOk());
+  auto changed = *before;
+  changed.ack_deadline_seconds = 42;
+  ASSERT_THAT(store_->UpdateSubscription(changed), IsOk());
+  EXPECT_EQ(store_->GetSubscription(kSub)->ack_deadline_seconds, 42);
+  ASSERT_THAT(store_->DeleteSubscription(kSub), IsOk());
+  EXPECT_THAT(store_->GetSubscription(kSub), StatusIs(StatusCode::kNotFound));
+}
+
 TEST(AckIdTest, RoundTripsAndRejectsGarbage) {
   AckRef ref{12, 345, 6};
   auto decoded = DecodeAckId(EncodeAckId(ref));
