@@ -175,8 +175,8 @@ class BeastHttpServer : public HttpServer {
                         ? Status(StatusCode::kInvalidArgument, "request body exceeds the limit of " +
                                                                    std::to_string(options_.max_body_bytes) + " bytes")
                         : Status(StatusCode::kInvalidArgument, "malformed HTTP request: " + ec.message());
-        HttpResponse res = ErrorResponse(st);
-        if (ec == http::error::body_limit || ec == http::error::header_limit) res.status = 413;
+        bool too_large = ec == http::error::body_limit || ec == http::error::header_limit;
+        HttpResponse res = too_large ? ErrorResponse(st, 413) : ErrorResponse(st);
         co_await Write(stream, std::move(res), 11, false);
         break;
       }
@@ -270,8 +270,9 @@ int HttpStatusFor(StatusCode code) {
   return 500;
 }
 
-HttpResponse ErrorResponse(Status const& status) {
-  int http_status = HttpStatusFor(status.code());
+HttpResponse ErrorResponse(Status const& status) { return ErrorResponse(status, HttpStatusFor(status.code())); }
+
+HttpResponse ErrorResponse(Status const& status, int http_status) {
   nlohmann::ordered_json body;
   body["error"] = {{"code", http_status}, {"message", status.message()}, {"status", StatusCodeName(status.code())}};
   return HttpResponse{http_status, "application/json", body.dump(), {}};

@@ -61,6 +61,8 @@ class HttpServer {
 
 // The Google error body: {"error": {"code": 404, "message": "...", "status": "NOT_FOUND"}}.
 HttpResponse ErrorResponse(Status const& status);
+// The same with an HTTP status that the code does not imply (405, 413).
+HttpResponse ErrorResponse(Status const& status, int http_status);
 int HttpStatusFor(StatusCode code);
 
 }  // namespace ferry

@@ -138,8 +138,8 @@ Status ReconcileName(std::string& body_name, std::string const& path_name) {
 
 HttpResponse MethodNotAllowed(HttpRequest const& req, char const* allowed) {
   HttpResponse res = ErrorResponse(
-      Status(StatusCode::kUnimplemented, "method " + req.method + " is not allowed on " + req.path + "; use " + allowed));
-  res.status = 405;
+      Status(StatusCode::kUnimplemented, "method " + req.method + " is not allowed on " + req.path + "; use " + allowed),
+      405);
   res.headers.emplace_back("Allow", allowed);
   return res;
 }
