@@ -238,6 +238,7 @@ void PrintSubscriptions(Cli& cli, Json const& list) {
 int Main(int argc, char** argv) {
   CLI::App app{"Ferry: self-hosted Cloud Functions and Pub/Sub.", "ferry"};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags may follow the subcommand: `ferry pull sub --format json`
   Globals g;
   g.endpoint = EnvOr("FERRY_ENDPOINT", "http://127.0.0.1:8085");
   g.project = EnvOr("FERRY_PROJECT", "");
@@ -455,7 +456,8 @@ int Main(int argc, char** argv) {
       auto const& m = r["message"];
       auto data = Base64Decode(m.value("data", ""));
       std::string attrs;
-      for (auto const& [k, v] : m.value("attributes", Json::object()).items()) {
+      Json const attributes = m.value("attributes", Json::object());
+      for (auto const& [k, v] : attributes.items()) {
         attrs += (attrs.empty() ? "" : ",") + k + "=" + v.get<std::string>();
       }
       std::string attempt = r.contains("deliveryAttempt") ? std::to_string(r["deliveryAttempt"].get<int>()) : "";

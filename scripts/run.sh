@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up the machine, builds, and runs Ferry on its embedded default (SQLite in ./data) at http://127.0.0.1:8085.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+exec build/bin/ferry serve --data-dir "${FERRY_DATA_DIR:-./data}" --port "${FERRY_PORT:-8085}" \
+  --project "${FERRY_PROJECT:-ferry-local}" "$@"

@@ -1,0 +1,85 @@
+"""The `ferry` command line against a real daemon: tables, --format json, and one-line errors."""
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+
+class CliTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = harness.Daemon(project="cli-proj").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.close()
+
+    def ferry(self, *args, expect=0, endpoint=None):
+        env = dict(os.environ)
+        env.pop("FERRY_PROJECT", None)
+        env["FERRY_ENDPOINT"] = endpoint or self.daemon.endpoint
+        proc = subprocess.run([harness.FERRY] + list(args), env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, expect,
+                         "ferry %s\nstdout: %s\nstderr: %s" % (" ".join(args), proc.stdout, proc.stderr))
+        return proc
+
+    def test_walkthrough(self):
+        out = self.ferry("topics", "create", "bar", "bar-failed")
+        self.assertIn("Created topic [projects/cli-proj/topics/bar].", out.stderr)
+        listed = self.ferry("topics", "list").stdout.splitlines()
+        self.assertTrue(listed[0].startswith("NAME"), listed)
+        self.assertIn("projects/cli-proj/topics/bar-failed", "\n".join(listed))
+
+        self.ferry("subscriptions", "create", "sub1", "--topic", "bar", "--ack-deadline", "30",
+                   "--dead-letter-topic", "bar-failed", "--max-delivery-attempts", "6", "--min-retry-delay", "2m")
+        sub = json.loads(self.ferry("subscriptions", "describe", "sub1", "--format", "json").stdout)
+        self.assertEqual(sub["ackDeadlineSeconds"], 30)
+        self.assertEqual(sub["deadLetterPolicy"]["maxDeliveryAttempts"], 6)
+        self.assertEqual(sub["retryPolicy"], {"minimumBackoff": "120s", "maximumBackoff": "600s"})
+        self.ferry("subscriptions", "update", "sub1", "--max-retry-delay", "5m")
+        sub = json.loads(self.ferry("subscriptions", "describe", "sub1", "--format", "json").stdout)
+        self.assertEqual(sub["retryPolicy"]["maximumBackoff"], "300s")
+        table = self.ferry("subscriptions", "list").stdout
+        self.assertIn("projects/cli-proj/subscriptions/sub1", table)
+        self.assertIn("bar-failed", table)
+
+        out = self.ferry("publish", "bar", "--message", "{}", "--attribute", "k=v")
+        self.assertTrue(out.stdout.startswith("MESSAGE_ID"), out.stdout)
+        pulled = self.ferry("pull", "sub1", "--limit", "5", "--auto-ack").stdout.splitlines()
+        self.assertIn("DATA", pulled[0])
+        self.assertIn("{}", pulled[1])
+        self.assertIn("k=v", pulled[1])
+        self.assertIn("SUCCESS", pulled[1])
+        out = self.ferry("pull", "sub1", "--format", "json")
+        self.assertEqual(json.loads(out.stdout), [])
+
+    def test_errors_are_one_line_with_nonzero_exit(self):
+        self.ferry("topics", "create", "dup")
+        out = self.ferry("topics", "create", "dup", expect=1)
+        self.assertEqual(out.stderr.strip().count("\n"), 0, out.stderr)
+        self.assertIn("Topic already exists", out.stderr)
+        out = self.ferry("topics", "describe", "nosuch", expect=1)
+        self.assertIn("Topic not found (NOT_FOUND)", out.stderr)
+        out = self.ferry("topics", "create", expect=2)
+        self.assertEqual(out.stderr.strip().count("\n"), 0, out.stderr)
+        out = self.ferry("subscriptions", "create", "s-bad", "--topic", "dup", "--min-retry-delay", "soon",
+                         expect=1)
+        self.assertIn("invalid duration", out.stderr)
+        out = self.ferry("topics", "list", endpoint="http://127.0.0.1:1", expect=1)
+        self.assertIn("cannot reach ferry", out.stderr)
+        self.assertEqual(out.stderr.strip().count("\n"), 0, out.stderr)
+
+    def test_help_everywhere(self):
+        for args in (["--help"], ["topics", "--help"], ["subscriptions", "create", "--help"], ["pull", "--help"],
+                     ["serve", "--help"]):
+            out = self.ferry(*args)
+            self.assertIn("Usage", out.stdout)
+
+
+if __name__ == "__main__":
+    harness.FERRY = sys.argv.pop(1)
+    unittest.main(verbosity=2)
