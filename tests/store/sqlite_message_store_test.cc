@@ -69,6 +69,32 @@ TEST_F(SqliteMessageStoreTest, PublishFansOutToEverySubscription) {
   EXPECT_THAT(Data(b->messages), ElementsAre("m1", "m2"));
 }
 
+TEST_F(SqliteMessageStoreTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
+  CreateTopicAndSub();
+  constexpr char kSub2[] = "projects/p/subscriptions/sub2";
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("shared")}, kNow), IsOk());
+  auto first = store_->Lease(kSub, 1, kNow);
+  ASSERT_THAT(store_->Acknowledge(kSub, {first->messages[0].ack_id}), IsOk());
+  Open();
+  auto second = store_->Lease(kSub2, 1, kNow);
+  ASSERT_THAT(second, IsOk());
+  EXPECT_THAT(Data(second->messages), ElementsAre("shared"));
+  ASSERT_THAT(store_->Acknowledge(kSub2, {second->messages[0].ack_id}), IsOk());
+  ASSERT_THAT(store_->DeleteSubscription(kSub2), IsOk());
+}
+
+TEST_F(SqliteMessageStoreTest, DeletingASubscriptionKeepsMessagesOthersHold) {
+  CreateTopicAndSub();
+  constexpr char kSub2[] = "projects/p/subscriptions/sub2";
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
+  ASSERT_THAT(store_->DeleteSubscription(kSub2), IsOk());
+  auto lease = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(lease, IsOk());
+  EXPECT_THAT(Data(lease->messages), ElementsAre("m1", "m2"));
+}
+
 TEST_F(SqliteMessageStoreTest, SubscriptionHoldsOnlyMessagesPublishedAfterIt) {
   ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("early")}, kNow), IsOk());

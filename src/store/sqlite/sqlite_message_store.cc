@@ -6,6 +6,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -38,14 +39,21 @@ CREATE TABLE subscriptions(
   spec TEXT NOT NULL                     -- the Subscription in Pub/Sub's JSON form
 );
 CREATE INDEX subscriptions_by_topic ON subscriptions(topic_id);
+-- Stored once however many subscriptions hold it; deleted when the last one lets go (refs = 0).
 CREATE TABLE messages(
-  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the messageId; AUTOINCREMENT so ids are never reused
+  id INTEGER PRIMARY KEY,                -- the messageId, assigned from meta.last_message_id: never reused
   topic_id INTEGER NOT NULL,
   publish_time INTEGER NOT NULL,         -- unix ms
   data BLOB NOT NULL,
   attributes TEXT NOT NULL,              -- JSON object
-  ordering_key TEXT NOT NULL
+  ordering_key TEXT NOT NULL,
+  refs INTEGER NOT NULL                  -- deliveries rows that point here
 );
+CREATE TABLE meta(
+  key TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+);
+INSERT INTO meta(key, value) VALUES('last_message_id', 0);
 -- A subscription's copy of a message and its lease: leased=1 means held by a subscriber until visible_at.
 CREATE TABLE deliveries(
   sub_id INTEGER NOT NULL,
@@ -57,12 +65,10 @@ CREATE TABLE deliveries(
   PRIMARY KEY(sub_id, msg_id)
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_by_visibility ON deliveries(sub_id, visible_at);
-CREATE INDEX deliveries_by_message ON deliveries(msg_id);
 )sql",
 };
 
 constexpr int kMaxJobsPerCommit = 256;
-constexpr int kGcBatch = 10'000;
 
 struct SubRow {
   int64_t id = 0;
@@ -103,8 +109,12 @@ StatusOr<Attributes> DecodeAttributes(std::string const& text) {
 
 class SqliteMessageStore : public MessageStore {
  public:
-  SqliteMessageStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader)
-      : writer_(std::move(writer)), reader_(std::move(reader)), thread_([this] { WriterLoop(); }) {}
+  SqliteMessageStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader, int64_t last_message_id)
+      : writer_(std::move(writer)),
+        reader_(std::move(reader)),
+        last_message_id_(last_message_id),
+        committed_message_id_(last_message_id),
+        thread_([this] { WriterLoop(); }) {}
 
   ~SqliteMessageStore() override {
     {
@@ -245,10 +255,9 @@ class SqliteMessageStore : public MessageStore {
     return Write([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, name));
       if (!existing) return NotFoundError("Subscription does not exist");
-      FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1"));
-      FERRY_RETURN_IF_ERROR(del->Bind(1, existing->id).Exec());
+      FERRY_RETURN_IF_ERROR(DropDeliveries(db, existing->id, std::numeric_limits<int64_t>::max()));
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
-      return st->Bind(1, existing->id).Exec();  // orphaned messages go in the next Maintain()
+      return st->Bind(1, existing->id).Exec();
     });
   }
 
@@ -276,10 +285,11 @@ class SqliteMessageStore : public MessageStore {
     auto st = Write([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
       if (!topic_id) return NotFoundError("Topic not found");
+      FERRY_ASSIGN_OR_RETURN(auto sub_ids, SubscriptionIdsOf(db, *topic_id));
       ids.clear();
       ids.reserve(messages.size());
       for (auto const& m : messages) {
-        FERRY_ASSIGN_OR_RETURN(int64_t id, InsertMessage(db, *topic_id, m, now_ms));
+        FERRY_ASSIGN_OR_RETURN(int64_t id, InsertMessage(db, *topic_id, sub_ids, m, now_ms));
         ids.push_back(std::to_string(id));
       }
       return OkStatus();
@@ -365,7 +375,7 @@ class SqliteMessageStore : public MessageStore {
         FERRY_RETURN_IF_ERROR(del->Bind(1, sub->id).Bind(2, ref.message_id).Exec());
         if (db.Changes() == 0) continue;
         ++acked;
-        FERRY_RETURN_IF_ERROR(CollectMessage(db, ref.message_id));
+        FERRY_RETURN_IF_ERROR(ReleaseMessage(db, ref.message_id));
       }
       return OkStatus();
     });
@@ -444,16 +454,11 @@ class SqliteMessageStore : public MessageStore {
           }
           if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
         }
-        FERRY_ASSIGN_OR_RETURN(auto drop,
-                               db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND publish_time < ?2"));
-        FERRY_RETURN_IF_ERROR(drop->Bind(1, sub.id).Bind(2, now_ms - sub.spec.message_retention_ms).Exec());
-        result.dropped_by_retention += db.Changes();
+        FERRY_ASSIGN_OR_RETURN(int64_t dropped,
+                               DropDeliveries(db, sub.id, now_ms - sub.spec.message_retention_ms));
+        result.dropped_by_retention += dropped;
       }
-      // Messages no subscription holds any more (acked elsewhere, dropped, or their subscription deleted).
-      FERRY_ASSIGN_OR_RETURN(auto gc, db.Prepare("DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m "
-                                                  "WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = "
-                                                  "m.id) LIMIT ?1)"));
-      return gc->Bind(1, kGcBatch).Exec();
+      return OkStatus();
     });
     if (!st.ok()) return st;
     return result;
@@ -513,7 +518,9 @@ class SqliteMessageStore : public MessageStore {
         if (!results[i].ok()) txn = Statement("ROLLBACK TO job");
         if (txn.ok()) txn = Statement("RELEASE job");
       }
+      if (txn.ok() && last_message_id_ != committed_message_id_) txn = SaveLastMessageId();
       if (txn.ok()) txn = Statement("COMMIT");
+      if (txn.ok()) committed_message_id_ = last_message_id_;
       if (!txn.ok()) {
         (void)writer_->Exec("ROLLBACK");
         for (auto& r : results) r = UnavailableError("store commit failed: " + txn.message());
@@ -521,6 +528,12 @@ class SqliteMessageStore : public MessageStore {
       for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(results[i]);
       batch.clear();
     }
+  }
+
+  // Ids handed out in a transaction that then failed are skipped, never reused.
+  Status SaveLastMessageId() {
+    FERRY_ASSIGN_OR_RETURN(auto st, writer_->Prepare("UPDATE meta SET value = ?1 WHERE key = 'last_message_id'"));
+    return st->Bind(1, last_message_id_).Exec();
   }
 
   Status Statement(char const* sql) {
@@ -573,26 +586,62 @@ class SqliteMessageStore : public MessageStore {
     return st->Bind(1, sub_id).Bind(2, msg_id).Bind(3, visible_at).Bind(4, leased ? 1 : 0).Exec();
   }
 
-  // Appends one message to a topic and gives each of its subscriptions a copy.
-  static StatusOr<int64_t> InsertMessage(SqliteDb& db, int64_t topic_id, PubsubMessage const& m, int64_t now_ms) {
-    FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO messages(topic_id, publish_time, data, attributes, "
-                                                 "ordering_key) VALUES(?1, ?2, ?3, ?4, ?5)"));
-    FERRY_RETURN_IF_ERROR(ins->Bind(1, topic_id)
-                              .Bind(2, now_ms)
-                              .BindBlob(3, m.data)
-                              .Bind(4, EncodeAttributes(m.attributes))
-                              .Bind(5, m.ordering_key)
+  static StatusOr<std::vector<int64_t>> SubscriptionIdsOf(SqliteDb& db, int64_t topic_id) {
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id FROM subscriptions WHERE topic_id = ?1"));
+    st->Bind(1, topic_id);
+    std::vector<int64_t> ids;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      ids.push_back(st->Int(0));
+    }
+    return ids;
+  }
+
+  // Appends one message to a topic and gives each of its subscriptions a copy. A message no subscription
+  // receives gets an id and is not stored.
+  StatusOr<int64_t> InsertMessage(SqliteDb& db, int64_t topic_id, std::vector<int64_t> const& sub_ids,
+                                  PubsubMessage const& m, int64_t now_ms) {
+    int64_t id = ++last_message_id_;
+    if (sub_ids.empty()) return id;
+    FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO messages(id, topic_id, publish_time, data, attributes, "
+                                                "ordering_key, refs) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+    FERRY_RETURN_IF_ERROR(ins->Bind(1, id)
+                              .Bind(2, topic_id)
+                              .Bind(3, now_ms)
+                              .BindBlob(4, m.data)
+                              .Bind(5, EncodeAttributes(m.attributes))
+                              .Bind(6, m.ordering_key)
+                              .Bind(7, static_cast<int64_t>(sub_ids.size()))
                               .Exec());
-    int64_t id = db.LastInsertRowId();
     FERRY_ASSIGN_OR_RETURN(auto fan, db.Prepare("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at) "
-                                                 "SELECT id, ?1, ?2, ?2 FROM subscriptions WHERE topic_id = ?3"));
-    FERRY_RETURN_IF_ERROR(fan->Bind(1, id).Bind(2, now_ms).Bind(3, topic_id).Exec());
-    if (db.Changes() == 0) {
-      // No subscription to hold it: it needs no storage, only its id.
-      FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE id = ?1"));
-      FERRY_RETURN_IF_ERROR(del->Bind(1, id).Exec());
+                                                "VALUES(?1, ?2, ?3, ?3)"));
+    for (int64_t sub_id : sub_ids) {
+      FERRY_RETURN_IF_ERROR(fan->Bind(1, sub_id).Bind(2, id).Bind(3, now_ms).Exec());
     }
     return id;
+  }
+
+  // Drops one subscription's hold on a message, deleting the message with the last hold.
+  static Status ReleaseMessage(SqliteDb& db, int64_t msg_id) {
+    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE id = ?1 AND refs <= 1"));
+    FERRY_RETURN_IF_ERROR(del->Bind(1, msg_id).Exec());
+    if (db.Changes() > 0) return OkStatus();
+    FERRY_ASSIGN_OR_RETURN(auto dec, db.Prepare("UPDATE messages SET refs = refs - 1 WHERE id = ?1"));
+    return dec->Bind(1, msg_id).Exec();
+  }
+
+  // Removes a subscription's copies of messages published before `before_ms`. Returns how many.
+  static StatusOr<int64_t> DropDeliveries(SqliteDb& db, int64_t sub_id, int64_t before_ms) {
+    FERRY_ASSIGN_OR_RETURN(auto dec, db.Prepare("UPDATE messages SET refs = refs - 1 WHERE id IN (SELECT msg_id "
+                                                "FROM deliveries WHERE sub_id = ?1 AND publish_time < ?2)"));
+    FERRY_RETURN_IF_ERROR(dec->Bind(1, sub_id).Bind(2, before_ms).Exec());
+    FERRY_ASSIGN_OR_RETURN(auto gc, db.Prepare("DELETE FROM messages WHERE refs <= 0 AND id IN (SELECT msg_id FROM "
+                                               "deliveries WHERE sub_id = ?1 AND publish_time < ?2)"));
+    FERRY_RETURN_IF_ERROR(gc->Bind(1, sub_id).Bind(2, before_ms).Exec());
+    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND publish_time < ?2"));
+    FERRY_RETURN_IF_ERROR(del->Bind(1, sub_id).Bind(2, before_ms).Exec());
+    return static_cast<int64_t>(db.Changes());
   }
 
   static StatusOr<PubsubMessage> LoadMessage(SqliteDb& db, int64_t msg_id) {
@@ -611,17 +660,10 @@ class SqliteMessageStore : public MessageStore {
     return m;
   }
 
-  // Deletes the message once no subscription holds it.
-  static Status CollectMessage(SqliteDb& db, int64_t msg_id) {
-    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM messages WHERE id = ?1 AND NOT EXISTS "
-                                                "(SELECT 1 FROM deliveries WHERE msg_id = ?1)"));
-    return st->Bind(1, msg_id).Exec();
-  }
-
   // Publishes the message to the subscription's dead-letter topic with the CloudPubSubDeadLetterSource*
   // attributes and removes it from the subscription, in the caller's transaction. False when the dead-letter
   // topic no longer exists: the message then stays and is redelivered.
-  static StatusOr<bool> DeadLetter(SqliteDb& db, SubRow const& sub, int64_t msg_id, int attempts, int64_t now_ms) {
+  StatusOr<bool> DeadLetter(SqliteDb& db, SubRow const& sub, int64_t msg_id, int attempts, int64_t now_ms) {
     FERRY_ASSIGN_OR_RETURN(auto dlt_id, FindTopicId(db, sub.spec.dead_letter_policy->dead_letter_topic));
     if (!dlt_id) return false;
     FERRY_ASSIGN_OR_RETURN(auto message, LoadMessage(db, msg_id));
@@ -631,14 +673,17 @@ class SqliteMessageStore : public MessageStore {
     message.attributes["CloudPubSubDeadLetterSourceSubscription"] = parsed->id;
     message.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = parsed->project;
     message.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = FormatRfc3339(message.publish_time_ms);
-    FERRY_RETURN_IF_ERROR(InsertMessage(db, *dlt_id, message, now_ms));
+    FERRY_ASSIGN_OR_RETURN(auto dlt_subs, SubscriptionIdsOf(db, *dlt_id));
+    FERRY_RETURN_IF_ERROR(InsertMessage(db, *dlt_id, dlt_subs, message, now_ms));
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
     FERRY_RETURN_IF_ERROR(del->Bind(1, sub.id).Bind(2, msg_id).Exec());
-    FERRY_RETURN_IF_ERROR(CollectMessage(db, msg_id));
+    FERRY_RETURN_IF_ERROR(ReleaseMessage(db, msg_id));
     return true;
   }
 
   std::unique_ptr<SqliteDb> writer_;  // used only on thread_
+  int64_t last_message_id_;           // used only on thread_: the last id handed out
+  int64_t committed_message_id_;      // used only on thread_: the value meta holds
   std::mutex read_mu_;
   std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
 
@@ -687,9 +732,18 @@ StatusOr<std::unique_ptr<MessageStore>> MakeSqliteMessageStore(StoreOptions cons
   FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA foreign_keys = OFF"));
   FERRY_RETURN_IF_ERROR(Migrate(*writer));
 
+  int64_t last_message_id = 0;
+  {  // scoped: the statement must be reset before the writer thread owns the connection
+    FERRY_ASSIGN_OR_RETURN(auto last, writer->Prepare("SELECT value FROM meta WHERE key = 'last_message_id'"));
+    FERRY_ASSIGN_OR_RETURN(bool found, last->Step());
+    if (!found) return InternalError("database is missing meta.last_message_id");
+    last_message_id = last->Int(0);
+  }
+
   FERRY_ASSIGN_OR_RETURN(auto reader, SqliteDb::Open(path));
   FERRY_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));
-  return std::unique_ptr<MessageStore>(new SqliteMessageStore(std::move(writer), std::move(reader)));
+  return std::unique_ptr<MessageStore>(
+      new SqliteMessageStore(std::move(writer), std::move(reader), last_message_id));
 }
 
 }  // namespace ferry
