@@ -326,4 +326,77 @@ Json ReceivedMessageToJson(ReceivedMessage const& r) {
   return j;
 }
 
+void AppendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  out += '"';
+}
+
+std::string PullResponseJson(std::vector<ReceivedMessage> const& received) {
+  if (received.empty()) return "{}";
+  std::string out;
+  out.reserve(received.size() * 256);
+  out += "{\"receivedMessages\":[";
+  for (std::size_t i = 0; i < received.size(); ++i) {
+    auto const& r = received[i];
+    auto const& m = r.message;
+    if (i > 0) out += ',';
+    out += "{\"ackId\":";
+    AppendJsonString(out, r.ack_id);
+    out += ",\"message\":{";
+    if (!m.data.empty()) {
+      out += "\"data\":\"";
+      out += Base64Encode(m.data);
+      out += "\",";
+    }
+    if (!m.attributes.empty()) {
+      out += "\"attributes\":{";
+      bool first = true;
+      for (auto const& [k, v] : m.attributes) {
+        if (!first) out += ',';
+        first = false;
+        AppendJsonString(out, k);
+        out += ':';
+        AppendJsonString(out, v);
+      }
+      out += "},";
+    }
+    out += "\"messageId\":";
+    AppendJsonString(out, m.message_id);
+    out += ",\"publishTime\":\"";
+    out += FormatRfc3339(m.publish_time_ms);
+    out += '"';
+    if (!m.ordering_key.empty()) {
+      out += ",\"orderingKey\":";
+      AppendJsonString(out, m.ordering_key);
+    }
+    out += '}';
+    if (r.delivery_attempt > 0) {
+      out += ",\"deliveryAttempt\":";
+      out += std::to_string(r.delivery_attempt);
+    }
+    out += '}';
+  }
+  out += "]}";
+  return out;
+}
+
 }  // namespace ferry

@@ -1,5 +1,9 @@
 #pragma once
 
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include <nlohmann/json_fwd.hpp>
 
 #include "ferry/status.h"
@@ -23,6 +27,13 @@ Json MessageToJson(PubsubMessage const& message);
 StatusOr<PubsubMessage> MessageFromJson(Json const& json, std::string_view where = "messages");
 
 Json ReceivedMessageToJson(ReceivedMessage const& received);
+
+// The PullResponse body for these messages, written straight to text: the hot path of every pull, where building
+// a JSON tree first cost more than the store's work.
+std::string PullResponseJson(std::vector<ReceivedMessage> const& received);
+
+// Appends `s` as a JSON string literal, quotes included.
+void AppendJsonString(std::string& out, std::string_view s);
 
 // "ack_deadline_seconds" -> "ackDeadlineSeconds"; camelCase passes through.
 std::string ToLowerCamel(std::string_view name);

@@ -56,5 +56,20 @@ TEST(JsonCodecTest, MessagesCarryBase64Data) {
             R"("publishTime":"2026-11-28T02:33:27.381Z"})");
 }
 
+TEST(JsonCodecTest, PullResponseIsTheSameJsonAsTheTree) {
+  ReceivedMessage a{.ack_id = "1-2-3",
+                    .message = {.data = "hi\n",
+                                .attributes = {{"k\"ey", "v\\al"}, {"ctl", std::string("\x01", 1)}},
+                                .message_id = "2",
+                                .publish_time_ms = 1795833207381,
+                                .ordering_key = "ord"},
+                    .delivery_attempt = 3};
+  ReceivedMessage b{.ack_id = "1-3-1", .message = {.attributes = {{"only", "attrs"}}, .message_id = "3"}};
+  auto text = PullResponseJson({a, b});
+  Json expected = {{"receivedMessages", {ReceivedMessageToJson(a), ReceivedMessageToJson(b)}}};
+  EXPECT_EQ(Json::parse(text), expected);
+  EXPECT_EQ(PullResponseJson({}), "{}");
+}
+
 }  // namespace
 }  // namespace ferry

@@ -347,13 +347,7 @@ class Request {
       return broker_.Pull(name_, max, immediately);
     }();
     if (!result.ok()) return ErrorResponse(result.status());
-    Json out = Json::object();
-    if (!result->empty()) {
-      Json list = Json::array();
-      for (auto const& r : *result) list.push_back(ReceivedMessageToJson(r));
-      out["receivedMessages"] = std::move(list);
-    }
-    return JsonResponse(out);
+    return HttpResponse{200, "application/json", PullResponseJson(*result), {}};
   }
 
   HttpResponse Acknowledge() {
