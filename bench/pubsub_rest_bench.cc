@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
   app.add_option("--size", o.size);
   app.add_option("--publishers", o.publishers);
   app.add_option("--pullers", o.pullers);
+  app.add_option("--topic", o.topic);
+  app.add_option("--subscription", o.subscription);
   CLI11_PARSE(app, argc, argv);
 
   std::string topic = "projects/" + o.project + "/topics/" + o.topic;
