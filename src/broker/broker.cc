@@ -47,7 +47,9 @@ Broker::Broker(MessageStore& store, Clock& clock, BrokerOptions options)
   if (options_.maintenance_interval.count() > 0) maintenance_ = std::thread([this] { MaintenanceLoop(); });
 }
 
-Broker::~Broker() {
+Broker::~Broker() { Shutdown(); }
+
+void Broker::Shutdown() {
   {
     std::lock_guard lock(wait_mu_);
     stopping_ = true;
@@ -229,6 +231,7 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
     if (!lease.messages.empty() || return_immediately || now >= deadline) return std::move(lease.messages);
 
     std::unique_lock lock(wait_mu_);
+    if (stopping_) return std::vector<ReceivedMessage>{};
     wait_cv_.wait_until(lock, std::min(deadline, now + options_.pull_recheck),
                         [&] { return stopping_ || generations_[sub.topic] != generation; });
     if (stopping_) return std::vector<ReceivedMessage>{};
@@ -271,7 +274,11 @@ Status Broker::ModifyAckDeadline(std::string const& subscription, std::vector<st
 }
 
 Status Broker::RunMaintenance() {
-  FERRY_ASSIGN_OR_RETURN(auto result, store_.Maintain(NowMillis()));
+  int64_t now = NowMillis();
+  int64_t last = last_retention_ms_.load();
+  bool retention_due = last == std::numeric_limits<int64_t>::min() || now - last >= options_.retention_interval.count();
+  FERRY_ASSIGN_OR_RETURN(auto result, store_.Maintain(now, retention_due));
+  if (retention_due) last_retention_ms_ = now;
   for (auto const& [sub, count] : result.dead_lettered) {
     CountDeadLettered(sub, count);
     auto spec = store_.GetSubscription(sub);

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <condition_variable>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,8 +23,10 @@ struct BrokerOptions {
   std::chrono::milliseconds pull_wait{5000};
   // While waiting, a pull looks again this often, for messages whose backoff ended or that another node added.
   std::chrono::milliseconds pull_recheck{200};
-  // How often expired leases are dead-lettered and retention is applied; zero: only RunMaintenance().
+  // How often expired leases are dead-lettered; zero: only when RunMaintenance() is called.
   std::chrono::milliseconds maintenance_interval{1000};
+  // How often maintenance also drops messages past their retention.
+  std::chrono::milliseconds retention_interval{60'000};
 };
 
 // Counters since start, for /metrics. Backlog and age come from the store.
@@ -83,7 +87,12 @@ class Broker {
   Status ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
                            int ack_deadline_seconds);
 
-  // One round of background work: dead-letter expired leases with no attempt left, apply retention.
+  // Wakes every waiting pull (they answer empty) and stops background work; later pulls do not wait. For an
+  // orderly stop: call before stopping the servers that call in.
+  void Shutdown();
+
+  // One round of background work: dead-letter expired leases with no attempt left, and apply retention when
+  // retention_interval has passed since it last ran (always on the first round).
   Status RunMaintenance();
 
   BrokerCounters Counters() const;
@@ -108,6 +117,7 @@ class Broker {
   mutable std::mutex counters_mu_;
   BrokerCounters counters_;  // GUARDED_BY(counters_mu_)
 
+  std::atomic<int64_t> last_retention_ms_{std::numeric_limits<int64_t>::min()};
   std::thread maintenance_;
 };
 

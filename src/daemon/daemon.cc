@@ -59,6 +59,7 @@ int RunDaemon(DaemonOptions const& options) {
   int sig = 0;
   sigwait(&signals, &sig);
   std::fprintf(stderr, "ferry: stopping on signal %d\n", sig);
+  broker.Shutdown();  // waiting pulls answer now, so the server's workers can finish
   (*server)->Stop();
   return 0;
 }

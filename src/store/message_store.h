@@ -79,8 +79,9 @@ class MessageStore {
                                                                  std::vector<std::string> const& ack_ids,
                                                                  int seconds, int64_t now_ms) = 0;
 
-  // Dead-letters expired leases that have no attempt left; drops messages past their retention.
-  [[nodiscard]] virtual StatusOr<MaintenanceResult> Maintain(int64_t now_ms) = 0;
+  // Dead-letters expired leases that have no attempt left and, with `apply_retention`, drops messages past their
+  // subscription's retention (a scan of every backlog, so callers do it less often).
+  [[nodiscard]] virtual StatusOr<MaintenanceResult> Maintain(int64_t now_ms, bool apply_retention) = 0;
   [[nodiscard]] virtual StatusOr<std::vector<SubscriptionStats>> Stats() = 0;
 };
 

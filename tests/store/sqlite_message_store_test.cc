@@ -240,7 +240,10 @@ TEST_F(SqliteMessageStoreTest, RetentionDropsOldMessages) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("old")}, kNow), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("new")}, kNow + kDefaultRetentionMillis), IsOk());
-  auto result = store_->Maintain(kNow + kDefaultRetentionMillis + 1);
+  auto skipped = store_->Maintain(kNow + kDefaultRetentionMillis + 1, false);
+  ASSERT_THAT(skipped, IsOk());
+  EXPECT_EQ(skipped->dropped_by_retention, 0);
+  auto result = store_->Maintain(kNow + kDefaultRetentionMillis + 1, true);
   ASSERT_THAT(result, IsOk());
   EXPECT_EQ(result->dropped_by_retention, 1);
   EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + kDefaultRetentionMillis + 1)->messages), ElementsAre("new"));

@@ -517,7 +517,7 @@ class SqliteMessageStore : public MessageStore {
     return result;
   }
 
-  StatusOr<MaintenanceResult> Maintain(int64_t now_ms) override {
+  StatusOr<MaintenanceResult> Maintain(int64_t now_ms, bool apply_retention) override {
     MaintenanceResult result;
     auto st = Write([&](SqliteDb& db) -> Status {
       result = {};
@@ -549,6 +549,7 @@ class SqliteMessageStore : public MessageStore {
           }
           if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
         }
+        if (!apply_retention) continue;
         FERRY_ASSIGN_OR_RETURN(int64_t dropped,
                                DropDeliveries(db, sub.id, now_ms - sub.spec.message_retention_ms));
         result.dropped_by_retention += dropped;
