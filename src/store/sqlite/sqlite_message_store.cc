@@ -747,16 +747,16 @@ class SqliteMessageStore : public MessageStore {
     for (std::size_t first = 0; first < messages.size(); first += kRowsPerStatement) {
       int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, messages.size() - first));
       FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare(InsertMessagesSql().For(n)));
-      int p = 1;
       for (int i = 0; i < n; ++i) {
         auto const& m = messages[first + static_cast<std::size_t>(i)];
-        ins->Bind(p++, ids[first + static_cast<std::size_t>(i)])
-            .Bind(p++, topic_id)
-            .Bind(p++, now_ms)
-            .BindBlob(p++, m.data)
-            .Bind(p++, EncodeAttributes(m.attributes))
-            .Bind(p++, m.ordering_key)
-            .Bind(p++, refs);
+        int const p = i * 7;
+        ins->Bind(p + 1, ids[first + static_cast<std::size_t>(i)])
+            .Bind(p + 2, topic_id)
+            .Bind(p + 3, now_ms)
+            .BindBlob(p + 4, m.data)
+            .Bind(p + 5, EncodeAttributes(m.attributes))
+            .Bind(p + 6, m.ordering_key)
+            .Bind(p + 7, refs);
       }
       FERRY_RETURN_IF_ERROR(ins->Exec());
     }
@@ -764,11 +764,13 @@ class SqliteMessageStore : public MessageStore {
     for (std::size_t first = 0; first < rows; first += kRowsPerStatement) {
       int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, rows - first));
       FERRY_ASSIGN_OR_RETURN(auto fan, db.Prepare(InsertDeliveriesSql().For(n)));
-      int p = 1;
       for (int i = 0; i < n; ++i) {
         std::size_t row = first + static_cast<std::size_t>(i);
-        fan->Bind(p++, sub_ids[row % sub_ids.size()]).Bind(p++, ids[row / sub_ids.size()]).Bind(p++, now_ms).Bind(
-            p++, now_ms);
+        int const p = i * 4;
+        fan->Bind(p + 1, sub_ids[row % sub_ids.size()])
+            .Bind(p + 2, ids[row / sub_ids.size()])
+            .Bind(p + 3, now_ms)
+            .Bind(p + 4, now_ms);
       }
       FERRY_RETURN_IF_ERROR(fan->Exec());
     }
@@ -853,10 +855,10 @@ class SqliteMessageStore : public MessageStore {
   }
 
   std::unique_ptr<SqliteDb> writer_;  // used only on thread_
-  int64_t last_message_id_;           // used only on thread_: the last id handed out
-  int64_t committed_message_id_;      // used only on thread_: the value meta holds
   std::mutex read_mu_;
   std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
+  int64_t last_message_id_;           // used only on thread_: the last id handed out
+  int64_t committed_message_id_;      // used only on thread_: the value meta holds
 
   int const wal_fd_;
 
