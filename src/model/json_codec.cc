@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
+#include "common/json_escape.h"
 #include "common/time_util.h"
 
 namespace ferry {
@@ -324,30 +325,6 @@ Json ReceivedMessageToJson(ReceivedMessage const& r) {
   j["message"] = MessageToJson(r.message);
   if (r.delivery_attempt > 0) j["deliveryAttempt"] = r.delivery_attempt;
   return j;
-}
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out += '"';
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
 }
 
 std::string PullResponseJson(std::vector<ReceivedMessage> const& received) {

@@ -32,9 +32,6 @@ Json ReceivedMessageToJson(ReceivedMessage const& received);
 // a JSON tree first cost more than the store's work.
 std::string PullResponseJson(std::vector<ReceivedMessage> const& received);
 
-// Appends `s` as a JSON string literal, quotes included.
-void AppendJsonString(std::string& out, std::string_view s);
-
 // "ack_deadline_seconds" -> "ackDeadlineSeconds"; camelCase passes through.
 std::string ToLowerCamel(std::string_view name);
 

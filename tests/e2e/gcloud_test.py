@@ -177,6 +177,30 @@ class GcloudTest(unittest.TestCase):
         self.gcloud("subscriptions", "describe", "gone-sub", expect=1)
         self.gcloud("topics", "describe", "gone", expect=1)
 
+    def test_push_config_is_stored_and_modified(self):
+        self.gcloud("topics", "create", "pushy")
+        self.gcloud("subscriptions", "create", "pushy-sub", "--topic=pushy",
+                    "--push-endpoint=http://127.0.0.1:9999/push")
+        sub = self.gjson("subscriptions", "describe", "pushy-sub")
+        self.assertEqual(sub["pushConfig"], {"pushEndpoint": "http://127.0.0.1:9999/push"})
+        self.gcloud("subscriptions", "modify-push-config", "pushy-sub", "--push-endpoint=http://127.0.0.1:9998/x")
+        sub = self.gjson("subscriptions", "describe", "pushy-sub")
+        self.assertEqual(sub["pushConfig"], {"pushEndpoint": "http://127.0.0.1:9998/x"})
+
+    def test_subscription_options_round_trip(self):
+        self.gcloud("topics", "create", "opts")
+        self.gcloud("subscriptions", "create", "sub-eod", "--topic=opts", "--enable-exactly-once-delivery",
+                    "--retain-acked-messages", "--message-retention-duration=1h", "--expiration-period=2d",
+                    "--labels=env=dev")
+        sub = self.gjson("subscriptions", "describe", "sub-eod")
+        self.assertEqual(sub["messageRetentionDuration"], "3600s")
+        self.assertEqual(sub["expirationPolicy"], {"ttl": "172800s"})
+        self.assertEqual(sub["labels"], {"env": "dev"})
+        self.assertTrue(sub["retainAckedMessages"])
+        self.assertTrue(sub["enableExactlyOnceDelivery"])
+        self.gcloud("subscriptions", "update", "sub-eod", "--ack-deadline=20")
+        self.assertEqual(self.gjson("subscriptions", "describe", "sub-eod")["ackDeadlineSeconds"], 20)
+
     def test_topic_options_and_update(self):
         self.gcloud("topics", "create", "baz", "--message-retention-duration=1d", "--labels=a=b")
         topic = self.gjson("topics", "describe", "baz")

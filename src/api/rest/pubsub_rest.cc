@@ -204,7 +204,8 @@ class Request {
         if (verb == "pull") return Pull();
         if (verb == "acknowledge") return Acknowledge();
         if (verb == "modifyAckDeadline") return ModifyAckDeadline();
-        if (verb == "modifyPushConfig" || verb == "seek") {
+        if (verb == "modifyPushConfig") return ModifyPushConfig();
+        if (verb == "seek") {
           return ErrorResponse(Status(StatusCode::kUnimplemented, std::string(verb) + " is not implemented yet"));
         }
         return NotFound(req_);
@@ -367,6 +368,20 @@ class Request {
       FERRY_ASSIGN_OR_RETURN(auto ids, StringList(body, "ackIds"));
       FERRY_ASSIGN_OR_RETURN(int seconds, IntField(body, "ackDeadlineSeconds"));
       return broker_.ModifyAckDeadline(name_, ids, seconds);
+    }();
+    return Reply(st);
+  }
+
+  // ModifyPushConfig is UpdateSubscription of pushConfig alone; an absent config makes it a pull subscription.
+  HttpResponse ModifyPushConfig() {
+    auto st = [&]() -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto body, ParseBody(req_));
+      FERRY_RETURN_IF_ERROR(CheckFields(body, {"pushConfig"}));
+      Json wrapped = Json::object();
+      if (Json const* config = Field(body, "pushConfig")) wrapped["pushConfig"] = *config;
+      FERRY_ASSIGN_OR_RETURN(auto patch, SubscriptionFromJson(wrapped));
+      patch.name = name_;
+      return broker_.UpdateSubscription(patch, {"pushConfig"}).status();
     }();
     return Reply(st);
   }
