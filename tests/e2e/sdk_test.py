@@ -132,8 +132,8 @@ class SdkTest(unittest.TestCase):
                               capture_output=True, text=True, timeout=10)
         self.assertEqual(proc.returncode, 1)
         self.assertEqual(proc.stderr.strip(),
-                         'ferry: FUNCTION_TARGET "nope" is not exported by this program (it exports: explode, '
-                         'greet, echo)')
+                         'ferry: FUNCTION_TARGET "nope" is not exported by this program (it exports: crash, '
+                         'explode, greet, hog, sleepy, echo)')
 
 
 if __name__ == "__main__":

@@ -1,5 +1,14 @@
 // A function program for the SDK tests: the shape of a user's single entrypoint file.
+#include <time.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <cstdio>
 
 #include <ferry/function.h>
 
@@ -14,6 +23,38 @@ void Greet(ferry::Event const& event, ferry::Context const& context) {
 
 void Explode(ferry::Event const&, ferry::Context const&) { throw std::runtime_error("the database is down"); }
 
+int64_t MonotonicNanos() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // comparable across processes
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Sleeps {"ms": N}, logging when it began and ended, so tests can measure overlap across instances.
+void Sleepy(ferry::Event const& event, ferry::Context const&) {
+  ferry::log::Info("begin " + std::to_string(MonotonicNanos()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(event.data_json()["ms"].AsInt(0)));
+  ferry::log::Info("end " + std::to_string(MonotonicNanos()));
+}
+
+void Crash(ferry::Event const&, ferry::Context const&) {
+  std::fprintf(stderr, "about to crash\n");
+  std::fflush(stderr);
+  std::abort();
+}
+
+// Allocates and touches {"mb": N} megabytes, then holds them for a second (the supervisor samples every 100 ms).
+void Hog(ferry::Event const& event, ferry::Context const&) {
+  auto mb = event.data_json()["mb"].AsInt(0);
+  std::vector<char*> blocks;
+  for (int64_t i = 0; i < mb; ++i) {
+    char* block = static_cast<char*>(std::malloc(1 << 20));
+    std::memset(block, 1, 1 << 20);
+    blocks.push_back(block);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  for (char* b : blocks) std::free(b);
+}
+
 ferry::Response Echo(ferry::Request const& request) {
   ferry::Response response;
   response.status = request.headers.count("x-status") ? std::stoi(request.headers.at("x-status")) : 200;
@@ -26,5 +67,12 @@ ferry::Response Echo(ferry::Request const& request) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return ferry::Run(argc, argv, ferry::Functions().Event("greet", Greet).Event("explode", Explode).Http("echo", Echo));
+  return ferry::Run(argc, argv,
+                    ferry::Functions()
+                        .Event("greet", Greet)
+                        .Event("explode", Explode)
+                        .Event("sleepy", Sleepy)
+                        .Event("crash", Crash)
+                        .Event("hog", Hog)
+                        .Http("echo", Echo));
 }

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+struct ProcessOptions {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH
+  std::string working_dir;        // empty: the daemon's
+  std::map<std::string, std::string> env;  // added to the daemon's environment
+};
+
+// Receives each line the child writes; `is_stderr` tells the stream. Called from the child's reader threads.
+using LineHandler = std::function<void(bool is_stderr, std::string line)>;
+
+// A child process with its stdout and stderr read line by line. Killing is SIGKILL to its process group, so
+// whatever it started goes too. Destroying kills and reaps it. Thread-safe.
+class ChildProcess {
+ public:
+  static StatusOr<std::unique_ptr<ChildProcess>> Spawn(ProcessOptions const& options, LineHandler on_line);
+  ~ChildProcess();
+  ChildProcess(ChildProcess const&) = delete;
+  ChildProcess& operator=(ChildProcess const&) = delete;
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  void Kill();
+  // True once the process has exited (reaps it without blocking).
+  bool Exited();
+  // Resident memory of the process in bytes, 0 when it is gone.
+  [[nodiscard]] int64_t ResidentBytes() const;
+  // How it ended, e.g. "exit status 1" or "killed by signal 9"; empty while running.
+  [[nodiscard]] std::string ExitDescription();
+
+ private:
+  ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line);
+  void ReadLines(int fd, bool is_stderr);
+
+  pid_t pid_;
+  LineHandler on_line_;
+  std::thread out_reader_;
+  std::thread err_reader_;
+  std::mutex mu_;
+  bool reaped_ = false;  // GUARDED_BY(mu_)
+  int wait_status_ = 0;  // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry

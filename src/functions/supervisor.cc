@@ -1,0 +1,388 @@
+#include "functions/supervisor.h"
+
+#include <utility>
+
+#include <atomic>
+#include <deque>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace ferry {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Steady = std::chrono::steady_clock;
+
+constexpr std::chrono::milliseconds kWatchInterval{100};
+constexpr std::chrono::milliseconds kMaxRestartBackoff{30'000};
+constexpr std::size_t kStderrLinesKept = 5;
+constexpr std::size_t kMaxErrorBytes = 2048;
+
+// A free loopback port. Another process could take it before the instance binds; the start then fails and
+// the next invocation tries another.
+StatusOr<int> PickPort() {
+  asio::io_context io;
+  tcp::acceptor acceptor(io);
+  beast::error_code ec;
+  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (ec) return UnavailableError("no free port: " + ec.message());
+  return static_cast<int>(acceptor.local_endpoint().port());
+}
+
+bool Accepts(int port) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  beast::error_code ec;
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)), ec);
+  return !ec;
+}
+
+std::string Truncate(std::string s) {
+  if (s.size() > kMaxErrorBytes) s.resize(kMaxErrorBytes);
+  return s;
+}
+
+}  // namespace
+
+char const* ExecutionStatusName(ExecutionStatus status) {
+  switch (status) {
+    case ExecutionStatus::kOk: return "ok";
+    case ExecutionStatus::kError: return "error";
+    case ExecutionStatus::kTimeout: return "timeout";
+    case ExecutionStatus::kCrash: return "crash";
+    case ExecutionStatus::kOom: return "oom";
+  }
+  return "error";
+}
+
+struct Supervisor::Instance {
+  int port = 0;
+  std::unique_ptr<ChildProcess> process;
+  std::atomic<bool> oom_killed{false};
+  int in_flight = 0;              // GUARDED_BY(Supervisor::mu_)
+  Steady::time_point idle_since;  // GUARDED_BY(Supervisor::mu_)
+
+  std::mutex lines_mu;
+  std::string current_execution;         // GUARDED_BY(lines_mu): tags plain lines when concurrency is 1
+  std::deque<std::string> last_stderr;   // GUARDED_BY(lines_mu): for start failures and crashes
+
+  std::string LastStderr() {
+    std::lock_guard lock(lines_mu);
+    std::string out;
+    for (auto const& l : last_stderr) out += (out.empty() ? "" : " | ") + l;
+    return out;
+  }
+};
+
+struct Supervisor::Pool {
+  InstanceSpec spec;
+  std::vector<std::shared_ptr<Instance>> instances;  // GUARDED_BY(Supervisor::mu_)
+  int starting = 0;                                  // GUARDED_BY(Supervisor::mu_)
+  int64_t started_total = 0;                         // GUARDED_BY(Supervisor::mu_)
+  int consecutive_crashes = 0;                       // GUARDED_BY(Supervisor::mu_)
+  Steady::time_point next_start;                     // GUARDED_BY(Supervisor::mu_): crash backoff
+  bool removed = false;                              // GUARDED_BY(Supervisor::mu_)
+};
+
+Supervisor::Supervisor(InstanceLogSink sink) : sink_(std::move(sink)), watchdog_([this] { Watch(); }) {}
+
+Supervisor::~Supervisor() {
+  std::map<std::string, std::shared_ptr<Pool>> pools;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    pools.swap(pools_);
+    for (auto& [name, pool] : pools) pool->removed = true;
+  }
+  cv_.notify_all();
+  watchdog_.join();
+  // Instances die with their pools (ChildProcess kills on destruction), outside the lock.
+}
+
+void Supervisor::Deploy(InstanceSpec spec) {
+  auto pool = std::make_shared<Pool>();
+  pool->spec = std::move(spec);
+  std::shared_ptr<Pool> old;
+  {
+    std::lock_guard lock(mu_);
+    auto& slot = pools_[pool->spec.function];
+    old = std::exchange(slot, pool);
+    if (old) old->removed = true;
+  }
+  cv_.notify_all();
+  if (old) {
+    std::lock_guard lock(mu_);
+    for (auto& inst : old->instances) inst->process->Kill();
+  }
+}
+
+void Supervisor::Remove(std::string const& function) {
+  std::shared_ptr<Pool> old;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pools_.find(function);
+    if (it == pools_.end()) return;
+    old = it->second;
+    old->removed = true;
+    pools_.erase(it);
+    for (auto& inst : old->instances) inst->process->Kill();
+  }
+  cv_.notify_all();
+}
+
+std::shared_ptr<Supervisor::Pool> Supervisor::FindPool(std::string const& function) {
+  std::lock_guard lock(mu_);
+  auto it = pools_.find(function);
+  return it == pools_.end() ? nullptr : it->second;
+}
+
+Supervisor::Usage Supervisor::UsageOf(std::string const& function) {
+  std::lock_guard lock(mu_);
+  Usage usage;
+  auto it = pools_.find(function);
+  if (it == pools_.end()) return usage;
+  usage.running = static_cast<int>(it->second->instances.size());
+  for (auto const& inst : it->second->instances) usage.busy += inst->in_flight > 0 ? 1 : 0;
+  usage.started_total = it->second->started_total;
+  return usage;
+}
+
+StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool) {
+  std::unique_lock lock(mu_);
+  while (true) {
+    if (stopping_ || pool.removed) return UnavailableError("function " + pool.spec.function + " was removed");
+    for (auto& inst : pool.instances) {
+      if (inst->in_flight < pool.spec.concurrency) {
+        ++inst->in_flight;
+        return inst;
+      }
+    }
+    if (static_cast<int>(pool.instances.size()) + pool.starting < pool.spec.max_instances) {
+      ++pool.starting;
+      auto wait_until = pool.next_start;
+      lock.unlock();
+      std::this_thread::sleep_until(wait_until);  // crash backoff; the past returns at once
+      auto started = StartInstance(pool);
+      lock.lock();
+      --pool.starting;
+      cv_.notify_all();
+      if (!started.ok()) {
+        ++pool.consecutive_crashes;
+        auto backoff = std::min<std::chrono::milliseconds>(
+            kMaxRestartBackoff, std::chrono::milliseconds(250 << std::min(pool.consecutive_crashes, 8)));
+        pool.next_start = Steady::now() + backoff;
+        return started.status();
+      }
+      (*started)->in_flight = 1;
+      pool.instances.push_back(*started);
+      return *started;
+    }
+    cv_.wait(lock);
+  }
+}
+
+void Supervisor::Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy) {
+  {
+    std::lock_guard lock(mu_);
+    --instance->in_flight;
+    instance->idle_since = Steady::now();
+    if (!healthy) {
+      std::erase(pool.instances, instance);
+    } else {
+      pool.consecutive_crashes = 0;
+    }
+  }
+  cv_.notify_all();
+}
+
+StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& pool) {
+  InstanceSpec const& spec = pool.spec;
+  auto port = PickPort();
+  if (!port.ok()) return port.status();
+  auto inst = std::make_shared<Instance>();
+  inst->port = *port;
+  ProcessOptions options = spec.process;
+  options.env["PORT"] = std::to_string(*port);
+  options.env["FUNCTION_TARGET"] = spec.entry_point;
+  options.env["FUNCTION_SIGNATURE_TYPE"] = spec.signature;
+  options.env["K_SERVICE"] = spec.function;
+  Instance* raw = inst.get();  // the process, and so its reader threads, die before the Instance
+  bool tag_plain_lines = spec.concurrency == 1;
+  auto process = ChildProcess::Spawn(options, [this, raw, function = spec.function, tag_plain_lines](
+                                                  bool is_stderr, std::string line) {
+    std::string execution;
+    if (!line.empty() && line.front() == '{') {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.contains("execution_id") && j["execution_id"].is_string()) {
+        execution = j["execution_id"].get<std::string>();
+      }
+    }
+    {
+      std::lock_guard lock(raw->lines_mu);
+      if (execution.empty() && tag_plain_lines) execution = raw->current_execution;
+      if (is_stderr) {
+        raw->last_stderr.push_back(line);
+        if (raw->last_stderr.size() > kStderrLinesKept) raw->last_stderr.pop_front();
+      }
+    }
+    if (sink_) sink_(function, execution, is_stderr, line);
+  });
+  if (!process.ok()) return process.status();
+  inst->process = *std::move(process);
+  {
+    std::lock_guard lock(mu_);
+    ++pool.started_total;
+  }
+  auto deadline = Steady::now() + spec.start_timeout;
+  while (!Accepts(*port)) {
+    if (inst->process->Exited()) {
+      return UnavailableError("instance of " + spec.function + " exited while starting (" +
+                              inst->process->ExitDescription() + "): " + inst->LastStderr());
+    }
+    if (Steady::now() > deadline) {
+      return UnavailableError("instance of " + spec.function + " did not listen on its port within " +
+                              std::to_string(spec.start_timeout.count()) + " ms");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return inst;
+}
+
+InvocationResult Supervisor::Invoke(std::string const& function, Invocation const& invocation) {
+  InvocationResult result;
+  auto pool = FindPool(function);
+  if (!pool) {
+    result.status = ExecutionStatus::kError;
+    result.error = "function " + function + " is not deployed";
+    return result;
+  }
+  auto acquired = Acquire(*pool);
+  if (!acquired.ok()) {
+    result.status = ExecutionStatus::kCrash;
+    result.error = acquired.status().message();
+    return result;
+  }
+  auto inst = *acquired;
+  {
+    std::lock_guard lock(inst->lines_mu);
+    inst->current_execution = invocation.execution_id;
+  }
+
+  http::request<http::string_body> req{http::string_to_verb(invocation.method), invocation.path, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::content_type, "application/json");
+  req.set("Function-Execution-Id", invocation.execution_id);
+  for (auto const& [k, v] : invocation.headers) req.set(k, v);
+  req.body() = invocation.body;
+  req.prepare_payload();
+
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.expires_after(pool->spec.timeout);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(32 * 1024 * 1024);
+  beast::error_code outcome;
+  tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(inst->port));
+  stream.async_connect(endpoint, [&](beast::error_code ec) {
+    if (ec) {
+      outcome = ec;
+      return;
+    }
+    http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+      if (ec) {
+        outcome = ec;
+        return;
+      }
+      http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) { outcome = ec; });
+    });
+  });
+  io.run();
+
+  bool healthy = true;
+  if (outcome == beast::error::timeout) {
+    result.status = ExecutionStatus::kTimeout;
+    result.error = "function " + function + " did not answer within " +
+                   std::to_string(pool->spec.timeout.count()) + " ms; its instance was replaced";
+    inst->process->Kill();
+    healthy = false;
+  } else if (outcome) {
+    // No answer: the instance died under the invocation. Give the watchdog's kill a moment to be seen.
+    for (int i = 0; i < 50 && !inst->process->Exited(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (inst->oom_killed) {
+      result.status = ExecutionStatus::kOom;
+      result.error = "instance of " + function + " exceeded its memory limit of " +
+                     std::to_string(pool->spec.memory_mb) + " MB and was killed";
+    } else {
+      result.status = ExecutionStatus::kCrash;
+      std::string how = inst->process->Exited() ? inst->process->ExitDescription() : outcome.message();
+      result.error = "instance of " + function + " crashed (" + how + "): " + inst->LastStderr();
+    }
+    inst->process->Kill();
+    healthy = false;
+  } else {
+    auto res = parser.release();
+    result.http_status = static_cast<int>(res.result_int());
+    for (auto const& f : res) result.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    result.body = std::move(res.body());
+    if (result.http_status >= 200 && result.http_status < 300) {
+      result.status = ExecutionStatus::kOk;
+    } else {
+      result.status = ExecutionStatus::kError;
+      result.error = Truncate("HTTP " + std::to_string(result.http_status) + ": " + result.body);
+    }
+  }
+  {
+    std::lock_guard lock(inst->lines_mu);
+    inst->current_execution.clear();
+  }
+  Release(*pool, inst, healthy);
+  return result;
+}
+
+void Supervisor::Watch() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, kWatchInterval, [&] { return stopping_; });
+    if (stopping_) break;
+    auto now = Steady::now();
+    for (auto& [name, pool] : pools_) {
+      auto& instances = pool->instances;
+      for (auto it = instances.begin(); it != instances.end();) {
+        auto& inst = *it;
+        bool busy = inst->in_flight > 0;
+        if (!busy && inst->process->Exited()) {  // died while idle: forget it, a new one starts on demand
+          it = instances.erase(it);
+          continue;
+        }
+        if (inst->process->ResidentBytes() > pool->spec.memory_mb * 1024 * 1024) {
+          inst->oom_killed = true;
+          inst->process->Kill();
+          if (!busy) {
+            it = instances.erase(it);
+            continue;
+          }
+        }
+        if (!busy && static_cast<int>(instances.size()) > pool->spec.min_instances &&
+            now - inst->idle_since > pool->spec.idle_timeout) {
+          inst->process->Kill();
+          it = instances.erase(it);
+          continue;
+        }
+        ++it;
+      }
+    }
+  }
+}
+
+}  // namespace ferry

@@ -1,0 +1,99 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ferry/status.h"
+#include "functions/child_process.h"
+
+namespace ferry {
+
+// How one function's instances run: the program, its contract environment and its limits.
+struct InstanceSpec {
+  std::string function;         // K_SERVICE
+  std::string entry_point;      // FUNCTION_TARGET
+  std::string signature = "event";  // FUNCTION_SIGNATURE_TYPE: event, cloudevent or http
+  ProcessOptions process;       // argv, working dir, env_vars (the contract variables are added)
+  int max_instances = 1;        // concurrent instances
+  int min_instances = 0;        // kept warm
+  int concurrency = 1;          // requests per instance
+  int64_t memory_mb = 256;      // an instance over this is killed and its invocation is an "oom"
+  std::chrono::milliseconds timeout{60'000};         // per invocation; the instance is replaced after
+  std::chrono::milliseconds start_timeout{30'000};   // for an instance to accept connections
+  std::chrono::milliseconds idle_timeout{300'000};   // idle instances above min_instances stop after this
+};
+
+enum class ExecutionStatus { kOk, kError, kTimeout, kCrash, kOom };
+char const* ExecutionStatusName(ExecutionStatus status);  // "ok", "error", "timeout", "crash", "oom"
+
+struct Invocation {
+  std::string execution_id;
+  std::string method = "POST";
+  std::string path = "/";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+struct InvocationResult {
+  ExecutionStatus status = ExecutionStatus::kOk;
+  int http_status = 0;  // 0 when there was no answer
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string error;  // why it failed, for the execution record
+};
+
+// Receives every line an instance writes, with the execution it belongs to ("" when unknown).
+using InstanceLogSink =
+    std::function<void(std::string const& function, std::string const& execution_id, bool is_stderr,
+                       std::string const& line)>;
+
+// Runs a function's instances as supervised child processes on loopback ports and sends invocations to them
+// over the Functions Framework HTTP contract. Enforces max_instances x concurrency in flight (callers wait),
+// the timeout and the memory limit (the instance is killed and replaced), and restarts crashed instances with
+// backoff. Nothing an instance does can take the caller down. Thread-safe.
+class Supervisor {
+ public:
+  explicit Supervisor(InstanceLogSink sink);
+  ~Supervisor();
+
+  // Adds or replaces a function; running instances of a replaced one are stopped.
+  void Deploy(InstanceSpec spec);
+  void Remove(std::string const& function);
+
+  // Blocks until an instance can take it and it has an answer, failed, or timed out.
+  InvocationResult Invoke(std::string const& function, Invocation const& invocation);
+
+  // Instances running and busy, for metrics and tests.
+  struct Usage {
+    int running = 0;
+    int busy = 0;
+    int64_t started_total = 0;
+  };
+  Usage UsageOf(std::string const& function);
+
+ private:
+  struct Instance;
+  struct Pool;
+
+  std::shared_ptr<Pool> FindPool(std::string const& function);
+  StatusOr<std::shared_ptr<Instance>> Acquire(Pool& pool);
+  void Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy);
+  StatusOr<std::shared_ptr<Instance>> StartInstance(Pool& pool);
+  void Watch();
+
+  InstanceLogSink sink_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::shared_ptr<Pool>> pools_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                               // GUARDED_BY(mu_)
+  std::thread watchdog_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,162 @@
+#include "functions/supervisor.h"
+
+#include <algorithm>
+#include <future>
+#include <mutex>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace ferry {
+namespace {
+
+using ::std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+// The function program built from tests/sdk/test_functions_main.cc.
+std::string TestProgram() { return FERRY_TEST_FUNCTIONS; }
+
+std::string LegacyEvent(std::string const& data_json) {
+  // base64 of the JSON, built by hand to keep the test free of codecs.
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string b64;
+  int val = 0, bits = -6;
+  for (unsigned char c : data_json) {
+    val = (val << 8) + c;
+    bits += 8;
+    while (bits >= 0) {
+      b64 += kAlphabet[(val >> bits) & 0x3F];
+      bits -= 6;
+    }
+  }
+  if (bits > -6) b64 += kAlphabet[((val << 8) >> (bits + 8)) & 0x3F];
+  while (b64.size() % 4) b64 += '=';
+  return R"({"context": {"eventId": "1", "eventType": "google.pubsub.topic.publish", "resource": )"
+         R"("projects/p/topics/t"}, "data": {"data": ")" + b64 + R"("}})";
+}
+
+struct Line {
+  std::string execution_id;
+  bool is_stderr;
+  std::string text;
+};
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  SupervisorTest()
+      : supervisor_([this](std::string const&, std::string const& execution, bool is_stderr, std::string const& line) {
+          std::lock_guard lock(mu_);
+          lines_.push_back({execution, is_stderr, line});
+        }) {}
+
+  InstanceSpec Spec(std::string entry_point) {
+    InstanceSpec spec;
+    spec.function = "fn";
+    spec.entry_point = std::move(entry_point);
+    spec.process.argv = {TestProgram()};
+    spec.timeout = milliseconds(5000);
+    return spec;
+  }
+
+  InvocationResult Call(std::string const& data_json, std::string execution_id = "e1") {
+    return supervisor_.Invoke("fn", Invocation{.execution_id = std::move(execution_id), .body = LegacyEvent(data_json)});
+  }
+
+  std::vector<Line> LinesOf(std::string const& execution) {
+    std::lock_guard lock(mu_);
+    std::vector<Line> out;
+    for (auto const& l : lines_) {
+      if (l.execution_id == execution) out.push_back(l);
+    }
+    return out;
+  }
+
+  std::mutex mu_;
+  std::vector<Line> lines_;
+  Supervisor supervisor_;
+};
+
+TEST_F(SupervisorTest, RunsAnInvocationAndTagsItsLogLines) {
+  supervisor_.Deploy(Spec("greet"));
+  auto result = Call(R"({"name": "ada"})", "exec-ada");
+  EXPECT_EQ(result.status, ExecutionStatus::kOk) << result.error;
+  EXPECT_EQ(result.http_status, 200);
+  // Lines travel through a pipe: wait for the last one.
+  for (int i = 0; i < 200 && LinesOf("exec-ada").size() < 3; ++i) std::this_thread::sleep_for(milliseconds(5));
+  auto lines = LinesOf("exec-ada");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0].text, HasSubstr("Started greet!"));
+  EXPECT_THAT(lines[1].text, HasSubstr("greeting ada"));
+  EXPECT_THAT(lines[2].text, HasSubstr("Completed greet!"));
+}
+
+TEST_F(SupervisorTest, AnErrorAnswerIsAFailureAndTheInstanceStays) {
+  supervisor_.Deploy(Spec("explode"));
+  auto result = Call("{}");
+  EXPECT_EQ(result.status, ExecutionStatus::kError);
+  EXPECT_THAT(result.error, HasSubstr("the database is down"));
+  Call("{}");
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 1);
+}
+
+TEST_F(SupervisorTest, TimeoutFailsTheInvocationAndReplacesTheInstance) {
+  auto spec = Spec("sleepy");
+  spec.timeout = milliseconds(300);
+  supervisor_.Deploy(spec);
+  auto slow = Call(R"({"ms": 5000})");
+  EXPECT_EQ(slow.status, ExecutionStatus::kTimeout);
+  auto fast = Call(R"({"ms": 1})");
+  EXPECT_EQ(fast.status, ExecutionStatus::kOk) << fast.error;
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
+}
+
+TEST_F(SupervisorTest, CrashFailsTheInvocationAndALaterOneSucceeds) {
+  supervisor_.Deploy(Spec("crash"));
+  auto crashed = Call("{}");
+  EXPECT_EQ(crashed.status, ExecutionStatus::kCrash);
+  EXPECT_THAT(crashed.error, HasSubstr("about to crash"));
+  supervisor_.Deploy(Spec("greet"));  // same function, fixed code
+  EXPECT_EQ(Call("{}").status, ExecutionStatus::kOk);
+}
+
+TEST_F(SupervisorTest, MemoryLimitKillsTheInstanceAsOom) {
+  auto spec = Spec("hog");
+  spec.memory_mb = 64;
+  supervisor_.Deploy(spec);
+  auto hog = Call(R"({"mb": 200})");
+  EXPECT_EQ(hog.status, ExecutionStatus::kOom) << hog.error;
+  auto small = Call(R"({"mb": 1})");
+  EXPECT_EQ(small.status, ExecutionStatus::kOk) << small.error;
+}
+
+TEST_F(SupervisorTest, NeverRunsMoreThanMaxInstancesAtOnce) {
+  auto spec = Spec("sleepy");
+  spec.max_instances = 2;
+  supervisor_.Deploy(spec);
+  std::vector<std::future<InvocationResult>> calls;
+  for (int i = 0; i < 8; ++i) {
+    calls.push_back(std::async(std::launch::async, [this, i] { return Call(R"({"ms": 100})", "x" + std::to_string(i)); }));
+  }
+  for (auto& c : calls) EXPECT_EQ(c.get().status, ExecutionStatus::kOk);
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
+  // Overlap measured inside the function: begin/end stamps on the monotonic clock.
+  std::this_thread::sleep_for(milliseconds(100));
+  std::vector<std::pair<int64_t, int>> edges;
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& l : lines_) {
+      auto begin = l.text.find("begin ");
+      auto end = l.text.find("end ");
+      if (begin != std::string::npos) edges.emplace_back(std::stoll(l.text.substr(begin + 6)), +1);
+      else if (end != std::string::npos && l.text.find("Completed") == std::string::npos) edges.emplace_back(std::stoll(l.text.substr(end + 4)), -1);
+    }
+  }
+  std::sort(edges.begin(), edges.end());
+  int running = 0, peak = 0;
+  for (auto const& [t, d] : edges) peak = std::max(peak, running += d);
+  EXPECT_EQ(edges.size(), 16u);
+  EXPECT_EQ(peak, 2);
+}
+
+}  // namespace
+}  // namespace ferry
