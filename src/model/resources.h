@@ -103,7 +103,8 @@ struct PubsubMessage {
 struct ReceivedMessage {
   std::string ack_id;
   PubsubMessage message;
-  int delivery_attempt = 0;  // 0 when the subscription has no dead-letter policy (Google omits the field)
+  int delivery_attempt = 0;  // as the API shows it: 0 without a dead-letter policy (Google omits the field)
+  int attempt = 0;           // always: 1 on the first delivery (functions' events carry it)
 };
 
 // The delay before redelivering a message that failed its `attempts`-th delivery: the minimum backoff doubled

@@ -140,6 +140,8 @@ TEST_F(SqliteMessageStoreTest, LeasedMessageIsNotDeliveredTwiceBeforeItsDeadline
   auto again = store_->Lease(kSub, 10, kNow + 10'000);
   ASSERT_THAT(again->messages, SizeIs(1));
   EXPECT_EQ(again->expired, 1);
+  EXPECT_EQ(again->messages[0].attempt, 2);
+  EXPECT_EQ(again->messages[0].delivery_attempt, 0);  // no dead-letter policy: the API omits it
 }
 
 TEST_F(SqliteMessageStoreTest, ConcurrentPublishesAllLandWithDistinctIds) {

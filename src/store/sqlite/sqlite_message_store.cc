@@ -434,6 +434,7 @@ class SqliteMessageStore : public MessageStore {
           ReceivedMessage r;
           r.message = std::move(c.message);
           r.ack_id = EncodeAckId({sub->id, c.msg_id, attempt});
+          r.attempt = attempt;
           if (spec.dead_letter_policy) r.delivery_attempt = attempt;
           result.messages.push_back(std::move(r));
         }

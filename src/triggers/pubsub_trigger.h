@@ -1,0 +1,77 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/broker.h"
+#include "functions/supervisor.h"
+
+namespace ferry {
+
+// One function's Pub/Sub trigger: the subscription it consumes and how.
+struct PubsubTriggerSpec {
+  std::string function;
+  std::string subscription;          // full name; created beforehand with the function's retry and DLQ settings
+  std::string topic;                 // full name, for the event's resource
+  std::string signature = "event";   // "event": legacy background body; "cloudevent": binary-mode CloudEvent
+  bool retry = false;                // event_trigger_retry: a failure nacks (true) or is logged and acked
+  int capacity = 1;                  // max_instances x concurrency: invocations in flight at most
+};
+
+// What Ferry records of every execution.
+struct ExecutionRecord {
+  std::string execution_id;
+  std::string function;
+  std::string trigger;     // "pubsub"
+  std::string message_id;
+  int attempt = 0;
+  ExecutionStatus status = ExecutionStatus::kOk;
+  int64_t start_ms = 0;
+  int64_t duration_ms = 0;
+  std::string error;
+};
+using ExecutionSink = std::function<void(ExecutionRecord const&)>;
+
+// Delivers each trigger's messages to its function: pulls no more than the function has free capacity for (so
+// leases never wait in a queue), invokes through the Supervisor, acks a success, and on a failure nacks (retry
+// on: the subscription's backoff and dead-letter policy apply) or acks (retry off). Thread-safe.
+class PubsubDispatcher {
+ public:
+  PubsubDispatcher(Broker& broker, Supervisor& supervisor, Clock& clock, ExecutionSink sink);
+  ~PubsubDispatcher();
+
+  // Starts (or restarts with new settings) delivering to a function.
+  void Start(PubsubTriggerSpec spec);
+  // Stops delivering; invocations in flight finish, messages not yet delivered stay on the subscription.
+  void Stop(std::string const& function);
+
+  // The legacy background-event body and the CloudEvent headers and body for a message, as the Functions
+  // Framework expects them. Public for tests.
+  static Invocation MakeInvocation(PubsubTriggerSpec const& spec, ReceivedMessage const& message,
+                                   std::string execution_id);
+
+ private:
+  struct Trigger;
+  void PullLoop(Trigger& trigger);
+  void WorkLoop(Trigger& trigger);
+  void Deliver(Trigger& trigger, ReceivedMessage const& message);
+
+  Broker& broker_;
+  Supervisor& supervisor_;
+  Clock& clock_;
+  ExecutionSink sink_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Trigger>> triggers_;  // GUARDED_BY(mu_)
+};
+
+// A fresh execution id: 12 random hex digits, as Cloud Functions' look.
+std::string NewExecutionId();
+
+}  // namespace ferry

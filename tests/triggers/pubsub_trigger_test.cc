@@ -1,0 +1,201 @@
+#include "triggers/pubsub_trigger.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "testing/status_matchers.h"
+#include "testing/temp_dir.h"
+
+namespace ferry {
+namespace {
+
+using ::ferry::testing::IsOk;
+using ::std::chrono::milliseconds;
+using ::testing::SizeIs;
+
+constexpr char kTopic[] = "projects/p/topics/bar";
+constexpr char kDlt[] = "projects/p/topics/bar-failed";
+constexpr char kSub[] = "projects/p/subscriptions/gcf-fn-bar";
+constexpr char kDltSub[] = "projects/p/subscriptions/bar-failed-sub";
+
+// Real pieces throughout: an SQLite broker, the supervisor, instances of tests/sdk/test_functions_main.cc.
+class PubsubTriggerTest : public ::testing::Test {
+ protected:
+  PubsubTriggerTest()
+      : store_(*MakeSqliteMessageStore({.data_dir = dir_.path()})),
+        broker_(*store_, clock_, BrokerOptions{.pull_wait = milliseconds(200)}),
+        supervisor_([this](std::string const&, std::string const&, bool, std::string const& line) {
+          std::lock_guard lock(mu_);
+          lines_.push_back(line);
+        }),
+        dispatcher_(broker_, supervisor_, clock_, [this](ExecutionRecord const& r) {
+          std::lock_guard lock(mu_);
+          records_.push_back(r);
+        }) {
+    EXPECT_THAT(broker_.CreateTopic({.name = kTopic}), IsOk());
+  }
+
+  void Deploy(std::string entry_point, bool retry, int max_instances = 1,
+              std::optional<DeadLetterPolicy> dlp = {}) {
+    Subscription sub;
+    sub.name = kSub;
+    sub.topic = kTopic;
+    sub.ack_deadline_seconds = 60;
+    sub.dead_letter_policy = dlp;
+    sub.retry_policy = RetryPolicy{.minimum_backoff_ms = 0, .maximum_backoff_ms = 0};
+    ASSERT_THAT(broker_.CreateSubscription(sub), IsOk());
+    InstanceSpec spec;
+    spec.function = "fn";
+    spec.entry_point = std::move(entry_point);
+    spec.process.argv = {FERRY_TEST_FUNCTIONS};
+    spec.max_instances = max_instances;
+    supervisor_.Deploy(spec);
+    dispatcher_.Start({.function = "fn", .subscription = kSub, .topic = kTopic, .retry = retry,
+                       .capacity = max_instances});
+  }
+
+  void Publish(std::string data, int times = 1) {
+    std::vector<PubsubMessage> batch(static_cast<std::size_t>(times), PubsubMessage{.data = std::move(data)});
+    ASSERT_THAT(broker_.Publish(kTopic, batch), IsOk());
+  }
+
+  // Waits (bounded) until `n` executions are recorded.
+  std::vector<ExecutionRecord> WaitForRecords(std::size_t n) {
+    for (int i = 0; i < 2000; ++i) {
+      {
+        std::lock_guard lock(mu_);
+        if (records_.size() >= n) return records_;
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    std::lock_guard lock(mu_);
+    return records_;
+  }
+
+  int64_t Backlog() {
+    auto stats = broker_.Stats();  // a named StatusOr: ranging over *temporary would dangle
+    for (auto const& s : *stats) {
+      if (s.name == kSub) return s.backlog;
+    }
+    return -1;
+  }
+
+  ferry::testing::TempDir dir_;
+  SystemClock clock_;
+  std::unique_ptr<MessageStore> store_;
+  Broker broker_;
+  std::mutex mu_;
+  std::vector<std::string> lines_;
+  std::vector<ExecutionRecord> records_;
+  Supervisor supervisor_;
+  PubsubDispatcher dispatcher_;  // last: stops before what it uses
+};
+
+TEST_F(PubsubTriggerTest, SuccessfulExecutionAcksTheMessage) {
+  Deploy("greet", true);
+  Publish(R"({"name": "ada"})");
+  auto records = WaitForRecords(1);
+  ASSERT_THAT(records, SizeIs(1));
+  EXPECT_EQ(records[0].status, ExecutionStatus::kOk) << records[0].error;
+  EXPECT_EQ(records[0].attempt, 1);
+  EXPECT_EQ(records[0].execution_id.size(), 12u);
+  for (int i = 0; i < 200 && Backlog() != 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_EQ(Backlog(), 0);
+  std::lock_guard lock(mu_);
+  EXPECT_TRUE(std::any_of(lines_.begin(), lines_.end(),
+                          [](auto const& l) { return l.find("greeting ada on attempt 1 for projects/p/topics/bar") !=
+                                                     std::string::npos; }));
+}
+
+TEST_F(PubsubTriggerTest, FailuresRetryThenDeadLetter) {
+  ASSERT_THAT(broker_.CreateTopic({.name = kDlt}), IsOk());
+  Subscription dead;
+  dead.name = kDltSub;
+  dead.topic = kDlt;
+  ASSERT_THAT(broker_.CreateSubscription(dead), IsOk());
+  Deploy("explode", true, 1, DeadLetterPolicy{kDlt, 5});
+  Publish("{}");
+  auto records = WaitForRecords(5);
+  ASSERT_THAT(records, SizeIs(5));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(records[static_cast<std::size_t>(i)].status, ExecutionStatus::kError);
+    EXPECT_EQ(records[static_cast<std::size_t>(i)].attempt, i + 1);
+  }
+  std::vector<ReceivedMessage> dead_letters;
+  for (int i = 0; i < 200 && dead_letters.empty(); ++i) {
+    dead_letters = *broker_.Pull(kDltSub, 10, true);
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_THAT(dead_letters, SizeIs(1));
+  EXPECT_EQ(dead_letters[0].message.attributes.at("CloudPubSubDeadLetterSourceDeliveryCount"), "5");
+  std::this_thread::sleep_for(milliseconds(300));
+  std::lock_guard lock(mu_);
+  EXPECT_THAT(records_, SizeIs(5));  // and no sixth attempt
+}
+
+TEST_F(PubsubTriggerTest, WithoutRetryAFailureIsAckedAndNotRedelivered) {
+  Deploy("explode", false);
+  Publish("{}");
+  ASSERT_THAT(WaitForRecords(1), SizeIs(1));
+  std::this_thread::sleep_for(milliseconds(300));
+  std::lock_guard lock(mu_);
+  EXPECT_THAT(records_, SizeIs(1));
+  EXPECT_EQ(records_[0].status, ExecutionStatus::kError);
+}
+
+TEST_F(PubsubTriggerTest, BurstNeverExceedsMaxInstances) {
+  Deploy("sleepy", true, 2);
+  Publish(R"({"ms": 5})", 60);
+  auto records = WaitForRecords(60);
+  ASSERT_THAT(records, SizeIs(60));
+  for (auto const& r : records) EXPECT_EQ(r.status, ExecutionStatus::kOk) << r.error;
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
+  std::this_thread::sleep_for(milliseconds(100));
+  std::vector<std::pair<int64_t, int>> edges;
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& line : lines_) {
+      auto msg = nlohmann::json::parse(line, nullptr, false);
+      if (!msg.is_object()) continue;
+      auto text = msg.value("message", "");
+      if (text.rfind("begin ", 0) == 0) edges.emplace_back(std::stoll(text.substr(6)), +1);
+      if (text.rfind("end ", 0) == 0) edges.emplace_back(std::stoll(text.substr(4)), -1);
+    }
+  }
+  std::sort(edges.begin(), edges.end());
+  int running = 0, peak = 0;
+  for (auto const& [t, d] : edges) peak = std::max(peak, running += d);
+  EXPECT_EQ(edges.size(), 120u);
+  EXPECT_LE(peak, 2);
+}
+
+TEST(PubsubInvocationTest, LegacyEventBodyMatchesTheFunctionsFramework) {
+  ReceivedMessage r{.ack_id = "1-2-3",
+                    .message = {.data = "{}", .attributes = {{"k", "v"}}, .message_id = "2", .publish_time_ms = 0},
+                    .attempt = 3};
+  auto inv = PubsubDispatcher::MakeInvocation({.function = "fn", .subscription = kSub, .topic = kTopic}, r, "x1");
+  auto body = nlohmann::json::parse(inv.body);
+  EXPECT_EQ(body["context"]["eventId"], "2");
+  EXPECT_EQ(body["context"]["eventType"], "google.pubsub.topic.publish");
+  EXPECT_EQ(body["context"]["resource"]["name"], kTopic);
+  EXPECT_EQ(body["context"]["resource"]["service"], "pubsub.googleapis.com");
+  EXPECT_EQ(body["data"]["@type"], "type.googleapis.com/google.pubsub.v1.PubsubMessage");
+  EXPECT_EQ(body["data"]["data"], "e30=");
+  EXPECT_EQ(body["data"]["attributes"]["k"], "v");
+  EXPECT_EQ(body["data"]["deliveryAttempt"], 3);
+  EXPECT_EQ(inv.execution_id, "x1");
+  EXPECT_TRUE(inv.headers.empty());
+
+  auto ce = PubsubDispatcher::MakeInvocation(
+      {.function = "fn", .subscription = kSub, .topic = kTopic, .signature = "cloudevent"}, r, "x2");
+  EXPECT_THAT(ce.headers, ::testing::Contains(std::pair<std::string, std::string>(
+                              "ce-type", "google.cloud.pubsub.topic.v1.messagePublished")));
+  EXPECT_EQ(nlohmann::json::parse(ce.body)["message"]["messageId"], "2");
+}
+
+}  // namespace
+}  // namespace ferry
