@@ -1,5 +1,7 @@
 #include "functions/supervisor.h"
 
+#include "common/base64.h"
+
 #include <algorithm>
 #include <future>
 #include <mutex>
@@ -17,20 +19,7 @@ using ::testing::HasSubstr;
 std::string TestProgram() { return FERRY_TEST_FUNCTIONS; }
 
 std::string LegacyEvent(std::string const& data_json) {
-  // base64 of the JSON, built by hand to keep the test free of codecs.
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string b64;
-  int val = 0, bits = -6;
-  for (unsigned char c : data_json) {
-    val = (val << 8) + c;
-    bits += 8;
-    while (bits >= 0) {
-      b64 += kAlphabet[(val >> bits) & 0x3F];
-      bits -= 6;
-    }
-  }
-  if (bits > -6) b64 += kAlphabet[((val << 8) >> (bits + 8)) & 0x3F];
-  while (b64.size() % 4) b64 += '=';
+  std::string b64 = Base64Encode(data_json);
   return R"({"context": {"eventId": "1", "eventType": "google.pubsub.topic.publish", "resource": )"
          R"("projects/p/topics/t"}, "data": {"data": ")" + b64 + R"("}})";
 }
