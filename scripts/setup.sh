@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libboost-dev libsqlite3-dev nlohmann-json3-dev libcli11-dev
+  libboost-dev libsqlite3-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev
   python3 curl
 )

@@ -257,20 +257,30 @@ Status Broker::ModifyAckDeadline(std::string const& subscription, std::vector<st
   }
   FERRY_ASSIGN_OR_RETURN(auto result, store_.ModifyAckDeadline(subscription, ack_ids, ack_deadline_seconds,
                                                                NowMillis()));
-  if (result.nacked > 0) {
-    {
-      std::lock_guard lock(counters_mu_);
-      auto& c = counters_.subscriptions[subscription];
-      c.nacked += result.nacked;
-      c.dead_lettered += result.dead_lettered;
-    }
-    auto sub = store_.GetSubscription(subscription);
-    if (sub.ok()) {
-      Notify(sub->topic);
-      if (result.dead_lettered > 0 && sub->dead_letter_policy) Notify(sub->dead_letter_policy->dead_letter_topic);
-    }
-  }
+  CountNacked(subscription, result);
   return OkStatus();
+}
+
+Status Broker::Nack(std::string const& subscription, std::string const& ack_id, std::string const& error) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  FERRY_ASSIGN_OR_RETURN(auto result, store_.Nack(subscription, ack_id, error, NowMillis()));
+  CountNacked(subscription, result);
+  return OkStatus();
+}
+
+void Broker::CountNacked(std::string const& subscription, ModifyResult const& result) {
+  if (result.nacked == 0) return;
+  {
+    std::lock_guard lock(counters_mu_);
+    auto& c = counters_.subscriptions[subscription];
+    c.nacked += result.nacked;
+    c.dead_lettered += result.dead_lettered;
+  }
+  auto sub = store_.GetSubscription(subscription);
+  if (sub.ok()) {
+    Notify(sub->topic);
+    if (result.dead_lettered > 0 && sub->dead_letter_policy) Notify(sub->dead_letter_policy->dead_letter_topic);
+  }
 }
 
 Status Broker::RunMaintenance() {

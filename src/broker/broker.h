@@ -86,6 +86,8 @@ class Broker {
   Status Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids);
   Status ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
                            int ack_deadline_seconds);
+  // A nack that keeps the error; a dead-lettered message carries it (kLastErrorAttribute).
+  Status Nack(std::string const& subscription, std::string const& ack_id, std::string const& error);
 
   // Wakes every waiting pull (they answer empty) and stops background work; later pulls do not wait. For an
   // orderly stop: call before stopping the servers that call in.
@@ -102,6 +104,7 @@ class Broker {
  private:
   void Notify(std::string const& topic);
   uint64_t Generation(std::string const& topic);
+  void CountNacked(std::string const& subscription, ModifyResult const& result);
   void CountDeadLettered(std::string const& subscription, int count);
   void MaintenanceLoop();
 

@@ -33,6 +33,22 @@ struct SubscriptionStats {
   int64_t oldest_unacked_publish_ms = 0;  // 0 with an empty backlog
 };
 
+// A deployed function, stored as its JSON spec (model/function_spec.h) under its full name.
+struct FunctionRecord {
+  std::string name;  // projects/{p}/locations/{r}/functions/{f}
+  std::string spec;  // JSON
+};
+
+// Everything one deploy changes, applied in one transaction: all of it or none.
+struct Deployment {
+  std::vector<Topic> create_topics;
+  std::vector<Subscription> create_subscriptions;
+  std::vector<Subscription> update_subscriptions;
+  std::vector<std::string> delete_subscriptions;
+  std::vector<FunctionRecord> put_functions;
+  std::vector<std::string> delete_functions;
+};
+
 struct Page {
   std::string after;  // exclusive lower bound on the name; empty: from the start
   int limit = 100;
@@ -79,11 +95,25 @@ class MessageStore {
                                                                  std::vector<std::string> const& ack_ids,
                                                                  int seconds, int64_t now_ms) = 0;
 
+  // A nack (as ModifyAckDeadline with 0) that keeps `error` with the delivery: when the message is
+  // dead-lettered, the error travels with it in the kLastErrorAttribute attribute.
+  [[nodiscard]] virtual StatusOr<ModifyResult> Nack(std::string const& subscription, std::string const& ack_id,
+                                                    std::string const& error, int64_t now_ms) = 0;
+
   // Dead-letters expired leases that have no attempt left and, with `apply_retention`, drops messages past their
   // subscription's retention (a scan of every backlog, so callers do it less often).
   [[nodiscard]] virtual StatusOr<MaintenanceResult> Maintain(int64_t now_ms, bool apply_retention) = 0;
   [[nodiscard]] virtual StatusOr<std::vector<SubscriptionStats>> Stats() = 0;
+
+  // ---- functions ----
+  // Applies a deploy atomically. Creating something that exists, or changing something missing, fails it whole.
+  [[nodiscard]] virtual Status ApplyDeployment(Deployment const& deployment) = 0;
+  [[nodiscard]] virtual StatusOr<std::vector<FunctionRecord>> ListFunctions() = 0;
 };
+
+// Ferry's addition to dead-lettered messages: the last error of the function that failed them (at most 1024
+// bytes, Pub/Sub's attribute value limit).
+inline constexpr char kLastErrorAttribute[] = "FerryLastError";
 
 struct StoreOptions {
   // Directory holding the database file; created when missing.

@@ -122,6 +122,20 @@ void PubsubDispatcher::WorkLoop(Trigger& t) {
   }
 }
 
+InvocationResult Execute(Supervisor& supervisor, Clock& clock, ExecutionSink const& sink, ExecutionRecord& record,
+                         Invocation const& invocation) {
+  record.start_ms = ToUnixMillis(clock.Now());
+  if (sink) sink(ExecutionPhase::kStarted, record);
+  auto started = std::chrono::steady_clock::now();
+  InvocationResult result = supervisor.Invoke(record.function, invocation);
+  record.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  record.status = result.status;
+  record.error = result.error;
+  if (sink) sink(ExecutionPhase::kFinished, record);
+  return result;
+}
+
 void PubsubDispatcher::Deliver(Trigger& t, ReceivedMessage const& message) {
   ExecutionRecord record;
   record.execution_id = NewExecutionId();
@@ -129,18 +143,13 @@ void PubsubDispatcher::Deliver(Trigger& t, ReceivedMessage const& message) {
   record.trigger = "pubsub";
   record.message_id = message.message.message_id;
   record.attempt = message.attempt;
-  record.start_ms = ToUnixMillis(clock_.Now());
-  auto started = std::chrono::steady_clock::now();
-  InvocationResult result = supervisor_.Invoke(t.spec.function, MakeInvocation(t.spec, message, record.execution_id));
-  record.duration_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
-  record.status = result.status;
-  record.error = result.error;
-  if (sink_) sink_(record);
-
-  Status settled = result.status == ExecutionStatus::kOk || !t.spec.retry
-                       ? broker_.Acknowledge(t.spec.subscription, {message.ack_id})
-                       : broker_.ModifyAckDeadline(t.spec.subscription, {message.ack_id}, 0);
+  InvocationResult result = Execute(supervisor_, clock_, sink_, record,
+                                    MakeInvocation(t.spec, message, record.execution_id));
+  Status settled =
+      result.status == ExecutionStatus::kOk || !t.spec.retry
+          ? broker_.Acknowledge(t.spec.subscription, {message.ack_id})
+          : broker_.Nack(t.spec.subscription, message.ack_id,
+                         std::string(ExecutionStatusName(result.status)) + ": " + result.error);
   if (!settled.ok()) {
     // The lease will expire and the message come back: at-least-once still holds.
     std::fprintf(stderr, "ferry: cannot settle message %s of %s: %s\n", record.message_id.c_str(),

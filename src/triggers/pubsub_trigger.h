@@ -37,7 +37,14 @@ struct ExecutionRecord {
   int64_t duration_ms = 0;
   std::string error;
 };
-using ExecutionSink = std::function<void(ExecutionRecord const&)>;
+enum class ExecutionPhase { kStarted, kFinished };
+// Told of every execution twice: when it starts (status and duration not yet set) and when it has finished.
+using ExecutionSink = std::function<void(ExecutionPhase, ExecutionRecord const&)>;
+
+// Runs one invocation as a recorded execution: sets the record's start, duration, status and error, and tells
+// the sink before and after.
+InvocationResult Execute(Supervisor& supervisor, Clock& clock, ExecutionSink const& sink, ExecutionRecord& record,
+                         Invocation const& invocation);
 
 // Delivers each trigger's messages to its function: pulls no more than the function has free capacity for (so
 // leases never wait in a queue), invokes through the Supervisor, acks a success, and on a failure nacks (retry

@@ -16,6 +16,7 @@ namespace {
 using ::ferry::testing::IsOk;
 using ::std::chrono::milliseconds;
 using ::testing::SizeIs;
+using ::testing::StartsWith;
 
 constexpr char kTopic[] = "projects/p/topics/bar";
 constexpr char kDlt[] = "projects/p/topics/bar-failed";
@@ -32,7 +33,8 @@ class PubsubTriggerTest : public ::testing::Test {
           std::lock_guard lock(mu_);
           lines_.push_back(line);
         }),
-        dispatcher_(broker_, supervisor_, clock_, [this](ExecutionRecord const& r) {
+        dispatcher_(broker_, supervisor_, clock_, [this](ExecutionPhase phase, ExecutionRecord const& r) {
+          if (phase != ExecutionPhase::kFinished) return;
           std::lock_guard lock(mu_);
           records_.push_back(r);
         }) {
@@ -132,6 +134,9 @@ TEST_F(PubsubTriggerTest, FailuresRetryThenDeadLetter) {
   }
   ASSERT_THAT(dead_letters, SizeIs(1));
   EXPECT_EQ(dead_letters[0].message.attributes.at("CloudPubSubDeadLetterSourceDeliveryCount"), "5");
+  // The function's last error travels with the message.
+  ASSERT_TRUE(dead_letters[0].message.attributes.contains(kLastErrorAttribute));
+  EXPECT_THAT(dead_letters[0].message.attributes.at(kLastErrorAttribute), StartsWith("error: "));
   std::this_thread::sleep_for(milliseconds(300));
   std::lock_guard lock(mu_);
   EXPECT_THAT(records_, SizeIs(5));  // and no sixth attempt

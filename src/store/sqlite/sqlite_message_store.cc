@@ -37,6 +37,15 @@
 namespace ferry {
 namespace {
 
+// At most `max` bytes of `text`, cut at a character boundary.
+std::string TruncateUtf8(std::string text, std::size_t max) {
+  if (text.size() <= max) return text;
+  std::size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  text.resize(end);
+  return text;
+}
+
 // Schema migrations, applied in order; PRAGMA user_version records how many ran. Never edit a shipped entry:
 // append a new one.
 constexpr char const* kMigrations[] = {
@@ -79,6 +88,14 @@ CREATE TABLE deliveries(
   PRIMARY KEY(sub_id, msg_id)
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_by_visibility ON deliveries(sub_id, visible_at);
+)sql",
+    R"sql(
+-- The error of the delivery's last failed attempt, carried into the dead-lettered message.
+ALTER TABLE deliveries ADD COLUMN last_error TEXT;
+CREATE TABLE functions(
+  name TEXT PRIMARY KEY,                 -- projects/{p}/locations/{r}/functions/{f}
+  spec TEXT NOT NULL                     -- the FunctionSpec in JSON
+);
 )sql",
 };
 
@@ -482,6 +499,18 @@ class SqliteMessageStore : public MessageStore {
   StatusOr<ModifyResult> ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
                                            int seconds, int64_t now_ms) override {
     FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+    return Modify(subscription, refs, seconds, nullptr, now_ms);
+  }
+
+  StatusOr<ModifyResult> Nack(std::string const& subscription, std::string const& ack_id, std::string const& error,
+                              int64_t now_ms) override {
+    FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll({ack_id}));
+    return Modify(subscription, refs, 0, &error, now_ms);
+  }
+
+  // Sets the current leases of `refs` to `seconds` from now, or nacks them (0), keeping `error` when given.
+  StatusOr<ModifyResult> Modify(std::string const& subscription, std::vector<AckRef> const& refs, int seconds,
+                                std::string const* error, int64_t now_ms) {
     ModifyResult result;
     auto st = Write([&](SqliteDb& db) -> Status {
       result = {};
@@ -502,6 +531,11 @@ class SqliteMessageStore : public MessageStore {
           continue;
         }
         ++result.nacked;
+        if (error != nullptr) {
+          FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET last_error = ?3 WHERE sub_id = ?1 AND "
+                                                      "msg_id = ?2"));
+          FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, *error).Exec());
+        }
         if (spec.dead_letter_policy && ref.attempt >= spec.dead_letter_policy->max_delivery_attempts) {
           FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, ref.message_id, ref.attempt, now_ms));
           if (moved) {
@@ -574,6 +608,64 @@ class SqliteMessageStore : public MessageStore {
     }
     return out;
   }
+  // ---- functions ----
+
+  Status ApplyDeployment(Deployment const& d) override {
+    return Write([&](SqliteDb& db) -> Status {
+      for (auto const& topic : d.create_topics) {
+        FERRY_ASSIGN_OR_RETURN(auto existing, FindTopicId(db, topic.name));
+        if (existing) return AlreadyExistsError("Topic already exists: " + topic.name);
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO topics(name, spec) VALUES(?1, ?2)"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec());
+      }
+      for (auto const& name : d.delete_subscriptions) {
+        FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, name));
+        if (!existing) return NotFoundError("Subscription does not exist: " + name);
+        FERRY_RETURN_IF_ERROR(DropDeliveries(db, existing->id, std::numeric_limits<int64_t>::max()));
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, existing->id).Exec());
+      }
+      for (auto const& sub : d.create_subscriptions) {
+        FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, sub.topic));
+        if (!topic_id) return NotFoundError("Subscription topic does not exist: " + sub.topic);
+        FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
+        if (existing) return AlreadyExistsError("Subscription already exists: " + sub.name);
+        FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
+        FERRY_ASSIGN_OR_RETURN(auto st,
+                               db.Prepare("INSERT INTO subscriptions(name, topic_id, spec) VALUES(?1, ?2, ?3)"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SubscriptionToJson(sub).dump()).Exec());
+      }
+      for (auto const& sub : d.update_subscriptions) {
+        FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
+        if (!existing) return NotFoundError("Subscription does not exist: " + sub.name);
+        FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, existing->id).Bind(2, SubscriptionToJson(sub).dump()).Exec());
+      }
+      for (auto const& name : d.delete_functions) {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM functions WHERE name = ?1"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+      }
+      for (auto const& fn : d.put_functions) {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT OR REPLACE INTO functions(name, spec) VALUES(?1, ?2)"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, fn.name).Bind(2, fn.spec).Exec());
+      }
+      return OkStatus();
+    });
+  }
+
+  StatusOr<std::vector<FunctionRecord>> ListFunctions() override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT name, spec FROM functions ORDER BY name"));
+    std::vector<FunctionRecord> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back({st->Text(0), st->Text(1)});
+    }
+    return out;
+  }
+
 
  private:
   struct WriteJob {
@@ -847,6 +939,12 @@ class SqliteMessageStore : public MessageStore {
     message.attributes["CloudPubSubDeadLetterSourceSubscription"] = parsed->id;
     message.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = parsed->project;
     message.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = FormatRfc3339(message.publish_time_ms);
+    FERRY_ASSIGN_OR_RETURN(auto err, db.Prepare("SELECT last_error FROM deliveries WHERE sub_id = ?1 AND "
+                                                "msg_id = ?2 AND last_error IS NOT NULL"));
+    err->Bind(1, sub.id).Bind(2, msg_id);
+    FERRY_ASSIGN_OR_RETURN(bool has_error, err->Step());
+    if (has_error) message.attributes[kLastErrorAttribute] = TruncateUtf8(err->Text(0), kMaxAttributeValueBytes);
+    err->Reset();
     FERRY_ASSIGN_OR_RETURN(auto dlt_subs, SubscriptionIdsOf(db, *dlt_id));
     FERRY_RETURN_IF_ERROR(InsertMessages(db, *dlt_id, dlt_subs, {message}, now_ms));
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "ferry/status.h"
+#include "model/resources.h"
+
+namespace ferry {
+
+inline constexpr char kPubsubTrigger[] = "google.pubsub.topic.publish";
+inline constexpr char kHttpTrigger[] = "http";
+inline constexpr int kDefaultFunctionTimeoutSeconds = 60;
+inline constexpr int kMaxEventFunctionTimeoutSeconds = 540;
+inline constexpr int kMaxHttpFunctionTimeoutSeconds = 3600;
+inline constexpr int kDefaultMaxInstances = 10;
+inline constexpr int64_t kDefaultMemoryMb = 256;
+inline constexpr char kDefaultRegion[] = "local";
+
+// A deployed function as the deploy file declares it (PRODUCT.md sections 3 and 8), with names made full.
+struct FunctionSpec {
+  std::string project;
+  std::string name;                 // the short id: "bar"
+  std::string region = kDefaultRegion;
+  std::string entry_point;          // FUNCTION_TARGET; defaults to the name
+  std::string runtime;              // cpp, command, nodejs, python3
+  std::string source_dir;           // absolute
+  std::vector<std::string> command; // runtime: command; argv, run in source_dir
+  Attributes env_vars;
+  Attributes build_environment_variables;
+  std::string signature = "event";  // event, cloudevent or http
+  std::string trigger_type;         // kPubsubTrigger or kHttpTrigger
+  std::string trigger_resource;     // a full topic name for Pub/Sub triggers
+  bool retry = false;               // event_trigger_retry
+  std::string dead_letter_topic;    // a full topic name, or empty
+  int max_delivery_attempts = kDefaultMaxDeliveryAttempts;
+  int64_t min_retry_delay_ms = kDefaultMinimumBackoffMillis;
+  int64_t max_retry_delay_ms = kDefaultMaximumBackoffMillis;
+  int max_instances = kDefaultMaxInstances;
+  int min_instances = 0;
+  int concurrency = 1;
+  int64_t memory_mb = kDefaultMemoryMb;
+  int timeout_seconds = kDefaultFunctionTimeoutSeconds;
+  bool allow_unauthenticated = false;
+  // Set by the daemon at deploy: a digest of source_dir's files and the build settings. A change in it is a
+  // change of the function, so deploy rebuilds and restarts it.
+  std::string source_hash;
+
+  friend bool operator==(FunctionSpec const&, FunctionSpec const&) = default;
+};
+
+// "projects/{p}/locations/{region}/functions/{name}".
+std::string FunctionResourceName(FunctionSpec const& spec);
+// The subscription a Pub/Sub-triggered function consumes, named as Cloud Functions names it:
+// "projects/{p}/subscriptions/gcf-{name}-{region}-{topic id}".
+std::string TriggerSubscriptionName(FunctionSpec const& spec);
+// That subscription's settings: ack deadline covering the timeout, retry policy, dead-letter policy.
+Subscription TriggerSubscription(FunctionSpec const& spec);
+
+// The JSON form, with the deploy file's key names. Durations in the JSON are milliseconds under "*_ms" keys.
+nlohmann::json FunctionSpecToJson(FunctionSpec const& spec);
+// Strict: an unknown key or a wrong type is INVALID_ARGUMENT naming it. Does not validate values.
+StatusOr<FunctionSpec> FunctionSpecFromJson(nlohmann::json const& json);
+
+// Fills defaults (entry point, short topic names made full) and checks every value against its range, with
+// messages that name the setting. Does not look at the file system.
+Status NormalizeFunctionSpec(FunctionSpec& spec);
+
+}  // namespace ferry
