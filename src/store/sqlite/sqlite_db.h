@@ -53,6 +53,7 @@ class ScopedStmt {
     if (stmt_ != nullptr) stmt_->Reset();
   }
   SqliteStmt* operator->() const { return stmt_; }
+  SqliteStmt& operator*() const { return *stmt_; }
 
  private:
   SqliteStmt* stmt_;

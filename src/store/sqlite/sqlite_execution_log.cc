@@ -1,0 +1,287 @@
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+#include <variant>
+#include <algorithm>
+
+#include "common/status_macros.h"
+#include "store/execution_log.h"
+#include "store/sqlite/sqlite_db.h"
+
+namespace ferry {
+namespace {
+
+constexpr char const* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS executions(
+  execution_id TEXT PRIMARY KEY,
+  function TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  start_ms INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  error TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_by_function ON executions(function, start_ms);
+CREATE TABLE IF NOT EXISTS logs(
+  seq INTEGER PRIMARY KEY,
+  time_ms INTEGER NOT NULL,
+  function TEXT NOT NULL,
+  execution_id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  severity TEXT NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_function ON logs(function, seq);
+CREATE INDEX IF NOT EXISTS logs_by_execution ON logs(execution_id, seq);
+)sql";
+
+constexpr auto kBatchWindow = std::chrono::milliseconds(50);
+constexpr std::size_t kBatchRows = 2000;
+constexpr auto kRetentionEvery = std::chrono::seconds(60);
+
+class SqliteExecutionLog : public ExecutionLog {
+ public:
+  SqliteExecutionLog(ExecutionLogOptions options, std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader)
+      : options_(std::move(options)),
+        writer_(std::move(writer)),
+        reader_(std::move(reader)),
+        thread_([this] { WriterLoop(); }) {}
+
+  ~SqliteExecutionLog() override {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  void Record(ExecutionRow row) override { Enqueue(std::move(row)); }
+  void Append(LogEntry entry) override { Enqueue(std::move(entry)); }
+
+  Status Flush() override {
+    std::unique_lock lock(mu_);
+    uint64_t target = enqueued_;
+    flush_requested_ = true;
+    cv_.notify_all();
+    done_cv_.wait(lock, [&] { return written_ >= target || stop_; });
+    return last_error_;
+  }
+
+  StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT execution_id, function, trigger, message_id, attempt, "
+                                                      "status, start_ms, duration_ms, error FROM executions WHERE "
+                                                      "function = ?1 ORDER BY start_ms DESC LIMIT ?2"));
+    st->Bind(1, function).Bind(2, limit);
+    std::vector<ExecutionRow> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back(ReadExecution(*st));
+    }
+    return out;
+  }
+
+  StatusOr<std::optional<ExecutionRow>> Execution(std::string const& execution_id) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT execution_id, function, trigger, message_id, attempt, "
+                                                      "status, start_ms, duration_ms, error FROM executions WHERE "
+                                                      "execution_id = ?1"));
+    st->Bind(1, execution_id);
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return std::optional<ExecutionRow>();
+    return std::optional<ExecutionRow>(ReadExecution(*st));
+  }
+
+  StatusOr<std::vector<LogEntry>> Logs(LogQuery const& q) override {
+    std::lock_guard lock(read_mu_);
+    // The newest `limit` lines, read backwards and returned in order.
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT seq, time_ms, function, execution_id, stream, severity, "
+                                                      "message FROM logs WHERE function = ?1 AND seq > ?2 AND "
+                                                      "(?3 = '' OR execution_id = ?3) ORDER BY seq DESC LIMIT ?4"));
+    st->Bind(1, q.function).Bind(2, q.after_seq).Bind(3, q.execution_id).Bind(4, q.limit);
+    std::vector<LogEntry> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4), st->Text(5), st->Text(6)});
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  StatusOr<int64_t> ApplyRetention(int64_t now_ms) override {
+    // Runs on the caller's thread with its own connection use guarded like the writer's: route it through the
+    // writer thread so that one connection writes.
+    std::unique_lock lock(mu_);
+    retention_now_ms_ = now_ms;
+    uint64_t target = ++retention_requested_;
+    cv_.notify_all();
+    done_cv_.wait(lock, [&] { return retention_done_ >= target || stop_; });
+    if (!last_error_.ok()) return last_error_;
+    return retention_deleted_;
+  }
+
+ private:
+  using Item = std::variant<ExecutionRow, LogEntry>;
+
+  void Enqueue(Item item) {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    pending_.push_back(std::move(item));
+    ++enqueued_;
+    if (pending_.size() == 1 || pending_.size() >= kBatchRows) cv_.notify_all();
+  }
+
+  static ExecutionRow ReadExecution(SqliteStmt& st) {
+    return {st.Text(0), st.Text(1), st.Text(2), st.Text(3), static_cast<int>(st.Int(4)),
+            st.Text(5), st.Int(6),  st.Int(7),  st.Text(8)};
+  }
+
+  void WriterLoop() {
+    auto next_retention = std::chrono::steady_clock::now() + kRetentionEvery;
+    std::unique_lock lock(mu_);
+    while (true) {
+      // Wait for a batch to fill or its window to pass, a flush, retention, or the stop.
+      cv_.wait_until(lock, next_retention, [&] {
+        return stop_ || !pending_.empty() || retention_requested_ > retention_done_;
+      });
+      if (!pending_.empty() && !stop_ && !flush_requested_ && pending_.size() < kBatchRows) {
+        cv_.wait_for(lock, kBatchWindow, [&] { return stop_ || flush_requested_ || pending_.size() >= kBatchRows; });
+      }
+      std::deque<Item> batch;
+      batch.swap(pending_);
+      flush_requested_ = false;
+      uint64_t batch_end = enqueued_;
+      bool retention = retention_requested_ > retention_done_ || std::chrono::steady_clock::now() >= next_retention;
+      uint64_t retention_target = retention_requested_;
+      int64_t retention_now = retention_requested_ > retention_done_
+                                  ? retention_now_ms_
+                                  : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count();
+      bool stopping = stop_;
+      lock.unlock();
+
+      Status st = batch.empty() ? OkStatus() : WriteBatch(batch);
+      int64_t deleted = 0;
+      if (st.ok() && retention) {
+        auto r = Retain(retention_now);
+        if (r.ok()) deleted = *r;
+        else st = r.status();
+        next_retention = std::chrono::steady_clock::now() + kRetentionEvery;
+      }
+
+      lock.lock();
+      written_ = batch_end;
+      if (!st.ok()) last_error_ = st;
+      if (retention) {
+        retention_done_ = retention_target;
+        retention_deleted_ = deleted;
+      }
+      done_cv_.notify_all();
+      if (stopping && pending_.empty()) return;
+    }
+  }
+
+  Status WriteBatch(std::deque<Item> const& batch) {
+    SqliteDb& db = *writer_;
+    FERRY_RETURN_IF_ERROR(db.Exec("BEGIN"));
+    Status st = [&]() -> Status {
+      for (auto const& item : batch) {
+        if (auto const* e = std::get_if<ExecutionRow>(&item)) {
+          FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT OR REPLACE INTO executions(execution_id, function, "
+                                                      "trigger, message_id, attempt, status, start_ms, duration_ms, "
+                                                      "error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+          FERRY_RETURN_IF_ERROR(ins->Bind(1, e->execution_id)
+                                    .Bind(2, e->function)
+                                    .Bind(3, e->trigger)
+                                    .Bind(4, e->message_id)
+                                    .Bind(5, e->attempt)
+                                    .Bind(6, e->status)
+                                    .Bind(7, e->start_ms)
+                                    .Bind(8, e->duration_ms)
+                                    .Bind(9, e->error)
+                                    .Exec());
+        } else {
+          auto const& l = std::get<LogEntry>(item);
+          FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO logs(time_ms, function, execution_id, stream, "
+                                                      "severity, message) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"));
+          FERRY_RETURN_IF_ERROR(ins->Bind(1, l.time_ms)
+                                    .Bind(2, l.function)
+                                    .Bind(3, l.execution_id)
+                                    .Bind(4, l.stream)
+                                    .Bind(5, l.severity)
+                                    .Bind(6, l.message)
+                                    .Exec());
+        }
+      }
+      return OkStatus();
+    }();
+    if (!st.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return st;
+    }
+    return db.Exec("COMMIT");
+  }
+
+  StatusOr<int64_t> Retain(int64_t now_ms) {
+    SqliteDb& db = *writer_;
+    int64_t before = now_ms - options_.retention_ms;
+    FERRY_ASSIGN_OR_RETURN(auto old_logs,
+                           db.Prepare("DELETE FROM logs WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM logs) - ?1 "
+                                      "OR time_ms < ?2"));
+    FERRY_RETURN_IF_ERROR(old_logs->Bind(1, options_.max_log_lines).Bind(2, before).Exec());
+    int64_t deleted = db.Changes();
+    FERRY_ASSIGN_OR_RETURN(auto old_execs,
+                           db.Prepare("DELETE FROM executions WHERE start_ms < ?1 OR rowid <= (SELECT "
+                                      "COALESCE(MAX(rowid), 0) FROM executions) - ?2"));
+    FERRY_RETURN_IF_ERROR(old_execs->Bind(1, before).Bind(2, options_.max_executions).Exec());
+    return deleted;
+  }
+
+  ExecutionLogOptions const options_;
+  std::unique_ptr<SqliteDb> writer_;  // used only on thread_
+  std::mutex read_mu_;
+  std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable done_cv_;
+  std::deque<Item> pending_;           // GUARDED_BY(mu_)
+  uint64_t enqueued_ = 0;              // GUARDED_BY(mu_)
+  uint64_t written_ = 0;               // GUARDED_BY(mu_)
+  bool flush_requested_ = false;       // GUARDED_BY(mu_)
+  uint64_t retention_requested_ = 0;   // GUARDED_BY(mu_)
+  uint64_t retention_done_ = 0;        // GUARDED_BY(mu_)
+  int64_t retention_now_ms_ = 0;       // GUARDED_BY(mu_)
+  int64_t retention_deleted_ = 0;      // GUARDED_BY(mu_)
+  Status last_error_;                  // GUARDED_BY(mu_)
+  bool stop_ = false;                  // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ExecutionLog>> MakeSqliteExecutionLog(ExecutionLogOptions const& options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) return UnavailableError("cannot create data directory \"" + options.data_dir + "\": " + ec.message());
+  std::string path = (std::filesystem::path(options.data_dir) / "executions.db").string();
+  FERRY_ASSIGN_OR_RETURN(auto writer, SqliteDb::Open(path));
+  FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA journal_mode = WAL"));
+  // Observability data: no fsync per commit (see the class comment).
+  FERRY_RETURN_IF_ERROR(writer->Exec("PRAGMA synchronous = NORMAL"));
+  FERRY_RETURN_IF_ERROR(writer->Exec(kSchema));
+  FERRY_ASSIGN_OR_RETURN(auto reader, SqliteDb::Open(path));
+  FERRY_RETURN_IF_ERROR(reader->Exec("PRAGMA query_only = ON"));
+  return std::unique_ptr<ExecutionLog>(new SqliteExecutionLog(options, std::move(writer), std::move(reader)));
+}
+
+}  // namespace ferry
