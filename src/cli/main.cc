@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "daemon/daemon.h"
+#include "deploy/deploy_file.h"
 
 namespace ferry {
 namespace {
@@ -258,7 +260,17 @@ int Main(int argc, char** argv) {
   serve->add_option("--port-file", d.port_file, "Write the bound port to this file once serving");
   serve->add_option("--pull-wait", pull_wait, "How long an empty pull waits for a message")->capture_default_str();
   serve->add_flag("!--no-fsync", d.sync, "Do not fsync commits (throwaway data only)");
+  std::string serve_deploy;
+  serve->add_option("--deploy", serve_deploy, "Deploy this ferry.yaml once serving");
   serve->callback([&] {
+    if (!serve_deploy.empty()) {
+      auto request = ParseDeployFile(serve_deploy, d.project);
+      if (!request.ok()) {
+        rc = Fail(request.status());
+        return;
+      }
+      d.deploy = *std::move(request);
+    }
     auto wait = ParseHumanDuration(pull_wait);
     if (!wait.ok()) {
       rc = Fail(wait.status());
@@ -470,6 +482,149 @@ int Main(int argc, char** argv) {
     }
     PrintTable({"DATA", "MESSAGE_ID", "ORDERING_KEY", "ATTRIBUTES", "DELIVERY_ATTEMPT", auto_ack ? "ACK_STATUS" : "ACK_ID"},
                rows);
+    return OkStatus();
+  }));
+
+  // ---- deploy ----
+  std::string deploy_file;
+  bool dry_run = false;
+  auto* deploy = app.add_subcommand("deploy", "Apply a deploy file: print the plan, then apply it");
+  deploy->add_option("-f,--file", deploy_file, "The deploy file")->required();
+  deploy->add_flag("--dry-run", dry_run, "Only print the plan");
+  deploy->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto request, ParseDeployFile(deploy_file, g.project));
+    request.dry_run = dry_run;
+    Json body = Json::parse(DeployRequestToJson(request).dump());
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("POST", "/ferry/v1/deploy", &body));
+    if (cli.json_output()) {
+      std::cout << res.dump(2) << "\n";
+      return OkStatus();
+    }
+    int changes = 0;
+    for (auto const& item : res.value("plan", Json::array())) {
+      std::string action = item.value("action", "");
+      if (action == "unchanged") continue;
+      ++changes;
+      std::cout << (action == "create" ? "+ " : action == "delete" ? "- " : "~ ") << action << " "
+                << item.value("kind", "") << " " << item.value("name", "") << "\n";
+    }
+    if (changes == 0) {
+      std::cout << "No changes.\n";
+    } else if (res.value("applied", false)) {
+      std::cout << "Applied " << changes << " change(s).\n";
+    } else {
+      std::cout << changes << " change(s) planned; nothing applied (--dry-run).\n";
+    }
+    return OkStatus();
+  }));
+
+  // ---- functions ----
+  auto function_path = [&](std::string const& id) -> StatusOr<std::string> {
+    if (id.rfind("projects/", 0) == 0) return "/ferry/v1/" + id;
+    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
+    return "/ferry/v1/projects/" + project + "/locations/local/functions/" + id;
+  };
+  auto* functions = app.add_subcommand("functions", "Manage functions");
+  functions->require_subcommand(1);
+  auto* flist = functions->add_subcommand("list", "List deployed functions");
+  flist->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("GET", "/ferry/v1/projects/" + project + "/functions"));
+    Json list = res.value("functions", Json::array());
+    if (cli.json_output()) {
+      std::cout << list.dump(2) << "\n";
+      return OkStatus();
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (auto const& f : list) {
+      auto const& spec = f["spec"];
+      std::string trigger = spec.value("event_trigger_type", "");
+      if (trigger == "google.pubsub.topic.publish") trigger = "topic " + Short(spec.value("event_trigger_resource", ""));
+      rows.push_back({Short(f.value("name", "")), f.value("state", ""), spec.value("runtime", ""), trigger,
+                      std::to_string(f.value("instancesRunning", 0)) + "/" + std::to_string(spec.value("max_instances", 0))});
+    }
+    PrintTable({"NAME", "STATE", "RUNTIME", "TRIGGER", "INSTANCES"}, rows);
+    return OkStatus();
+  }));
+  auto* fdescribe = functions->add_subcommand("describe", "Show a function");
+  fdescribe->add_option("FUNCTION", one_id)->required();
+  fdescribe->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto path, function_path(one_id));
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("GET", path));
+    PrintDescribe(cli, res);
+    return OkStatus();
+  }));
+  auto* fdelete = functions->add_subcommand("delete", "Delete a function and its trigger subscription");
+  fdelete->add_option("FUNCTION", one_id)->required();
+  fdelete->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto path, function_path(one_id));
+    FERRY_RETURN_IF_ERROR(cli.Call("DELETE", path));
+    std::cerr << "Deleted function [" << one_id << "].\n";
+    return OkStatus();
+  }));
+
+  // ---- call ----
+  std::string call_data;
+  auto* call = app.add_subcommand("call", "Invoke a function once, now (not through its trigger)");
+  call->add_option("FUNCTION", one_id)->required();
+  call->add_option("--data", call_data, "The event's data (background functions) or the request body (HTTP)");
+  call->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto path, function_path(one_id));
+    Json body{{"data", call_data}};
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("POST", path + ":call", &body));
+    if (cli.json_output()) {
+      std::cout << res.dump(2) << "\n";
+    } else {
+      std::cout << "executionId: " << res.value("executionId", "") << "\nstatus: " << res.value("status", "") << "\n";
+      if (res.contains("result")) std::cout << "result: " << res.value("result", "") << "\n";
+      if (res.contains("error")) std::cout << "error: " << res.value("error", "") << "\n";
+    }
+    if (res.value("status", "") != "ok") return Status(StatusCode::kUnknown, "the execution failed");
+    return OkStatus();
+  }));
+
+  // ---- logs ----
+  int log_limit = 100;
+  bool follow = false;
+  std::string execution_id;
+  auto* logs = app.add_subcommand("logs", "Show a function's logs, oldest first");
+  logs->add_option("FUNCTION", one_id)->required();
+  logs->add_option("--limit", log_limit, "The newest N lines")->capture_default_str()->check(CLI::Range(1, 10000));
+  logs->add_flag("-f,--follow", follow, "Keep printing new lines as they come");
+  logs->add_option("--execution-id", execution_id, "Only this execution's lines");
+  logs->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto path, function_path(one_id));
+    int64_t after = 0;
+    bool first = true;
+    while (true) {
+      std::string target = path + "/logs?limit=" + std::to_string(log_limit) + "&after=" + std::to_string(after);
+      if (!execution_id.empty()) target += "&executionId=" + UrlEncode(execution_id);
+      FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("GET", target));
+      std::vector<std::vector<std::string>> rows;
+      for (auto const& e : res.value("entries", Json::array())) {
+        after = std::max<int64_t>(after, e.value("seq", int64_t{0}));
+        if (cli.json_output()) {
+          std::cout << e.dump() << "\n";
+          continue;
+        }
+        std::string severity = e.value("severity", "");
+        std::string time = e.value("time", "");
+        std::replace(time.begin(), time.end(), 'T', ' ');
+        if (!time.empty() && time.back() == 'Z') time.pop_back();
+        rows.push_back({severity.empty() ? "" : severity.substr(0, 1), Short(one_id), e.value("executionId", ""),
+                        time, e.value("message", "")});
+      }
+      // As `gcloud functions logs read` prints them; followed lines come unaligned, as they arrive.
+      if (first && !cli.json_output()) {
+        PrintTable({"LEVEL", "NAME", "EXECUTION_ID", "TIME_UTC", "LOG"}, rows);
+      } else {
+        for (auto const& r : rows) std::cout << r[0] << "  " << r[1] << "  " << r[2] << "  " << r[3] << "  " << r[4] << "\n";
+      }
+      first = false;
+      std::cout.flush();
+      if (!follow) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
     return OkStatus();
   }));
 

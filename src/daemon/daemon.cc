@@ -7,10 +7,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/admin/admin_api.h"
 #include "api/http_server.h"
 #include "api/rest/pubsub_rest.h"
 #include "broker/broker.h"
 #include "common/clock.h"
+#include "store/execution_log.h"
 #include "store/message_store.h"
 
 namespace ferry {
@@ -29,11 +31,18 @@ int RunDaemon(DaemonOptions const& options) {
     std::fprintf(stderr, "ferry: %s\n", store.status().message().c_str());
     return 1;
   }
+  auto executions = MakeSqliteExecutionLog({.data_dir = options.data_dir});
+  if (!executions.ok()) {
+    std::fprintf(stderr, "ferry: %s\n", executions.status().message().c_str());
+    return 1;
+  }
   SystemClock clock;
   BrokerOptions broker_options;
   broker_options.pull_wait = options.pull_wait;
   Broker broker(**store, clock, broker_options);
+  FunctionService functions(**store, broker, **executions, clock, {.data_dir = options.data_dir});
   PubsubRestApi rest(broker);
+  AdminApi admin(functions, **executions, options.project);
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
   HttpServerOptions http_options;
@@ -41,7 +50,10 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.port = options.port;
   auto server = HttpServer::Start(http_options, [&](HttpRequest const& req) {
     if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
-    return rest.Handle(req);
+    if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);
+    HttpResponse res = rest.Handle(req);
+    if (req.path == "/metrics" && res.status == 200) res.body += functions.RenderMetrics();
+    return res;
   });
   if (!server.ok()) {
     std::fprintf(stderr, "ferry: %s\n", server.status().message().c_str());
@@ -56,10 +68,26 @@ int RunDaemon(DaemonOptions const& options) {
   std::fprintf(stderr, "ferry: serving Pub/Sub REST on http://%s:%u (data: %s, project: %s)\n",
                options.host.c_str(), port, options.data_dir.c_str(), options.project.c_str());
 
+  functions.Start();
+  if (options.deploy) {
+    auto deployed = functions.Deploy(*options.deploy);
+    if (!deployed.ok()) {
+      std::fprintf(stderr, "ferry: deploy failed: %s\n", deployed.status().message().c_str());
+    } else {
+      for (auto const& item : deployed->plan) {
+        if (item.action == "unchanged") continue;
+        std::fprintf(stderr, "ferry: deploy: %s %s %s\n", item.action.c_str(), item.kind.c_str(), item.name.c_str());
+      }
+      std::fprintf(stderr, "ferry: deployed %zu function(s) of project %s\n", options.deploy->functions.size(),
+                   options.deploy->project.c_str());
+    }
+  }
+
   int sig = 0;
   sigwait(&signals, &sig);
   std::fprintf(stderr, "ferry: stopping on signal %d\n", sig);
   broker.Shutdown();  // waiting pulls answer now, so the server's workers can finish
+  functions.Shutdown();
   (*server)->Stop();
   return 0;
 }

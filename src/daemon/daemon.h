@@ -2,7 +2,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "control/function_service.h"
 
 namespace ferry {
 
@@ -14,6 +17,7 @@ struct DaemonOptions {
   std::string port_file;               // when set, the bound port is written here once serving
   bool sync = true;                    // fsync every commit; off only for throwaway data
   std::chrono::milliseconds pull_wait{5000};  // how long an empty pull waits for a message
+  std::optional<DeployRequest> deploy;  // applied once serving (ferry serve --deploy FILE)
 };
 
 // Runs the daemon until SIGINT or SIGTERM. Returns the process exit code.

@@ -141,6 +141,12 @@ int64_t ChildProcess::ResidentBytes() const {
   return 0;
 }
 
+int ChildProcess::ExitCode() {
+  if (!Exited()) return -1;
+  std::lock_guard lock(mu_);
+  return WIFEXITED(wait_status_) ? WEXITSTATUS(wait_status_) : -1;
+}
+
 std::string ChildProcess::ExitDescription() {
   if (!Exited()) return {};
   std::lock_guard lock(mu_);

@@ -39,6 +39,8 @@ class ChildProcess {
   [[nodiscard]] int64_t ResidentBytes() const;
   // How it ended, e.g. "exit status 1" or "killed by signal 9"; empty while running.
   [[nodiscard]] std::string ExitDescription();
+  // The exit status once exited normally; -1 while running or when killed by a signal.
+  [[nodiscard]] int ExitCode();
 
  private:
   ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line);

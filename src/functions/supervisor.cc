@@ -215,7 +215,7 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& 
   options.env["PORT"] = std::to_string(*port);
   options.env["FUNCTION_TARGET"] = spec.entry_point;
   options.env["FUNCTION_SIGNATURE_TYPE"] = spec.signature;
-  options.env["K_SERVICE"] = spec.function;
+  options.env["K_SERVICE"] = spec.service.empty() ? spec.function : spec.service;
   Instance* raw = inst.get();  // the process, and so its reader threads, die before the Instance
   bool tag_plain_lines = spec.concurrency == 1;
   auto process = ChildProcess::Spawn(options, [this, raw, function = spec.function, tag_plain_lines](

@@ -17,7 +17,8 @@ namespace ferry {
 
 // How one function's instances run: the program, its contract environment and its limits.
 struct InstanceSpec {
-  std::string function;         // K_SERVICE
+  std::string function;         // the key Invoke and Remove use
+  std::string service;          // K_SERVICE; the function when empty
   std::string entry_point;      // FUNCTION_TARGET
   std::string signature = "event";  // FUNCTION_SIGNATURE_TYPE: event, cloudevent or http
   ProcessOptions process;       // argv, working dir, env_vars (the contract variables are added)

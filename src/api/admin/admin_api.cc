@@ -1,0 +1,205 @@
+#include "api/admin/admin_api.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status_macros.h"
+#include "common/time_util.h"
+
+namespace ferry {
+namespace {
+
+using nlohmann::json;
+
+HttpResponse Json(json const& body, int status = 200) { return {status, "application/json", body.dump(), {}}; }
+
+HttpResponse NotFoundPath(HttpRequest const& req) {
+  return ErrorResponse(NotFoundError("Not found: " + req.method + " " + req.path));
+}
+
+HttpResponse WrongMethod(HttpRequest const& req, char const* allowed) {
+  auto res = ErrorResponse(Status(StatusCode::kUnimplemented, "Method " + req.method + " is not allowed on " +
+                                                                  req.path + "; use " + allowed),
+                           405);
+  res.headers.emplace_back("Allow", allowed);
+  return res;
+}
+
+json StateJson(FunctionState const& s) {
+  json j{{"name", FunctionResourceName(s.spec)},
+         {"spec", FunctionSpecToJson(s.spec)},
+         {"state", s.state},
+         {"instancesRunning", s.instances_running},
+         {"instancesBusy", s.instances_busy}};
+  if (!s.error.empty()) j["error"] = s.error;
+  if (s.spec.trigger_type == kPubsubTrigger) j["triggerSubscription"] = TriggerSubscriptionName(s.spec);
+  return j;
+}
+
+json ExecutionJson(ExecutionRow const& e) {
+  json j{{"executionId", e.execution_id}, {"function", e.function},        {"trigger", e.trigger},
+         {"attempt", e.attempt},          {"status", e.status},            {"startTime", FormatRfc3339(e.start_ms)},
+         {"durationMs", e.duration_ms}};
+  if (!e.message_id.empty()) j["messageId"] = e.message_id;
+  if (!e.error.empty()) j["error"] = e.error;
+  return j;
+}
+
+int IntParam(HttpRequest const& req, std::string_view name, int fallback, int max) {
+  std::string v = req.Query(name);
+  if (v.empty()) return fallback;
+  try {
+    return std::clamp(std::stoi(v), 1, max);
+  } catch (...) {
+    return fallback;
+  }
+}
+
+}  // namespace
+
+HttpResponse AdminApi::Handle(HttpRequest const& req) {
+  std::string_view path = req.path;
+  constexpr std::string_view kPrefix = "/ferry/v1/";
+  if (path.substr(0, kPrefix.size()) != kPrefix) return NotFoundPath(req);
+  path.remove_prefix(kPrefix.size());
+  if (path == "deploy") return req.method == "POST" ? Deploy(req) : WrongMethod(req, "POST");
+  if (path.rfind("executions/", 0) == 0) {
+    if (req.method != "GET") return WrongMethod(req, "GET");
+    auto row = log_.Execution(std::string(path.substr(11)));
+    if (!row.ok()) return ErrorResponse(row.status());
+    if (!row->has_value()) return ErrorResponse(NotFoundError("Execution not found"));
+    return Json(ExecutionJson(**row));
+  }
+  // projects/{p}/functions[/{f}...] or projects/{p}/locations/{r}/functions/{f}...
+  if (path.rfind("projects/", 0) != 0) return NotFoundPath(req);
+  path.remove_prefix(9);
+  auto slash = path.find('/');
+  if (slash == std::string_view::npos || slash == 0) return NotFoundPath(req);
+  std::string project(path.substr(0, slash));
+  path.remove_prefix(slash + 1);
+  std::string region = kDefaultRegion;
+  if (path.rfind("locations/", 0) == 0) {
+    path.remove_prefix(10);
+    slash = path.find('/');
+    if (slash == std::string_view::npos || slash == 0) return NotFoundPath(req);
+    region = std::string(path.substr(0, slash));
+    path.remove_prefix(slash + 1);
+  }
+  if (path == "functions") {
+    if (req.method != "GET") return WrongMethod(req, "GET");
+    auto list = functions_.List(project);
+    if (!list.ok()) return ErrorResponse(list.status());
+    json out = json::array();
+    for (auto const& s : *list) out.push_back(StateJson(s));
+    return Json(json{{"functions", out}});
+  }
+  if (path.rfind("functions/", 0) != 0) return NotFoundPath(req);
+  path.remove_prefix(10);
+  // {f}, {f}:call, {f}/executions, {f}/logs
+  auto end = path.find_first_of(":/");
+  std::string id(path.substr(0, end));
+  std::string rest = end == std::string_view::npos ? "" : std::string(path.substr(end));
+  if (id.empty()) return NotFoundPath(req);
+  return Function(req, "projects/" + project + "/locations/" + region + "/functions/" + id, rest);
+}
+
+HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name, std::string const& rest) {
+  if (rest.empty()) {
+    if (req.method == "GET") {
+      auto state = functions_.Get(name);
+      return state.ok() ? Json(StateJson(*state)) : ErrorResponse(state.status());
+    }
+    if (req.method == "DELETE") {
+      auto st = functions_.Delete(name);
+      return st.ok() ? Json(json::object()) : ErrorResponse(st);
+    }
+    return WrongMethod(req, "GET, DELETE");
+  }
+  if (rest == ":call") {
+    if (req.method != "POST") return WrongMethod(req, "POST");
+    auto body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+    if (!body.is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));
+    std::string data;
+    if (body.contains("data")) {
+      if (!body["data"].is_string()) return ErrorResponse(InvalidArgumentError("\"data\" must be a string"));
+      data = body["data"].get<std::string>();
+    }
+    auto result = functions_.Call(name, data);
+    if (!result.ok()) return ErrorResponse(result.status());
+    json out{{"executionId", result->execution_id}, {"status", result->status}};
+    if (result->http_status != 0) out["httpStatus"] = result->http_status;
+    if (!result->body.empty()) out["result"] = result->body;
+    if (!result->error.empty()) out["error"] = result->error;
+    return Json(out);
+  }
+  if (req.method != "GET") return WrongMethod(req, "GET");
+  // Executions and logs stay readable after a function is deleted, until retention drops them.
+  if (rest == "/executions") {
+    auto rows = log_.Executions(name, IntParam(req, "limit", 20, 1000));
+    if (!rows.ok()) return ErrorResponse(rows.status());
+    json out = json::array();
+    for (auto const& r : *rows) out.push_back(ExecutionJson(r));
+    return Json(json{{"executions", out}});
+  }
+  if (rest == "/logs") {
+    LogQuery q;
+    q.function = name;
+    q.execution_id = req.Query("executionId");
+    q.limit = IntParam(req, "limit", 100, 10000);
+    std::string after = req.Query("after");
+    if (!after.empty()) {
+      try {
+        q.after_seq = std::stoll(after);
+      } catch (...) {
+        return ErrorResponse(InvalidArgumentError("\"after\" must be a number"));
+      }
+    }
+    auto lines = log_.Logs(q);
+    if (!lines.ok()) return ErrorResponse(lines.status());
+    json out = json::array();
+    for (auto const& l : *lines) {
+      out.push_back({{"seq", l.seq},
+                     {"time", FormatRfc3339(l.time_ms)},
+                     {"executionId", l.execution_id},
+                     {"stream", l.stream},
+                     {"severity", l.severity},
+                     {"message", l.message}});
+    }
+    return Json(json{{"entries", out}});
+  }
+  return NotFoundPath(req);
+}
+
+HttpResponse AdminApi::Deploy(HttpRequest const& req) {
+  auto body = json::parse(req.body, nullptr, false);
+  if (!body.is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));
+  DeployRequest request;
+  request.project = body.value("project", default_project_);
+  if (body.contains("dry_run")) {
+    if (!body["dry_run"].is_boolean()) return ErrorResponse(InvalidArgumentError("\"dry_run\" must be true or false"));
+    request.dry_run = body["dry_run"].get<bool>();
+  }
+  if (body.contains("topics")) {
+    if (!body["topics"].is_array()) return ErrorResponse(InvalidArgumentError("\"topics\" must be a list"));
+    for (auto const& t : body["topics"]) {
+      if (!t.is_string()) return ErrorResponse(InvalidArgumentError("each topic must be a name"));
+      request.topics.push_back(t.get<std::string>());
+    }
+  }
+  if (body.contains("functions")) {
+    if (!body["functions"].is_array()) return ErrorResponse(InvalidArgumentError("\"functions\" must be a list"));
+    for (auto const& f : body["functions"]) {
+      auto spec = FunctionSpecFromJson(f);
+      if (!spec.ok()) return ErrorResponse(spec.status());
+      request.functions.push_back(*std::move(spec));
+    }
+  }
+  auto result = functions_.Deploy(std::move(request));
+  if (!result.ok()) return ErrorResponse(result.status());
+  json plan = json::array();
+  for (auto const& item : result->plan) plan.push_back({{"action", item.action}, {"kind", item.kind}, {"name", item.name}});
+  return Json(json{{"plan", plan}, {"applied", result->applied}});
+}
+
+}  // namespace ferry

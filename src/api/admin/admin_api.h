@@ -1,0 +1,37 @@
+#pragma once
+
+#include <string>
+
+#include "api/http_server.h"
+#include "control/function_service.h"
+#include "store/execution_log.h"
+
+namespace ferry {
+
+// Ferry's admin API (JSON over HTTP under /ferry/v1/), which the CLI speaks. Errors are google.rpc.Status
+// bodies, as on the Pub/Sub API.
+//   POST   /ferry/v1/deploy                                    {project, topics, functions, dry_run}
+//   GET    /ferry/v1/projects/{p}/functions
+//   GET    /ferry/v1/projects/{p}/locations/{r}/functions/{f}  (also without /locations/{r}: region "local")
+//   DELETE the same
+//   POST   .../functions/{f}:call                              {data}
+//   GET    .../functions/{f}/executions?limit=N
+//   GET    .../functions/{f}/logs?limit=N&after=SEQ&executionId=ID
+//   GET    /ferry/v1/executions/{id}
+class AdminApi {
+ public:
+  AdminApi(FunctionService& functions, ExecutionLog& log, std::string default_project)
+      : functions_(functions), log_(log), default_project_(std::move(default_project)) {}
+  // nullopt-like: returns a 404 google.rpc body for paths it does not know.
+  HttpResponse Handle(HttpRequest const& request);
+
+ private:
+  HttpResponse Deploy(HttpRequest const& request);
+  HttpResponse Function(HttpRequest const& request, std::string const& name, std::string const& rest);
+
+  FunctionService& functions_;
+  ExecutionLog& log_;
+  std::string default_project_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,477 @@
+#include "control/function_service.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status_macros.h"
+#include "functions/builder.h"
+
+namespace ferry {
+namespace {
+
+// Upper bounds of the execution duration histogram, in seconds (+Inf follows).
+constexpr std::array<double, 15> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                     0.5,   1,      2.5,   5,    10,    60,   300};
+
+std::string FunctionPrefix(std::string const& project) { return "projects/" + project + "/locations/"; }
+
+// The settings that decide a function's trigger subscription, to tell whether it needs an update.
+bool SameTriggerSubscription(Subscription const& a, Subscription const& b) {
+  auto dlp = [](Subscription const& s) {
+    return s.dead_letter_policy ? s.dead_letter_policy->dead_letter_topic + "/" +
+                                      std::to_string(s.dead_letter_policy->max_delivery_attempts)
+                                : std::string();
+  };
+  auto retry = [](Subscription const& s) {
+    return s.retry_policy ? std::to_string(s.retry_policy->minimum_backoff_ms) + "/" +
+                                std::to_string(s.retry_policy->maximum_backoff_ms)
+                          : std::string();
+  };
+  return a.topic == b.topic && a.ack_deadline_seconds == b.ack_deadline_seconds && dlp(a) == dlp(b) &&
+         retry(a) == retry(b) && a.labels == b.labels;
+}
+
+}  // namespace
+
+FunctionService::FunctionService(MessageStore& store, Broker& broker, ExecutionLog& log, Clock& clock,
+                                 FunctionServiceOptions options)
+    : store_(store),
+      broker_(broker),
+      log_(log),
+      clock_(clock),
+      options_(std::move(options)),
+      supervisor_([this](std::string const& function, std::string const& execution_id, bool is_stderr,
+                         std::string const& line) { OnInstanceLine(function, execution_id, is_stderr, line); }),
+      dispatcher_(broker, supervisor_, clock,
+                  [this](ExecutionPhase phase, ExecutionRecord const& record) { OnExecution(phase, record); }) {}
+
+FunctionService::~FunctionService() { Shutdown(); }
+
+void FunctionService::Start() {
+  std::lock_guard deploy_lock(deploy_mu_);
+  auto records = store_.ListFunctions();
+  if (!records.ok()) {
+    std::fprintf(stderr, "ferry: cannot load functions: %s\n", records.status().message().c_str());
+    return;
+  }
+  for (auto const& record : *records) {
+    auto spec = FunctionSpecFromJson(nlohmann::json::parse(record.spec, nullptr, false));
+    if (!spec.ok()) {
+      std::fprintf(stderr, "ferry: cannot load function %s: %s\n", record.name.c_str(),
+                   spec.status().message().c_str());
+      continue;
+    }
+    auto executable = Build(*spec);
+    Status launched = executable.ok() ? Launch(*spec, *executable) : executable.status();
+    if (!launched.ok()) {
+      std::fprintf(stderr, "ferry: function %s cannot run: %s\n", record.name.c_str(), launched.message().c_str());
+      std::lock_guard lock(mu_);
+      running_[record.name] = {*spec, launched.message()};
+    }
+  }
+}
+
+void FunctionService::Shutdown() {
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& [name, r] : running_) names.push_back(name);
+  }
+  for (auto const& name : names) Stop(name);
+}
+
+StatusOr<std::string> FunctionService::Build(FunctionSpec const& spec) {
+  if (spec.runtime != "cpp") return std::string();
+  // One build directory per source directory and build settings, shared by the functions built from it.
+  std::string key = spec.source_dir;
+  for (auto const& [k, v] : spec.build_environment_variables) key += "\n" + k + "=" + v;
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ULL;
+  char dir[17];
+  std::snprintf(dir, sizeof dir, "%016llx", static_cast<unsigned long long>(h));
+  CppBuildOptions build;
+  build.source_dir = spec.source_dir;
+  build.build_dir = (std::filesystem::absolute(options_.data_dir) / "builds" / dir).string();
+  build.env = spec.build_environment_variables;
+  build.preferred_name = spec.name;
+  FERRY_ASSIGN_OR_RETURN(auto built, BuildCppFunction(build));
+  return built.executable;
+}
+
+Status FunctionService::Launch(FunctionSpec const& spec, std::string const& executable) {
+  std::string name = FunctionResourceName(spec);
+  InstanceSpec instance;
+  instance.function = name;
+  instance.service = spec.name;
+  instance.entry_point = spec.entry_point;
+  instance.signature = spec.signature;
+  instance.max_instances = spec.max_instances;
+  instance.min_instances = spec.min_instances;
+  instance.concurrency = spec.concurrency;
+  instance.memory_mb = spec.memory_mb;
+  instance.timeout = std::chrono::seconds(spec.timeout_seconds);
+  instance.process.working_dir = spec.source_dir;
+  instance.process.env = spec.env_vars;
+  if (spec.runtime == "cpp") {
+    instance.process.argv = {executable};
+  } else if (spec.runtime == "command") {
+    instance.process.argv = spec.command;
+  } else if (spec.runtime == "nodejs") {
+    // Google's Functions Framework from the function's own node_modules; it reads the contract's environment.
+    instance.process.argv = {"node", "node_modules/@google-cloud/functions-framework/build/src/main.js"};
+  } else {
+    return UnimplementedError("runtime " + spec.runtime + " is not supported yet");
+  }
+  supervisor_.Deploy(std::move(instance));
+  if (spec.trigger_type == kPubsubTrigger) {
+    PubsubTriggerSpec trigger;
+    trigger.function = name;
+    trigger.subscription = TriggerSubscriptionName(spec);
+    trigger.topic = spec.trigger_resource;
+    trigger.signature = spec.signature;
+    trigger.retry = spec.retry;
+    trigger.capacity = spec.max_instances * spec.concurrency;
+    dispatcher_.Start(std::move(trigger));
+  }
+  std::lock_guard lock(mu_);
+  running_[name] = {spec, ""};
+  return OkStatus();
+}
+
+void FunctionService::Stop(std::string const& name) {
+  dispatcher_.Stop(name);
+  supervisor_.Remove(name);
+  std::lock_guard lock(mu_);
+  running_.erase(name);
+}
+
+StatusOr<std::vector<FunctionSpec>> FunctionService::Stored(std::string const& project) {
+  FERRY_ASSIGN_OR_RETURN(auto records, store_.ListFunctions());
+  std::vector<FunctionSpec> out;
+  std::string prefix = FunctionPrefix(project);
+  for (auto const& record : records) {
+    if (record.name.rfind(prefix, 0) != 0) continue;
+    FERRY_ASSIGN_OR_RETURN(auto spec, FunctionSpecFromJson(nlohmann::json::parse(record.spec, nullptr, false)));
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
+
+StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
+  std::lock_guard deploy_lock(deploy_mu_);
+  if (request.project.empty()) return InvalidArgumentError("the deploy names no project");
+  if (request.project.find_first_of("/ ") != std::string::npos) {
+    return InvalidArgumentError("invalid project \"" + request.project + "\"");
+  }
+
+  // The desired state, complete and valid before anything is looked at or changed.
+  std::set<std::string> seen;
+  std::vector<std::string> topics;
+  auto want_topic = [&](std::string const& name) {
+    if (std::find(topics.begin(), topics.end(), name) == topics.end()) topics.push_back(name);
+  };
+  for (auto const& t : request.topics) {
+    std::string full = t.rfind("projects/", 0) == 0 ? t : MakeResourceName(request.project, ResourceKind::kTopic, t);
+    auto parsed = ParseResourceName(full, ResourceKind::kTopic);
+    if (!parsed.ok()) return InvalidArgumentError("topic \"" + t + "\": " + parsed.status().message());
+    want_topic(full);
+  }
+  for (auto& fn : request.functions) {
+    if (fn.project.empty()) fn.project = request.project;
+    if (fn.project != request.project) {
+      return InvalidArgumentError("function " + fn.name + " is in project " + fn.project + ", the deploy in " +
+                                  request.project);
+    }
+    FERRY_RETURN_IF_ERROR(NormalizeFunctionSpec(fn));
+    if (!seen.insert(fn.name).second) return InvalidArgumentError("function " + fn.name + " is declared twice");
+    if (!fn.source_dir.empty()) {
+      std::string salt = fn.runtime;
+      for (auto const& [k, v] : fn.build_environment_variables) salt += "\n" + k + "=" + v;
+      auto hash = HashSources(fn.source_dir, salt);
+      if (!hash.ok()) return FailedPreconditionError("function " + fn.name + ": " + hash.status().message());
+      fn.source_hash = *hash;
+    }
+    if (fn.trigger_type == kPubsubTrigger) want_topic(fn.trigger_resource);
+    if (!fn.dead_letter_topic.empty()) want_topic(fn.dead_letter_topic);
+  }
+
+  // The plan: the difference between that and what is stored.
+  DeployResult result;
+  Deployment change;
+  for (auto const& topic : topics) {
+    auto existing = store_.GetTopic(topic);
+    if (existing.ok()) {
+      result.plan.push_back({"unchanged", "topic", topic});
+    } else if (existing.status().code() == StatusCode::kNotFound) {
+      result.plan.push_back({"create", "topic", topic});
+      change.create_topics.push_back({.name = topic});
+    } else {
+      return existing.status();
+    }
+  }
+  FERRY_ASSIGN_OR_RETURN(auto stored, Stored(request.project));
+  std::map<std::string, FunctionSpec> old;
+  for (auto& spec : stored) old[FunctionResourceName(spec)] = std::move(spec);
+
+  std::set<std::string> subs_kept;  // trigger subscriptions of the new state
+  auto plan_subscription = [&](FunctionSpec const& fn) -> Status {
+    Subscription sub = TriggerSubscription(fn);
+    subs_kept.insert(sub.name);
+    auto existing = store_.GetSubscription(sub.name);
+    if (existing.ok()) {
+      if (existing->topic != sub.topic) {
+        result.plan.push_back({"delete", "subscription", sub.name});
+        change.delete_subscriptions.push_back(sub.name);
+        result.plan.push_back({"create", "subscription", sub.name});
+        change.create_subscriptions.push_back(sub);
+      } else if (!SameTriggerSubscription(*existing, sub)) {
+        // Keep what a user may have set on it otherwise (filters, retention): change only the trigger's part.
+        Subscription updated = *existing;
+        updated.ack_deadline_seconds = sub.ack_deadline_seconds;
+        updated.retry_policy = sub.retry_policy;
+        updated.dead_letter_policy = sub.dead_letter_policy;
+        updated.labels = sub.labels;
+        result.plan.push_back({"change", "subscription", sub.name});
+        change.update_subscriptions.push_back(updated);
+      }
+      return OkStatus();
+    }
+    if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+    result.plan.push_back({"create", "subscription", sub.name});
+    change.create_subscriptions.push_back(sub);
+    return OkStatus();
+  };
+
+  std::vector<FunctionSpec> to_launch;
+  std::vector<std::string> to_stop;
+  for (auto const& fn : request.functions) {
+    std::string name = FunctionResourceName(fn);
+    auto it = old.find(name);
+    if (fn.trigger_type == kPubsubTrigger) FERRY_RETURN_IF_ERROR(plan_subscription(fn));
+    if (it == old.end()) {
+      result.plan.push_back({"create", "function", name});
+    } else if (!(it->second == fn)) {
+      result.plan.push_back({"change", "function", name});
+      to_stop.push_back(name);
+    } else {
+      result.plan.push_back({"unchanged", "function", name});
+      std::lock_guard lock(mu_);
+      auto r = running_.find(name);
+      if (r != running_.end() && r->second.error.empty()) continue;  // running as deployed
+    }
+    to_launch.push_back(fn);
+    change.put_functions.push_back({name, FunctionSpecToJson(fn).dump()});
+  }
+  for (auto const& [name, spec] : old) {
+    if (seen.contains(spec.name)) continue;
+    result.plan.push_back({"delete", "function", name});
+    change.delete_functions.push_back(name);
+    to_stop.push_back(name);
+  }
+  // Trigger subscriptions of functions that are gone or moved to another topic go too.
+  for (auto const& [name, spec] : old) {
+    if (spec.trigger_type != kPubsubTrigger) continue;
+    std::string sub = TriggerSubscriptionName(spec);
+    if (subs_kept.contains(sub)) continue;
+    if (store_.GetSubscription(sub).ok()) {
+      result.plan.push_back({"delete", "subscription", sub});
+      change.delete_subscriptions.push_back(sub);
+    }
+  }
+  if (request.dry_run) return result;
+
+  // Build before anything changes: a function that does not build fails the whole deploy.
+  std::map<std::string, std::string> executables;
+  for (auto const& fn : to_launch) {
+    FERRY_ASSIGN_OR_RETURN(auto executable, Build(fn));
+    executables[fn.name] = executable;
+  }
+  FERRY_RETURN_IF_ERROR(store_.ApplyDeployment(change));
+  result.applied = true;
+
+  for (auto const& name : to_stop) Stop(name);
+  for (auto const& fn : to_launch) {
+    Status launched = Launch(fn, executables[fn.name]);
+    if (!launched.ok()) {
+      std::lock_guard lock(mu_);
+      running_[FunctionResourceName(fn)] = {fn, launched.message()};
+    }
+  }
+  return result;
+}
+
+StatusOr<std::vector<FunctionState>> FunctionService::List(std::string const& project) {
+  FERRY_ASSIGN_OR_RETURN(auto specs, Stored(project));
+  std::vector<FunctionState> out;
+  for (auto& spec : specs) {
+    FERRY_ASSIGN_OR_RETURN(auto state, Get(FunctionResourceName(spec)));
+    out.push_back(std::move(state));
+  }
+  return out;
+}
+
+StatusOr<FunctionState> FunctionService::Get(std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto records, store_.ListFunctions());
+  auto it = std::find_if(records.begin(), records.end(), [&](FunctionRecord const& r) { return r.name == name; });
+  if (it == records.end()) return NotFoundError("Function " + name + " does not exist");
+  FunctionState state;
+  FERRY_ASSIGN_OR_RETURN(state.spec, FunctionSpecFromJson(nlohmann::json::parse(it->spec, nullptr, false)));
+  {
+    std::lock_guard lock(mu_);
+    auto r = running_.find(name);
+    if (r == running_.end()) {
+      state.state = "FAILED";
+      state.error = "not running";
+    } else {
+      state.state = r->second.error.empty() ? "ACTIVE" : "FAILED";
+      state.error = r->second.error;
+    }
+  }
+  auto usage = supervisor_.UsageOf(name);
+  state.instances_running = usage.running;
+  state.instances_busy = usage.busy;
+  return state;
+}
+
+Status FunctionService::Delete(std::string const& name) {
+  std::lock_guard deploy_lock(deploy_mu_);
+  FERRY_ASSIGN_OR_RETURN(auto state, Get(name));
+  Deployment change;
+  change.delete_functions.push_back(name);
+  if (state.spec.trigger_type == kPubsubTrigger) {
+    std::string sub = TriggerSubscriptionName(state.spec);
+    if (store_.GetSubscription(sub).ok()) change.delete_subscriptions.push_back(sub);
+  }
+  FERRY_RETURN_IF_ERROR(store_.ApplyDeployment(change));
+  Stop(name);
+  return OkStatus();
+}
+
+StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string const& data) {
+  FERRY_ASSIGN_OR_RETURN(auto state, Get(name));
+  if (state.state != "ACTIVE") return FailedPreconditionError("Function " + name + " is not running: " + state.error);
+  auto const& spec = state.spec;
+  ExecutionRecord record;
+  record.execution_id = NewExecutionId();
+  record.function = name;
+  record.trigger = "call";
+  record.attempt = 1;
+  Invocation invocation;
+  if (spec.signature == "http") {
+    invocation.execution_id = record.execution_id;
+    invocation.body = data;
+  } else {
+    PubsubTriggerSpec trigger{.function = name, .topic = spec.trigger_resource, .signature = spec.signature};
+    ReceivedMessage message;
+    message.message.data = data;
+    message.message.message_id = record.execution_id;
+    message.message.publish_time_ms = ToUnixMillis(clock_.Now());
+    message.attempt = 1;
+    record.message_id = message.message.message_id;
+    invocation = PubsubDispatcher::MakeInvocation(trigger, message, record.execution_id);
+  }
+  auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
+                        record, invocation);
+  return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status, result.body,
+                    result.error};
+}
+
+void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r) {
+  int64_t now = ToUnixMillis(clock_.Now());
+  if (phase == ExecutionPhase::kStarted) {
+    log_.Append({0, now, r.function, r.execution_id, "ferry", "DEBUG", "Function execution started"});
+    return;
+  }
+  std::string status = ExecutionStatusName(r.status);
+  bool ok = r.status == ExecutionStatus::kOk;
+  log_.Append({0, now, r.function, r.execution_id, "ferry", ok ? "DEBUG" : "ERROR",
+               "Function execution took " + std::to_string(r.duration_ms) + " ms, finished with status: '" +
+                   status + "'"});
+  if (!ok && r.status != ExecutionStatus::kError && !r.error.empty()) {
+    log_.Append({0, now, r.function, r.execution_id, "ferry", "ERROR", r.error});
+  }
+  log_.Record({r.execution_id, r.function, r.trigger, r.message_id, r.attempt, status, r.start_ms, r.duration_ms,
+               r.error});
+  std::lock_guard lock(mu_);
+  auto& c = counters_[r.function];
+  ++c.by_status[static_cast<std::size_t>(r.status)];
+  double seconds = static_cast<double>(r.duration_ms) / 1000.0;
+  c.duration_sum_seconds += seconds;
+  for (std::size_t i = 0; i <= kDurationBuckets.size(); ++i) {
+    if (i == kDurationBuckets.size() || seconds <= kDurationBuckets[i]) {
+      ++c.buckets[i];  // the first bucket that holds it; rendering sums them up
+      break;
+    }
+  }
+}
+
+void FunctionService::OnInstanceLine(std::string const& function, std::string const& execution_id, bool is_stderr,
+                                     std::string const& line) {
+  LogEntry entry{0, ToUnixMillis(clock_.Now()), function, execution_id, is_stderr ? "stderr" : "stdout",
+                 is_stderr ? "ERROR" : "INFO", line};
+  // Structured lines (the SDK's, or any {"severity", "message"} object, as Cloud Logging reads them).
+  if (!line.empty() && line.front() == '{') {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.contains("message") && j["message"].is_string()) {
+      entry.message = j["message"].get<std::string>();
+      if (j.contains("severity") && j["severity"].is_string()) entry.severity = j["severity"].get<std::string>();
+    }
+  }
+  log_.Append(std::move(entry));
+}
+
+std::string FunctionService::RenderMetrics() {
+  std::map<std::string, Counters> counters;
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(mu_);
+    counters = counters_;
+    for (auto const& [name, r] : running_) names.push_back(name);
+  }
+  std::string out;
+  auto num = [](double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return std::string(buf);
+  };
+  out += "# HELP ferry_function_executions_total Executions by function and status.\n"
+         "# TYPE ferry_function_executions_total counter\n";
+  for (auto const& [fn, c] : counters) {
+    for (std::size_t s = 0; s < c.by_status.size(); ++s) {
+      out += "ferry_function_executions_total{function=\"" + fn + "\",status=\"" +
+             ExecutionStatusName(static_cast<ExecutionStatus>(s)) + "\"} " + num(double(c.by_status[s])) + "\n";
+    }
+  }
+  out += "# HELP ferry_function_execution_duration_seconds How long executions took.\n"
+         "# TYPE ferry_function_execution_duration_seconds histogram\n";
+  for (auto const& [fn, c] : counters) {
+    int64_t cumulative = 0;
+    int64_t total = 0;
+    for (auto v : c.by_status) total += v;
+    for (std::size_t i = 0; i <= kDurationBuckets.size(); ++i) {
+      cumulative += c.buckets[i];
+      char bound[32];
+      std::snprintf(bound, sizeof bound, "%g", i == kDurationBuckets.size() ? 0.0 : kDurationBuckets[i]);
+      std::string le = i == kDurationBuckets.size() ? "+Inf" : bound;
+      out += "ferry_function_execution_duration_seconds_bucket{function=\"" + fn + "\",le=\"" + le + "\"} " +
+             num(double(cumulative)) + "\n";
+    }
+    out += "ferry_function_execution_duration_seconds_sum{function=\"" + fn + "\"} " + num(c.duration_sum_seconds) +
+           "\n";
+    out += "ferry_function_execution_duration_seconds_count{function=\"" + fn + "\"} " + num(double(total)) + "\n";
+  }
+  out += "# HELP ferry_function_instances Instances of the function by state.\n"
+         "# TYPE ferry_function_instances gauge\n";
+  for (auto const& fn : names) {
+    auto usage = supervisor_.UsageOf(fn);
+    out += "ferry_function_instances{function=\"" + fn + "\",state=\"running\"} " + num(usage.running) + "\n";
+    out += "ferry_function_instances{function=\"" + fn + "\",state=\"busy\"} " + num(usage.busy) + "\n";
+  }
+  return out;
+}
+
+}  // namespace ferry

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "broker/broker.h"
+#include "common/clock.h"
+#include "functions/supervisor.h"
+#include "model/function_spec.h"
+#include "store/execution_log.h"
+#include "store/message_store.h"
+#include "triggers/pubsub_trigger.h"
+
+namespace ferry {
+
+// One line of a deploy plan: "create topic projects/p/topics/bar".
+struct PlanItem {
+  std::string action;  // create, change, delete, unchanged
+  std::string kind;    // topic, subscription, function
+  std::string name;
+};
+
+struct DeployRequest {
+  std::string project;
+  std::vector<std::string> topics;      // short or full names
+  std::vector<FunctionSpec> functions;  // every function of the project: the ones missing are deleted
+  bool dry_run = false;
+};
+
+struct DeployResult {
+  std::vector<PlanItem> plan;
+  bool applied = false;
+};
+
+// A deployed function and how it runs.
+struct FunctionState {
+  FunctionSpec spec;
+  std::string state;  // ACTIVE, or FAILED when it cannot run (the reason in `error`)
+  std::string error;
+  int instances_running = 0;
+  int instances_busy = 0;
+};
+
+struct CallResult {
+  std::string execution_id;
+  std::string status;  // ok, error, timeout, crash, oom
+  int http_status = 0;
+  std::string body;
+  std::string error;
+};
+
+struct FunctionServiceOptions {
+  std::string data_dir = "./data";  // builds go under builds/
+};
+
+// The functions control plane: applies deploys (plan, build, one store transaction, then the running
+// instances and triggers follow), runs what is deployed after a restart, records every execution and every line
+// an instance writes in the ExecutionLog, and counts them for /metrics. Thread-safe; one deploy at a time.
+class FunctionService {
+ public:
+  FunctionService(MessageStore& store, Broker& broker, ExecutionLog& log, Clock& clock,
+                  FunctionServiceOptions options);
+  ~FunctionService();
+
+  // Starts every deployed function. A function that cannot start (its build fails) is FAILED, not fatal.
+  void Start();
+  // Stops triggers and instances; invocations in flight end as failures and their messages come back.
+  void Shutdown();
+
+  StatusOr<DeployResult> Deploy(DeployRequest request);
+  StatusOr<std::vector<FunctionState>> List(std::string const& project);
+  StatusOr<FunctionState> Get(std::string const& name);  // full name
+  Status Delete(std::string const& name);
+  // An ad hoc invocation: `data` is the event's message data (background functions) or the body (HTTP).
+  StatusOr<CallResult> Call(std::string const& name, std::string const& data);
+
+  // Executions by function and status, their duration histogram, instances running and busy.
+  std::string RenderMetrics();
+
+ private:
+  struct Running {
+    FunctionSpec spec;
+    std::string error;  // why it is not running; empty when it is
+  };
+  struct Counters {
+    std::array<int64_t, 5> by_status{};  // indexed by ExecutionStatus
+    std::array<int64_t, 16> buckets{};   // per kDurationBuckets bound (not cumulative), +Inf last
+    double duration_sum_seconds = 0;
+  };
+
+  StatusOr<std::string> Build(FunctionSpec const& spec);  // the executable of a cpp function, or ""
+  Status Launch(FunctionSpec const& spec, std::string const& executable);
+  void Stop(std::string const& name);
+  void OnExecution(ExecutionPhase phase, ExecutionRecord const& record);
+  void OnInstanceLine(std::string const& function, std::string const& execution_id, bool is_stderr,
+                      std::string const& line);
+  StatusOr<std::vector<FunctionSpec>> Stored(std::string const& project);
+
+  MessageStore& store_;
+  Broker& broker_;
+  ExecutionLog& log_;
+  Clock& clock_;
+  FunctionServiceOptions const options_;
+  Supervisor supervisor_;
+  PubsubDispatcher dispatcher_;
+
+  std::mutex deploy_mu_;  // one deploy (or delete) at a time
+  std::mutex mu_;
+  std::map<std::string, Running> running_;    // GUARDED_BY(mu_), by full name
+  std::map<std::string, Counters> counters_;  // GUARDED_BY(mu_), by full name
+};
+
+}  // namespace ferry

@@ -1,0 +1,242 @@
+#include "deploy/deploy_file.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <regex>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/time_util.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Errors carry the file and the node's position (1-based, as editors count).
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  Status Error(YAML::Mark const& mark, std::string const& message) const {
+    if (mark.is_null()) return InvalidArgumentError(file_ + ": " + message);
+    return InvalidArgumentError(file_ + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1) +
+                                ": " + message);
+  }
+
+  StatusOr<std::string> String(YAML::Node const& node, std::string const& what) const {
+    if (!node.IsScalar()) return Error(node.Mark(), what + " must be a string");
+    return node.Scalar();
+  }
+
+  StatusOr<int64_t> Integer(YAML::Node const& node, std::string const& what) const {
+    static std::regex const kInt("-?[0-9]+");
+    if (!node.IsScalar() || !std::regex_match(node.Scalar(), kInt)) {
+      return Error(node.Mark(), what + " must be a whole number");
+    }
+    try {
+      return std::stoll(node.Scalar());
+    } catch (...) {
+      return Error(node.Mark(), what + " is out of range");
+    }
+  }
+
+  StatusOr<bool> Bool(YAML::Node const& node, std::string const& what) const {
+    if (node.IsScalar()) {
+      std::string const& v = node.Scalar();
+      if (v == "true" || v == "True" || v == "yes") return true;
+      if (v == "false" || v == "False" || v == "no") return false;
+    }
+    return Error(node.Mark(), what + " must be true or false");
+  }
+
+  // "2m", "90s", "1h30m" or a number of seconds. Returns milliseconds.
+  StatusOr<int64_t> Duration(YAML::Node const& node, std::string const& what) const {
+    if (!node.IsScalar()) return Error(node.Mark(), what + " must be a duration such as 90s or 2m");
+    auto ms = ParseHumanDuration(node.Scalar());
+    if (!ms.ok()) return Error(node.Mark(), what + ": " + ms.status().message());
+    return *ms;
+  }
+
+  StatusOr<Attributes> Map(YAML::Node const& node, std::string const& what) const {
+    if (!node.IsMap()) return Error(node.Mark(), what + " must be a map of names to strings");
+    Attributes out;
+    for (auto const& kv : node) {
+      if (!kv.second.IsScalar()) return Error(kv.second.Mark(), what + "." + kv.first.Scalar() + " must be a string");
+      out[kv.first.Scalar()] = kv.second.Scalar();
+    }
+    return out;
+  }
+
+ private:
+  std::string file_;
+};
+
+#define FERRY_YAML_ASSIGN(lhs, expr)   \
+  do {                                 \
+    auto _v = (expr);                  \
+    if (!_v.ok()) return _v.status();  \
+    lhs = *std::move(_v);              \
+  } while (false)
+
+StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std::string const& project,
+                                    fs::path const& base) {
+  if (!node.IsMap()) return r.Error(node.Mark(), "each function must be a map of settings");
+  FunctionSpec s;
+  s.project = project;
+  if (!node["name"]) return r.Error(node.Mark(), "a function needs a name");
+  FERRY_YAML_ASSIGN(s.name, r.String(node["name"], "name"));
+  std::string const fn = "function " + s.name + ": ";
+  bool trigger_http = false;
+  for (auto const& kv : node) {
+    std::string key = kv.first.Scalar();
+    YAML::Node const& v = kv.second;
+    std::string what = fn + key;
+    if (key == "name") continue;
+    if (key == "entry_point") FERRY_YAML_ASSIGN(s.entry_point, r.String(v, what));
+    else if (key == "runtime") FERRY_YAML_ASSIGN(s.runtime, r.String(v, what));
+    else if (key == "region") FERRY_YAML_ASSIGN(s.region, r.String(v, what));
+    else if (key == "source_dir") {
+      std::string dir;
+      FERRY_YAML_ASSIGN(dir, r.String(v, what));
+      std::error_code ec;
+      fs::path abs = fs::weakly_canonical(base / dir, ec);
+      if (ec || !fs::is_directory(abs, ec)) return r.Error(v.Mark(), what + ": \"" + dir + "\" is not a directory");
+      s.source_dir = abs.string();
+    } else if (key == "command") {
+      if (v.IsScalar()) {
+        // A command line split on spaces; use a list for arguments that contain spaces.
+        std::istringstream words(v.Scalar());
+        for (std::string w; words >> w;) s.command.push_back(w);
+      } else if (v.IsSequence()) {
+        for (auto const& arg : v) {
+          std::string a;
+          FERRY_YAML_ASSIGN(a, r.String(arg, what));
+          s.command.push_back(a);
+        }
+      } else {
+        return r.Error(v.Mark(), what + " must be a command line or a list of arguments");
+      }
+    } else if (key == "env_vars") FERRY_YAML_ASSIGN(s.env_vars, r.Map(v, what));
+    else if (key == "build_environment_variables") FERRY_YAML_ASSIGN(s.build_environment_variables, r.Map(v, what));
+    else if (key == "signature_type") FERRY_YAML_ASSIGN(s.signature, r.String(v, what));
+    else if (key == "event_trigger_type") FERRY_YAML_ASSIGN(s.trigger_type, r.String(v, what));
+    else if (key == "event_trigger_resource") FERRY_YAML_ASSIGN(s.trigger_resource, r.String(v, what));
+    else if (key == "event_trigger_retry") FERRY_YAML_ASSIGN(s.retry, r.Bool(v, what));
+    else if (key == "trigger_http") FERRY_YAML_ASSIGN(trigger_http, r.Bool(v, what));
+    else if (key == "dead_letter_topic") FERRY_YAML_ASSIGN(s.dead_letter_topic, r.String(v, what));
+    else if (key == "max_delivery_attempts") FERRY_YAML_ASSIGN(s.max_delivery_attempts, r.Integer(v, what));
+    else if (key == "min_retry_delay") FERRY_YAML_ASSIGN(s.min_retry_delay_ms, r.Duration(v, what));
+    else if (key == "max_retry_delay") FERRY_YAML_ASSIGN(s.max_retry_delay_ms, r.Duration(v, what));
+    else if (key == "max_instances") FERRY_YAML_ASSIGN(s.max_instances, r.Integer(v, what));
+    else if (key == "min_instances") FERRY_YAML_ASSIGN(s.min_instances, r.Integer(v, what));
+    else if (key == "concurrency") FERRY_YAML_ASSIGN(s.concurrency, r.Integer(v, what));
+    else if (key == "memory_mb") FERRY_YAML_ASSIGN(s.memory_mb, r.Integer(v, what));
+    else if (key == "memory") {
+      // gcloud's form: 512MB, 1GB, or a number of megabytes.
+      static std::regex const kMemory("([0-9]+)\\s*(MB|MiB|M|GB|GiB|G)?");
+      std::smatch m;
+      std::string text = v.IsScalar() ? v.Scalar() : "";
+      if (!std::regex_match(text, m, kMemory)) return r.Error(v.Mark(), what + " must be a size such as 512MB");
+      int64_t n = std::stoll(m[1]);
+      s.memory_mb = (m[2] == "GB" || m[2] == "GiB" || m[2] == "G") ? n * 1024 : n;
+    } else if (key == "timeout") {
+      int64_t ms = 0;
+      FERRY_YAML_ASSIGN(ms, r.Duration(v, what));
+      if (ms % 1000 != 0) return r.Error(v.Mark(), what + " must be whole seconds");
+      s.timeout_seconds = static_cast<int>(ms / 1000);
+    } else if (key == "allow_unauthenticated") FERRY_YAML_ASSIGN(s.allow_unauthenticated, r.Bool(v, what));
+    else return r.Error(kv.first.Mark(), fn + "unknown setting \"" + key + "\"");
+  }
+  if (trigger_http) {
+    if (!s.trigger_type.empty() && s.trigger_type != kHttpTrigger) {
+      return r.Error(node.Mark(), fn + "trigger_http and event_trigger_type " + s.trigger_type + " conflict");
+    }
+    s.trigger_type = kHttpTrigger;
+  }
+  if (s.runtime == "command" && s.source_dir.empty()) s.source_dir = fs::weakly_canonical(base).string();
+  // The daemon checks the same; checking here puts the line and column on the message.
+  if (auto st = NormalizeFunctionSpec(s); !st.ok()) return r.Error(node.Mark(), st.message());
+  return s;
+}
+
+}  // namespace
+
+StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string const& default_project) {
+  Reader r(path);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (YAML::BadFile const&) {
+    return InvalidArgumentError(path + ": cannot read the file");
+  } catch (YAML::ParserException const& e) {
+    return r.Error(e.mark, e.msg);
+  }
+  if (!root.IsMap()) return r.Error(root.Mark(), "a deploy file is a map with project, topics and functions");
+  fs::path base = fs::absolute(path).parent_path();
+  DeployRequest request;
+  request.project = default_project;
+  try {
+    if (root["project"]) FERRY_YAML_ASSIGN(request.project, r.String(root["project"], "project"));
+    if (request.project.empty()) return r.Error(root.Mark(), "no project: add project: NAME or pass --project");
+    for (auto const& kv : root) {
+      std::string key = kv.first.Scalar();
+      YAML::Node const& v = kv.second;
+      if (key == "project") continue;
+      if (key == "topics") {
+        if (!v.IsSequence()) return r.Error(v.Mark(), "topics must be a list");
+        for (auto const& t : v) {
+          std::string name;
+          if (t.IsMap()) {
+            for (auto const& tk : t) {
+              if (tk.first.Scalar() != "name") {
+                return r.Error(tk.first.Mark(), "unknown topic setting \"" + tk.first.Scalar() + "\"");
+              }
+            }
+            if (!t["name"]) return r.Error(t.Mark(), "a topic needs a name");
+            FERRY_YAML_ASSIGN(name, r.String(t["name"], "topic name"));
+          } else {
+            FERRY_YAML_ASSIGN(name, r.String(t, "topic"));
+          }
+          std::string full = name.rfind("projects/", 0) == 0
+                                 ? name
+                                 : MakeResourceName(request.project, ResourceKind::kTopic, name);
+          if (auto parsed = ParseResourceName(full, ResourceKind::kTopic); !parsed.ok()) {
+            return r.Error(t.Mark(), "topic \"" + name + "\": " + parsed.status().message());
+          }
+          request.topics.push_back(full);
+        }
+      } else if (key == "functions") {
+        if (!v.IsSequence()) return r.Error(v.Mark(), "functions must be a list");
+        for (auto const& f : v) {
+          FunctionSpec spec;
+          FERRY_YAML_ASSIGN(spec, ReadFunction(r, f, request.project, base));
+          for (auto const& other : request.functions) {
+            if (other.name == spec.name) return r.Error(f.Mark(), "function " + spec.name + " is declared twice");
+          }
+          request.functions.push_back(std::move(spec));
+        }
+      } else if (key == "schedules" || key == "buckets") {
+        return r.Error(kv.first.Mark(), key + " are not supported by this version of Ferry yet");
+      } else {
+        return r.Error(kv.first.Mark(), "unknown key \"" + key + "\" (expected project, topics, functions)");
+      }
+    }
+  } catch (YAML::Exception const& e) {
+    return r.Error(e.mark, e.msg);
+  }
+  return request;
+}
+
+nlohmann::json DeployRequestToJson(DeployRequest const& request) {
+  nlohmann::json functions = nlohmann::json::array();
+  for (auto const& f : request.functions) functions.push_back(FunctionSpecToJson(f));
+  return {{"project", request.project},
+          {"topics", request.topics},
+          {"functions", functions},
+          {"dry_run", request.dry_run}};
+}
+
+}  // namespace ferry
