@@ -58,6 +58,7 @@ void FunctionService::Start() {
     std::fprintf(stderr, "ferry: cannot load functions: %s\n", records.status().message().c_str());
     return;
   }
+  std::vector<std::pair<std::string, FunctionSpec>> specs;
   for (auto const& record : *records) {
     auto spec = FunctionSpecFromJson(nlohmann::json::parse(record.spec, nullptr, false));
     if (!spec.ok()) {
@@ -65,12 +66,17 @@ void FunctionService::Start() {
                    spec.status().message().c_str());
       continue;
     }
-    auto executable = Build(*spec);
-    Status launched = executable.ok() ? Launch(*spec, *executable) : executable.status();
+    std::lock_guard lock(mu_);
+    running_[record.name] = {*spec, "", false};
+    specs.emplace_back(record.name, *std::move(spec));
+  }
+  for (auto const& [name, spec] : specs) {
+    auto executable = Build(spec);
+    Status launched = executable.ok() ? Launch(spec, *executable) : executable.status();
     if (!launched.ok()) {
-      std::fprintf(stderr, "ferry: function %s cannot run: %s\n", record.name.c_str(), launched.message().c_str());
+      std::fprintf(stderr, "ferry: function %s cannot run: %s\n", name.c_str(), launched.message().c_str());
       std::lock_guard lock(mu_);
-      running_[record.name] = {*spec, launched.message()};
+      running_[name] = {spec, launched.message()};
     }
   }
 }
@@ -327,7 +333,7 @@ StatusOr<FunctionState> FunctionService::Get(std::string const& name) {
       state.state = "FAILED";
       state.error = "not running";
     } else {
-      state.state = r->second.error.empty() ? "ACTIVE" : "FAILED";
+      state.state = !r->second.ready ? "DEPLOYING" : r->second.error.empty() ? "ACTIVE" : "FAILED";
       state.error = r->second.error;
     }
   }

@@ -39,7 +39,7 @@ struct DeployResult {
 // A deployed function and how it runs.
 struct FunctionState {
   FunctionSpec spec;
-  std::string state;  // ACTIVE, or FAILED when it cannot run (the reason in `error`)
+  std::string state;  // DEPLOYING, ACTIVE, or FAILED when it cannot run (the reason in `error`)
   std::string error;
   int instances_running = 0;
   int instances_busy = 0;
@@ -85,6 +85,7 @@ class FunctionService {
   struct Running {
     FunctionSpec spec;
     std::string error;  // why it is not running; empty when it is
+    bool ready = true;  // false while it is being built and started
   };
   struct Counters {
     std::array<int64_t, 5> by_status{};  // indexed by ExecutionStatus

@@ -132,7 +132,7 @@ class SdkTest(unittest.TestCase):
                               capture_output=True, text=True, timeout=10)
         self.assertEqual(proc.returncode, 1)
         self.assertEqual(proc.stderr.strip(),
-                         'ferry: FUNCTION_TARGET "nope" is not exported by this program (it exports: crash, '
+                         'ferry: FUNCTION_TARGET "nope" is not exported by this program (it exports: chaos, crash, '
                          'explode, greet, hog, sleepy, echo)')
 
 

@@ -55,6 +55,16 @@ void Hog(ferry::Event const& event, ferry::Context const&) {
   for (char* b : blocks) std::free(b);
 }
 
+// One function that fails on demand, to show an instance replaced and the next invocation fine:
+// {"crash": true} aborts, {"mb": N} holds N MB for a second, {"ms": N} sleeps; anything else succeeds.
+void Chaos(ferry::Event const& event, ferry::Context const& context) {
+  ferry::Json body = event.data_json();
+  if (body["crash"].AsBool(false)) Crash(event, context);
+  if (body["mb"].AsInt(0) > 0) Hog(event, context);
+  if (body["ms"].AsInt(0) > 0) std::this_thread::sleep_for(std::chrono::milliseconds(body["ms"].AsInt(0)));
+  ferry::log::Info("chaos survived");
+}
+
 ferry::Response Echo(ferry::Request const& request) {
   ferry::Response response;
   response.status = request.headers.count("x-status") ? std::stoi(request.headers.at("x-status")) : 200;
@@ -74,5 +84,6 @@ int main(int argc, char** argv) {
                         .Event("sleepy", Sleepy)
                         .Event("crash", Crash)
                         .Event("hog", Hog)
+                        .Event("chaos", Chaos)
                         .Http("echo", Echo));
 }
