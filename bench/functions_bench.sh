@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The functions benchmark (issue #3). Ferry's whole pipeline (durable broker, supervisor, a trivial C++ function
+# with max_instances 2) against Google's Node.js Functions Framework serving the same trivial background function
+# over direct HTTP with keep-alive, in the same run:
+#   1. executions/s: publish 20,000 messages, time until the function has run them all (publish to ack);
+#   2. latency from publish to the function's start at a steady 200 messages/s (p50, p99);
+#   3. the Node.js Functions Framework's requests/s, direct, 4 keep-alive connections.
+#   bench/functions_bench.sh             # MESSAGES=20000 RATE=200 SECONDS=10 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh >/dev/null
+MESSAGES=${MESSAGES:-20000}
+RATE=${RATE:-200}
+SECONDS_=${SECONDS:-10}
+LOAD=build/bin/ferry_functions_load
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Google's Node.js Functions Framework, installed from npm by the e2e tests' package.
+ff_dir=tests/e2e/node_function
+[[ -d $ff_dir/node_modules/@google-cloud/functions-framework ]] || (cd "$ff_dir" && npm ci --no-audit --no-fund >/dev/null)
+FF_PORT=$(free_port)
+node "$ff_dir/node_modules/@google-cloud/functions-framework/build/src/main.js" --source bench/node_trivial \
+  --target trivial --signature-type event --port "$FF_PORT" >"$work/ff.log" 2>&1 &
+pids+=("$!")
+
+# Ferry with the trivial function deployed.
+cat >"$work/ferry.yaml" <<YAML
+project: bench
+topics: [bench]
+functions:
+  - name: trivial
+    runtime: command
+    command: [$PWD/build/bin/ferry_bench_functions]
+    event_trigger_type: google.pubsub.topic.publish
+    event_trigger_resource: bench
+    max_instances: 2
+YAML
+build/bin/ferry serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
+  --deploy "$work/ferry.yaml" 2>"$work/ferry.log" &
+pids+=("$!")
+for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$work/ferry.log" && break; sleep 0.05; done
+FERRY="http://127.0.0.1:$(cat "$work/ferry.port")"
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$FF_PORT/" -o /dev/null -X POST -H 'Content-Type: application/json' \
+  -d '{"context":{},"data":{}}' && break; sleep 0.1; done
+
+# Warm-ups, then the measured runs.
+"$LOAD" --endpoint "$FERRY" pipeline --messages 2000 >/dev/null
+"$LOAD" --endpoint "http://127.0.0.1:$FF_PORT" direct --requests 2000 >/dev/null
+pipeline=$("$LOAD" --endpoint "$FERRY" pipeline --messages "$MESSAGES")
+direct=$("$LOAD" --endpoint "http://127.0.0.1:$FF_PORT" direct --requests "$MESSAGES" --connections 4)
+latency=$("$LOAD" --endpoint "$FERRY" latency --rate "$RATE" --seconds "$SECONDS_")
+
+python3 - "$pipeline" "$direct" "$latency" <<'PY'
+import json, sys
+p, d, l = (json.loads(a) for a in sys.argv[1:4])
+print("Functions: %d messages through Ferry (publish -> durable store -> supervisor -> C++ function -> ack)"
+      % p["messages"])
+print("  Ferry pipeline            %8.0f executions/s" % p["executions_per_s"])
+print("  Node.js FF, direct HTTP   %8.0f requests/s (4 keep-alive connections)" % d["requests_per_s"])
+print("  ratio                     %8.2fx (target 3x)" % (p["executions_per_s"] / d["requests_per_s"]))
+print("Latency publish -> function start at %d msg/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d messages)"
+      % (l["rate"], l["p50_ms"], l["p99_ms"], l["max_ms"], l["messages"]))
+PY

@@ -1,0 +1,178 @@
+// Load generator for the functions benchmark (bench/functions_bench.sh). Prints one JSON line per mode.
+//
+//   functions_load pipeline --endpoint URL --project P --topic T --function NAME --messages 20000
+//       publishes N messages as fast as it can and waits until the function has run them all: executions/s
+//   functions_load latency --endpoint URL --project P --topic T --function NAME --rate 200 --seconds 10
+//       publishes at a steady rate with the send time in an attribute; the function logs its start latency
+//   functions_load direct --endpoint URL --requests 20000 --connections 4
+//       POSTs a Pub/Sub background event straight to a Functions Framework server, keep-alive: requests/s
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <regex>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/http_client.h"
+#include "common/base64.h"
+
+namespace {
+
+using Json = nlohmann::json;
+using Steady = std::chrono::steady_clock;
+
+struct Options {
+  std::string endpoint;
+  std::string project = "bench";
+  std::string topic = "bench";
+  std::string function = "trivial";
+  int messages = 20'000;
+  int rate = 200;
+  int seconds = 10;
+  int requests = 20'000;
+  int connections = 4;
+};
+
+[[noreturn]] void Die(std::string const& what) {
+  std::fprintf(stderr, "functions_load: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::unique_ptr<ferry::HttpClient> Connect(std::string const& endpoint) {
+  auto c = ferry::HttpClient::Make(endpoint);
+  if (!c.ok()) Die(c.status().message());
+  return *std::move(c);
+}
+
+std::string Send(ferry::HttpClient& c, std::string const& method, std::string const& path, std::string const& body) {
+  auto res = c.Send(method, path, body);
+  if (!res.ok()) Die(method + " " + path + ": " + res.status().message());
+  if (res->status < 200 || res->status >= 300) Die(method + " " + path + " -> " + std::to_string(res->status) + " " + res->body);
+  return res->body;
+}
+
+double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// The function's successful executions so far, from /metrics.
+int64_t Executions(ferry::HttpClient& c, Options const& o) {
+  std::string text = Send(c, "GET", "/metrics", "");
+  std::string key = "ferry_function_executions_total{function=\"projects/" + o.project + "/locations/local/functions/" +
+                    o.function + "\",status=\"ok\"} ";
+  auto at = text.find(key);
+  return at == std::string::npos ? 0 : std::stoll(text.substr(at + key.size()));
+}
+
+void Pipeline(Options const& o) {
+  auto c = Connect(o.endpoint);
+  int64_t before = Executions(*c, o);
+  std::string path = "/v1/projects/" + o.project + "/topics/" + o.topic + ":publish";
+  constexpr int kBatch = 500;
+  std::string message = R"({"data":")" + ferry::Base64Encode("{}") + R"("})";
+  auto start = Steady::now();
+  for (int sent = 0; sent < o.messages; sent += kBatch) {
+    int n = std::min(kBatch, o.messages - sent);
+    std::string body = R"({"messages":[)";
+    for (int i = 0; i < n; ++i) body += (i ? "," : "") + message;
+    body += "]}";
+    Send(*c, "POST", path, body);
+  }
+  auto published = Steady::now();
+  while (Executions(*c, o) - before < o.messages) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto done = Steady::now();
+  std::printf("%s\n", Json{{"messages", o.messages},
+                           {"publish_s", Seconds(published - start)},
+                           {"total_s", Seconds(done - start)},
+                           {"executions_per_s", o.messages / Seconds(done - start)}}
+                          .dump()
+                          .c_str());
+}
+
+void Latency(Options const& o) {
+  auto c = Connect(o.endpoint);
+  std::string path = "/v1/projects/" + o.project + "/topics/" + o.topic + ":publish";
+  int total = o.rate * o.seconds;
+  auto interval = std::chrono::nanoseconds(1'000'000'000LL / o.rate);
+  auto next = Steady::now();
+  for (int i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(next);
+    next += interval;
+    auto sent_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+    Json body{{"messages", Json::array({{{"data", ferry::Base64Encode("{}")},
+                                         {"attributes", {{"sent_us", std::to_string(sent_us)}}}}})}};
+    Send(*c, "POST", path, body.dump());
+  }
+  // Read the latencies the function logged.
+  std::string logs = "/ferry/v1/projects/" + o.project + "/functions/" + o.function + "/logs?limit=10000";
+  std::vector<double> ms;
+  for (int tries = 0; tries < 200 && static_cast<int>(ms.size()) < total; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ms.clear();
+    for (auto const& e : Json::parse(Send(*c, "GET", logs, ""))["entries"]) {
+      std::string m = e["message"].get<std::string>();
+      if (m.rfind("latency_us=", 0) == 0) ms.push_back(std::stod(m.substr(11)) / 1000.0);
+    }
+  }
+  if (ms.empty()) Die("no latencies logged");
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<std::size_t>(p * ms.size()))]; };
+  std::printf("%s\n", Json{{"messages", ms.size()}, {"rate", o.rate}, {"p50_ms", pct(0.50)}, {"p99_ms", pct(0.99)},
+                           {"max_ms", ms.back()}}
+                          .dump()
+                          .c_str());
+}
+
+void Direct(Options const& o) {
+  Json event{{"context",
+              {{"eventId", "1"},
+               {"timestamp", "2026-11-28T00:00:00.000Z"},
+               {"eventType", "google.pubsub.topic.publish"},
+               {"resource", {{"service", "pubsub.googleapis.com"}, {"name", "projects/bench/topics/bench"},
+                             {"type", "type.googleapis.com/google.pubsub.v1.PubsubMessage"}}}}},
+             {"data", {{"@type", "type.googleapis.com/google.pubsub.v1.PubsubMessage"},
+                       {"attributes", Json::object()},
+                       {"data", ferry::Base64Encode("{}")}}}};
+  std::string body = event.dump();
+  std::atomic<int> next{0};
+  auto start = Steady::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.connections; ++t) {
+    threads.emplace_back([&] {
+      auto c = Connect(o.endpoint);
+      while (next.fetch_add(1) < o.requests) Send(*c, "POST", "/", body);
+    });
+  }
+  for (auto& t : threads) t.join();
+  double s = Seconds(Steady::now() - start);
+  std::printf("%s\n", Json{{"requests", o.requests}, {"seconds", s}, {"requests_per_s", o.requests / s}}.dump().c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Load generator for the functions benchmark"};
+  app.require_subcommand(1);
+  Options o;
+  app.add_option("--endpoint", o.endpoint)->required();
+  app.add_option("--project", o.project);
+  app.add_option("--topic", o.topic);
+  app.add_option("--function", o.function);
+  app.fallthrough();
+  auto* pipeline = app.add_subcommand("pipeline");
+  pipeline->add_option("--messages", o.messages);
+  auto* latency = app.add_subcommand("latency");
+  latency->add_option("--rate", o.rate);
+  latency->add_option("--seconds", o.seconds);
+  auto* direct = app.add_subcommand("direct");
+  direct->add_option("--requests", o.requests);
+  direct->add_option("--connections", o.connections);
+  CLI11_PARSE(app, argc, argv);
+  if (pipeline->parsed()) Pipeline(o);
+  if (latency->parsed()) Latency(o);
+  if (direct->parsed()) Direct(o);
+  return 0;
+}

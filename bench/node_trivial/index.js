@@ -1,0 +1,2 @@
+// The benchmark's trivial background function on Google's Node.js Functions Framework.
+exports.trivial = (message, context) => {};
