@@ -1,5 +1,7 @@
 #include "api/http_server.h"
 
+#include <pthread.h>
+
 // asio's awaitable.hpp in Boost 1.74 uses std::exchange without including <utility>.
 #include <utility>
 
@@ -111,7 +113,10 @@ class BeastHttpServer : public HttpServer {
     }
     port_ = acceptor_.local_endpoint().port();
     asio::co_spawn(io_, Accept(), asio::detached);
-    io_thread_ = std::thread([this] { io_.run(); });
+    io_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "ferry-http-io");
+      io_.run();
+    });
     return OkStatus();
   }
 

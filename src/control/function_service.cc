@@ -44,8 +44,7 @@ FunctionService::FunctionService(MessageStore& store, Broker& broker, ExecutionL
       log_(log),
       clock_(clock),
       options_(std::move(options)),
-      supervisor_([this](std::string const& function, std::string const& execution_id, bool is_stderr,
-                         std::string const& line) { OnInstanceLine(function, execution_id, is_stderr, line); }),
+      supervisor_([this](std::string const& function, InstanceLine line) { OnInstanceLine(function, std::move(line)); }),
       dispatcher_(broker, supervisor_, clock,
                   [this](ExecutionPhase phase, ExecutionRecord const& record) { OnExecution(phase, record); }) {}
 
@@ -141,6 +140,7 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     trigger.signature = spec.signature;
     trigger.retry = spec.retry;
     trigger.capacity = spec.max_instances * spec.concurrency;
+    trigger.ack_deadline_seconds = TriggerSubscription(spec).ack_deadline_seconds;
     dispatcher_.Start(std::move(trigger));
   }
   std::lock_guard lock(mu_);
@@ -415,19 +415,10 @@ void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r
   }
 }
 
-void FunctionService::OnInstanceLine(std::string const& function, std::string const& execution_id, bool is_stderr,
-                                     std::string const& line) {
-  LogEntry entry{0, ToUnixMillis(clock_.Now()), function, execution_id, is_stderr ? "stderr" : "stdout",
-                 is_stderr ? "ERROR" : "INFO", line};
-  // Structured lines (the SDK's, or any {"severity", "message"} object, as Cloud Logging reads them).
-  if (!line.empty() && line.front() == '{') {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_object() && j.contains("message") && j["message"].is_string()) {
-      entry.message = j["message"].get<std::string>();
-      if (j.contains("severity") && j["severity"].is_string()) entry.severity = j["severity"].get<std::string>();
-    }
-  }
-  log_.Append(std::move(entry));
+void FunctionService::OnInstanceLine(std::string const& function, InstanceLine line) {
+  std::string severity = !line.severity.empty() ? std::move(line.severity) : line.is_stderr ? "ERROR" : "INFO";
+  log_.Append({0, ToUnixMillis(clock_.Now()), function, std::move(line.execution_id),
+               line.is_stderr ? "stderr" : "stdout", std::move(severity), std::move(line.message)});
 }
 
 std::string FunctionService::RenderMetrics() {

@@ -97,8 +97,7 @@ class FunctionService {
   Status Launch(FunctionSpec const& spec, std::string const& executable);
   void Stop(std::string const& name);
   void OnExecution(ExecutionPhase phase, ExecutionRecord const& record);
-  void OnInstanceLine(std::string const& function, std::string const& execution_id, bool is_stderr,
-                      std::string const& line);
+  void OnInstanceLine(std::string const& function, InstanceLine line);
   StatusOr<std::vector<FunctionSpec>> Stored(std::string const& project);
 
   MessageStore& store_;

@@ -92,6 +92,7 @@ ChildProcess::~ChildProcess() {
 }
 
 void ChildProcess::ReadLines(int fd, bool is_stderr) {
+  pthread_setname_np(pthread_self(), "ferry-fn-output");
   std::string pending;
   char buf[4096];
   while (true) {

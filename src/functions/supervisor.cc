@@ -4,6 +4,10 @@
 
 #include <atomic>
 #include <deque>
+#include <optional>
+
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -47,6 +51,10 @@ bool Accepts(int port) {
   return !ec;
 }
 
+// Connections to an instance are reused while idle for less than this: Google's Functions Frameworks keep idle
+// connections for 5 s (Node's default keepAliveTimeout), so a reused one is almost never closed under us.
+constexpr auto kMaxConnectionIdle = std::chrono::seconds(2);
+
 std::string Truncate(std::string s) {
   if (s.size() > kMaxErrorBytes) s.resize(kMaxErrorBytes);
   return s;
@@ -65,8 +73,104 @@ char const* ExecutionStatusName(ExecutionStatus status) {
   return "error";
 }
 
+// A blocking socket as Beast's SyncReadStream and SyncWriteStream, every call bounded by a deadline (poll
+// before each read and write). Asio's own blocking sockets would wait without limit.
+class DeadlineStream {
+ public:
+  DeadlineStream(int fd, Steady::time_point deadline) : fd_(fd), deadline_(deadline) {}
+
+  template <typename MutableBuffers>
+  std::size_t read_some(MutableBuffers const& buffers, beast::error_code& ec) {
+    auto buf = *asio::buffer_sequence_begin(buffers);
+    if (!Wait(POLLIN, ec)) return 0;
+    ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+    if (n < 0) ec.assign(errno, beast::system_category());
+    if (n == 0 && buf.size() > 0) ec = asio::error::eof;
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+  template <typename ConstBuffers>
+  std::size_t write_some(ConstBuffers const& buffers, beast::error_code& ec) {
+    std::vector<iovec> iov;
+    for (auto it = asio::buffer_sequence_begin(buffers); it != asio::buffer_sequence_end(buffers); ++it) {
+      asio::const_buffer b = *it;
+      iov.push_back({const_cast<void*>(b.data()), b.size()});
+    }
+    if (!Wait(POLLOUT, ec)) return 0;
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iov.size();
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (n < 0) ec.assign(errno, beast::system_category());
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+  // The throwing forms the stream concepts ask for; Ferry uses the ones above.
+  template <typename MutableBuffers>
+  std::size_t read_some(MutableBuffers const& buffers) {
+    beast::error_code ec;
+    std::size_t n = read_some(buffers, ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
+  template <typename ConstBuffers>
+  std::size_t write_some(ConstBuffers const& buffers) {
+    beast::error_code ec;
+    std::size_t n = write_some(buffers, ec);
+    if (ec) throw beast::system_error(ec);
+    return n;
+  }
+
+ private:
+  bool Wait(short events, beast::error_code& ec) {
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Steady::now()).count();
+      if (left <= 0) {
+        ec = beast::error::timeout;
+        return false;
+      }
+      pollfd p{fd_, events, 0};
+      int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1 << 30)));
+      if (r > 0) return true;
+      if (r < 0 && errno != EINTR) {
+        ec.assign(errno, beast::system_category());
+        return false;
+      }
+    }
+  }
+
+  int fd_;
+  Steady::time_point deadline_;
+};
+
+// One keep-alive HTTP connection to an instance. Invocations use it with blocking I/O on the invoking thread:
+// one send and one or two receives per invocation, where an event loop cost epoll registrations and wakeups on
+// top (measured with bench/functions_bench.sh).
+struct Connection {
+  asio::io_context io;
+  tcp::socket socket{io};
+  beast::flat_buffer buffer;
+  Steady::time_point idle_since;
+};
+
 struct Supervisor::Instance {
   int port = 0;
+  std::mutex conns_mu;
+  std::vector<std::unique_ptr<Connection>> idle_conns;  // GUARDED_BY(conns_mu)
+
+  std::unique_ptr<Connection> TakeConnection() {
+    std::lock_guard lock(conns_mu);
+    while (!idle_conns.empty()) {
+      auto conn = std::move(idle_conns.back());
+      idle_conns.pop_back();
+      if (Steady::now() - conn->idle_since < kMaxConnectionIdle) return conn;
+    }
+    return nullptr;
+  }
+  void ReturnConnection(std::unique_ptr<Connection> conn) {
+    conn->idle_since = Steady::now();
+    std::lock_guard lock(conns_mu);
+    idle_conns.push_back(std::move(conn));
+  }
+
   std::unique_ptr<ChildProcess> process;
   std::atomic<bool> oom_killed{false};
   int in_flight = 0;              // GUARDED_BY(Supervisor::mu_)
@@ -220,22 +324,30 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& 
   bool tag_plain_lines = spec.concurrency == 1;
   auto process = ChildProcess::Spawn(options, [this, raw, function = spec.function, tag_plain_lines](
                                                   bool is_stderr, std::string line) {
-    std::string execution;
+    InstanceLine out;
+    out.is_stderr = is_stderr;
     if (!line.empty() && line.front() == '{') {
       auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_object() && j.contains("execution_id") && j["execution_id"].is_string()) {
-        execution = j["execution_id"].get<std::string>();
+      if (j.is_object()) {
+        auto text = [&](char const* key) {
+          auto it = j.find(key);
+          return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+        };
+        out.execution_id = text("execution_id");
+        out.severity = text("severity");
+        if (auto it = j.find("message"); it != j.end() && it->is_string()) out.message = it->get<std::string>();
       }
     }
     {
       std::lock_guard lock(raw->lines_mu);
-      if (execution.empty() && tag_plain_lines) execution = raw->current_execution;
+      if (out.execution_id.empty() && tag_plain_lines) out.execution_id = raw->current_execution;
       if (is_stderr) {
         raw->last_stderr.push_back(line);
         if (raw->last_stderr.size() > kStderrLinesKept) raw->last_stderr.pop_front();
       }
     }
-    if (sink_) sink_(function, execution, is_stderr, line);
+    if (out.message.empty()) out.message = std::move(line);
+    if (sink_) sink_(function, std::move(out));
   });
   if (!process.ok()) return process.status();
   inst->process = *std::move(process);
@@ -284,30 +396,33 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
   req.set("Function-Execution-Id", invocation.execution_id);
   for (auto const& [k, v] : invocation.headers) req.set(k, v);
   req.body() = invocation.body;
+  req.keep_alive(true);
   req.prepare_payload();
 
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  stream.expires_after(pool->spec.timeout);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(32 * 1024 * 1024);
+  // On a reused connection the instance may have closed it just as we wrote; with no byte of an answer yet, the
+  // request was not taken, and it goes once more on a new connection.
+  auto deadline = Steady::now() + pool->spec.timeout;
+  std::unique_ptr<Connection> conn;
+  std::optional<http::response_parser<http::string_body>> parser;
   beast::error_code outcome;
-  tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(inst->port));
-  stream.async_connect(endpoint, [&](beast::error_code ec) {
-    if (ec) {
-      outcome = ec;
-      return;
+  for (int round = 0; round < 2; ++round) {
+    conn = inst->TakeConnection();
+    bool reused = conn != nullptr;
+    outcome = {};
+    if (!reused) {
+      conn = std::make_unique<Connection>();
+      conn->socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(inst->port)),
+                           outcome);
+      if (!outcome) conn->socket.set_option(tcp::no_delay(true), outcome);
     }
-    http::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
-      if (ec) {
-        outcome = ec;
-        return;
-      }
-      http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) { outcome = ec; });
-    });
-  });
-  io.run();
+    parser.emplace();
+    parser->body_limit(32 * 1024 * 1024);
+    DeadlineStream stream(conn->socket.native_handle(), deadline);
+    if (!outcome) http::write(stream, req, outcome);
+    if (!outcome) http::read(stream, conn->buffer, *parser, outcome);
+    bool retry = reused && outcome && outcome != beast::error::timeout && !parser->got_some();
+    if (!retry) break;
+  }
 
   bool healthy = true;
   if (outcome == beast::error::timeout) {
@@ -331,7 +446,9 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     inst->process->Kill();
     healthy = false;
   } else {
-    auto res = parser.release();
+    bool keep = parser->keep_alive();
+    auto res = parser->release();
+    if (keep) inst->ReturnConnection(std::move(conn));
     result.http_status = static_cast<int>(res.result_int());
     for (auto const& f : res) result.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     result.body = std::move(res.body());

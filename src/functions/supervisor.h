@@ -50,10 +50,17 @@ struct InvocationResult {
   std::string error;  // why it failed, for the execution record
 };
 
-// Receives every line an instance writes, with the execution it belongs to ("" when unknown).
-using InstanceLogSink =
-    std::function<void(std::string const& function, std::string const& execution_id, bool is_stderr,
-                       std::string const& line)>;
+// One line an instance wrote. A structured line (a JSON object with "message", as Cloud Logging reads
+// stdout) gives its message, severity and execution id; a plain line is its own message, tied to the execution
+// running when the instance serves one at a time.
+struct InstanceLine {
+  std::string execution_id;  // "" when unknown
+  bool is_stderr = false;
+  std::string severity;      // from a structured line, else ""
+  std::string message;
+};
+// Receives every line an instance writes.
+using InstanceLogSink = std::function<void(std::string const& function, InstanceLine line)>;
 
 // Runs a function's instances as supervised child processes on loopback ports and sends invocations to them
 // over the Functions Framework HTTP contract. Enforces max_instances x concurrency in flight (callers wait),

@@ -1,5 +1,7 @@
 #include "triggers/pubsub_trigger.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <random>
 
@@ -10,15 +12,33 @@
 
 namespace ferry {
 
+namespace {
+// Most messages held ahead of the function.
+constexpr int kMaxPrefetch = 1000;
+}  // namespace
+
 struct PubsubDispatcher::Trigger {
   PubsubTriggerSpec spec;
   std::mutex mu;
   std::condition_variable cv;
   std::deque<ReceivedMessage> queue;  // GUARDED_BY(mu): leased, waiting for a worker
   int idle_workers = 0;               // GUARDED_BY(mu)
+  double avg_duration_ms = -1;        // GUARDED_BY(mu): moving average of invocations; -1 before the first
+  std::vector<std::string> acks;      // GUARDED_BY(mu): waiting for AckLoop
   bool stopping = false;              // GUARDED_BY(mu)
+  std::condition_variable ack_cv;
   std::thread puller;
+  std::thread acker;
   std::vector<std::thread> workers;
+
+  // How many messages may wait leased in the queue: what the function finishes within a quarter of the ack
+  // deadline at its recent pace, none until that pace is known.
+  int PrefetchLimit() const {
+    if (avg_duration_ms < 0) return 0;
+    double budget_ms = spec.ack_deadline_seconds * 1000.0 / 4;
+    double n = budget_ms / std::max(avg_duration_ms, 0.05) * spec.capacity;
+    return static_cast<int>(std::min<double>(n, kMaxPrefetch));
+  }
 
   void Shutdown() {
     {
@@ -26,8 +46,10 @@ struct PubsubDispatcher::Trigger {
       stopping = true;
     }
     cv.notify_all();
+    ack_cv.notify_all();
     if (puller.joinable()) puller.join();
     for (auto& w : workers) w.join();
+    if (acker.joinable()) acker.join();
   }
 };
 
@@ -59,6 +81,7 @@ void PubsubDispatcher::Start(PubsubTriggerSpec spec) {
   t->idle_workers = workers;
   for (int i = 0; i < workers; ++i) t->workers.emplace_back([this, t] { WorkLoop(*t); });
   t->puller = std::thread([this, t] { PullLoop(*t); });
+  t->acker = std::thread([this, t] { AckLoop(*t); });
   std::lock_guard lock(mu_);
   triggers_[t->spec.function] = std::move(trigger);
 }
@@ -76,16 +99,18 @@ void PubsubDispatcher::Stop(std::string const& function) {
 }
 
 void PubsubDispatcher::PullLoop(Trigger& t) {
+  pthread_setname_np(pthread_self(), "ferry-fn-pull");
   while (true) {
-    int free = 0;
+    int want = 0;
     {
       std::unique_lock lock(t.mu);
-      t.cv.wait(lock, [&] { return t.stopping || (t.queue.empty() && t.idle_workers > 0); });
-      if (t.stopping) return;
-      free = t.idle_workers;
+      auto room = [&] { return t.idle_workers + t.PrefetchLimit() - static_cast<int>(t.queue.size()); };
+      t.cv.wait(lock, [&] { return t.stopping || room() > 0; });
+      if (t.stopping) break;
+      want = std::min(room(), kMaxPullMessages);
     }
     // A long-poll: returns as soon as a message arrives, or empty after the broker's pull_wait.
-    auto pulled = broker_.Pull(t.spec.subscription, free, false);
+    auto pulled = broker_.Pull(t.spec.subscription, want, false);
     if (!pulled.ok()) {
       std::fprintf(stderr, "ferry: trigger of %s cannot pull %s: %s\n", t.spec.function.c_str(),
                    t.spec.subscription.c_str(), pulled.status().message().c_str());
@@ -100,25 +125,63 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
     }
     t.cv.notify_all();
   }
+  // Stopping: hand back what no worker took, so it is delivered again at once rather than after its lease.
+  std::vector<std::string> unstarted;
+  {
+    std::lock_guard lock(t.mu);
+    for (auto& m : t.queue) unstarted.push_back(m.ack_id);
+    t.queue.clear();
+  }
+  if (!unstarted.empty()) (void)broker_.ModifyAckDeadline(t.spec.subscription, unstarted, 0);
 }
 
 void PubsubDispatcher::WorkLoop(Trigger& t) {
+  pthread_setname_np(pthread_self(), "ferry-fn-work");
   while (true) {
     ReceivedMessage message;
     {
       std::unique_lock lock(t.mu);
       t.cv.wait(lock, [&] { return t.stopping || !t.queue.empty(); });
-      if (t.queue.empty()) return;  // stopping, and nothing leased is left waiting
+      if (t.stopping) return;
       message = std::move(t.queue.front());
       t.queue.pop_front();
       --t.idle_workers;
     }
+    t.cv.notify_all();  // the puller may fetch more
+    auto started = std::chrono::steady_clock::now();
     Deliver(t, message);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     {
       std::lock_guard lock(t.mu);
       ++t.idle_workers;
+      t.avg_duration_ms = t.avg_duration_ms < 0 ? ms : 0.9 * t.avg_duration_ms + 0.1 * ms;
     }
     t.cv.notify_all();
+  }
+}
+
+void PubsubDispatcher::AckLoop(Trigger& t) {
+  pthread_setname_np(pthread_self(), "ferry-fn-ack");
+  while (true) {
+    std::vector<std::string> batch;
+    {
+      std::unique_lock lock(t.mu);
+      t.ack_cv.wait(lock, [&] { return t.stopping || !t.acks.empty(); });
+      if (t.acks.empty()) return;  // stopping, and every ack sent
+      batch.swap(t.acks);
+    }
+    // One store commit for every ack that arrived while the last one was being written.
+    for (std::size_t first = 0; first < batch.size(); first += kMaxPullMessages) {
+      std::vector<std::string> part(batch.begin() + static_cast<std::ptrdiff_t>(first),
+                                    batch.begin() + static_cast<std::ptrdiff_t>(
+                                                        std::min(batch.size(), first + kMaxPullMessages)));
+      Status acked = broker_.Acknowledge(t.spec.subscription, part);
+      if (!acked.ok()) {
+        // The leases will expire and the messages come back: at-least-once still holds.
+        std::fprintf(stderr, "ferry: cannot ack %zu messages of %s: %s\n", part.size(),
+                     t.spec.subscription.c_str(), acked.message().c_str());
+      }
+    }
   }
 }
 
@@ -145,15 +208,20 @@ void PubsubDispatcher::Deliver(Trigger& t, ReceivedMessage const& message) {
   record.attempt = message.attempt;
   InvocationResult result = Execute(supervisor_, clock_, sink_, record,
                                     MakeInvocation(t.spec, message, record.execution_id));
-  Status settled =
-      result.status == ExecutionStatus::kOk || !t.spec.retry
-          ? broker_.Acknowledge(t.spec.subscription, {message.ack_id})
-          : broker_.Nack(t.spec.subscription, message.ack_id,
-                         std::string(ExecutionStatusName(result.status)) + ": " + result.error);
-  if (!settled.ok()) {
+  if (result.status == ExecutionStatus::kOk || !t.spec.retry) {
+    {
+      std::lock_guard lock(t.mu);
+      t.acks.push_back(message.ack_id);
+    }
+    t.ack_cv.notify_one();
+    return;
+  }
+  Status nacked = broker_.Nack(t.spec.subscription, message.ack_id,
+                               std::string(ExecutionStatusName(result.status)) + ": " + result.error);
+  if (!nacked.ok()) {
     // The lease will expire and the message come back: at-least-once still holds.
-    std::fprintf(stderr, "ferry: cannot settle message %s of %s: %s\n", record.message_id.c_str(),
-                 t.spec.subscription.c_str(), settled.message().c_str());
+    std::fprintf(stderr, "ferry: cannot nack message %s of %s: %s\n", record.message_id.c_str(),
+                 t.spec.subscription.c_str(), nacked.message().c_str());
   }
 }
 

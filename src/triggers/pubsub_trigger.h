@@ -23,6 +23,7 @@ struct PubsubTriggerSpec {
   std::string signature = "event";   // "event": legacy background body; "cloudevent": binary-mode CloudEvent
   bool retry = false;                // event_trigger_retry: a failure nacks (true) or is logged and acked
   int capacity = 1;                  // max_instances x concurrency: invocations in flight at most
+  int ack_deadline_seconds = 600;    // the subscription's: how long a pulled message stays leased
 };
 
 // What Ferry records of every execution.
@@ -46,9 +47,11 @@ using ExecutionSink = std::function<void(ExecutionPhase, ExecutionRecord const&)
 InvocationResult Execute(Supervisor& supervisor, Clock& clock, ExecutionSink const& sink, ExecutionRecord& record,
                          Invocation const& invocation);
 
-// Delivers each trigger's messages to its function: pulls no more than the function has free capacity for (so
-// leases never wait in a queue), invokes through the Supervisor, acks a success, and on a failure nacks (retry
-// on: the subscription's backoff and dead-letter policy apply) or acks (retry off). Thread-safe.
+// Delivers each trigger's messages to its function: invokes through the Supervisor, acks a success, and on a
+// failure nacks (retry on: the subscription's backoff and dead-letter policy apply) or acks (retry off).
+// It pulls ahead of the function only as far as the function will get through within a quarter of the ack
+// deadline (measured from its recent durations), so a prefetched message is not redelivered while it waits;
+// slow functions get no prefetch. Acks go to the broker in batches from one thread. Thread-safe.
 class PubsubDispatcher {
  public:
   PubsubDispatcher(Broker& broker, Supervisor& supervisor, Clock& clock, ExecutionSink sink);
@@ -68,6 +71,7 @@ class PubsubDispatcher {
   struct Trigger;
   void PullLoop(Trigger& trigger);
   void WorkLoop(Trigger& trigger);
+  void AckLoop(Trigger& trigger);
   void Deliver(Trigger& trigger, ReceivedMessage const& message);
 
   Broker& broker_;

@@ -33,9 +33,9 @@ struct Line {
 class SupervisorTest : public ::testing::Test {
  protected:
   SupervisorTest()
-      : supervisor_([this](std::string const&, std::string const& execution, bool is_stderr, std::string const& line) {
+      : supervisor_([this](std::string const&, InstanceLine line) {
           std::lock_guard lock(mu_);
-          lines_.push_back({execution, is_stderr, line});
+          lines_.push_back({line.execution_id, line.is_stderr, line.message});
         }) {}
 
   InstanceSpec Spec(std::string entry_point) {

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "ferry/status.h"
 
@@ -76,6 +77,32 @@ class SqliteDb {
   explicit SqliteDb(sqlite3* db) : db_(db) {}
   sqlite3* db_;
   std::unordered_map<char const*, std::unique_ptr<SqliteStmt>> cache_;
+};
+
+// Rows per multi-row statement: SQLite's per-statement overhead (halt, reset, statement journal) costs more than
+// the row work itself when writing one small row per statement.
+inline constexpr int kRowsPerStatement = 64;
+
+// The texts of one statement for 1..kRowsPerStatement rows, built once: `head` followed by `rows` copies of
+// `row` joined by `sep`, then `tail`. The prepared-statement cache keys on their stable addresses.
+class MultiRowSql {
+ public:
+  MultiRowSql(std::string_view head, std::string_view row, std::string_view sep, std::string_view tail)
+      : sql_(kRowsPerStatement + 1) {
+    for (int n = 1; n <= kRowsPerStatement; ++n) {
+      std::string sql(head);
+      for (int i = 0; i < n; ++i) {
+        if (i > 0) sql += sep;
+        sql += row;
+      }
+      sql += tail;
+      sql_[static_cast<std::size_t>(n)] = std::move(sql);
+    }
+  }
+  [[nodiscard]] char const* For(int rows) const { return sql_[static_cast<std::size_t>(rows)].c_str(); }
+
+ private:
+  std::vector<std::string> sql_;
 };
 
 }  // namespace ferry

@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -36,8 +38,8 @@ CREATE TABLE IF NOT EXISTS logs(
   severity TEXT NOT NULL,
   message TEXT NOT NULL
 );
+-- One index: a query for one execution walks its function's newest lines, where executions asked about are.
 CREATE INDEX IF NOT EXISTS logs_by_function ON logs(function, seq);
-CREATE INDEX IF NOT EXISTS logs_by_execution ON logs(execution_id, seq);
 )sql";
 
 constexpr auto kBatchWindow = std::chrono::milliseconds(50);
@@ -145,6 +147,7 @@ class SqliteExecutionLog : public ExecutionLog {
   }
 
   void WriterLoop() {
+    pthread_setname_np(pthread_self(), "ferry-log-write");
     auto next_retention = std::chrono::steady_clock::now() + kRetentionEvery;
     std::unique_lock lock(mu_);
     while (true) {
@@ -191,36 +194,55 @@ class SqliteExecutionLog : public ExecutionLog {
   }
 
   Status WriteBatch(std::deque<Item> const& batch) {
+    static MultiRowSql const kInsertLogs("INSERT INTO logs(time_ms, function, execution_id, stream, severity, message) "
+                                         "VALUES ", "(?, ?, ?, ?, ?, ?)", ", ", "");
+    static MultiRowSql const kInsertExecutions("INSERT OR REPLACE INTO executions(execution_id, function, trigger, "
+                                               "message_id, attempt, status, start_ms, duration_ms, error) VALUES ",
+                                               "(?, ?, ?, ?, ?, ?, ?, ?, ?)", ", ", "");
+    std::vector<LogEntry const*> logs;
+    std::vector<ExecutionRow const*> executions;
+    for (auto const& item : batch) {
+      if (auto const* e = std::get_if<ExecutionRow>(&item)) {
+        executions.push_back(e);
+      } else {
+        logs.push_back(&std::get<LogEntry>(item));
+      }
+    }
     SqliteDb& db = *writer_;
     FERRY_RETURN_IF_ERROR(db.Exec("BEGIN"));
     Status st = [&]() -> Status {
-      for (auto const& item : batch) {
-        if (auto const* e = std::get_if<ExecutionRow>(&item)) {
-          FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT OR REPLACE INTO executions(execution_id, function, "
-                                                      "trigger, message_id, attempt, status, start_ms, duration_ms, "
-                                                      "error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
-          FERRY_RETURN_IF_ERROR(ins->Bind(1, e->execution_id)
-                                    .Bind(2, e->function)
-                                    .Bind(3, e->trigger)
-                                    .Bind(4, e->message_id)
-                                    .Bind(5, e->attempt)
-                                    .Bind(6, e->status)
-                                    .Bind(7, e->start_ms)
-                                    .Bind(8, e->duration_ms)
-                                    .Bind(9, e->error)
-                                    .Exec());
-        } else {
-          auto const& l = std::get<LogEntry>(item);
-          FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare("INSERT INTO logs(time_ms, function, execution_id, stream, "
-                                                      "severity, message) VALUES(?1, ?2, ?3, ?4, ?5, ?6)"));
-          FERRY_RETURN_IF_ERROR(ins->Bind(1, l.time_ms)
-                                    .Bind(2, l.function)
-                                    .Bind(3, l.execution_id)
-                                    .Bind(4, l.stream)
-                                    .Bind(5, l.severity)
-                                    .Bind(6, l.message)
-                                    .Exec());
+      for (std::size_t first = 0; first < logs.size(); first += kRowsPerStatement) {
+        int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, logs.size() - first));
+        FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare(kInsertLogs.For(n)));
+        for (int i = 0; i < n; ++i) {
+          auto const& l = *logs[first + static_cast<std::size_t>(i)];
+          int const p = i * 6;
+          ins->Bind(p + 1, l.time_ms)
+              .Bind(p + 2, l.function)
+              .Bind(p + 3, l.execution_id)
+              .Bind(p + 4, l.stream)
+              .Bind(p + 5, l.severity)
+              .Bind(p + 6, l.message);
         }
+        FERRY_RETURN_IF_ERROR(ins->Exec());
+      }
+      for (std::size_t first = 0; first < executions.size(); first += kRowsPerStatement) {
+        int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, executions.size() - first));
+        FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare(kInsertExecutions.For(n)));
+        for (int i = 0; i < n; ++i) {
+          auto const& e = *executions[first + static_cast<std::size_t>(i)];
+          int const p = i * 9;
+          ins->Bind(p + 1, e.execution_id)
+              .Bind(p + 2, e.function)
+              .Bind(p + 3, e.trigger)
+              .Bind(p + 4, e.message_id)
+              .Bind(p + 5, e.attempt)
+              .Bind(p + 6, e.status)
+              .Bind(p + 7, e.start_ms)
+              .Bind(p + 8, e.duration_ms)
+              .Bind(p + 9, e.error);
+        }
+        FERRY_RETURN_IF_ERROR(ins->Exec());
       }
       return OkStatus();
     }();

@@ -101,30 +101,6 @@ CREATE TABLE functions(
 
 constexpr int kMaxJobsPerCommit = 256;
 
-// Rows per multi-row statement: SQLite's per-statement overhead (halt, reset, statement journal) cost more than
-// the row work itself when publishing, acking and leasing one row per statement.
-constexpr int kRowsPerStatement = 64;
-
-// The texts of one statement for 1..kRowsPerStatement rows, built once: `head` followed by `rows` copies of
-// `row` joined by `sep`, then `tail`. The prepared-statement cache keys on their stable addresses.
-class MultiRowSql {
- public:
-  MultiRowSql(std::string_view head, std::string_view row, std::string_view sep, std::string_view tail) {
-    for (int n = 1; n <= kRowsPerStatement; ++n) {
-      std::string sql(head);
-      for (int i = 0; i < n; ++i) {
-        if (i > 0) sql += sep;
-        sql += row;
-      }
-      sql += tail;
-      sql_[n] = std::move(sql);
-    }
-  }
-  [[nodiscard]] char const* For(int rows) const { return sql_[rows].c_str(); }
-
- private:
-  std::array<std::string, kRowsPerStatement + 1> sql_;
-};
 
 MultiRowSql const& InsertMessagesSql() {
   static MultiRowSql const sql("INSERT INTO messages(id, topic_id, publish_time, data, attributes, ordering_key, refs) "
@@ -459,7 +435,7 @@ class SqliteMessageStore : public MessageStore {
         leased.clear();
       }
       return OkStatus();
-    });
+    }, /*durable=*/false);
     if (!st.ok()) return st;
     return result;
   }
@@ -671,6 +647,7 @@ class SqliteMessageStore : public MessageStore {
   struct WriteJob {
     std::function<Status(SqliteDb&)> fn;
     std::promise<Status> done;
+    bool durable = true;  // answered after the fsync; otherwise after the commit
   };
 
   // Jobs committed together, and their outcomes, waiting to be answered.
@@ -679,13 +656,26 @@ class SqliteMessageStore : public MessageStore {
     std::vector<Status> results;
 
     void Answer() {
-      for (std::size_t i = 0; i < jobs.size(); ++i) jobs[i]->done.set_value(results[i]);
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        if (jobs[i] != nullptr) jobs[i]->done.set_value(results[i]);
+      }
+    }
+    // Answers the jobs that need not wait for the fsync, and forgets them.
+    void AnswerNonDurable() {
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        if (jobs[i] != nullptr && !jobs[i]->durable) {
+          jobs[i]->done.set_value(results[i]);
+          jobs[i] = nullptr;
+        }
+      }
     }
   };
 
-  // Runs `fn` inside the next group-committed transaction and waits for the commit.
-  Status Write(std::function<Status(SqliteDb&)> fn) {
-    WriteJob job{std::move(fn), {}};
+  // Runs `fn` inside the next group-committed transaction and waits for the commit and, when `durable`, for the
+  // fsync that makes it survive a power loss. Leases are not durable: one lost in a crash only means the message
+  // is delivered again, which at-least-once delivery allows; everything else a client is told is done, is.
+  Status Write(std::function<Status(SqliteDb&)> fn, bool durable = true) {
+    WriteJob job{std::move(fn), {}, durable};
     auto result = job.done.get_future();
     {
       std::lock_guard lock(mu_);
@@ -730,6 +720,7 @@ class SqliteMessageStore : public MessageStore {
         b.Answer();
         continue;
       }
+      b.AnswerNonDurable();
       {
         std::lock_guard lock(sync_mu_);
         sync_queue_.push_back(std::move(b));
