@@ -58,7 +58,7 @@ pipeline=$("$LOAD" --endpoint "$FERRY" pipeline --messages "$MESSAGES")
 direct=$("$LOAD" --endpoint "http://127.0.0.1:$FF_PORT" direct --requests "$MESSAGES" --connections 4)
 latency=$("$LOAD" --endpoint "$FERRY" latency --rate "$RATE" --seconds "$SECONDS_" || (curl -s "$FERRY/ferry/v1/projects/bench/functions/trivial/logs?limit=20" >&2; tail -5 "$work/ferry.log" >&2))
 
-echo "$pipeline"; echo "$direct"; echo "$latency"
+
 python3 - "$pipeline" "$direct" "$latency" <<'PY'
 import json, sys
 p, d, l = (json.loads(a) for a in sys.argv[1:4])

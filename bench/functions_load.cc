@@ -93,6 +93,12 @@ void Pipeline(Options const& o) {
 
 void Latency(Options const& o) {
   auto c = Connect(o.endpoint);
+  std::string logs = "/ferry/v1/projects/" + o.project + "/functions/" + o.function + "/logs";
+  int64_t after = 0;  // only lines logged from now on count
+  {
+    Json last = Json::parse(Send(*c, "GET", logs + "?limit=1", ""));
+    for (auto const& e : last["entries"]) after = e["seq"].get<int64_t>();
+  }
   std::string path = "/v1/projects/" + o.project + "/topics/" + o.topic + ":publish";
   int total = o.rate * o.seconds;
   auto interval = std::chrono::nanoseconds(1'000'000'000LL / o.rate);
@@ -108,7 +114,7 @@ void Latency(Options const& o) {
     Send(*c, "POST", path, body.dump());
   }
   // Read the latencies the function logged.
-  std::string logs = "/ferry/v1/projects/" + o.project + "/functions/" + o.function + "/logs?limit=10000";
+  logs += "?limit=10000&after=" + std::to_string(after);
   std::vector<double> ms;
   for (int tries = 0; tries < 200 && static_cast<int>(ms.size()) < total; ++tries) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

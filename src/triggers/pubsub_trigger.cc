@@ -15,12 +15,16 @@ namespace ferry {
 namespace {
 // Most messages held ahead of the function.
 constexpr int kMaxPrefetch = 1000;
+// Acks are sent when this many are waiting or the oldest has waited this long.
+constexpr std::size_t kAckBatch = 500;
+constexpr auto kAckBatchWindow = std::chrono::milliseconds(10);
 }  // namespace
 
 struct PubsubDispatcher::Trigger {
   PubsubTriggerSpec spec;
   std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable cv;       // the puller waits here for room in the queue
+  std::condition_variable work_cv;  // workers wait here for messages
   std::deque<ReceivedMessage> queue;  // GUARDED_BY(mu): leased, waiting for a worker
   int idle_workers = 0;               // GUARDED_BY(mu)
   double avg_duration_ms = -1;        // GUARDED_BY(mu): moving average of invocations; -1 before the first
@@ -46,6 +50,7 @@ struct PubsubDispatcher::Trigger {
       stopping = true;
     }
     cv.notify_all();
+    work_cv.notify_all();
     ack_cv.notify_all();
     if (puller.joinable()) puller.join();
     for (auto& w : workers) w.join();
@@ -104,8 +109,11 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
     int want = 0;
     {
       std::unique_lock lock(t.mu);
+      // Refill when the queue is down to half the prefetch, so leases are taken in batches rather than one by
+      // one as workers finish (each lease is a store commit).
       auto room = [&] { return t.idle_workers + t.PrefetchLimit() - static_cast<int>(t.queue.size()); };
-      t.cv.wait(lock, [&] { return t.stopping || room() > 0; });
+      auto low = [&] { return static_cast<int>(t.queue.size()) <= t.PrefetchLimit() / 2; };
+      t.cv.wait(lock, [&] { return t.stopping || (room() > 0 && low()); });
       if (t.stopping) break;
       want = std::min(room(), kMaxPullMessages);
     }
@@ -123,7 +131,11 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
       std::lock_guard lock(t.mu);
       for (auto& m : *pulled) t.queue.push_back(std::move(m));
     }
-    t.cv.notify_all();
+    if (pulled->size() == 1) {
+      t.work_cv.notify_one();
+    } else {
+      t.work_cv.notify_all();
+    }
   }
   // Stopping: hand back what no worker took, so it is delivered again at once rather than after its lease.
   std::vector<std::string> unstarted;
@@ -141,13 +153,12 @@ void PubsubDispatcher::WorkLoop(Trigger& t) {
     ReceivedMessage message;
     {
       std::unique_lock lock(t.mu);
-      t.cv.wait(lock, [&] { return t.stopping || !t.queue.empty(); });
+      t.work_cv.wait(lock, [&] { return t.stopping || !t.queue.empty(); });
       if (t.stopping) return;
       message = std::move(t.queue.front());
       t.queue.pop_front();
       --t.idle_workers;
     }
-    t.cv.notify_all();  // the puller may fetch more
     auto started = std::chrono::steady_clock::now();
     Deliver(t, message);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
@@ -156,7 +167,7 @@ void PubsubDispatcher::WorkLoop(Trigger& t) {
       ++t.idle_workers;
       t.avg_duration_ms = t.avg_duration_ms < 0 ? ms : 0.9 * t.avg_duration_ms + 0.1 * ms;
     }
-    t.cv.notify_all();
+    t.cv.notify_one();  // room for the puller
   }
 }
 
@@ -168,6 +179,8 @@ void PubsubDispatcher::AckLoop(Trigger& t) {
       std::unique_lock lock(t.mu);
       t.ack_cv.wait(lock, [&] { return t.stopping || !t.acks.empty(); });
       if (t.acks.empty()) return;  // stopping, and every ack sent
+      // Let a batch gather: an ack is a durable store commit, and no one waits for it.
+      t.ack_cv.wait_for(lock, kAckBatchWindow, [&] { return t.stopping || t.acks.size() >= kAckBatch; });
       batch.swap(t.acks);
     }
     // One store commit for every ack that arrived while the last one was being written.
@@ -212,6 +225,7 @@ void PubsubDispatcher::Deliver(Trigger& t, ReceivedMessage const& message) {
     {
       std::lock_guard lock(t.mu);
       t.acks.push_back(message.ack_id);
+      if (t.acks.size() != 1 && t.acks.size() != kAckBatch) return;  // the acker is awake or not due yet
     }
     t.ack_cv.notify_one();
     return;

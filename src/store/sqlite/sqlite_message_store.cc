@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <unistd.h>
 #include <thread>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -226,7 +227,7 @@ class SqliteMessageStore : public MessageStore {
   }
 
   Status DeleteTopic(std::string const& name) override {
-    return Write([&](SqliteDb& db) -> Status {
+    return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto id, FindTopicId(db, name));
       if (!id) return NotFoundError("Topic not found");
       // Detach its subscriptions, as Pub/Sub does: they keep their backlog and show "_deleted-topic_".
@@ -248,7 +249,7 @@ class SqliteMessageStore : public MessageStore {
       }
       FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM topics WHERE id = ?1"));
       return del->Bind(1, *id).Exec();
-    });
+    }));
   }
 
   StatusOr<std::vector<Topic>> ListTopics(std::string const& project, Page page) override {
@@ -291,7 +292,7 @@ class SqliteMessageStore : public MessageStore {
   // ---- subscriptions ----
 
   Status CreateSubscription(Subscription const& sub) override {
-    return Write([&](SqliteDb& db) -> Status {
+    return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, sub.topic));
       if (!topic_id) return NotFoundError("Subscription topic does not exist");
       FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
@@ -300,7 +301,7 @@ class SqliteMessageStore : public MessageStore {
       FERRY_ASSIGN_OR_RETURN(auto st,
                              db.Prepare("INSERT INTO subscriptions(name, topic_id, spec) VALUES(?1, ?2, ?3)"));
       return st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SubscriptionToJson(sub).dump()).Exec();
-    });
+    }));
   }
 
   StatusOr<Subscription> GetSubscription(std::string const& name) override {
@@ -313,23 +314,23 @@ class SqliteMessageStore : public MessageStore {
   }
 
   Status UpdateSubscription(Subscription const& sub) override {
-    return Write([&](SqliteDb& db) -> Status {
+    return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
       if (!existing) return NotFoundError("Subscription does not exist");
       FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
       return st->Bind(1, existing->id).Bind(2, SubscriptionToJson(sub).dump()).Exec();
-    });
+    }));
   }
 
   Status DeleteSubscription(std::string const& name) override {
-    return Write([&](SqliteDb& db) -> Status {
+    return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, name));
       if (!existing) return NotFoundError("Subscription does not exist");
       FERRY_RETURN_IF_ERROR(DropDeliveries(db, existing->id, std::numeric_limits<int64_t>::max()));
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
       return st->Bind(1, existing->id).Exec();
-    });
+    }));
   }
 
   StatusOr<std::vector<Subscription>> ListSubscriptions(std::string const& project, Page page) override {
@@ -587,7 +588,7 @@ class SqliteMessageStore : public MessageStore {
   // ---- functions ----
 
   Status ApplyDeployment(Deployment const& d) override {
-    return Write([&](SqliteDb& db) -> Status {
+    return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {
       for (auto const& topic : d.create_topics) {
         FERRY_ASSIGN_OR_RETURN(auto existing, FindTopicId(db, topic.name));
         if (existing) return AlreadyExistsError("Topic already exists: " + topic.name);
@@ -627,7 +628,7 @@ class SqliteMessageStore : public MessageStore {
         FERRY_RETURN_IF_ERROR(st->Bind(1, fn.name).Bind(2, fn.spec).Exec());
       }
       return OkStatus();
-    });
+    }));
   }
 
   StatusOr<std::vector<FunctionRecord>> ListFunctions() override {
@@ -714,6 +715,7 @@ class SqliteMessageStore : public MessageStore {
       if (txn.ok()) committed_message_id_ = last_message_id_;
       if (!txn.ok()) {
         (void)writer_->Exec("ROLLBACK");
+        sub_cache_.clear();  // it may hold what the rollback undid
         for (auto& r : results) r = UnavailableError("store commit failed: " + txn.message());
       }
       if (wal_fd_ < 0 || !txn.ok()) {
@@ -783,7 +785,10 @@ class SqliteMessageStore : public MessageStore {
     return id;
   }
 
-  static StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name) {
+  // On the writer thread: a subscription by name, from the cache of decoded specs (decoding the JSON spec for
+  // every pull and ack cost more than the rows they touch).
+  StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name) {
+    if (auto it = sub_cache_.find(name); it != sub_cache_.end()) return std::optional<SubRow>(it->second);
     FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id, spec FROM subscriptions WHERE name = ?1"));
     st->Bind(1, name);
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -791,7 +796,18 @@ class SqliteMessageStore : public MessageStore {
     SubRow sub{st->Int(0), {}};
     FERRY_ASSIGN_OR_RETURN(sub.spec, DecodeSub(st->Text(1)));
     st->Reset();
+    sub_cache_[name] = sub;
     return std::optional<SubRow>(std::move(sub));
+  }
+
+  // Wraps a job that changes subscriptions so the cache forgets them before and after it.
+  std::function<Status(SqliteDb&)> ChangingSubscriptions(std::function<Status(SqliteDb&)> fn) {
+    return [this, fn = std::move(fn)](SqliteDb& db) {
+      sub_cache_.clear();
+      Status st = fn(db);
+      sub_cache_.clear();
+      return st;
+    };
   }
 
   static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub) {
@@ -948,6 +964,7 @@ class SqliteMessageStore : public MessageStore {
   std::mutex read_mu_;
   std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
   int64_t last_message_id_;           // used only on thread_: the last id handed out
+  std::unordered_map<std::string, SubRow> sub_cache_;  // used only on thread_
   int64_t committed_message_id_;      // used only on thread_: the value meta holds
 
   int const wal_fd_;
