@@ -1,11 +1,18 @@
 #include "functions/child_process.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
 #include <cstring>
 #include <fstream>
 
@@ -13,8 +20,55 @@ extern char** environ;
 
 namespace ferry {
 
-StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(ProcessOptions const& options, LineHandler on_line) {
-  if (options.argv.empty()) return InvalidArgumentError("no program to run");
+namespace {
+
+struct Forked {
+  pid_t pid;
+  int out_fd;
+  int err_fd;
+};
+
+// Forks on one thread that lives as long as the daemon: the parent-death signal of a child follows the thread
+// that forked it, so children forked by short-lived threads would die with those threads.
+class Forker {
+ public:
+  static Forker& Get() {
+    static Forker* forker = new Forker;  // never destroyed: its thread must outlive every caller
+    return *forker;
+  }
+  StatusOr<Forked> Run(std::function<StatusOr<Forked>()> fork_exec) {
+    std::packaged_task<StatusOr<Forked>()> task(std::move(fork_exec));
+    auto result = task.get_future();
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(&task);
+    }
+    cv_.notify_one();
+    return result.get();
+  }
+
+ private:
+  Forker() {
+    std::thread([this] {
+      pthread_setname_np(pthread_self(), "ferry-forker");
+      while (true) {
+        std::packaged_task<StatusOr<Forked>()>* task = nullptr;
+        {
+          std::unique_lock lock(mu_);
+          cv_.wait(lock, [&] { return !queue_.empty(); });
+          task = queue_.front();
+          queue_.pop_front();
+        }
+        (*task)();
+      }
+    }).detach();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::packaged_task<StatusOr<Forked>()>*> queue_;  // GUARDED_BY(mu_)
+};
+
+StatusOr<Forked> ForkExec(ProcessOptions const& options) {
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -37,10 +91,15 @@ StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(ProcessOptions const
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 || pipe2(exec_err, O_CLOEXEC) != 0) {
     return UnavailableError(std::string("pipe: ") + std::strerror(errno));
   }
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return UnavailableError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     setpgid(0, 0);  // its own group, so Kill() reaches its children too
+    // Die with the daemon, even a kill -9 of it: no instance outlives the supervisor that enforces its limits.
+    // (The signal follows the forking thread; Ferry forks from threads that outlive their instances.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the daemon died before prctl took effect
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     int devnull = open("/dev/null", O_RDONLY);
@@ -68,7 +127,17 @@ StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(ProcessOptions const
     return FailedPreconditionError("cannot start \"" + options.argv[0] + "\" in \"" + options.working_dir +
                                    "\": " + std::strerror(child_errno));
   }
-  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, out[0], err[0], std::move(on_line)));
+  return Forked{pid, out[0], err[0]};
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(ProcessOptions const& options, LineHandler on_line) {
+  if (options.argv.empty()) return InvalidArgumentError("no program to run");
+  auto forked = Forker::Get().Run([&] { return ForkExec(options); });
+  if (!forked.ok()) return forked.status();
+  return std::unique_ptr<ChildProcess>(new ChildProcess(forked->pid, forked->out_fd, forked->err_fd,
+                                                        std::move(on_line)));
 }
 
 ChildProcess::ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line)

@@ -200,6 +200,29 @@ class FunctionsTest(unittest.TestCase):
         self.assertIn('ferry_function_executions_total{function="projects/limits/locations/local/functions/chaos",'
                       'status="timeout"} 1', metrics)
 
+    def test_instances_die_with_the_daemon_even_on_kill_9(self):
+        daemon = harness.Daemon(project="orphans").start()
+        try:
+            path = self.write("orphans.yaml", """\
+                project: orphans
+                functions:
+                  - {name: greet, runtime: command, command: [%s], event_trigger_type: google.pubsub.topic.publish,
+                     event_trigger_resource: greetings}
+                topics: [greetings]
+                """ % json.dumps(TEST_FUNCTIONS))
+            env = dict(os.environ, FERRY_ENDPOINT=daemon.endpoint, FERRY_PROJECT="orphans")
+            subprocess.run([harness.FERRY, "deploy", "-f", path], env=env, check=True, capture_output=True)
+            subprocess.run([harness.FERRY, "call", "greet", "--data", "{}"], env=env, check=True, capture_output=True)
+            children = subprocess.run(["pgrep", "-P", str(daemon.proc.pid)], capture_output=True,
+                                      text=True).stdout.split()
+            self.assertTrue(children, "the instance runs as a child of the daemon")
+            daemon.kill9()
+            wait_for(lambda: not any(os.path.exists("/proc/%s" % pid) and
+                                     open("/proc/%s/stat" % pid).read().split()[2] != "Z" for pid in children),
+                     timeout=5, what="the instances to die with the daemon")
+        finally:
+            daemon.close()
+
     # --- max_instances under a burst ---
 
     def test_burst_of_200_never_runs_more_than_max_instances(self):
