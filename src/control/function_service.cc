@@ -394,12 +394,15 @@ void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r
   }
   std::string status = ExecutionStatusName(r.status);
   bool ok = r.status == ExecutionStatus::kOk;
-  log_.Append({0, now, r.function, r.execution_id, "ferry", ok ? "DEBUG" : "ERROR",
-               "Function execution took " + std::to_string(r.duration_ms) + " ms, finished with status: '" +
-                   status + "'"});
+  // Held briefly: the instance's last lines (read from its pipe on another thread) may still be on their way.
+  constexpr auto kAfterOutput = std::chrono::milliseconds(20);
   if (!ok && r.status != ExecutionStatus::kError && !r.error.empty()) {
-    log_.Append({0, now, r.function, r.execution_id, "ferry", "ERROR", r.error});
+    log_.AppendAfter({0, now, r.function, r.execution_id, "ferry", "ERROR", r.error}, kAfterOutput);
   }
+  log_.AppendAfter({0, now, r.function, r.execution_id, "ferry", ok ? "DEBUG" : "ERROR",
+                    "Function execution took " + std::to_string(r.duration_ms) + " ms, finished with status: '" +
+                        status + "'"},
+                   kAfterOutput);
   log_.Record({r.execution_id, r.function, r.trigger, r.message_id, r.attempt, status, r.start_ms, r.duration_ms,
                r.error});
   std::lock_guard lock(mu_);

@@ -198,7 +198,8 @@ struct Supervisor::Pool {
   bool removed = false;                              // GUARDED_BY(Supervisor::mu_)
 };
 
-Supervisor::Supervisor(InstanceLogSink sink) : sink_(std::move(sink)), watchdog_([this] { Watch(); }) {}
+Supervisor::Supervisor(InstanceLogSink sink)
+    : sink_(std::move(sink)), watchdog_([this] { Watch(); }), warmer_([this] { KeepWarm(); }) {}
 
 Supervisor::~Supervisor() {
   std::map<std::string, std::shared_ptr<Pool>> pools;
@@ -210,6 +211,7 @@ Supervisor::~Supervisor() {
   }
   cv_.notify_all();
   watchdog_.join();
+  warmer_.join();
   // Instances die with their pools (ChildProcess kills on destruction), outside the lock.
 }
 
@@ -465,6 +467,43 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
   }
   Release(*pool, inst, healthy);
   return result;
+}
+
+void Supervisor::KeepWarm() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
+    if (stopping_) break;
+    // One start at a time, for the first function below its min_instances (and past its crash backoff).
+    std::shared_ptr<Pool> cold;
+    for (auto& [name, pool] : pools_) {
+      if (!pool->removed && static_cast<int>(pool->instances.size()) + pool->starting < pool->spec.min_instances &&
+          Steady::now() >= pool->next_start) {
+        cold = pool;
+        break;
+      }
+    }
+    if (!cold) continue;
+    ++cold->starting;
+    lock.unlock();
+    auto started = StartInstance(*cold);
+    lock.lock();
+    --cold->starting;
+    if (!started.ok()) {
+      ++cold->consecutive_crashes;
+      cold->next_start = Steady::now() + std::min<std::chrono::milliseconds>(
+                                             kMaxRestartBackoff,
+                                             std::chrono::milliseconds(250 << std::min(cold->consecutive_crashes, 8)));
+      continue;
+    }
+    (*started)->idle_since = Steady::now();
+    if (cold->removed) {
+      (*started)->process->Kill();
+    } else {
+      cold->instances.push_back(*started);
+    }
+    cv_.notify_all();  // an invocation may be waiting for an instance
+  }
 }
 
 void Supervisor::Watch() {

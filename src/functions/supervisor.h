@@ -95,6 +95,7 @@ class Supervisor {
   void Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy);
   StatusOr<std::shared_ptr<Instance>> StartInstance(Pool& pool);
   void Watch();
+  void KeepWarm();
 
   InstanceLogSink sink_;
   std::mutex mu_;
@@ -102,6 +103,7 @@ class Supervisor {
   std::map<std::string, std::shared_ptr<Pool>> pools_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                               // GUARDED_BY(mu_)
   std::thread watchdog_;
+  std::thread warmer_;  // starts instances up to each function's min_instances
 };
 
 }  // namespace ferry

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -57,6 +58,9 @@ class ExecutionLog {
   virtual ~ExecutionLog() = default;
   virtual void Record(ExecutionRow row) = 0;
   virtual void Append(LogEntry entry) = 0;
+  // Appends after `hold`, so lines other threads are still reading (an instance's output, which its answer
+  // can overtake) come before it.
+  virtual void AppendAfter(LogEntry entry, std::chrono::milliseconds hold) = 0;
   // Commits everything buffered so far; returns when it is readable.
   [[nodiscard]] virtual Status Flush() = 0;
 

@@ -118,6 +118,20 @@ TEST_F(SupervisorTest, MemoryLimitKillsTheInstanceAsOom) {
   EXPECT_EQ(small.status, ExecutionStatus::kOk) << small.error;
 }
 
+TEST_F(SupervisorTest, MinInstancesAreStartedBeforeAnyInvocationAndKeptWarm) {
+  auto spec = Spec("greet");
+  spec.max_instances = 3;
+  spec.min_instances = 2;
+  spec.idle_timeout = milliseconds(50);  // idle ones above the minimum would stop at once
+  supervisor_.Deploy(spec);
+  for (int i = 0; i < 100 && supervisor_.UsageOf("fn").running < 2; ++i) std::this_thread::sleep_for(milliseconds(50));
+  EXPECT_EQ(supervisor_.UsageOf("fn").running, 2);
+  EXPECT_EQ(Call("{}").status, ExecutionStatus::kOk);
+  std::this_thread::sleep_for(milliseconds(500));  // several watchdog rounds past the idle timeout
+  EXPECT_EQ(supervisor_.UsageOf("fn").running, 2);
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
+}
+
 TEST_F(SupervisorTest, NeverRunsMoreThanMaxInstancesAtOnce) {
   auto spec = Spec("sleepy");
   spec.max_instances = 2;

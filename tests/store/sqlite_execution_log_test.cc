@@ -3,6 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -52,6 +55,21 @@ TEST_F(ExecutionLogTest, LinesComeBackInOrderFilteredAndTailed) {
 
   auto after = log->Logs({.function = kFn, .after_seq = (*all)[1].seq});
   EXPECT_THAT(*after, ElementsAre(Field(&LogEntry::message, "Completed bar!")));
+}
+
+TEST_F(ExecutionLogTest, AHeldLineComesAfterLinesAppendedDuringItsHold) {
+  auto log = Open();
+  log->AppendAfter(Line("e1", "Function execution took 1 ms"), std::chrono::milliseconds(40));
+  log->Append(Line("e1", "Completed bar!"));  // the instance's line, read after the answer
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // no flush: the writer's own schedule
+  auto lines = log->Logs({.function = kFn});
+  ASSERT_THAT(lines.status(), IsOk());
+  EXPECT_THAT(*lines, ElementsAre(Field(&LogEntry::message, "Completed bar!"),
+                                  Field(&LogEntry::message, "Function execution took 1 ms")));
+  // A flush writes held lines at once.
+  log->AppendAfter(Line("e2", "held"), std::chrono::seconds(30));
+  ASSERT_THAT(log->Flush(), IsOk());
+  EXPECT_THAT(*log->Logs({.function = kFn, .execution_id = "e2"}), ElementsAre(Field(&LogEntry::message, "held")));
 }
 
 TEST_F(ExecutionLogTest, ExecutionsNewestFirstAndByIdAcrossReopen) {

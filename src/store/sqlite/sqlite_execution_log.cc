@@ -65,6 +65,13 @@ class SqliteExecutionLog : public ExecutionLog {
 
   void Record(ExecutionRow row) override { Enqueue(std::move(row)); }
   void Append(LogEntry entry) override { Enqueue(std::move(entry)); }
+  void AppendAfter(LogEntry entry, std::chrono::milliseconds hold) override {
+    std::lock_guard lock(mu_);
+    if (stop_) return;
+    held_.emplace_back(std::chrono::steady_clock::now() + hold, std::move(entry));
+    ++enqueued_;
+    if (held_.size() == 1) cv_.notify_all();
+  }
 
   Status Flush() override {
     std::unique_lock lock(mu_);
@@ -151,15 +158,23 @@ class SqliteExecutionLog : public ExecutionLog {
     auto next_retention = std::chrono::steady_clock::now() + kRetentionEvery;
     std::unique_lock lock(mu_);
     while (true) {
-      // Wait for a batch to fill or its window to pass, a flush, retention, or the stop.
-      cv_.wait_until(lock, next_retention, [&] {
-        return stop_ || !pending_.empty() || retention_requested_ > retention_done_;
+      // Wait for a batch to fill or its window to pass, a held line, a flush, retention, or the stop.
+      auto held_due = [&] { return !held_.empty() && held_.front().first <= std::chrono::steady_clock::now(); };
+      auto wake = held_.empty() ? next_retention : std::min(next_retention, held_.front().first);
+      cv_.wait_until(lock, wake, [&] {
+        return stop_ || !pending_.empty() || held_due() || flush_requested_ ||
+               retention_requested_ > retention_done_;
       });
       if (!pending_.empty() && !stop_ && !flush_requested_ && pending_.size() < kBatchRows) {
         cv_.wait_for(lock, kBatchWindow, [&] { return stop_ || flush_requested_ || pending_.size() >= kBatchRows; });
       }
       std::deque<Item> batch;
       batch.swap(pending_);
+      bool all = flush_requested_ || stop_;
+      while (!held_.empty() && (all || held_due())) {
+        batch.push_back(std::move(held_.front().second));
+        held_.pop_front();
+      }
       flush_requested_ = false;
       uint64_t batch_end = enqueued_;
       bool retention = retention_requested_ > retention_done_ || std::chrono::steady_clock::now() >= next_retention;
@@ -189,7 +204,7 @@ class SqliteExecutionLog : public ExecutionLog {
         retention_deleted_ = deleted;
       }
       done_cv_.notify_all();
-      if (stopping && pending_.empty()) return;
+      if (stopping && pending_.empty() && held_.empty()) return;
     }
   }
 
@@ -277,6 +292,7 @@ class SqliteExecutionLog : public ExecutionLog {
   std::condition_variable cv_;
   std::condition_variable done_cv_;
   std::deque<Item> pending_;           // GUARDED_BY(mu_)
+  std::deque<std::pair<std::chrono::steady_clock::time_point, Item>> held_;  // GUARDED_BY(mu_): AppendAfter
   uint64_t enqueued_ = 0;              // GUARDED_BY(mu_)
   uint64_t written_ = 0;               // GUARDED_BY(mu_)
   bool flush_requested_ = false;       // GUARDED_BY(mu_)
