@@ -94,13 +94,9 @@ StatusOr<std::string> FunctionService::Build(FunctionSpec const& spec) {
   // One build directory per source directory and build settings, shared by the functions built from it.
   std::string key = spec.source_dir;
   for (auto const& [k, v] : spec.build_environment_variables) key += "\n" + k + "=" + v;
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : key) h = (h ^ c) * 1099511628211ULL;
-  char dir[17];
-  std::snprintf(dir, sizeof dir, "%016llx", static_cast<unsigned long long>(h));
   CppBuildOptions build;
   build.source_dir = spec.source_dir;
-  build.build_dir = (std::filesystem::absolute(options_.data_dir) / "builds" / dir).string();
+  build.build_dir = (std::filesystem::absolute(options_.data_dir) / "builds" / Digest(key)).string();
   build.env = spec.build_environment_variables;
   build.preferred_name = spec.name;
   FERRY_ASSIGN_OR_RETURN(auto built, BuildCppFunction(build));

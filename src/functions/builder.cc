@@ -40,6 +40,12 @@ struct Fnv1a {
   }
 };
 
+std::string Hex(uint64_t v) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(v));
+  return hex;
+}
+
 bool IsSourceFile(fs::path const& p) {
   static std::set<std::string> const kExtensions = {".cpp", ".cc",  ".cxx",  ".c",   ".h",    ".hpp", ".hh",
                                                     ".ipp", ".inl", ".cmake", ".txt", ".js",   ".mjs", ".cjs",
@@ -101,9 +107,13 @@ StatusOr<std::string> HashSources(std::string const& dir, std::string const& sal
     char buf[8192];
     while (in.read(buf, sizeof buf) || in.gcount() > 0) h.Add(std::string_view(buf, static_cast<std::size_t>(in.gcount())));
   }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h.h));
-  return std::string(hex);
+  return Hex(h.h);
+}
+
+std::string Digest(std::string_view bytes) {
+  Fnv1a h;
+  h.Add(bytes);
+  return Hex(h.h);
 }
 
 std::string FindSdkPackageDir() {

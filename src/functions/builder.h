@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <string_view>
 #include <string>
 
 #include "ferry/status.h"
@@ -20,6 +21,9 @@ StatusOr<CommandResult> RunCommand(ProcessOptions const& options, std::chrono::s
 // extension; build output, dependencies, hidden and data files such as an SQLite database are left out, so
 // running a function does not change its digest), plus `salt` (the build settings).
 StatusOr<std::string> HashSources(std::string const& dir, std::string const& salt);
+
+// 16 hex digits of a stable 64-bit digest (FNV-1a) of `bytes`: names build directories, notices changes.
+std::string Digest(std::string_view bytes);
 
 // Where the SDK's CMake package is: $FERRY_SDK_DIR, or lib/cmake/ferry beside the directory of the running
 // ferry binary (the build tree and the installed layout are alike). Empty when there is none.

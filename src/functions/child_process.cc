@@ -100,6 +100,11 @@ StatusOr<Forked> ForkExec(ProcessOptions const& options) {
     // (The signal follows the forking thread; Ferry forks from threads that outlive their instances.)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the daemon died before prctl took effect
+    if (options.cgroup_procs_fd >= 0 && write(options.cgroup_procs_fd, "0", 1) != 1) {
+      int e = errno;
+      (void)!write(exec_err[1], &e, sizeof e);
+      _exit(127);
+    }
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     int devnull = open("/dev/null", O_RDONLY);

@@ -17,6 +17,7 @@ struct ProcessOptions {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH
   std::string working_dir;        // empty: the daemon's
   std::map<std::string, std::string> env;  // added to the daemon's environment
+  int cgroup_procs_fd = -1;  // when set, the child joins this cgroup (writes "0" to its cgroup.procs) before exec
 };
 
 // Receives each line the child writes; `is_stderr` tells the stream. Called from the child's reader threads.

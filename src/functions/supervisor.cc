@@ -1,5 +1,7 @@
 #include "functions/supervisor.h"
 
+#include "functions/memory_cgroup.h"
+
 #include <utility>
 
 #include <atomic>
@@ -171,6 +173,7 @@ struct Supervisor::Instance {
     idle_conns.push_back(std::move(conn));
   }
 
+  std::unique_ptr<MemoryCgroup> cgroup;  // before `process`: removed after the process is gone
   std::unique_ptr<ChildProcess> process;
   std::atomic<bool> oom_killed{false};
   int in_flight = 0;              // GUARDED_BY(Supervisor::mu_)
@@ -322,6 +325,8 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& 
   options.env["FUNCTION_TARGET"] = spec.entry_point;
   options.env["FUNCTION_SIGNATURE_TYPE"] = spec.signature;
   options.env["K_SERVICE"] = spec.service.empty() ? spec.function : spec.service;
+  inst->cgroup = MemoryCgroup::Create(spec.memory_mb * 1024 * 1024);
+  if (inst->cgroup) options.cgroup_procs_fd = inst->cgroup->procs_fd();
   Instance* raw = inst.get();  // the process, and so its reader threads, die before the Instance
   bool tag_plain_lines = spec.concurrency == 1;
   auto process = ChildProcess::Spawn(options, [this, raw, function = spec.function, tag_plain_lines](
@@ -436,7 +441,7 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
   } else if (outcome) {
     // No answer: the instance died under the invocation. Give the watchdog's kill a moment to be seen.
     for (int i = 0; i < 50 && !inst->process->Exited(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    if (inst->oom_killed) {
+    if (inst->oom_killed || (inst->cgroup && inst->cgroup->OomKilled())) {
       result.status = ExecutionStatus::kOom;
       result.error = "instance of " + function + " exceeded its memory limit of " +
                      std::to_string(pool->spec.memory_mb) + " MB and was killed";

@@ -22,7 +22,7 @@ class AdminApi {
  public:
   AdminApi(FunctionService& functions, ExecutionLog& log, std::string default_project)
       : functions_(functions), log_(log), default_project_(std::move(default_project)) {}
-  // nullopt-like: returns a 404 google.rpc body for paths it does not know.
+  // Paths it does not know are answered 404 with a google.rpc body.
   HttpResponse Handle(HttpRequest const& request);
 
  private:
