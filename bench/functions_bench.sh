@@ -5,13 +5,13 @@
 #   1. executions/s: publish 20,000 messages, time until the function has run them all (publish to ack);
 #   2. latency from publish to the function's start at a steady 200 messages/s (p50, p99);
 #   3. the Node.js Functions Framework's requests/s, direct, 4 keep-alive connections.
-#   bench/functions_bench.sh             # MESSAGES=20000 RATE=200 SECONDS=10 by default
+#   bench/functions_bench.sh             # MESSAGES=20000 RATE=200 LATENCY_SECONDS=10 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
 MESSAGES=${MESSAGES:-20000}
 RATE=${RATE:-200}
-SECONDS_=${SECONDS:-10}
+LATENCY_SECONDS=${LATENCY_SECONDS:-10}
 LOAD=build/bin/ferry_functions_load
 work=$(mktemp -d)
 pids=()
@@ -56,7 +56,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$FF_PORT/" -o /dev/null -X 
 "$LOAD" --endpoint "http://127.0.0.1:$FF_PORT" direct --requests 2000 >/dev/null
 pipeline=$("$LOAD" --endpoint "$FERRY" pipeline --messages "$MESSAGES")
 direct=$("$LOAD" --endpoint "http://127.0.0.1:$FF_PORT" direct --requests "$MESSAGES" --connections 4)
-latency=$("$LOAD" --endpoint "$FERRY" latency --rate "$RATE" --seconds "$SECONDS_" || (curl -s "$FERRY/ferry/v1/projects/bench/functions/trivial/logs?limit=20" >&2; tail -5 "$work/ferry.log" >&2))
+latency=$("$LOAD" --endpoint "$FERRY" latency --rate "$RATE" --seconds "$LATENCY_SECONDS")
 
 
 python3 - "$pipeline" "$direct" "$latency" <<'PY'

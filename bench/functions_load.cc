@@ -101,6 +101,24 @@ void Latency(Options const& o) {
   }
   std::string path = "/v1/projects/" + o.project + "/topics/" + o.topic + ":publish";
   int total = o.rate * o.seconds;
+  // The function's latency lines, read as they come (a page holds the newest lines after `after`, so reading
+  // often never misses any).
+  std::vector<double> ms;
+  std::atomic<bool> published{false};
+  std::thread reader([&] {
+    auto rc = Connect(o.endpoint);
+    auto give_up = Steady::time_point::max();
+    while (static_cast<int>(ms.size()) < total && Steady::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (published && give_up == Steady::time_point::max()) give_up = Steady::now() + std::chrono::seconds(20);
+      Json page = Json::parse(Send(*rc, "GET", logs + "?limit=10000&after=" + std::to_string(after), ""));
+      for (auto const& e : page["entries"]) {
+        after = std::max(after, e["seq"].get<int64_t>());
+        std::string m = e["message"].get<std::string>();
+        if (m.rfind("latency_us=", 0) == 0) ms.push_back(std::stod(m.substr(11)) / 1000.0);
+      }
+    }
+  });
   auto interval = std::chrono::nanoseconds(1'000'000'000LL / o.rate);
   auto next = Steady::now();
   for (int i = 0; i < total; ++i) {
@@ -113,18 +131,8 @@ void Latency(Options const& o) {
                                          {"attributes", {{"sent_us", std::to_string(sent_us)}}}}})}};
     Send(*c, "POST", path, body.dump());
   }
-  // Read the latencies the function logged.
-  logs += "?limit=10000&after=" + std::to_string(after);
-  std::vector<double> ms;
-  for (int tries = 0; tries < 200 && static_cast<int>(ms.size()) < total; ++tries) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    ms.clear();
-    Json page = Json::parse(Send(*c, "GET", logs, ""));
-    for (auto const& e : page["entries"]) {
-      std::string m = e["message"].get<std::string>();
-      if (m.rfind("latency_us=", 0) == 0) ms.push_back(std::stod(m.substr(11)) / 1000.0);
-    }
-  }
+  published = true;
+  reader.join();
   if (ms.empty()) Die("no latencies logged");
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) { return ms[std::min(ms.size() - 1, static_cast<std::size_t>(p * ms.size()))]; };
