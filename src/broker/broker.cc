@@ -44,10 +44,16 @@ Status UnknownMaskField(std::string const& path, char const* request, char const
 
 Broker::Broker(MessageStore& store, Clock& clock, BrokerOptions options)
     : store_(store), clock_(clock), options_(options) {
+  // Waiting pulls wake as soon as a publish commits, not after its fsync: a fsync less between publish and
+  // delivery (the functions benchmark's latency).
+  store_.SetPublishListener([this](std::string const& topic) { Notify(topic); });
   if (options_.maintenance_interval.count() > 0) maintenance_ = std::thread([this] { MaintenanceLoop(); });
 }
 
-Broker::~Broker() { Shutdown(); }
+Broker::~Broker() {
+  store_.SetPublishListener(nullptr);
+  Shutdown();
+}
 
 void Broker::Shutdown() {
   {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -104,6 +105,11 @@ class MessageStore {
   // subscription's retention (a scan of every backlog, so callers do it less often).
   [[nodiscard]] virtual StatusOr<MaintenanceResult> Maintain(int64_t now_ms, bool apply_retention) = 0;
   [[nodiscard]] virtual StatusOr<std::vector<SubscriptionStats>> Stats() = 0;
+
+  // Called on the store's writer thread after a commit that added messages to `topic`, before the fsync that
+  // makes them durable (a consumer may see them that soon; their publisher is answered after the fsync). Must
+  // not block; nullptr removes it.
+  virtual void SetPublishListener(std::function<void(std::string const& topic)> listener) = 0;
 
   // ---- functions ----
   // Applies a deploy atomically. Creating something that exists, or changing something missing, fails it whole.

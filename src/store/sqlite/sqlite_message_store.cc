@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <unistd.h>
+#include <algorithm>
 #include <thread>
 #include <unordered_map>
 
@@ -359,6 +360,7 @@ class SqliteMessageStore : public MessageStore {
       if (!topic_id) return NotFoundError("Topic not found");
       FERRY_ASSIGN_OR_RETURN(auto sub_ids, SubscriptionIdsOf(db, *topic_id));
       FERRY_ASSIGN_OR_RETURN(auto assigned, InsertMessages(db, *topic_id, sub_ids, messages, now_ms));
+      published_topics_.push_back(topic);
       ids.clear();
       ids.reserve(assigned.size());
       for (int64_t id : assigned) ids.push_back(std::to_string(id));
@@ -585,6 +587,11 @@ class SqliteMessageStore : public MessageStore {
     }
     return out;
   }
+  void SetPublishListener(std::function<void(std::string const& topic)> listener) override {
+    std::lock_guard lock(listener_mu_);
+    publish_listener_ = std::move(listener);
+  }
+
   // ---- functions ----
 
   Status ApplyDeployment(Deployment const& d) override {
@@ -713,6 +720,16 @@ class SqliteMessageStore : public MessageStore {
       if (txn.ok() && last_message_id_ != committed_message_id_) txn = SaveLastMessageId();
       if (txn.ok()) txn = Statement("COMMIT");
       if (txn.ok()) committed_message_id_ = last_message_id_;
+      if (txn.ok() && !published_topics_.empty()) {
+        std::sort(published_topics_.begin(), published_topics_.end());
+        published_topics_.erase(std::unique(published_topics_.begin(), published_topics_.end()),
+                                published_topics_.end());
+        std::lock_guard lock(listener_mu_);
+        if (publish_listener_) {
+          for (auto const& t : published_topics_) publish_listener_(t);
+        }
+      }
+      published_topics_.clear();
       if (!txn.ok()) {
         (void)writer_->Exec("ROLLBACK");
         sub_cache_.clear();  // it may hold what the rollback undid
@@ -965,6 +982,9 @@ class SqliteMessageStore : public MessageStore {
   std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
   int64_t last_message_id_;           // used only on thread_: the last id handed out
   std::unordered_map<std::string, SubRow> sub_cache_;  // used only on thread_
+  std::vector<std::string> published_topics_;          // used only on thread_: topics published to in this batch
+  std::mutex listener_mu_;
+  std::function<void(std::string const& topic)> publish_listener_;  // GUARDED_BY(listener_mu_)
   int64_t committed_message_id_;      // used only on thread_: the value meta holds
 
   int const wal_fd_;
