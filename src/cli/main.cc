@@ -597,7 +597,9 @@ int Main(int argc, char** argv) {
     int64_t after = 0;
     bool first = true;
     while (true) {
-      std::string target = path + "/logs?limit=" + std::to_string(log_limit) + "&after=" + std::to_string(after);
+      // --limit picks the newest lines at first; after that, every new line is shown.
+      std::string target = path + "/logs?limit=" + std::to_string(first ? log_limit : 10000) + "&after=" +
+                           std::to_string(after);
       if (!execution_id.empty()) target += "&executionId=" + UrlEncode(execution_id);
       FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("GET", target));
       std::vector<std::vector<std::string>> rows;

@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -199,6 +200,32 @@ class FunctionsTest(unittest.TestCase):
         metrics = self.client.request("GET", "/metrics")[1]
         self.assertIn('ferry_function_executions_total{function="projects/limits/locations/local/functions/chaos",'
                       'status="timeout"} 1', metrics)
+
+        # `ferry logs --follow` prints lines as they come.
+        env = dict(os.environ, FERRY_ENDPOINT=self.daemon.endpoint, FERRY_PROJECT="limits")
+        follower = subprocess.Popen([harness.FERRY, "logs", "chaos", "--follow", "--limit", "1"], env=env,
+                                    stdout=subprocess.PIPE)
+        try:
+            time.sleep(0.5)
+            self.ferry("call", "chaos", "--data", "{}", project="limits")
+            seen = ""
+            deadline = time.time() + 10
+            while time.time() < deadline and "chaos survived" not in seen:
+                if select.select([follower.stdout], [], [], 0.2)[0]:
+                    seen += os.read(follower.stdout.fileno(), 65536).decode()
+            self.assertIn("chaos survived", seen)
+        finally:
+            follower.kill()
+            follower.wait()
+
+        # Deleting the function removes its trigger subscription; its executions stay readable.
+        self.ferry("functions", "delete", "chaos", project="limits")
+        self.assertEqual(self.ferry("functions", "list", "--format", "json", project="limits").stdout.strip(), "[]")
+        status, _ = self.client.request("GET", "/v1/projects/limits/subscriptions/gcf-chaos-local-chaos")
+        self.assertEqual(status, 404)
+        self.assertEqual(len(self.executions("limits", "chaos")), 7)
+        out = self.ferry("call", "chaos", "--data", "{}", project="limits", expect=1)
+        self.assertIn("does not exist", out.stderr)
 
     def test_instances_die_with_the_daemon_even_on_kill_9(self):
         daemon = harness.Daemon(project="orphans").start()
