@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh -DFERRY_ENABLE_WERROR=ON
+# Google's Node.js Functions Framework for the functions e2e test, from the committed lockfile.
+[[ -d tests/e2e/node_function/node_modules/@google-cloud/functions-framework ]] ||
+  (cd tests/e2e/node_function && npm ci --no-audit --no-fund --silent)
 ctest --test-dir build -j2 --output-on-failure

@@ -309,10 +309,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
 StatusOr<std::vector<FunctionState>> FunctionService::List(std::string const& project) {
   FERRY_ASSIGN_OR_RETURN(auto specs, Stored(project));
   std::vector<FunctionState> out;
-  for (auto& spec : specs) {
-    FERRY_ASSIGN_OR_RETURN(auto state, Get(FunctionResourceName(spec)));
-    out.push_back(std::move(state));
-  }
+  for (auto& spec : specs) out.push_back(StateOf(std::move(spec)));
   return out;
 }
 
@@ -320,8 +317,14 @@ StatusOr<FunctionState> FunctionService::Get(std::string const& name) {
   FERRY_ASSIGN_OR_RETURN(auto records, store_.ListFunctions());
   auto it = std::find_if(records.begin(), records.end(), [&](FunctionRecord const& r) { return r.name == name; });
   if (it == records.end()) return NotFoundError("Function " + name + " does not exist");
+  FERRY_ASSIGN_OR_RETURN(auto spec, FunctionSpecFromJson(nlohmann::json::parse(it->spec, nullptr, false)));
+  return StateOf(std::move(spec));
+}
+
+FunctionState FunctionService::StateOf(FunctionSpec spec) {
+  std::string name = FunctionResourceName(spec);
   FunctionState state;
-  FERRY_ASSIGN_OR_RETURN(state.spec, FunctionSpecFromJson(nlohmann::json::parse(it->spec, nullptr, false)));
+  state.spec = std::move(spec);
   {
     std::lock_guard lock(mu_);
     auto r = running_.find(name);

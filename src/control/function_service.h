@@ -99,6 +99,7 @@ class FunctionService {
   void OnExecution(ExecutionPhase phase, ExecutionRecord const& record);
   void OnInstanceLine(std::string const& function, InstanceLine line);
   StatusOr<std::vector<FunctionSpec>> Stored(std::string const& project);
+  FunctionState StateOf(FunctionSpec spec);  // with how it runs now
 
   MessageStore& store_;
   Broker& broker_;

@@ -40,38 +40,38 @@ std::string NextName() {
   return "ferry-" + std::to_string(getpid()) + "-" + std::to_string(seq.fetch_add(1));
 }
 
+// Makes `path` a cgroup limited to `limit_bytes` through `limit_file`, with `swap_file` set to 0 where the
+// kernel has it; returns a descriptor of its cgroup.procs, or -1 (and nothing left behind).
+int MakeCgroup(std::string const& path, char const* limit_file, int64_t limit_bytes, char const* swap_file) {
+  if (mkdir(path.c_str(), 0755) != 0) return -1;
+  (void)WriteFile(path + "/" + swap_file, "0");  // optional: not every kernel has it
+  int fd = -1;
+  if (WriteFile(path + "/" + limit_file, std::to_string(limit_bytes))) {
+    fd = open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+  }
+  if (fd < 0) rmdir(path.c_str());
+  return fd;
+}
+
 }  // namespace
 
 std::unique_ptr<MemoryCgroup> MemoryCgroup::Create(int64_t limit_bytes) {
   // cgroup v2: a child of the daemon's cgroup, when that has the memory controller enabled for children.
-  std::string v2_parent = "/sys/fs/cgroup" + OwnCgroup(true);
-  std::ifstream subtree(v2_parent + "/cgroup.subtree_control");
+  std::string v2 = OwnCgroup(true);
+  std::ifstream subtree("/sys/fs/cgroup" + v2 + "/cgroup.subtree_control");
   std::string controllers((std::istreambuf_iterator<char>(subtree)), std::istreambuf_iterator<char>());
-  if (!OwnCgroup(true).empty() && controllers.find("memory") != std::string::npos) {
-    std::string path = v2_parent + "/" + NextName();
-    if (mkdir(path.c_str(), 0755) == 0) {
-      int fd = -1;
-      if (WriteFile(path + "/memory.max", std::to_string(limit_bytes)) &&
-          (WriteFile(path + "/memory.swap.max", "0") || true) &&
-          (fd = open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC)) >= 0) {
-        return std::unique_ptr<MemoryCgroup>(new MemoryCgroup(path, true, fd));
-      }
-      rmdir(path.c_str());
-    }
+  if (!v2.empty() && controllers.find("memory") != std::string::npos) {
+    std::string path = "/sys/fs/cgroup" + v2 + "/" + NextName();
+    int fd = MakeCgroup(path, "memory.max", limit_bytes, "memory.swap.max");
+    if (fd >= 0) return std::unique_ptr<MemoryCgroup>(new MemoryCgroup(path, true, fd));
   }
   // cgroup v1: a child of the daemon's memory cgroup.
   std::string v1 = OwnCgroup(false);
   if (v1.empty() && access("/sys/fs/cgroup/memory/cgroup.procs", W_OK) != 0) return nullptr;
   std::string path = "/sys/fs/cgroup/memory" + (v1 == "/" ? std::string() : v1) + "/" + NextName();
-  if (mkdir(path.c_str(), 0755) != 0) return nullptr;
-  int fd = -1;
-  if (WriteFile(path + "/memory.limit_in_bytes", std::to_string(limit_bytes)) &&
-      (WriteFile(path + "/memory.swappiness", "0") || true) &&
-      (fd = open((path + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC)) >= 0) {
-    return std::unique_ptr<MemoryCgroup>(new MemoryCgroup(path, false, fd));
-  }
-  rmdir(path.c_str());
-  return nullptr;
+  int fd = MakeCgroup(path, "memory.limit_in_bytes", limit_bytes, "memory.swappiness");
+  if (fd < 0) return nullptr;
+  return std::unique_ptr<MemoryCgroup>(new MemoryCgroup(path, false, fd));
 }
 
 MemoryCgroup::~MemoryCgroup() {

@@ -345,6 +345,7 @@ class FunctionsTest(unittest.TestCase):
 
     def test_node_functions_framework_receives_the_same_event_and_its_error_is_a_failure(self):
         src = os.path.join(HERE, "node_function")
+        # scripts/test.sh installs it (npm ci); standalone runs do the same here.
         if not os.path.isdir(os.path.join(src, "node_modules", "@google-cloud", "functions-framework")):
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=src, check=True, capture_output=True,
                            timeout=300)
