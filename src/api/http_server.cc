@@ -1,6 +1,8 @@
 #include "api/http_server.h"
 
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 // asio's awaitable.hpp in Boost 1.74 uses std::exchange without including <utility>.
 #include <utility>
@@ -18,6 +20,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -162,6 +165,8 @@ class BeastHttpServer : public HttpServer {
       ~Guard() { --n; }
     } guard{connections_};
 
+    if (options_.http2_connections && co_await HandedOverAsHttp2(stream)) co_return;
+
     beast::flat_buffer buffer;
     while (true) {
       http::request_parser<http::string_body> parser;
@@ -205,6 +210,38 @@ class BeastHttpServer : public HttpServer {
     }
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  // Peeks at the first bytes of a new connection: the HTTP/2 preface hands the socket to http2_connections.
+  asio::awaitable<bool> HandedOverAsHttp2(beast::tcp_stream& stream) {
+    static constexpr std::string_view kPreface = "PRI * HTTP/2.0";
+    auto& socket = stream.socket();
+    asio::steady_timer deadline(io_, options_.read_timeout);
+    deadline.async_wait([&socket](beast::error_code ec) {
+      if (!ec) socket.cancel();
+    });
+    char peek[kPreface.size()];
+    ssize_t n = 0;
+    for (int tries = 0; tries < 1000; ++tries) {
+      beast::error_code ec;
+      co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      n = ::recv(socket.native_handle(), peek, sizeof peek, MSG_PEEK);
+      // Decide once the preface is whole, or as soon as the bytes cannot begin it.
+      if (n <= 0 || static_cast<std::size_t>(n) == sizeof peek ||
+          std::string_view(peek, static_cast<std::size_t>(n)) != kPreface.substr(0, static_cast<std::size_t>(n))) {
+        break;
+      }
+      asio::steady_timer pause(io_, std::chrono::milliseconds(1));  // a partial preface: wait for the rest
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    deadline.cancel();
+    if (n != static_cast<ssize_t>(sizeof peek) || std::string_view(peek, sizeof peek) != kPreface) co_return false;
+    int fd = ::dup(socket.native_handle());
+    beast::error_code ignored;
+    socket.close(ignored);
+    if (fd >= 0) options_.http2_connections(fd);
+    co_return true;
   }
 
   asio::awaitable<bool> Write(beast::tcp_stream& stream, HttpResponse res, unsigned version, bool keep_alive) {

@@ -45,6 +45,9 @@ struct HttpServerOptions {
   // A request must arrive whole within this, and an idle keep-alive connection is closed after it.
   std::chrono::seconds read_timeout{30};
   std::size_t max_connections = 4096;
+  // When set, a connection that opens with the HTTP/2 client preface ("PRI * HTTP/2.0") is handed over as its
+  // socket descriptor (the callee owns it): how gRPC shares the port.
+  std::function<void(int fd)> http2_connections;
 };
 
 // An HTTP/1.1 server on Boost.Beast: keep-alive, bounded header and body sizes, a deadline on every read, so no

@@ -216,15 +216,21 @@ StatusOr<std::vector<std::string>> Broker::Publish(std::string const& topic, std
 
 StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscription, int max_messages,
                                                     bool return_immediately) {
+  PullOptions options{.max_messages = max_messages};
+  if (!return_immediately) options.wait_until = std::chrono::steady_clock::now() + options_.pull_wait;
+  return Pull(subscription, options);
+}
+
+StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscription, PullOptions const& options) {
   FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
-  if (max_messages <= 0) return InvalidArgumentError("max_messages must be greater than 0");
-  max_messages = std::min(max_messages, kMaxPullMessages);
+  if (options.max_messages <= 0) return InvalidArgumentError("max_messages must be greater than 0");
+  int max_messages = std::min(options.max_messages, kMaxPullMessages);
   FERRY_ASSIGN_OR_RETURN(auto sub, store_.GetSubscription(subscription));
 
-  auto deadline = std::chrono::steady_clock::now() + options_.pull_wait;
   while (true) {
     uint64_t generation = Generation(sub.topic);
-    FERRY_ASSIGN_OR_RETURN(auto lease, store_.Lease(subscription, max_messages, NowMillis()));
+    FERRY_ASSIGN_OR_RETURN(auto lease, store_.Lease(subscription, max_messages, NowMillis(),
+                                                    options.ack_deadline_seconds));
     if (lease.expired > 0 || lease.dead_lettered > 0 || !lease.messages.empty()) {
       std::lock_guard lock(counters_mu_);
       auto& c = counters_.subscriptions[subscription];
@@ -234,27 +240,42 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
     }
     if (lease.dead_lettered > 0 && sub.dead_letter_policy) Notify(sub.dead_letter_policy->dead_letter_topic);
     auto now = std::chrono::steady_clock::now();
-    if (!lease.messages.empty() || return_immediately || now >= deadline) return std::move(lease.messages);
+    if (!lease.messages.empty() || now >= options.wait_until) return std::move(lease.messages);
 
     std::unique_lock lock(wait_mu_);
     if (stopping_) return std::vector<ReceivedMessage>{};
-    wait_cv_.wait_until(lock, std::min(deadline, now + options_.pull_recheck),
+    wait_cv_.wait_until(lock, std::min(options.wait_until, now + options_.pull_recheck),
                         [&] { return stopping_ || generations_[sub.topic] != generation; });
     if (stopping_) return std::vector<ReceivedMessage>{};
   }
 }
 
-Status Broker::Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids) {
+namespace {
+
+// Pub/Sub's answer when an exactly-once acknowledgement cannot be applied.
+Status InvalidAckIds(std::vector<std::string> const& invalid, std::vector<std::string>* out) {
+  if (invalid.empty()) return OkStatus();
+  if (out != nullptr) *out = invalid;
+  return InvalidArgumentError("Some acknowledgement ids in the request were invalid. This could be because the "
+                              "acknowledgement ids have expired or the acknowledgement ids were malformed.");
+}
+
+}  // namespace
+
+Status Broker::Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                           std::vector<std::string>* invalid_ack_ids) {
   FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
   if (ack_ids.empty()) return InvalidArgumentError("No ack ids specified");
-  FERRY_ASSIGN_OR_RETURN(int acked, store_.Acknowledge(subscription, ack_ids));
-  std::lock_guard lock(counters_mu_);
-  counters_.subscriptions[subscription].acked += acked;
-  return OkStatus();
+  FERRY_ASSIGN_OR_RETURN(auto result, store_.Acknowledge(subscription, ack_ids, NowMillis()));
+  {
+    std::lock_guard lock(counters_mu_);
+    counters_.subscriptions[subscription].acked += result.acked;
+  }
+  return InvalidAckIds(result.invalid_ack_ids, invalid_ack_ids);
 }
 
 Status Broker::ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
-                                 int ack_deadline_seconds) {
+                                 int ack_deadline_seconds, std::vector<std::string>* invalid_ack_ids) {
   FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
   if (ack_ids.empty()) return InvalidArgumentError("No ack ids specified");
   if (ack_deadline_seconds < 0 || ack_deadline_seconds > kMaxAckDeadlineSeconds) {
@@ -264,7 +285,7 @@ Status Broker::ModifyAckDeadline(std::string const& subscription, std::vector<st
   FERRY_ASSIGN_OR_RETURN(auto result, store_.ModifyAckDeadline(subscription, ack_ids, ack_deadline_seconds,
                                                                NowMillis()));
   CountNacked(subscription, result);
-  return OkStatus();
+  return InvalidAckIds(result.invalid_ack_ids, invalid_ack_ids);
 }
 
 Status Broker::Nack(std::string const& subscription, std::string const& ack_id, std::string const& error) {

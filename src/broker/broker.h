@@ -83,9 +83,19 @@ class Broker {
   // Leases up to `max_messages`. Unless `return_immediately`, an empty pull waits up to pull_wait for one.
   StatusOr<std::vector<ReceivedMessage>> Pull(std::string const& subscription, int max_messages,
                                               bool return_immediately);
-  Status Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids);
+  struct PullOptions {
+    int max_messages = 1;
+    // An empty pull waits until then for a first message; a past time (the default) answers at once.
+    std::chrono::steady_clock::time_point wait_until{};
+    int ack_deadline_seconds = 0;  // the lease; 0: the subscription's ack deadline
+  };
+  StatusOr<std::vector<ReceivedMessage>> Pull(std::string const& subscription, PullOptions const& options);
+  // On an exactly-once subscription an ack id whose lease is not current fails the call with INVALID_ARGUMENT
+  // after the valid ones are applied, and is listed in `invalid_ack_ids` when given.
+  Status Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                     std::vector<std::string>* invalid_ack_ids = nullptr);
   Status ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
-                           int ack_deadline_seconds);
+                           int ack_deadline_seconds, std::vector<std::string>* invalid_ack_ids = nullptr);
   // A nack that keeps the error; a dead-lettered message carries it (kLastErrorAttribute).
   Status Nack(std::string const& subscription, std::string const& ack_id, std::string const& error);
 

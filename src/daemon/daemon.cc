@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/admin/admin_api.h"
+#include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
 #include "api/rest/pubsub_rest.h"
 #include "broker/broker.h"
@@ -45,9 +46,16 @@ int RunDaemon(DaemonOptions const& options) {
   AdminApi admin(functions, **executions, options.project);
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
+  auto grpc = PubsubGrpcServer::Start(broker);
+  if (!grpc.ok()) {
+    std::fprintf(stderr, "ferry: %s\n", grpc.status().message().c_str());
+    return 1;
+  }
+
   HttpServerOptions http_options;
   http_options.host = options.host;
   http_options.port = options.port;
+  http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
   auto server = HttpServer::Start(http_options, [&](HttpRequest const& req) {
     if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
     if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);
@@ -65,7 +73,7 @@ int RunDaemon(DaemonOptions const& options) {
     std::ofstream(tmp) << port << "\n";
     std::rename(tmp.c_str(), options.port_file.c_str());
   }
-  std::fprintf(stderr, "ferry: serving Pub/Sub REST on http://%s:%u (data: %s, project: %s)\n",
+  std::fprintf(stderr, "ferry: serving Pub/Sub REST and gRPC on %s:%u (data: %s, project: %s)\n",
                options.host.c_str(), port, options.data_dir.c_str(), options.project.c_str());
 
   functions.Start();
@@ -89,6 +97,7 @@ int RunDaemon(DaemonOptions const& options) {
   broker.Shutdown();  // waiting pulls answer now, so the server's workers can finish
   functions.Shutdown();
   (*server)->Stop();
+  (*grpc)->Stop();
   return 0;
 }
 

@@ -20,6 +20,15 @@ struct LeaseResult {
 struct ModifyResult {
   int nacked = 0;
   int dead_lettered = 0;
+  // Exactly-once subscriptions only: ack ids whose lease is no longer current (expired, settled, redelivered).
+  std::vector<std::string> invalid_ack_ids;
+};
+
+struct AckResult {
+  int acked = 0;
+  // Exactly-once subscriptions only: ack ids whose lease is no longer current, so the ack did nothing. Elsewhere
+  // any attempt's ack id acknowledges its message and stale ones are ignored.
+  std::vector<std::string> invalid_ack_ids;
 };
 
 struct MaintenanceResult {
@@ -84,12 +93,17 @@ class MessageStore {
   [[nodiscard]] virtual StatusOr<std::vector<std::string>> Publish(std::string const& topic,
                                                                    std::vector<PubsubMessage> const& messages,
                                                                    int64_t now_ms) = 0;
-  // Leases up to `max` deliverable messages for the subscription's ack deadline. Messages whose last lease
-  // expired with no attempts left go to the dead-letter topic instead.
-  [[nodiscard]] virtual StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms) = 0;
-  // Removes the acknowledged messages. Malformed ack ids are INVALID_ARGUMENT; stale ones are ignored.
-  [[nodiscard]] virtual StatusOr<int> Acknowledge(std::string const& subscription,
-                                                  std::vector<std::string> const& ack_ids) = 0;
+  // Leases up to `max` deliverable messages for `ack_deadline_seconds` (0: the subscription's ack deadline).
+  // Messages whose last lease expired with no attempts left go to the dead-letter topic instead.
+  [[nodiscard]] virtual StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms,
+                                                    int ack_deadline_seconds) = 0;
+  [[nodiscard]] StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms) {
+    return Lease(subscription, max, now_ms, 0);
+  }
+  // Removes the acknowledged messages (or keeps them as acknowledged, with retainAckedMessages). Malformed ack ids
+  // are INVALID_ARGUMENT.
+  [[nodiscard]] virtual StatusOr<AckResult> Acknowledge(std::string const& subscription,
+                                                        std::vector<std::string> const& ack_ids, int64_t now_ms) = 0;
   // Sets the lease of each message to `seconds` from now; 0 is a nack (retry policy backoff, or dead letter
   // when no attempt is left).
   [[nodiscard]] virtual StatusOr<ModifyResult> ModifyAckDeadline(std::string const& subscription,

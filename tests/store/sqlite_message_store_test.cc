@@ -75,12 +75,12 @@ TEST_F(SqliteMessageStoreTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("shared")}, kNow), IsOk());
   auto first = store_->Lease(kSub, 1, kNow);
-  ASSERT_THAT(store_->Acknowledge(kSub, {first->messages[0].ack_id}), IsOk());
+  ASSERT_THAT(store_->Acknowledge(kSub, {first->messages[0].ack_id}, kNow), IsOk());
   Open();
   auto second = store_->Lease(kSub2, 1, kNow);
   ASSERT_THAT(second, IsOk());
   EXPECT_THAT(Data(second->messages), ElementsAre("shared"));
-  ASSERT_THAT(store_->Acknowledge(kSub2, {second->messages[0].ack_id}), IsOk());
+  ASSERT_THAT(store_->Acknowledge(kSub2, {second->messages[0].ack_id}, kNow), IsOk());
   ASSERT_THAT(store_->DeleteSubscription(kSub2), IsOk());
 }
 
@@ -107,7 +107,7 @@ TEST_F(SqliteMessageStoreTest, MessageIdsAreUniqueAndNeverReused) {
   CreateTopicAndSub();
   auto first = store_->Publish(kTopic, {Msg("m1")}, kNow);
   auto lease = store_->Lease(kSub, 1, kNow);
-  ASSERT_THAT(store_->Acknowledge(kSub, {lease->messages[0].ack_id}), IsOk());
+  ASSERT_THAT(store_->Acknowledge(kSub, {lease->messages[0].ack_id}, kNow), IsOk());
   Open();
   auto second = store_->Publish(kTopic, {Msg("m2")}, kNow);
   ASSERT_THAT(second, IsOk());
@@ -126,7 +126,7 @@ TEST_F(SqliteMessageStoreTest, AcknowledgedMessagesStayGoneAfterReopen) {
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
   auto lease = store_->Lease(kSub, 1, kNow);
   ASSERT_THAT(lease->messages, SizeIs(1));
-  ASSERT_THAT(store_->Acknowledge(kSub, {lease->messages[0].ack_id}), IsOk());
+  ASSERT_THAT(store_->Acknowledge(kSub, {lease->messages[0].ack_id}, kNow), IsOk());
   Open();
   // After the lease expires only the unacknowledged message comes back.
   EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + 60'000)->messages), ElementsAre("m2"));
@@ -182,7 +182,7 @@ TEST_F(SqliteMessageStoreTest, MalformedAckIdIsInvalidArgumentAndAcksNothing) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
   auto lease = store_->Lease(kSub, 1, kNow);
-  auto st = store_->Acknowledge(kSub, {lease->messages[0].ack_id, "garbage"});
+  auto st = store_->Acknowledge(kSub, {lease->messages[0].ack_id, "garbage"}, kNow);
   EXPECT_THAT(st, StatusIs(StatusCode::kInvalidArgument));
   EXPECT_EQ(st.status().message(), "Invalid ack id (ack_id=garbage)");
   EXPECT_THAT(store_->Lease(kSub, 1, kNow + 10'000)->messages, SizeIs(1));

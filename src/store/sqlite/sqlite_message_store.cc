@@ -370,14 +370,16 @@ class SqliteMessageStore : public MessageStore {
     return ids;
   }
 
-  StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms) override {
+  StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms,
+                              int ack_deadline_seconds) override {
     LeaseResult result;
     auto st = Write([&](SqliteDb& db) -> Status {
       result = {};
       FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
       if (!sub) return NotFoundError("Subscription does not exist");
       auto const& spec = sub->spec;
-      int64_t lease_until = now_ms + int64_t{spec.ack_deadline_seconds} * 1000;
+      int deadline_seconds = ack_deadline_seconds > 0 ? ack_deadline_seconds : spec.ack_deadline_seconds;
+      int64_t lease_until = now_ms + int64_t{deadline_seconds} * 1000;
       struct Candidate {
         int64_t msg_id, visible_at;
         int attempts;
@@ -443,36 +445,37 @@ class SqliteMessageStore : public MessageStore {
     return result;
   }
 
-  StatusOr<int> Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids) override {
+  StatusOr<AckResult> Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                  int64_t now_ms) override {
     FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
-    int acked = 0;
+    AckResult result;
     auto st = Write([&](SqliteDb& db) -> Status {
-      acked = 0;
+      result = {};
       FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
       if (!sub) return NotFoundError("Subscription does not exist");
-      // Any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after a
-      // redelivery still means the work was done.
       std::vector<int64_t> msg_ids;
-      for (auto const& ref : refs) {
-        if (ref.subscription_id == sub->id) msg_ids.push_back(ref.message_id);
-      }
-      std::vector<int64_t> removed;
-      for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
-        int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
-        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(AckSql().For(n)));
-        del->Bind(1, sub->id);
-        for (int i = 0; i < n; ++i) del->Bind(i + 2, msg_ids[first + static_cast<std::size_t>(i)]);
-        while (true) {
-          FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
-          if (!row) break;
-          removed.push_back(del->Int(0));
+      for (std::size_t i = 0; i < refs.size(); ++i) {
+        auto const& ref = refs[i];
+        if (sub->spec.enable_exactly_once_delivery) {
+          // Only the current, unexpired lease may acknowledge: then an acked message is never delivered again.
+          FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, now_ms));
+          if (!current) {
+            result.invalid_ack_ids.push_back(ack_ids[i]);
+            continue;
+          }
+        } else if (ref.subscription_id != sub->id) {
+          continue;
         }
+        // Elsewhere any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after
+        // a redelivery still means the work was done.
+        msg_ids.push_back(ref.message_id);
       }
-      acked = static_cast<int>(removed.size());
-      return ReleaseMessages(db, removed);
+      FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, msg_ids));
+      result.acked = static_cast<int>(removed);
+      return OkStatus();
     });
     if (!st.ok()) return st;
-    return acked;
+    return result;
   }
 
   StatusOr<ModifyResult> ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
@@ -497,14 +500,15 @@ class SqliteMessageStore : public MessageStore {
       if (!sub) return NotFoundError("Subscription does not exist");
       auto const& spec = sub->spec;
       for (auto const& ref : refs) {
-        if (ref.subscription_id != sub->id) continue;
-        // Only the current lease may be changed: a stale ack id must not touch a redelivered message.
-        FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT attempts FROM deliveries WHERE sub_id = ?1 AND "
-                                                     "msg_id = ?2 AND attempts = ?3 AND leased = 1"));
-        sel->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt);
-        FERRY_ASSIGN_OR_RETURN(bool current, sel->Step());
-        sel->Reset();
-        if (!current) continue;
+        // Only the current lease may be changed: a stale ack id must not touch a redelivered message. Exactly-once
+        // subscriptions also refuse an expired lease, and say so.
+        bool const exactly_once = spec.enable_exactly_once_delivery;
+        int64_t const held_past = exactly_once ? now_ms : std::numeric_limits<int64_t>::min();
+        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, held_past));
+        if (!current) {
+          if (exactly_once) result.invalid_ack_ids.push_back(EncodeAckId(ref));
+          continue;
+        }
         if (seconds > 0) {
           FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, now_ms + int64_t{seconds} * 1000, true));
           continue;
@@ -825,6 +829,35 @@ class SqliteMessageStore : public MessageStore {
       sub_cache_.clear();
       return st;
     };
+  }
+
+  // Whether `ref` names the current lease of its message on the subscription, held past `now_ms`.
+  static StatusOr<bool> IsCurrentLease(SqliteDb& db, int64_t sub_id, AckRef const& ref, int64_t now_ms) {
+    if (ref.subscription_id != sub_id) return false;
+    FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT 1 FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2 AND "
+                                                 "attempts = ?3 AND leased = 1 AND visible_at > ?4"));
+    sel->Bind(1, sub_id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms);
+    FERRY_ASSIGN_OR_RETURN(bool current, sel->Step());
+    sel->Reset();
+    return current;
+  }
+
+  // Ends the subscription's hold on these messages as acknowledged. Returns how many it held.
+  StatusOr<int64_t> RemoveDeliveries(SqliteDb& db, SubRow const& sub, std::vector<int64_t> const& msg_ids) {
+    std::vector<int64_t> removed;
+    for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
+      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
+      FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(AckSql().For(n)));
+      del->Bind(1, sub.id);
+      for (int i = 0; i < n; ++i) del->Bind(i + 2, msg_ids[first + static_cast<std::size_t>(i)]);
+      while (true) {
+        FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
+        if (!row) break;
+        removed.push_back(del->Int(0));
+      }
+    }
+    FERRY_RETURN_IF_ERROR(ReleaseMessages(db, removed));
+    return static_cast<int64_t>(removed.size());
   }
 
   static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub) {

@@ -1,0 +1,671 @@
+// The gRPC API runs on gRPC's synchronous server: a unary call or a StreamingPull holds one of its threads while
+// it waits, which is the simple model and enough for the few streams a client opens (the Node.js client opens 5
+// per subscriber).
+#include "api/grpc/pubsub_grpc.h"
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+
+#include "common/status_macros.h"
+#include "google/pubsub/v1/pubsub.grpc.pb.h"
+#include "google/rpc/status.pb.h"
+
+namespace ferry {
+namespace {
+
+namespace pb = google::pubsub::v1;
+using google::protobuf::Empty;
+
+// ---- conversions between the protos and Ferry's model ----
+
+grpc::Status ToGrpc(Status const& st) {
+  return st.ok() ? grpc::Status::OK : grpc::Status(static_cast<grpc::StatusCode>(st.code()), st.message());
+}
+
+void SetDuration(int64_t ms, google::protobuf::Duration* out) {
+  out->set_seconds(ms / 1000);
+  out->set_nanos(static_cast<int32_t>((ms % 1000) * 1'000'000));
+}
+int64_t Millis(google::protobuf::Duration const& d) { return d.seconds() * 1000 + d.nanos() / 1'000'000; }
+void SetTimestamp(int64_t ms, google::protobuf::Timestamp* out) {
+  out->set_seconds(ms / 1000);
+  out->set_nanos(static_cast<int32_t>((ms % 1000) * 1'000'000));
+}
+[[maybe_unused]] int64_t Millis(google::protobuf::Timestamp const& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
+
+template <typename Map>
+Attributes ToAttributes(Map const& map) {
+  return Attributes(map.begin(), map.end());
+}
+
+void ToProto(Topic const& t, pb::Topic* out) {
+  out->set_name(t.name);
+  out->mutable_labels()->insert(t.labels.begin(), t.labels.end());
+  if (t.message_retention_ms) SetDuration(*t.message_retention_ms, out->mutable_message_retention_duration());
+}
+
+Topic FromProto(pb::Topic const& in) {
+  Topic t;
+  t.name = in.name();
+  t.labels = ToAttributes(in.labels());
+  if (in.has_message_retention_duration()) t.message_retention_ms = Millis(in.message_retention_duration());
+  return t;
+}
+
+void ToProto(PushConfig const& c, pb::PushConfig* out) {
+  out->set_push_endpoint(c.push_endpoint);
+  out->mutable_attributes()->insert(c.attributes.begin(), c.attributes.end());
+  if (c.no_wrapper) out->mutable_no_wrapper()->set_write_metadata(c.write_metadata);
+}
+
+PushConfig FromProto(pb::PushConfig const& in) {
+  PushConfig c;
+  c.push_endpoint = in.push_endpoint();
+  c.attributes = ToAttributes(in.attributes());
+  c.no_wrapper = in.has_no_wrapper();
+  c.write_metadata = in.no_wrapper().write_metadata();
+  return c;
+}
+
+void ToProto(Subscription const& s, pb::Subscription* out) {
+  out->set_name(s.name);
+  out->set_topic(s.topic);
+  if (!s.push_config.push_endpoint.empty()) ToProto(s.push_config, out->mutable_push_config());
+  out->set_ack_deadline_seconds(s.ack_deadline_seconds);
+  out->set_retain_acked_messages(s.retain_acked_messages);
+  SetDuration(s.message_retention_ms, out->mutable_message_retention_duration());
+  out->mutable_labels()->insert(s.labels.begin(), s.labels.end());
+  out->set_enable_message_ordering(s.enable_message_ordering);
+  if (s.expiration_ttl_ms) {
+    auto* policy = out->mutable_expiration_policy();
+    if (*s.expiration_ttl_ms > 0) SetDuration(*s.expiration_ttl_ms, policy->mutable_ttl());
+  }
+  out->set_filter(s.filter);
+  if (s.dead_letter_policy) {
+    out->mutable_dead_letter_policy()->set_dead_letter_topic(s.dead_letter_policy->dead_letter_topic);
+    out->mutable_dead_letter_policy()->set_max_delivery_attempts(s.dead_letter_policy->max_delivery_attempts);
+  }
+  if (s.retry_policy) {
+    SetDuration(s.retry_policy->minimum_backoff_ms, out->mutable_retry_policy()->mutable_minimum_backoff());
+    SetDuration(s.retry_policy->maximum_backoff_ms, out->mutable_retry_policy()->mutable_maximum_backoff());
+  }
+  out->set_detached(s.detached);
+  out->set_enable_exactly_once_delivery(s.enable_exactly_once_delivery);
+  out->set_state(pb::Subscription::ACTIVE);
+}
+
+Subscription FromProto(pb::Subscription const& in) {
+  Subscription s;
+  s.name = in.name();
+  s.topic = in.topic();
+  if (in.has_push_config()) s.push_config = FromProto(in.push_config());
+  s.ack_deadline_seconds = in.ack_deadline_seconds();  // 0: the default, filled by NormalizeSubscription
+  s.retain_acked_messages = in.retain_acked_messages();
+  if (in.has_message_retention_duration()) s.message_retention_ms = Millis(in.message_retention_duration());
+  s.labels = ToAttributes(in.labels());
+  s.enable_message_ordering = in.enable_message_ordering();
+  if (in.has_expiration_policy()) {
+    s.expiration_ttl_ms = in.expiration_policy().has_ttl() ? Millis(in.expiration_policy().ttl()) : 0;
+  }
+  s.filter = in.filter();
+  if (in.has_dead_letter_policy()) {
+    DeadLetterPolicy policy;
+    policy.dead_letter_topic = in.dead_letter_policy().dead_letter_topic();
+    if (in.dead_letter_policy().max_delivery_attempts() != 0) {
+      policy.max_delivery_attempts = in.dead_letter_policy().max_delivery_attempts();
+    }
+    s.dead_letter_policy = policy;
+  }
+  if (in.has_retry_policy()) {
+    RetryPolicy policy;
+    if (in.retry_policy().has_minimum_backoff()) policy.minimum_backoff_ms = Millis(in.retry_policy().minimum_backoff());
+    if (in.retry_policy().has_maximum_backoff()) policy.maximum_backoff_ms = Millis(in.retry_policy().maximum_backoff());
+    s.retry_policy = policy;
+  }
+  s.detached = in.detached();
+  s.enable_exactly_once_delivery = in.enable_exactly_once_delivery();
+  return s;
+}
+
+void ToProto(PubsubMessage const& m, pb::PubsubMessage* out) {
+  out->set_data(m.data);
+  out->mutable_attributes()->insert(m.attributes.begin(), m.attributes.end());
+  out->set_message_id(m.message_id);
+  SetTimestamp(m.publish_time_ms, out->mutable_publish_time());
+  out->set_ordering_key(m.ordering_key);
+}
+
+void ToProto(ReceivedMessage const& r, pb::ReceivedMessage* out) {
+  out->set_ack_id(r.ack_id);
+  ToProto(r.message, out->mutable_message());
+  if (r.delivery_attempt > 0) out->set_delivery_attempt(r.delivery_attempt);
+}
+
+std::vector<std::string> Paths(google::protobuf::FieldMask const& mask) {
+  return {mask.paths().begin(), mask.paths().end()};
+}
+
+std::vector<std::string> Strings(google::protobuf::RepeatedPtrField<std::string> const& list) {
+  return {list.begin(), list.end()};
+}
+
+// Exactly-once acknowledgement failures as Pub/Sub reports them: the RPC fails, and an ErrorInfo in the status
+// details maps each failed ack id to its reason, which client libraries read to settle each message's ack.
+grpc::Status AckIdFailure(Status const& st, std::vector<std::string> const& invalid_ack_ids) {
+  google::rpc::ErrorInfo info;
+  info.set_reason("EXACTLY_ONCE_ACKID_FAILURE");
+  info.set_domain("pubsub.googleapis.com");
+  for (auto const& id : invalid_ack_ids) (*info.mutable_metadata())[id] = "PERMANENT_FAILURE_INVALID_ACK_ID";
+  google::rpc::Status details;
+  details.set_code(static_cast<int32_t>(st.code()));
+  details.set_message(st.message());
+  details.add_details()->PackFrom(info);
+  return grpc::Status(static_cast<grpc::StatusCode>(st.code()), st.message(), details.SerializeAsString());
+}
+
+// ---- flow control of streaming pulls ----
+
+// The messages a stream has handed out and not yet seen settled, for its flow control. An ack or nack may arrive
+// on the stream or as a unary call (the Node.js client sends them unary), so the server keeps one index of ack
+// id to stream; a message whose lease ran out stops counting at its deadline.
+class StreamLeases {
+ public:
+  StreamLeases(int64_t max_messages, int64_t max_bytes) : max_messages_(max_messages), max_bytes_(max_bytes) {}
+
+  // How many messages may be sent now; waits up to `wait` for room. 0 when closed or still full.
+  int Room(std::chrono::milliseconds wait) {
+    std::unique_lock lock(mu_);
+    auto full = [&] {
+      return (max_messages_ > 0 && static_cast<int64_t>(leases_.size()) >= max_messages_) ||
+             (max_bytes_ > 0 && bytes_ >= max_bytes_);
+    };
+    if (full()) DropExpired();
+    if (!closed_ && full()) cv_.wait_for(lock, wait, [&] { return closed_ || !full(); });
+    if (closed_ || full()) return 0;
+    int64_t room = max_messages_ > 0 ? max_messages_ - static_cast<int64_t>(leases_.size()) : kMaxPullMessages;
+    return static_cast<int>(std::min<int64_t>(room, kMaxPullMessages));
+  }
+
+  void Add(std::string const& ack_id, int64_t bytes, std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard lock(mu_);
+    leases_[ack_id] = {bytes, deadline};
+    bytes_ += bytes;
+  }
+
+  // Ends the count of these messages (acked or nacked). True when any was this stream's.
+  bool Settle(std::vector<std::string> const& ack_ids) {
+    bool any = false;
+    {
+      std::lock_guard lock(mu_);
+      for (auto const& id : ack_ids) {
+        auto it = leases_.find(id);
+        if (it == leases_.end()) continue;
+        bytes_ -= it->second.bytes;
+        leases_.erase(it);
+        any = true;
+      }
+    }
+    if (any) cv_.notify_all();
+    return any;
+  }
+
+  void Extend(std::vector<std::string> const& ack_ids, std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard lock(mu_);
+    for (auto const& id : ack_ids) {
+      if (auto it = leases_.find(id); it != leases_.end()) it->second.deadline = deadline;
+    }
+  }
+
+  void Close() {
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  bool closed() {
+    std::lock_guard lock(mu_);
+    return closed_;
+  }
+
+  std::vector<std::string> AckIds() {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> ids;
+    ids.reserve(leases_.size());
+    for (auto const& [id, lease] : leases_) ids.push_back(id);
+    return ids;
+  }
+
+ private:
+  struct Lease {
+    int64_t bytes;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  void DropExpired() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.deadline > now) {
+        ++it;
+        continue;
+      }
+      bytes_ -= it->second.bytes;
+      it = leases_.erase(it);
+    }
+  }
+
+  int64_t const max_messages_;
+  int64_t const max_bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, Lease> leases_;  // GUARDED_BY(mu_)
+  int64_t bytes_ = 0;                              // GUARDED_BY(mu_)
+  bool closed_ = false;                            // GUARDED_BY(mu_)
+};
+
+// Which open stream handed out each ack id, so an ack arriving by any path frees that stream's room.
+class LeaseIndex {
+ public:
+  void Add(std::vector<std::string> const& ack_ids, std::shared_ptr<StreamLeases> const& stream) {
+    std::lock_guard lock(mu_);
+    for (auto const& id : ack_ids) index_[id] = stream;
+  }
+  void Settle(std::vector<std::string> const& ack_ids) {
+    std::vector<std::pair<std::shared_ptr<StreamLeases>, std::string>> found;
+    {
+      std::lock_guard lock(mu_);
+      for (auto const& id : ack_ids) {
+        auto it = index_.find(id);
+        if (it == index_.end()) continue;
+        if (auto stream = it->second.lock()) found.emplace_back(std::move(stream), id);
+        index_.erase(it);
+      }
+    }
+    for (auto& [stream, id] : found) stream->Settle({id});
+  }
+  void Extend(std::vector<std::string> const& ack_ids, int seconds) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+    std::lock_guard lock(mu_);
+    for (auto const& id : ack_ids) {
+      auto it = index_.find(id);
+      if (it == index_.end()) continue;
+      if (auto stream = it->second.lock()) stream->Extend({id}, deadline);
+    }
+  }
+  void Forget(std::vector<std::string> const& ack_ids) {
+    std::lock_guard lock(mu_);
+    for (auto const& id : ack_ids) index_.erase(id);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::weak_ptr<StreamLeases>> index_;  // GUARDED_BY(mu_)
+};
+
+// ---- the services ----
+
+constexpr std::size_t kMaxPublishRequestProtoBytes = kMaxPublishRequestBytes;
+// How long a stream's wait for messages or room lasts before it looks whether its client is still there.
+constexpr std::chrono::milliseconds kStreamPoll{500};
+
+class PublisherService final : public pb::Publisher::Service {
+ public:
+  explicit PublisherService(Broker& broker) : broker_(broker) {}
+
+  grpc::Status CreateTopic(grpc::ServerContext*, pb::Topic const* req, pb::Topic* res) override {
+    auto topic = broker_.CreateTopic(FromProto(*req));
+    if (topic.ok()) ToProto(*topic, res);
+    return ToGrpc(topic.status());
+  }
+
+  grpc::Status UpdateTopic(grpc::ServerContext*, pb::UpdateTopicRequest const* req, pb::Topic* res) override {
+    auto topic = broker_.UpdateTopic(FromProto(req->topic()), Paths(req->update_mask()));
+    if (topic.ok()) ToProto(*topic, res);
+    return ToGrpc(topic.status());
+  }
+
+  grpc::Status Publish(grpc::ServerContext*, pb::PublishRequest const* req, pb::PublishResponse* res) override {
+    if (req->ByteSizeLong() > kMaxPublishRequestProtoBytes) {
+      return ToGrpc(InvalidArgumentError("The request size exceeds the limit of 10 MB"));
+    }
+    std::vector<PubsubMessage> messages;
+    messages.reserve(static_cast<std::size_t>(req->messages_size()));
+    for (auto const& m : req->messages()) {
+      PubsubMessage message;
+      message.data = m.data();
+      message.attributes = ToAttributes(m.attributes());
+      message.ordering_key = m.ordering_key();
+      messages.push_back(std::move(message));
+    }
+    auto ids = broker_.Publish(req->topic(), std::move(messages));
+    if (!ids.ok()) return ToGrpc(ids.status());
+    for (auto& id : *ids) res->add_message_ids(std::move(id));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetTopic(grpc::ServerContext*, pb::GetTopicRequest const* req, pb::Topic* res) override {
+    auto topic = broker_.GetTopic(req->topic());
+    if (topic.ok()) ToProto(*topic, res);
+    return ToGrpc(topic.status());
+  }
+
+  grpc::Status ListTopics(grpc::ServerContext*, pb::ListTopicsRequest const* req,
+                          pb::ListTopicsResponse* res) override {
+    auto project = ParseProject(req->project());
+    if (!project.ok()) return ToGrpc(project.status());
+    auto page = broker_.ListTopics(*project, req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpc(page.status());
+    for (auto const& t : page->items) ToProto(t, res->add_topics());
+    res->set_next_page_token(page->next_page_token);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListTopicSubscriptions(grpc::ServerContext*, pb::ListTopicSubscriptionsRequest const* req,
+                                      pb::ListTopicSubscriptionsResponse* res) override {
+    auto page = broker_.ListTopicSubscriptions(req->topic(), req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpc(page.status());
+    for (auto const& name : page->items) res->add_subscriptions(name);
+    res->set_next_page_token(page->next_page_token);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteTopic(grpc::ServerContext*, pb::DeleteTopicRequest const* req, Empty*) override {
+    return ToGrpc(broker_.DeleteTopic(req->topic()));
+  }
+
+  grpc::Status DetachSubscription(grpc::ServerContext*, pb::DetachSubscriptionRequest const*,
+                                  pb::DetachSubscriptionResponse*) override {
+    return ToGrpc(UnimplementedError("DetachSubscription is not supported by Ferry"));
+  }
+
+  // "projects/{p}" -> "{p}".
+  static StatusOr<std::string> ParseProject(std::string const& name) {
+    constexpr std::string_view kPrefix = "projects/";
+    if (name.rfind(kPrefix, 0) != 0 || name.size() == kPrefix.size() ||
+        name.find('/', kPrefix.size()) != std::string::npos) {
+      return InvalidArgumentError("Invalid project name: \"" + name + "\"");
+    }
+    return name.substr(kPrefix.size());
+  }
+
+ private:
+  Broker& broker_;
+};
+
+class SubscriberService final : public pb::Subscriber::Service {
+ public:
+  explicit SubscriberService(Broker& broker) : broker_(broker) {}
+
+  void Stop() { stopping_ = true; }
+
+  grpc::Status CreateSubscription(grpc::ServerContext*, pb::Subscription const* req,
+                                  pb::Subscription* res) override {
+    auto sub = broker_.CreateSubscription(FromProto(*req));
+    if (sub.ok()) ToProto(*sub, res);
+    return ToGrpc(sub.status());
+  }
+
+  grpc::Status GetSubscription(grpc::ServerContext*, pb::GetSubscriptionRequest const* req,
+                               pb::Subscription* res) override {
+    auto sub = broker_.GetSubscription(req->subscription());
+    if (sub.ok()) ToProto(*sub, res);
+    return ToGrpc(sub.status());
+  }
+
+  grpc::Status UpdateSubscription(grpc::ServerContext*, pb::UpdateSubscriptionRequest const* req,
+                                  pb::Subscription* res) override {
+    auto sub = broker_.UpdateSubscription(FromProto(req->subscription()), Paths(req->update_mask()));
+    if (sub.ok()) ToProto(*sub, res);
+    return ToGrpc(sub.status());
+  }
+
+  grpc::Status ListSubscriptions(grpc::ServerContext*, pb::ListSubscriptionsRequest const* req,
+                                 pb::ListSubscriptionsResponse* res) override {
+    auto project = PublisherService::ParseProject(req->project());
+    if (!project.ok()) return ToGrpc(project.status());
+    auto page = broker_.ListSubscriptions(*project, req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpc(page.status());
+    for (auto const& s : page->items) ToProto(s, res->add_subscriptions());
+    res->set_next_page_token(page->next_page_token);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteSubscription(grpc::ServerContext*, pb::DeleteSubscriptionRequest const* req,
+                                  Empty*) override {
+    return ToGrpc(broker_.DeleteSubscription(req->subscription()));
+  }
+
+  grpc::Status ModifyAckDeadline(grpc::ServerContext*, pb::ModifyAckDeadlineRequest const* req, Empty*) override {
+    auto ids = Strings(req->ack_ids());
+    std::vector<std::string> invalid;
+    Status st = broker_.ModifyAckDeadline(req->subscription(), ids, req->ack_deadline_seconds(), &invalid);
+    if (req->ack_deadline_seconds() == 0) {
+      leases_.Settle(ids);
+    } else {
+      leases_.Extend(ids, req->ack_deadline_seconds());
+    }
+    if (!invalid.empty()) return AckIdFailure(st, invalid);
+    return ToGrpc(st);
+  }
+
+  grpc::Status Acknowledge(grpc::ServerContext*, pb::AcknowledgeRequest const* req, Empty*) override {
+    auto ids = Strings(req->ack_ids());
+    std::vector<std::string> invalid;
+    Status st = broker_.Acknowledge(req->subscription(), ids, &invalid);
+    leases_.Settle(ids);
+    if (!invalid.empty()) return AckIdFailure(st, invalid);
+    return ToGrpc(st);
+  }
+
+  grpc::Status Pull(grpc::ServerContext*, pb::PullRequest const* req, pb::PullResponse* res) override {
+    auto pulled = broker_.Pull(req->subscription(), req->max_messages(), req->return_immediately());
+    if (!pulled.ok()) return ToGrpc(pulled.status());
+    for (auto const& r : *pulled) ToProto(r, res->add_received_messages());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status StreamingPull(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<pb::StreamingPullResponse, pb::StreamingPullRequest>* stream) override {
+    pb::StreamingPullRequest first;
+    if (!stream->Read(&first)) return grpc::Status::OK;
+    std::string const subscription = first.subscription();
+    int const deadline_seconds = first.stream_ack_deadline_seconds();
+    if (deadline_seconds < kMinAckDeadlineSeconds || deadline_seconds > kMaxAckDeadlineSeconds) {
+      return ToGrpc(InvalidArgumentError("Invalid stream_ack_deadline_seconds: " + std::to_string(deadline_seconds) +
+                                         " (must be between 10 and 600 seconds)"));
+    }
+    auto sub = broker_.GetSubscription(subscription);
+    if (!sub.ok()) return ToGrpc(sub.status());
+    bool const exactly_once = sub->enable_exactly_once_delivery;
+
+    auto leases = std::make_shared<StreamLeases>(first.max_outstanding_messages(), first.max_outstanding_bytes());
+    std::mutex write_mu;  // the reader answers acknowledgement confirmations while the loop below sends messages
+    auto write = [&](pb::StreamingPullResponse const& response) {
+      std::lock_guard lock(write_mu);
+      return stream->Write(response);
+    };
+
+    // Acks and deadline changes on the stream. With exactly-once delivery each is confirmed on the stream.
+    auto settle = [&](pb::StreamingPullRequest const& req) {
+      pb::StreamingPullResponse confirmation;
+      if (req.ack_ids_size() > 0) {
+        auto ids = Strings(req.ack_ids());
+        std::vector<std::string> invalid;
+        (void)broker_.Acknowledge(subscription, ids, &invalid);
+        leases_.Settle(ids);
+        leases->Settle(ids);
+        if (exactly_once) Confirm(ids, invalid, confirmation.mutable_acknowledge_confirmation());
+      }
+      if (req.modify_deadline_ack_ids_size() != req.modify_deadline_seconds_size()) {
+        return InvalidArgumentError("modify_deadline_ack_ids and modify_deadline_seconds differ in length");
+      }
+      // Runs of equal deadlines go to the broker together.
+      for (int i = 0; i < req.modify_deadline_ack_ids_size();) {
+        int seconds = req.modify_deadline_seconds(i);
+        std::vector<std::string> ids;
+        for (; i < req.modify_deadline_ack_ids_size() && req.modify_deadline_seconds(i) == seconds; ++i) {
+          ids.push_back(req.modify_deadline_ack_ids(i));
+        }
+        std::vector<std::string> invalid;
+        Status st = broker_.ModifyAckDeadline(subscription, ids, seconds, &invalid);
+        if (st.code() == StatusCode::kInvalidArgument && invalid.empty()) return st;
+        if (seconds == 0) {
+          leases_.Settle(ids);
+          leases->Settle(ids);
+        } else {
+          leases->Extend(ids, std::chrono::steady_clock::now() + std::chrono::seconds(seconds));
+        }
+        if (exactly_once) Confirm(ids, invalid, confirmation.mutable_modify_ack_deadline_confirmation());
+      }
+      if (exactly_once && (confirmation.has_acknowledge_confirmation() ||
+                           confirmation.has_modify_ack_deadline_confirmation())) {
+        write(confirmation);
+      }
+      return OkStatus();
+    };
+
+    Status failure;
+    std::mutex failure_mu;
+    auto fail = [&](Status st) {
+      std::lock_guard lock(failure_mu);
+      if (failure.ok()) failure = std::move(st);
+      leases->Close();
+    };
+    if (Status st = settle(first); !st.ok()) return ToGrpc(st);
+
+    std::thread reader([&] {
+      pb::StreamingPullRequest req;
+      while (stream->Read(&req)) {
+        if (req.max_outstanding_messages() != 0 || req.max_outstanding_bytes() != 0) {
+          fail(InvalidArgumentError("max_outstanding_messages and max_outstanding_bytes may only be set on the "
+                                    "first request of a stream"));
+          break;
+        }
+        if (Status st = settle(req); !st.ok()) {
+          fail(std::move(st));
+          break;
+        }
+      }
+      leases->Close();
+    });
+
+    while (!stopping_ && !ctx->IsCancelled()) {
+      int room = leases->Room(kStreamPoll);
+      if (leases->closed()) break;
+      if (room == 0) continue;
+      auto pulled = broker_.Pull(subscription, {.max_messages = room,
+                                                .wait_until = std::chrono::steady_clock::now() + kStreamPoll,
+                                                .ack_deadline_seconds = deadline_seconds});
+      if (!pulled.ok()) {
+        fail(pulled.status());
+        break;
+      }
+      if (pulled->empty()) continue;
+      pb::StreamingPullResponse response;
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(deadline_seconds);
+      std::vector<std::string> ids;
+      ids.reserve(pulled->size());
+      for (auto const& r : *pulled) {
+        ToProto(r, response.add_received_messages());
+        leases->Add(r.ack_id, static_cast<int64_t>(r.message.data.size()), deadline);
+        ids.push_back(r.ack_id);
+      }
+      leases_.Add(ids, leases);
+      auto* properties = response.mutable_subscription_properties();
+      properties->set_exactly_once_delivery_enabled(exactly_once);
+      properties->set_message_ordering_enabled(sub->enable_message_ordering);
+      if (!write(response)) break;  // the client went away; its leases run out and the messages come back
+    }
+    leases->Close();
+    ctx->TryCancel();  // unblocks the reader's Read
+    reader.join();
+    leases_.Forget(leases->AckIds());
+    std::lock_guard lock(failure_mu);
+    if (stopping_ && failure.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "The server is stopping");
+    return ToGrpc(failure);
+  }
+
+  grpc::Status ModifyPushConfig(grpc::ServerContext*, pb::ModifyPushConfigRequest const* req, Empty*) override {
+    Subscription patch;
+    patch.name = req->subscription();
+    if (req->has_push_config()) patch.push_config = FromProto(req->push_config());
+    return ToGrpc(broker_.UpdateSubscription(patch, {"pushConfig"}).status());
+  }
+
+ private:
+  template <typename Confirmation>
+  static void Confirm(std::vector<std::string> const& ids, std::vector<std::string> const& invalid,
+                      Confirmation* out) {
+    for (auto const& id : ids) {
+      if (std::find(invalid.begin(), invalid.end(), id) == invalid.end()) {
+        out->add_ack_ids(id);
+      } else {
+        out->add_invalid_ack_ids(id);
+      }
+    }
+  }
+
+  Broker& broker_;
+  LeaseIndex leases_;
+  std::atomic<bool> stopping_{false};
+};
+
+class GrpcServer final : public PubsubGrpcServer {
+ public:
+  explicit GrpcServer(Broker& broker) : publisher_(broker), subscriber_(broker) {}
+
+  Status Build() {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&publisher_);
+    builder.RegisterService(&subscriber_);
+    // A publish may carry 10 MB of data; the default limit is 4 MB.
+    builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxPublishRequestBytes) + (1 << 20));
+    builder.SetMaxSendMessageSize(64 << 20);
+    // Client libraries keep idle channels alive with pings; refusing them would close their streams.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    server_ = builder.BuildAndStart();
+    if (!server_) return InternalError("cannot start the gRPC server");
+    return OkStatus();
+  }
+
+  void AdoptConnection(int fd) override {
+    int flags = fcntl(fd, F_GETFL, 0);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    grpc::AddInsecureChannelFromFd(server_.get(), fd);
+  }
+
+  void Stop() override {
+    subscriber_.Stop();
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+
+  ~GrpcServer() override { Stop(); }
+
+ private:
+  PublisherService publisher_;
+  SubscriberService subscriber_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<PubsubGrpcServer>> PubsubGrpcServer::Start(Broker& broker) {
+  auto server = std::make_unique<GrpcServer>(broker);
+  FERRY_RETURN_IF_ERROR(server->Build());
+  return std::unique_ptr<PubsubGrpcServer>(std::move(server));
+}
+
+}  // namespace ferry
