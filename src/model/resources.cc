@@ -1,5 +1,7 @@
 #include "model/resources.h"
 
+#include "model/filter.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -97,6 +99,7 @@ Status NormalizeSubscription(Subscription& sub) {
   if (auto parsed = ParseResourceName(sub.name, ResourceKind::kSubscription); !parsed.ok()) {
     return parsed.status();
   }
+  if (auto filter = Filter::Parse(sub.filter); !filter.ok()) return filter.status();
   if (sub.ack_deadline_seconds == 0) sub.ack_deadline_seconds = kDefaultAckDeadlineSeconds;
   if (sub.ack_deadline_seconds < kMinAckDeadlineSeconds || sub.ack_deadline_seconds > kMaxAckDeadlineSeconds) {
     return InvalidArgumentError("ack_deadline_secs out of bounds");

@@ -19,6 +19,7 @@ using ::testing::SizeIs;
 constexpr char kTopic[] = "projects/p/topics/bar";
 constexpr char kDlt[] = "projects/p/topics/bar-failed";
 constexpr char kSub[] = "projects/p/subscriptions/sub1";
+constexpr char kSub2[] = "projects/p/subscriptions/sub2";
 constexpr char kDltSub[] = "projects/p/subscriptions/failed";
 constexpr int64_t kNow = 1'800'000'000'000;
 
@@ -71,7 +72,6 @@ TEST_F(SqliteMessageStoreTest, PublishFansOutToEverySubscription) {
 
 TEST_F(SqliteMessageStoreTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
   CreateTopicAndSub();
-  constexpr char kSub2[] = "projects/p/subscriptions/sub2";
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("shared")}, kNow), IsOk());
   auto first = store_->Lease(kSub, 1, kNow);
@@ -285,6 +285,77 @@ TEST_F(SqliteMessageStoreTest, ReadsSeeEveryCommittedWrite) {
   EXPECT_EQ(store_->GetSubscription(kSub)->ack_deadline_seconds, 42);
   ASSERT_THAT(store_->DeleteSubscription(kSub), IsOk());
   EXPECT_THAT(store_->GetSubscription(kSub), StatusIs(StatusCode::kNotFound));
+}
+
+TEST_F(SqliteMessageStoreTest, FilterKeepsOnlyMatchingMessages) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  auto filtered = MakeSub(kSub, kTopic);
+  filtered.filter = R"(attributes.kind = "keep")";
+  ASSERT_THAT(store_->CreateSubscription(filtered), IsOk());
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
+  PubsubMessage keep{.data = "keep", .attributes = {{"kind", "keep"}}};
+  PubsubMessage drop{.data = "drop", .attributes = {{"kind", "drop"}}};
+  ASSERT_THAT(store_->Publish(kTopic, {keep, drop, Msg("plain")}, kNow), IsOk());
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("keep"));
+  EXPECT_THAT(Data(store_->Lease(kSub2, 10, kNow)->messages), ElementsAre("keep", "drop", "plain"));
+  // What the filter refused is gone from its backlog, as if acknowledged.
+  auto stats = store_->Stats();
+  ASSERT_THAT(stats, IsOk());
+  EXPECT_EQ((*stats)[0].backlog, 1);
+}
+
+TEST_F(SqliteMessageStoreTest, OrderingKeysGoOutInOrderOneBatchAtATime) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  auto ordered = MakeSub(kSub, kTopic);
+  ordered.enable_message_ordering = true;
+  ASSERT_THAT(store_->CreateSubscription(ordered), IsOk());
+  auto keyed = [](std::string data, std::string key) {
+    return PubsubMessage{.data = std::move(data), .ordering_key = std::move(key)};
+  };
+  ASSERT_THAT(store_->Publish(kTopic, {keyed("a1", "a"), keyed("b1", "b"), keyed("a2", "a")}, kNow), IsOk());
+  auto first = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(first, IsOk());
+  EXPECT_THAT(Data(first->messages), ElementsAre("a1", "b1", "a2"));
+  // While a batch of a key is out, newer messages of that key wait; unkeyed and other keys do not.
+  ASSERT_THAT(store_->Publish(kTopic, {keyed("a3", "a"), keyed("c1", "c"), Msg("free")}, kNow), IsOk());
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("c1", "free"));
+  // A nack of a1 holds the key back and brings a2 back after it, then a3.
+  ASSERT_THAT(store_->ModifyAckDeadline(kSub, {first->messages[0].ack_id}, 0, kNow), IsOk());
+  ASSERT_THAT(store_->Acknowledge(kSub, {first->messages[1].ack_id}, kNow), IsOk());
+  auto again = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_THAT(Data(again->messages), ElementsAre("a1", "a2", "a3"));
+}
+
+TEST_F(SqliteMessageStoreTest, ExactlyOnceRefusesExpiredAndStaleAcks) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  auto sub = MakeSub(kSub, kTopic);
+  sub.enable_exactly_once_delivery = true;
+  ASSERT_THAT(store_->CreateSubscription(sub), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
+  auto lease = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(lease, IsOk());
+  ASSERT_THAT(lease->messages, SizeIs(2));
+  std::string m1 = lease->messages[0].ack_id, m2 = lease->messages[1].ack_id;
+  // m1 is acked in time; m2's lease (10 s) has run out.
+  auto acked = store_->Acknowledge(kSub, {m1}, kNow + 1'000);
+  ASSERT_THAT(acked, IsOk());
+  EXPECT_EQ(acked->acked, 1);
+  EXPECT_TRUE(acked->invalid_ack_ids.empty());
+  auto late = store_->Acknowledge(kSub, {m2, m1}, kNow + 11'000);
+  ASSERT_THAT(late, IsOk());
+  EXPECT_EQ(late->acked, 0);
+  EXPECT_THAT(late->invalid_ack_ids, ElementsAre(m2, m1));
+  auto modified = store_->ModifyAckDeadline(kSub, {m2}, 60, kNow + 11'000);
+  ASSERT_THAT(modified, IsOk());
+  EXPECT_THAT(modified->invalid_ack_ids, ElementsAre(m2));
+  // Only m2 comes again; its new ack id works, the old one does not.
+  auto redelivered = store_->Lease(kSub, 10, kNow + 12'000);
+  ASSERT_THAT(redelivered, IsOk());
+  EXPECT_THAT(Data(redelivered->messages), ElementsAre("m2"));
+  EXPECT_THAT(store_->Acknowledge(kSub, {m2}, kNow + 12'000)->invalid_ack_ids, ElementsAre(m2));
+  EXPECT_EQ(store_->Acknowledge(kSub, {redelivered->messages[0].ack_id}, kNow + 12'000)->acked, 1);
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 100'000)->messages, SizeIs(0));
 }
 
 TEST(AckIdTest, RoundTripsAndRejectsGarbage) {

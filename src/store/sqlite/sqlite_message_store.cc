@@ -19,6 +19,7 @@
 #include <limits>
 #include <future>
 #include <mutex>
+#include <set>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,6 +32,7 @@
 
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "model/filter.h"
 #include "model/json_codec.h"
 #include "store/ack_id.h"
 #include "store/message_store.h"
@@ -99,6 +101,33 @@ CREATE TABLE functions(
   spec TEXT NOT NULL                     -- the FunctionSpec in JSON
 );
 )sql",
+    R"sql(
+-- The message's ordering key, kept only on subscriptions with message ordering (empty elsewhere).
+ALTER TABLE deliveries ADD COLUMN ordering_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX deliveries_by_key ON deliveries(sub_id, ordering_key) WHERE ordering_key != '';
+-- Acknowledged messages kept for seek (retainAckedMessages): each row holds a reference to its message.
+CREATE TABLE acked(
+  sub_id INTEGER NOT NULL,
+  msg_id INTEGER NOT NULL,
+  publish_time INTEGER NOT NULL,
+  PRIMARY KEY(sub_id, msg_id)
+) WITHOUT ROWID;
+-- A snapshot: the messages its subscription had not acknowledged when it was taken (each row a reference).
+CREATE TABLE snapshots(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE,
+  topic TEXT NOT NULL,
+  created INTEGER NOT NULL,              -- unix ms
+  expire INTEGER NOT NULL,               -- unix ms
+  labels TEXT NOT NULL                   -- JSON object
+);
+CREATE TABLE snapshot_messages(
+  snap_id INTEGER NOT NULL,
+  msg_id INTEGER NOT NULL,
+  publish_time INTEGER NOT NULL,
+  PRIMARY KEY(snap_id, msg_id)
+) WITHOUT ROWID;
+)sql",
 };
 
 constexpr int kMaxJobsPerCommit = 256;
@@ -110,8 +139,8 @@ MultiRowSql const& InsertMessagesSql() {
   return sql;
 }
 MultiRowSql const& InsertDeliveriesSql() {
-  static MultiRowSql const sql("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at) VALUES ",
-                               "(?, ?, ?, ?)", ", ", "");
+  static MultiRowSql const sql("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at, ordering_key) "
+                               "VALUES ", "(?, ?, ?, ?, ?)", ", ", "");
   return sql;
 }
 // ?1 = sub_id, ?2 = lease deadline, then one msg_id per row; attempts go up by one.
@@ -130,6 +159,13 @@ MultiRowSql const& AckSql() {
 struct SubRow {
   int64_t id = 0;
   Subscription spec;
+};
+
+// A subscription as a publish sees it: which messages it takes, and whether it keeps their ordering keys.
+struct FanoutTarget {
+  int64_t sub_id = 0;
+  Filter filter;
+  bool ordered = false;
 };
 
 StatusOr<Json> ParseJson(std::string const& text) {
@@ -358,8 +394,7 @@ class SqliteMessageStore : public MessageStore {
     auto st = Write([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
       if (!topic_id) return NotFoundError("Topic not found");
-      FERRY_ASSIGN_OR_RETURN(auto sub_ids, SubscriptionIdsOf(db, *topic_id));
-      FERRY_ASSIGN_OR_RETURN(auto assigned, InsertMessages(db, *topic_id, sub_ids, messages, now_ms));
+      FERRY_ASSIGN_OR_RETURN(auto assigned, InsertMessages(db, *topic_id, messages, now_ms));
       published_topics_.push_back(topic);
       ids.clear();
       ids.reserve(assigned.size());
@@ -387,12 +422,26 @@ class SqliteMessageStore : public MessageStore {
         PubsubMessage message;
       };
       std::vector<int64_t> leased;
+      // With message ordering, a key is held while any of its messages is leased or waiting out a backoff, and
+      // its messages go out in publish order: one outstanding batch per key.
+      bool const ordered = spec.enable_message_ordering;
+      // Keys whose earlier message this lease just put back to wait out a backoff (the query above sees that only
+      // from its next round).
+      std::set<std::string> held_keys;
       while (static_cast<int>(result.messages.size()) < max) {
-        FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT d.msg_id, d.visible_at, d.attempts, d.leased, "
-                                                    "m.publish_time, m.data, m.attributes, m.ordering_key "
-                                                    "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
-                                                    "WHERE d.sub_id = ?1 AND d.visible_at <= ?2 "
-                                                    "ORDER BY d.visible_at, d.msg_id LIMIT ?3"));
+        FERRY_ASSIGN_OR_RETURN(
+            auto sel, db.Prepare(ordered ? "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, "
+                                           "m.data, m.attributes, m.ordering_key "
+                                           "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+                                           "WHERE d.sub_id = ?1 AND d.visible_at <= ?2 AND (d.ordering_key = '' OR "
+                                           "d.ordering_key NOT IN (SELECT ordering_key FROM deliveries WHERE "
+                                           "sub_id = ?1 AND ordering_key != '' AND visible_at > ?2)) "
+                                           "ORDER BY d.msg_id LIMIT ?3"
+                                         : "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, "
+                                           "m.data, m.attributes, m.ordering_key "
+                                           "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+                                           "WHERE d.sub_id = ?1 AND d.visible_at <= ?2 "
+                                           "ORDER BY d.visible_at, d.msg_id LIMIT ?3"));
         sel->Bind(1, sub->id).Bind(2, now_ms).Bind(3, max - static_cast<int>(result.messages.size()));
         std::vector<Candidate> candidates;
         while (true) {
@@ -409,6 +458,8 @@ class SqliteMessageStore : public MessageStore {
         sel->Reset();
         if (candidates.empty()) break;
         for (auto& c : candidates) {
+          bool const keyed = ordered && !c.message.ordering_key.empty();
+          if (keyed && held_keys.count(c.message.ordering_key) > 0) continue;
           if (c.leased) {
             // The last lease expired: that delivery failed.
             if (spec.dead_letter_policy && c.attempts >= spec.dead_letter_policy->max_delivery_attempts) {
@@ -423,6 +474,7 @@ class SqliteMessageStore : public MessageStore {
               int64_t retry_at = c.visible_at + RetryDelayMillis(*spec.retry_policy, c.attempts);
               if (retry_at > now_ms) {
                 FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, c.msg_id, retry_at, false));
+                if (keyed) held_keys.insert(c.message.ordering_key);
                 continue;
               }
             }
@@ -528,6 +580,14 @@ class SqliteMessageStore : public MessageStore {
         }
         int64_t delay = spec.retry_policy ? RetryDelayMillis(*spec.retry_policy, ref.attempt) : 0;
         FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, now_ms + delay, false));
+        if (spec.enable_message_ordering) {
+          // A nack holds its key back: the later messages of the key that are out now come again after it.
+          FERRY_ASSIGN_OR_RETURN(auto later, db.Prepare("UPDATE deliveries SET leased = 0, visible_at = ?3 WHERE "
+                                                         "sub_id = ?1 AND msg_id > ?2 AND leased = 1 AND "
+                                                         "ordering_key != '' AND ordering_key = (SELECT ordering_key "
+                                                         "FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2)"));
+          FERRY_RETURN_IF_ERROR(later->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, now_ms + delay).Exec());
+        }
       }
       return OkStatus();
     });
@@ -825,8 +885,10 @@ class SqliteMessageStore : public MessageStore {
   std::function<Status(SqliteDb&)> ChangingSubscriptions(std::function<Status(SqliteDb&)> fn) {
     return [this, fn = std::move(fn)](SqliteDb& db) {
       sub_cache_.clear();
+      fanout_cache_.clear();
       Status st = fn(db);
       sub_cache_.clear();
+      fanout_cache_.clear();
       return st;
     };
   }
@@ -873,54 +935,80 @@ class SqliteMessageStore : public MessageStore {
     return st->Bind(1, sub_id).Bind(2, msg_id).Bind(3, visible_at).Bind(4, leased ? 1 : 0).Exec();
   }
 
-  static StatusOr<std::vector<int64_t>> SubscriptionIdsOf(SqliteDb& db, int64_t topic_id) {
-    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id FROM subscriptions WHERE topic_id = ?1"));
+  // On the writer thread: the subscriptions of a topic with their filters, cached like FindSub.
+  StatusOr<std::vector<FanoutTarget> const*> FanoutOf(SqliteDb& db, int64_t topic_id) {
+    if (auto it = fanout_cache_.find(topic_id); it != fanout_cache_.end()) return &it->second;
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id, spec FROM subscriptions WHERE topic_id = ?1"));
     st->Bind(1, topic_id);
-    std::vector<int64_t> ids;
+    std::vector<FanoutTarget> targets;
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
-      ids.push_back(st->Int(0));
+      FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(st->Text(1)));
+      FERRY_ASSIGN_OR_RETURN(auto filter, Filter::Parse(spec.filter));
+      targets.push_back({st->Int(0), std::move(filter), spec.enable_message_ordering});
     }
-    return ids;
+    st->Reset();
+    return &(fanout_cache_[topic_id] = std::move(targets));
   }
 
-  // Appends messages to a topic and gives each of its subscriptions a copy. Messages no subscription receives
-  // get ids and are not stored.
-  StatusOr<std::vector<int64_t>> InsertMessages(SqliteDb& db, int64_t topic_id, std::vector<int64_t> const& sub_ids,
+  // Appends messages to a topic and gives each subscription whose filter matches a copy; a message a filter
+  // refuses is, as in Pub/Sub, acknowledged on that subscription's behalf at once. Messages nobody receives get ids
+  // and are not stored.
+  StatusOr<std::vector<int64_t>> InsertMessages(SqliteDb& db, int64_t topic_id,
                                                 std::vector<PubsubMessage> const& messages, int64_t now_ms) {
     std::vector<int64_t> ids;
     ids.reserve(messages.size());
     for (std::size_t i = 0; i < messages.size(); ++i) ids.push_back(++last_message_id_);
-    if (sub_ids.empty()) return ids;
-    auto refs = static_cast<int64_t>(sub_ids.size());
-    for (std::size_t first = 0; first < messages.size(); first += kRowsPerStatement) {
-      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, messages.size() - first));
+    FERRY_ASSIGN_OR_RETURN(auto const* targets, FanoutOf(db, topic_id));
+    if (targets->empty()) return ids;
+    struct Copy {
+      int64_t sub_id;
+      std::size_t message;
+      bool ordered;
+    };
+    std::vector<Copy> copies;
+    copies.reserve(messages.size() * targets->size());
+    std::vector<int64_t> refs(messages.size(), 0);
+    for (std::size_t m = 0; m < messages.size(); ++m) {
+      for (auto const& target : *targets) {
+        if (!target.filter.Matches(messages[m].attributes)) continue;
+        copies.push_back({target.sub_id, m, target.ordered});
+        ++refs[m];
+      }
+    }
+    std::vector<std::size_t> stored;
+    for (std::size_t m = 0; m < messages.size(); ++m) {
+      if (refs[m] > 0) stored.push_back(m);
+    }
+    for (std::size_t first = 0; first < stored.size(); first += kRowsPerStatement) {
+      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, stored.size() - first));
       FERRY_ASSIGN_OR_RETURN(auto ins, db.Prepare(InsertMessagesSql().For(n)));
       for (int i = 0; i < n; ++i) {
-        auto const& m = messages[first + static_cast<std::size_t>(i)];
+        std::size_t m = stored[first + static_cast<std::size_t>(i)];
         int const p = i * 7;
-        ins->Bind(p + 1, ids[first + static_cast<std::size_t>(i)])
+        ins->Bind(p + 1, ids[m])
             .Bind(p + 2, topic_id)
             .Bind(p + 3, now_ms)
-            .BindBlob(p + 4, m.data)
-            .Bind(p + 5, EncodeAttributes(m.attributes))
-            .Bind(p + 6, m.ordering_key)
-            .Bind(p + 7, refs);
+            .BindBlob(p + 4, messages[m].data)
+            .Bind(p + 5, EncodeAttributes(messages[m].attributes))
+            .Bind(p + 6, messages[m].ordering_key)
+            .Bind(p + 7, refs[m]);
       }
       FERRY_RETURN_IF_ERROR(ins->Exec());
     }
-    std::size_t rows = ids.size() * sub_ids.size();
-    for (std::size_t first = 0; first < rows; first += kRowsPerStatement) {
-      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, rows - first));
+    static std::string const kNoKey;
+    for (std::size_t first = 0; first < copies.size(); first += kRowsPerStatement) {
+      int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, copies.size() - first));
       FERRY_ASSIGN_OR_RETURN(auto fan, db.Prepare(InsertDeliveriesSql().For(n)));
       for (int i = 0; i < n; ++i) {
-        std::size_t row = first + static_cast<std::size_t>(i);
-        int const p = i * 4;
-        fan->Bind(p + 1, sub_ids[row % sub_ids.size()])
-            .Bind(p + 2, ids[row / sub_ids.size()])
+        auto const& copy = copies[first + static_cast<std::size_t>(i)];
+        int const p = i * 5;
+        fan->Bind(p + 1, copy.sub_id)
+            .Bind(p + 2, ids[copy.message])
             .Bind(p + 3, now_ms)
-            .Bind(p + 4, now_ms);
+            .Bind(p + 4, now_ms)
+            .Bind(p + 5, copy.ordered ? messages[copy.message].ordering_key : kNoKey);
       }
       FERRY_RETURN_IF_ERROR(fan->Exec());
     }
@@ -1002,8 +1090,7 @@ class SqliteMessageStore : public MessageStore {
     FERRY_ASSIGN_OR_RETURN(bool has_error, err->Step());
     if (has_error) message.attributes[kLastErrorAttribute] = TruncateUtf8(err->Text(0), kMaxAttributeValueBytes);
     err->Reset();
-    FERRY_ASSIGN_OR_RETURN(auto dlt_subs, SubscriptionIdsOf(db, *dlt_id));
-    FERRY_RETURN_IF_ERROR(InsertMessages(db, *dlt_id, dlt_subs, {message}, now_ms));
+    FERRY_RETURN_IF_ERROR(InsertMessages(db, *dlt_id, {message}, now_ms));
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
     FERRY_RETURN_IF_ERROR(del->Bind(1, sub.id).Bind(2, msg_id).Exec());
     FERRY_RETURN_IF_ERROR(ReleaseMessages(db, {msg_id}));
@@ -1015,6 +1102,7 @@ class SqliteMessageStore : public MessageStore {
   std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
   int64_t last_message_id_;           // used only on thread_: the last id handed out
   std::unordered_map<std::string, SubRow> sub_cache_;  // used only on thread_
+  std::unordered_map<int64_t, std::vector<FanoutTarget>> fanout_cache_;  // used only on thread_: by topic id
   std::vector<std::string> published_topics_;          // used only on thread_: topics published to in this batch
   std::mutex listener_mu_;
   std::function<void(std::string const& topic)> publish_listener_;  // GUARDED_BY(listener_mu_)
