@@ -6,4 +6,6 @@ bash scripts/build.sh -DFERRY_ENABLE_WERROR=ON
 # Google's Node.js Functions Framework for the functions e2e test, from the committed lockfile.
 [[ -d tests/e2e/node_function/node_modules/@google-cloud/functions-framework ]] ||
   (cd tests/e2e/node_function && npm ci --no-audit --no-fund --silent)
+[[ -d tests/e2e/node_pubsub/node_modules/@google-cloud/pubsub ]] ||
+  (cd tests/e2e/node_pubsub && npm ci --no-audit --no-fund --silent)
 ctest --test-dir build -j2 --output-on-failure

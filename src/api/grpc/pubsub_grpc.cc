@@ -573,6 +573,10 @@ class SubscriberService final : public pb::Subscriber::Service {
         break;
       }
       if (pulled->empty()) continue;
+      if (leases->closed() || ctx->IsCancelled()) {
+        NackUnsent(subscription, *pulled);  // the client left while we waited for messages
+        break;
+      }
       pb::StreamingPullResponse response;
       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(deadline_seconds);
       std::vector<std::string> ids;
@@ -586,7 +590,10 @@ class SubscriberService final : public pb::Subscriber::Service {
       auto* properties = response.mutable_subscription_properties();
       properties->set_exactly_once_delivery_enabled(exactly_once);
       properties->set_message_ordering_enabled(sub->enable_message_ordering);
-      if (!write(response)) break;  // the client went away; its leases run out and the messages come back
+      if (!write(response)) {
+        NackUnsent(subscription, *pulled);  // the client went away before they reached it
+        break;
+      }
     }
     leases->Close();
     ctx->TryCancel();  // unblocks the reader's Read
@@ -605,6 +612,14 @@ class SubscriberService final : public pb::Subscriber::Service {
   }
 
  private:
+  // Gives back messages a stream leased and could not send, so they go out again now, not at their deadline.
+  void NackUnsent(std::string const& subscription, std::vector<ReceivedMessage> const& messages) {
+    std::vector<std::string> ids;
+    for (auto const& r : messages) ids.push_back(r.ack_id);
+    leases_.Settle(ids);
+    (void)broker_.ModifyAckDeadline(subscription, ids, 0);
+  }
+
   template <typename Confirmation>
   static void Confirm(std::vector<std::string> const& ids, std::vector<std::string> const& invalid,
                       Confirmation* out) {

@@ -515,6 +515,11 @@ class SqliteMessageStore : public MessageStore {
             result.invalid_ack_ids.push_back(ack_ids[i]);
             continue;
           }
+        } else if (sub->spec.enable_message_ordering) {
+          // With ordering, a nack sends the later messages of its key again: their acks from before are void.
+          FERRY_ASSIGN_OR_RETURN(bool current,
+                                 IsCurrentLease(db, sub->id, ref, std::numeric_limits<int64_t>::min()));
+          if (!current) continue;
         } else if (ref.subscription_id != sub->id) {
           continue;
         }
