@@ -189,6 +189,78 @@ StatusOr<Paged<Subscription>> Broker::ListSubscriptions(std::string const& proje
   return MakePage(std::move(subs), limit, [](Subscription const& s) { return s.name; });
 }
 
+// ---- snapshots and seek ----
+
+StatusOr<Snapshot> Broker::CreateSnapshot(std::string const& name, std::string const& subscription,
+                                          Attributes labels) {
+  FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kSnapshot));
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  Snapshot snapshot{.name = name, .labels = std::move(labels)};
+  return store_.CreateSnapshot(snapshot, subscription, NowMillis());
+}
+
+StatusOr<Snapshot> Broker::GetSnapshot(std::string const& name) {
+  FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kSnapshot));
+  return store_.GetSnapshot(name);
+}
+
+StatusOr<Snapshot> Broker::UpdateSnapshot(Snapshot const& patch, std::vector<std::string> const& update_mask) {
+  FERRY_RETURN_IF_ERROR(CheckName(patch.name, ResourceKind::kSnapshot));
+  if (update_mask.empty()) return InvalidArgumentError("The update_mask in the UpdateSnapshotRequest must be set.");
+  FERRY_ASSIGN_OR_RETURN(Snapshot snapshot, store_.GetSnapshot(patch.name));
+  for (auto const& raw : update_mask) {
+    std::string path = ToLowerCamel(raw);
+    if (path == "labels") {
+      snapshot.labels = patch.labels;
+    } else if (path == "expireTime") {
+      snapshot.expire_time_ms = patch.expire_time_ms;
+    } else {
+      return UnknownMaskField(raw, "UpdateSnapshotRequest", "Snapshot");
+    }
+  }
+  FERRY_RETURN_IF_ERROR(store_.UpdateSnapshot(snapshot));
+  return snapshot;
+}
+
+Status Broker::DeleteSnapshot(std::string const& name) {
+  FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kSnapshot));
+  return store_.DeleteSnapshot(name);
+}
+
+StatusOr<Paged<Snapshot>> Broker::ListSnapshots(std::string const& project, int page_size,
+                                                std::string const& page_token) {
+  int limit = ClampPageSize(page_size);
+  FERRY_ASSIGN_OR_RETURN(auto snapshots, store_.ListSnapshots(project, {page_token, limit + 1}));
+  return MakePage(std::move(snapshots), limit, [](Snapshot const& s) { return s.name; });
+}
+
+StatusOr<Paged<std::string>> Broker::ListTopicSnapshots(std::string const& topic, int page_size,
+                                                        std::string const& page_token) {
+  FERRY_RETURN_IF_ERROR(CheckName(topic, ResourceKind::kTopic));
+  int limit = ClampPageSize(page_size);
+  FERRY_ASSIGN_OR_RETURN(auto names, store_.ListTopicSnapshots(topic, {page_token, limit + 1}));
+  return MakePage(std::move(names), limit, [](std::string const& n) { return n; });
+}
+
+Status Broker::SeekToTime(std::string const& subscription, int64_t time_ms) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  FERRY_RETURN_IF_ERROR(store_.SeekToTime(subscription, time_ms, NowMillis()));
+  WakeSubscribersOf(subscription);
+  return OkStatus();
+}
+
+Status Broker::SeekToSnapshot(std::string const& subscription, std::string const& snapshot) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  FERRY_RETURN_IF_ERROR(CheckName(snapshot, ResourceKind::kSnapshot));
+  FERRY_RETURN_IF_ERROR(store_.SeekToSnapshot(subscription, snapshot, NowMillis()));
+  WakeSubscribersOf(subscription);
+  return OkStatus();
+}
+
+void Broker::WakeSubscribersOf(std::string const& subscription) {
+  if (auto sub = store_.GetSubscription(subscription); sub.ok()) Notify(sub->topic);
+}
+
 // ---- data path ----
 
 StatusOr<std::vector<std::string>> Broker::Publish(std::string const& topic, std::vector<PubsubMessage> messages) {

@@ -79,6 +79,19 @@ class Broker {
   StatusOr<Paged<Subscription>> ListSubscriptions(std::string const& project, int page_size,
                                                   std::string const& page_token);
 
+  // ---- snapshots and seek ----
+  // `name` is projects/{p}/snapshots/{s}.
+  StatusOr<Snapshot> CreateSnapshot(std::string const& name, std::string const& subscription, Attributes labels);
+  StatusOr<Snapshot> GetSnapshot(std::string const& name);
+  // `update_mask` paths: labels, expireTime.
+  StatusOr<Snapshot> UpdateSnapshot(Snapshot const& patch, std::vector<std::string> const& update_mask);
+  Status DeleteSnapshot(std::string const& name);
+  StatusOr<Paged<Snapshot>> ListSnapshots(std::string const& project, int page_size, std::string const& page_token);
+  StatusOr<Paged<std::string>> ListTopicSnapshots(std::string const& topic, int page_size,
+                                                  std::string const& page_token);
+  Status SeekToTime(std::string const& subscription, int64_t time_ms);
+  Status SeekToSnapshot(std::string const& subscription, std::string const& snapshot);
+
   StatusOr<std::vector<std::string>> Publish(std::string const& topic, std::vector<PubsubMessage> messages);
   // Leases up to `max_messages`. Unless `return_immediately`, an empty pull waits up to pull_wait for one.
   StatusOr<std::vector<ReceivedMessage>> Pull(std::string const& subscription, int max_messages,
@@ -113,6 +126,7 @@ class Broker {
 
  private:
   void Notify(std::string const& topic);
+  void WakeSubscribersOf(std::string const& subscription);
   uint64_t Generation(std::string const& topic);
   void CountNacked(std::string const& subscription, ModifyResult const& result);
   void CountDeadLettered(std::string const& subscription, int count);

@@ -92,6 +92,17 @@ struct Subscription {
 
 inline constexpr char kDeletedTopic[] = "_deleted-topic_";
 
+// A subscription's acknowledgement state at a moment, to seek back to: the messages it had not acknowledged then,
+// plus every later one of its topic.
+struct Snapshot {
+  std::string name;   // projects/{p}/snapshots/{s}
+  std::string topic;  // the topic of the subscription it was taken from
+  int64_t expire_time_ms = 0;
+  Attributes labels;
+};
+// Pub/Sub keeps a snapshot until its oldest message is 7 days old.
+inline constexpr int64_t kSnapshotLifetimeMillis = 7LL * 24 * 3600 * 1000;
+
 struct PubsubMessage {
   std::string data;
   Attributes attributes;

@@ -358,6 +358,58 @@ TEST_F(SqliteMessageStoreTest, ExactlyOnceRefusesExpiredAndStaleAcks) {
   EXPECT_THAT(store_->Lease(kSub, 10, kNow + 100'000)->messages, SizeIs(0));
 }
 
+TEST_F(SqliteMessageStoreTest, SeekToTimeRedeliversRetainedAckedMessages) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  auto retaining = MakeSub(kSub, kTopic);
+  retaining.retain_acked_messages = true;
+  ASSERT_THAT(store_->CreateSubscription(retaining), IsOk());
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("old")}, kNow), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("new1"), Msg("new2")}, kNow + 60'000), IsOk());
+  for (char const* sub : {kSub, kSub2}) {
+    auto lease = store_->Lease(sub, 10, kNow + 61'000);
+    ASSERT_THAT(lease, IsOk());
+    std::vector<std::string> ids;
+    for (auto const& r : lease->messages) ids.push_back(r.ack_id);
+    ASSERT_THAT(store_->Acknowledge(sub, ids, kNow + 61'000), IsOk());
+  }
+  // Back to just before the second publish: what came after is unacknowledged again where it was retained.
+  auto sought = store_->SeekToTime(kSub, kNow + 30'000, kNow + 62'000);
+  ASSERT_THAT(sought, IsOk()) << sought.message();
+  ASSERT_THAT(store_->SeekToTime(kSub2, kNow + 30'000, kNow + 62'000), IsOk());
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + 62'000)->messages), ElementsAre("new1", "new2"));
+  EXPECT_THAT(store_->Lease(kSub2, 10, kNow + 62'000)->messages, SizeIs(0));
+  // Forward past everything: all acknowledged.
+  ASSERT_THAT(store_->SeekToTime(kSub, kNow + 120'000, kNow + 63'000), IsOk());
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 200'000)->messages, SizeIs(0));
+  ASSERT_THAT(store_->SeekToTime(kSub, 0, kNow + 63'000), IsOk());
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + 63'000)->messages), ElementsAre("old", "new1", "new2"));
+}
+
+TEST_F(SqliteMessageStoreTest, SeekToSnapshotRestoresItsUnackedMessagesAndLaterOnes) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a"), Msg("b")}, kNow), IsOk());
+  auto snap = store_->CreateSnapshot({.name = "projects/p/snapshots/snap1"}, kSub, kNow + 1'000);
+  ASSERT_THAT(snap, IsOk());
+  EXPECT_EQ(snap->topic, kTopic);
+  EXPECT_EQ(snap->expire_time_ms, kNow + kSnapshotLifetimeMillis);  // from the oldest unacked message
+  EXPECT_THAT(store_->CreateSnapshot({.name = "projects/p/snapshots/snap1"}, kSub, kNow),
+              StatusIs(StatusCode::kAlreadyExists));
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("c")}, kNow + 2'000), IsOk());
+  auto lease = store_->Lease(kSub, 10, kNow + 3'000);
+  ASSERT_THAT(lease, IsOk());
+  std::vector<std::string> ids;
+  for (auto const& r : lease->messages) ids.push_back(r.ack_id);
+  ASSERT_THAT(store_->Acknowledge(kSub, ids, kNow + 3'000), IsOk());  // not retained: gone but for the snapshot
+  ASSERT_THAT(store_->SeekToSnapshot(kSub, "projects/p/snapshots/snap1", kNow + 4'000), IsOk());
+  // a and b from the snapshot; c was published after it but acked and not retained, so it stays acked.
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + 4'000)->messages), ElementsAre("a", "b"));
+  EXPECT_THAT(*store_->ListTopicSnapshots(kTopic, {}), ElementsAre("projects/p/snapshots/snap1"));
+  ASSERT_THAT(store_->DeleteSnapshot("projects/p/snapshots/snap1"), IsOk());
+  EXPECT_THAT(store_->GetSnapshot("projects/p/snapshots/snap1"), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->SeekToSnapshot(kSub, "projects/p/snapshots/snap1", kNow), StatusIs(StatusCode::kNotFound));
+}
+
 TEST(AckIdTest, RoundTripsAndRejectsGarbage) {
   AckRef ref{12, 345, 6};
   auto decoded = DecodeAckId(EncodeAckId(ref));

@@ -41,7 +41,7 @@ void SetTimestamp(int64_t ms, google::protobuf::Timestamp* out) {
   out->set_seconds(ms / 1000);
   out->set_nanos(static_cast<int32_t>((ms % 1000) * 1'000'000));
 }
-[[maybe_unused]] int64_t Millis(google::protobuf::Timestamp const& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
+int64_t Millis(google::protobuf::Timestamp const& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
 
 template <typename Map>
 Attributes ToAttributes(Map const& map) {
@@ -149,6 +149,13 @@ void ToProto(ReceivedMessage const& r, pb::ReceivedMessage* out) {
   out->set_ack_id(r.ack_id);
   ToProto(r.message, out->mutable_message());
   if (r.delivery_attempt > 0) out->set_delivery_attempt(r.delivery_attempt);
+}
+
+void ToProto(Snapshot const& s, pb::Snapshot* out) {
+  out->set_name(s.name);
+  out->set_topic(s.topic);
+  SetTimestamp(s.expire_time_ms, out->mutable_expire_time());
+  out->mutable_labels()->insert(s.labels.begin(), s.labels.end());
 }
 
 std::vector<std::string> Paths(google::protobuf::FieldMask const& mask) {
@@ -376,6 +383,15 @@ class PublisherService final : public pb::Publisher::Service {
     auto page = broker_.ListTopicSubscriptions(req->topic(), req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpc(page.status());
     for (auto const& name : page->items) res->add_subscriptions(name);
+    res->set_next_page_token(page->next_page_token);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListTopicSnapshots(grpc::ServerContext*, pb::ListTopicSnapshotsRequest const* req,
+                                  pb::ListTopicSnapshotsResponse* res) override {
+    auto page = broker_.ListTopicSnapshots(req->topic(), req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpc(page.status());
+    for (auto const& name : page->items) res->add_snapshots(name);
     res->set_next_page_token(page->next_page_token);
     return grpc::Status::OK;
   }
@@ -609,6 +625,56 @@ class SubscriberService final : public pb::Subscriber::Service {
     patch.name = req->subscription();
     if (req->has_push_config()) patch.push_config = FromProto(req->push_config());
     return ToGrpc(broker_.UpdateSubscription(patch, {"pushConfig"}).status());
+  }
+
+  grpc::Status GetSnapshot(grpc::ServerContext*, pb::GetSnapshotRequest const* req, pb::Snapshot* res) override {
+    auto snapshot = broker_.GetSnapshot(req->snapshot());
+    if (snapshot.ok()) ToProto(*snapshot, res);
+    return ToGrpc(snapshot.status());
+  }
+
+  grpc::Status ListSnapshots(grpc::ServerContext*, pb::ListSnapshotsRequest const* req,
+                             pb::ListSnapshotsResponse* res) override {
+    auto project = PublisherService::ParseProject(req->project());
+    if (!project.ok()) return ToGrpc(project.status());
+    auto page = broker_.ListSnapshots(*project, req->page_size(), req->page_token());
+    if (!page.ok()) return ToGrpc(page.status());
+    for (auto const& s : page->items) ToProto(s, res->add_snapshots());
+    res->set_next_page_token(page->next_page_token);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateSnapshot(grpc::ServerContext*, pb::CreateSnapshotRequest const* req,
+                              pb::Snapshot* res) override {
+    auto snapshot = broker_.CreateSnapshot(req->name(), req->subscription(), ToAttributes(req->labels()));
+    if (snapshot.ok()) ToProto(*snapshot, res);
+    return ToGrpc(snapshot.status());
+  }
+
+  grpc::Status UpdateSnapshot(grpc::ServerContext*, pb::UpdateSnapshotRequest const* req,
+                              pb::Snapshot* res) override {
+    Snapshot patch;
+    patch.name = req->snapshot().name();
+    patch.labels = ToAttributes(req->snapshot().labels());
+    if (req->snapshot().has_expire_time()) patch.expire_time_ms = Millis(req->snapshot().expire_time());
+    auto snapshot = broker_.UpdateSnapshot(patch, Paths(req->update_mask()));
+    if (snapshot.ok()) ToProto(*snapshot, res);
+    return ToGrpc(snapshot.status());
+  }
+
+  grpc::Status DeleteSnapshot(grpc::ServerContext*, pb::DeleteSnapshotRequest const* req, Empty*) override {
+    return ToGrpc(broker_.DeleteSnapshot(req->snapshot()));
+  }
+
+  grpc::Status Seek(grpc::ServerContext*, pb::SeekRequest const* req, pb::SeekResponse*) override {
+    switch (req->target_case()) {
+      case pb::SeekRequest::kTime:
+        return ToGrpc(broker_.SeekToTime(req->subscription(), Millis(req->time())));
+      case pb::SeekRequest::kSnapshot:
+        return ToGrpc(broker_.SeekToSnapshot(req->subscription(), req->snapshot()));
+      default:
+        return ToGrpc(InvalidArgumentError("A seek needs a time or a snapshot"));
+    }
   }
 
  private:

@@ -4,6 +4,7 @@
 
 #include "api/metrics.h"
 #include "common/status_macros.h"
+#include "common/time_util.h"
 #include "model/json_codec.h"
 
 namespace ferry {
@@ -151,6 +152,38 @@ HttpResponse NotFound(HttpRequest const& req) {
 Json TopicJson(Topic const& t) { return TopicToJson(t); }
 Json SubscriptionJson(Subscription const& s) { return SubscriptionToJson(s); }
 
+Json SnapshotJson(Snapshot const& s) {
+  Json j = Json::object();
+  j["name"] = s.name;
+  j["topic"] = s.topic;
+  j["expireTime"] = FormatRfc3339(s.expire_time_ms);
+  if (!s.labels.empty()) {
+    Json labels = Json::object();
+    for (auto const& [k, v] : s.labels) labels[k] = v;
+    j["labels"] = std::move(labels);
+  }
+  return j;
+}
+
+StatusOr<Attributes> LabelsField(Json const& body) {
+  Attributes out;
+  Json const* v = Field(body, "labels");
+  if (v == nullptr || v->is_null()) return out;
+  if (!v->is_object()) return InvalidArgumentError("Invalid value at 'labels': not an object");
+  for (auto const& [k, value] : v->items()) {
+    if (!value.is_string()) return InvalidArgumentError("Invalid value at 'labels[" + k + "]'");
+    out.emplace(k, value.get<std::string>());
+  }
+  return out;
+}
+
+StatusOr<std::string> StringField(Json const& body, std::string_view camel) {
+  Json const* v = Field(body, camel);
+  if (v == nullptr || v->is_null()) return std::string();
+  if (!v->is_string()) return InvalidArgumentError("Invalid value at '" + std::string(camel) + "': " + v->dump());
+  return v->get<std::string>();
+}
+
 class Request {
  public:
   Request(Broker& broker, HttpRequest const& req) : broker_(broker), req_(req) {}
@@ -169,7 +202,7 @@ class Request {
       if (req_.method != "GET") return MethodNotAllowed(req_, "GET");
       if (collection == "topics") return ListTopics();
       if (collection == "subscriptions") return ListSubscriptions();
-      if (collection == "snapshots") return Empty();  // none exist until snapshots are implemented
+      if (collection == "snapshots") return ListSnapshots();
       return NotFound(req_);
     }
     // The last segment may carry a custom verb: "bar:publish". Resource ids cannot contain ':'.
@@ -186,7 +219,7 @@ class Request {
         return req_.method == "GET" ? ListTopicSubscriptions() : MethodNotAllowed(req_, "GET");
       }
       if (parts.size() == 5 && parts[4] == "snapshots") {
-        return req_.method == "GET" ? Empty() : MethodNotAllowed(req_, "GET");
+        return req_.method == "GET" ? ListTopicSnapshots() : MethodNotAllowed(req_, "GET");
       }
       if (parts.size() != 4) return NotFound(req_);
       if (verb == "publish") return req_.method == "POST" ? Publish() : MethodNotAllowed(req_, "POST");
@@ -205,9 +238,7 @@ class Request {
         if (verb == "acknowledge") return Acknowledge();
         if (verb == "modifyAckDeadline") return ModifyAckDeadline();
         if (verb == "modifyPushConfig") return ModifyPushConfig();
-        if (verb == "seek") {
-          return ErrorResponse(Status(StatusCode::kUnimplemented, std::string(verb) + " is not implemented yet"));
-        }
+        if (verb == "seek") return Seek();
         return NotFound(req_);
       }
       if (req_.method == "PUT") return CreateSubscription();
@@ -217,7 +248,12 @@ class Request {
       return MethodNotAllowed(req_, "GET, PUT, PATCH, DELETE");
     }
     if (collection == "snapshots") {
-      return ErrorResponse(Status(StatusCode::kUnimplemented, "snapshots are not implemented yet"));
+      if (parts.size() != 4 || !verb.empty()) return NotFound(req_);
+      if (req_.method == "PUT") return CreateSnapshot();
+      if (req_.method == "GET") return Reply(broker_.GetSnapshot(name_), &SnapshotJson);
+      if (req_.method == "PATCH") return UpdateSnapshot();
+      if (req_.method == "DELETE") return Reply(broker_.DeleteSnapshot(name_));
+      return MethodNotAllowed(req_, "GET, PUT, PATCH, DELETE");
     }
     return NotFound(req_);
   }
@@ -382,6 +418,83 @@ class Request {
       FERRY_ASSIGN_OR_RETURN(auto patch, SubscriptionFromJson(wrapped));
       patch.name = name_;
       return broker_.UpdateSubscription(patch, {"pushConfig"}).status();
+    }();
+    return Reply(st);
+  }
+
+  HttpResponse CreateSnapshot() {
+    auto result = [&]() -> StatusOr<Snapshot> {
+      FERRY_ASSIGN_OR_RETURN(auto body, ParseBody(req_));
+      FERRY_RETURN_IF_ERROR(CheckFields(body, {"subscription", "labels", "tags"}));
+      FERRY_ASSIGN_OR_RETURN(auto subscription, StringField(body, "subscription"));
+      if (subscription.empty()) return InvalidArgumentError("A snapshot needs a subscription");
+      FERRY_ASSIGN_OR_RETURN(auto labels, LabelsField(body));
+      return broker_.CreateSnapshot(name_, subscription, std::move(labels));
+    }();
+    return Reply(result, &SnapshotJson);
+  }
+
+  HttpResponse UpdateSnapshot() {
+    auto result = [&]() -> StatusOr<Snapshot> {
+      FERRY_ASSIGN_OR_RETURN(auto body, ParseBody(req_));
+      FERRY_RETURN_IF_ERROR(CheckFields(body, {"snapshot", "updateMask"}));
+      Json const* s = Field(body, "snapshot");
+      if (s == nullptr || !s->is_object()) return InvalidArgumentError("The request is missing a snapshot");
+      FERRY_RETURN_IF_ERROR(CheckFields(*s, {"name", "topic", "expireTime", "labels"}));
+      Snapshot patch;
+      FERRY_ASSIGN_OR_RETURN(patch.name, StringField(*s, "name"));
+      if (patch.name.empty()) patch.name = name_;
+      FERRY_RETURN_IF_ERROR(ReconcileName(patch.name, name_));
+      FERRY_ASSIGN_OR_RETURN(patch.labels, LabelsField(*s));
+      FERRY_ASSIGN_OR_RETURN(auto expire, StringField(*s, "expireTime"));
+      if (!expire.empty()) {
+        FERRY_ASSIGN_OR_RETURN(patch.expire_time_ms, ParseRfc3339(expire));
+      }
+      Json const* mask = Field(body, "updateMask");
+      std::vector<std::string> paths;
+      if (mask != nullptr && mask->is_string()) paths = ParseMask(mask->get<std::string>());
+      return broker_.UpdateSnapshot(patch, paths);
+    }();
+    return Reply(result, &SnapshotJson);
+  }
+
+  HttpResponse ListSnapshots() {
+    auto size = PageSize(req_);
+    if (!size.ok()) return ErrorResponse(size.status());
+    auto page = broker_.ListSnapshots(project_, *size, req_.Query("pageToken"));
+    if (!page.ok()) return ErrorResponse(page.status());
+    Json out = Json::object();
+    if (!page->items.empty()) {
+      Json list = Json::array();
+      for (auto const& s : page->items) list.push_back(SnapshotJson(s));
+      out["snapshots"] = std::move(list);
+    }
+    if (!page->next_page_token.empty()) out["nextPageToken"] = page->next_page_token;
+    return JsonResponse(out);
+  }
+
+  HttpResponse ListTopicSnapshots() {
+    auto size = PageSize(req_);
+    if (!size.ok()) return ErrorResponse(size.status());
+    auto page = broker_.ListTopicSnapshots(name_, *size, req_.Query("pageToken"));
+    if (!page.ok()) return ErrorResponse(page.status());
+    Json out = Json::object();
+    if (!page->items.empty()) out["snapshots"] = page->items;
+    if (!page->next_page_token.empty()) out["nextPageToken"] = page->next_page_token;
+    return JsonResponse(out);
+  }
+
+  HttpResponse Seek() {
+    auto st = [&]() -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto body, ParseBody(req_));
+      FERRY_RETURN_IF_ERROR(CheckFields(body, {"time", "snapshot"}));
+      FERRY_ASSIGN_OR_RETURN(auto time, StringField(body, "time"));
+      FERRY_ASSIGN_OR_RETURN(auto snapshot, StringField(body, "snapshot"));
+      if (!time.empty() && !snapshot.empty()) return InvalidArgumentError("A seek takes a time or a snapshot, not both");
+      if (!snapshot.empty()) return broker_.SeekToSnapshot(name_, snapshot);
+      if (time.empty()) return InvalidArgumentError("A seek needs a time or a snapshot");
+      FERRY_ASSIGN_OR_RETURN(int64_t ms, ParseRfc3339(time));
+      return broker_.SeekToTime(name_, ms);
     }();
     return Reply(st);
   }
