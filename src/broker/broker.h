@@ -79,6 +79,8 @@ class Broker {
   StatusOr<Paged<Subscription>> ListSubscriptions(std::string const& project, int page_size,
                                                   std::string const& page_token);
 
+  StatusOr<std::vector<Subscription>> ListPushSubscriptions() { return store_.ListPushSubscriptions(); }
+
   // ---- snapshots and seek ----
   // `name` is projects/{p}/snapshots/{s}.
   StatusOr<Snapshot> CreateSnapshot(std::string const& name, std::string const& subscription, Attributes labels);

@@ -12,6 +12,7 @@
 #include "api/http_server.h"
 #include "api/rest/pubsub_rest.h"
 #include "broker/broker.h"
+#include "push/push_delivery.h"
 #include "common/clock.h"
 #include "store/execution_log.h"
 #include "store/message_store.h"
@@ -76,6 +77,8 @@ int RunDaemon(DaemonOptions const& options) {
   std::fprintf(stderr, "ferry: serving Pub/Sub REST and gRPC on %s:%u (data: %s, project: %s)\n",
                options.host.c_str(), port, options.data_dir.c_str(), options.project.c_str());
 
+  PushDelivery push(broker);
+  push.Start();
   functions.Start();
   if (options.deploy) {
     auto deployed = functions.Deploy(*options.deploy);
@@ -95,6 +98,7 @@ int RunDaemon(DaemonOptions const& options) {
   sigwait(&signals, &sig);
   std::fprintf(stderr, "ferry: stopping on signal %d\n", sig);
   broker.Shutdown();  // waiting pulls answer now, so the server's workers can finish
+  push.Stop();
   functions.Shutdown();
   (*server)->Stop();
   (*grpc)->Stop();

@@ -106,6 +106,9 @@ class MessageStore {
   [[nodiscard]] virtual Status SeekToSnapshot(std::string const& subscription, std::string const& snapshot,
                                               int64_t now_ms) = 0;
 
+  // Every subscription with a push endpoint, of every project.
+  [[nodiscard]] virtual StatusOr<std::vector<Subscription>> ListPushSubscriptions() = 0;
+
   // Appends the messages, hands a copy to each subscription of the topic, returns their ids in order.
   [[nodiscard]] virtual StatusOr<std::vector<std::string>> Publish(std::string const& topic,
                                                                    std::vector<PubsubMessage> const& messages,

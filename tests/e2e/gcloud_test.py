@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -210,6 +211,99 @@ class GcloudTest(unittest.TestCase):
         self.assertEqual(self.gjson("topics", "describe", "baz")["messageRetentionDuration"], "172800s")
         self.gcloud("topics", "update", "baz", "--update-labels=c=d")
         self.assertEqual(self.gjson("topics", "describe", "baz")["labels"], {"a": "b", "c": "d"})
+
+    def test_ordering_key_publish_and_ordered_pull(self):
+        self.gcloud("topics", "create", "ledger")
+        self.gcloud("subscriptions", "create", "ledger-sub", "--topic=ledger", "--enable-message-ordering")
+        self.assertTrue(self.gjson("subscriptions", "describe", "ledger-sub")["enableMessageOrdering"])
+        for i in range(3):
+            self.gcloud("topics", "publish", "ledger", "--message=m%d" % i, "--ordering-key=acct-1")
+        pulled = self.gjson("subscriptions", "pull", "ledger-sub", "--limit=10")
+        self.assertEqual([harness.data_of(p) for p in pulled], ["m0", "m1", "m2"])
+        self.assertEqual({p["message"]["orderingKey"] for p in pulled}, {"acct-1"})
+        # Nothing of the key goes out again while its batch is outstanding.
+        self.gcloud("topics", "publish", "ledger", "--message=m3", "--ordering-key=acct-1")
+        self.assertEqual(self.gjson("subscriptions", "pull", "ledger-sub", "--limit=10"), [])
+
+    def test_filter_delivers_only_matching_messages(self):
+        self.gcloud("topics", "create", "events")
+        self.gcloud("subscriptions", "create", "events-eu", "--topic=events",
+                    '--message-filter=attributes.region = "eu" OR hasPrefix(attributes.region, "eu-")')
+        self.assertIn("attributes.region", self.gjson("subscriptions", "describe", "events-eu")["filter"])
+        for region in ("eu", "us", "eu-west", "asia"):
+            self.gcloud("topics", "publish", "events", "--message=" + region, "--attribute=region=" + region)
+        pulled = self.gjson("subscriptions", "pull", "events-eu", "--auto-ack", "--limit=10")
+        self.assertEqual(sorted(harness.data_of(p) for p in pulled), ["eu", "eu-west"])
+        out = self.gcloud("subscriptions", "create", "events-bad", "--topic=events", "--message-filter=region = eu",
+                          expect=1)
+        self.assertIn("Invalid filter expression", out.stderr)
+
+    def test_snapshots_and_seek(self):
+        self.gcloud("topics", "create", "replay")
+        self.gcloud("subscriptions", "create", "replay-sub", "--topic=replay", "--retain-acked-messages")
+        self.gcloud("topics", "publish", "replay", "--message=first")
+        out = self.gcloud("snapshots", "create", "replay-snap", "--subscription=replay-sub")
+        self.assertIn("projects/test-proj/snapshots/replay-snap", out.stderr)
+        snap = self.gjson("snapshots", "describe", "replay-snap")
+        self.assertEqual(snap["topic"], "projects/test-proj/topics/replay")
+        self.assertIn("expireTime", snap)
+        self.assertEqual([s["snapshotId"] for s in self.gjson("snapshots", "list")], ["replay-snap"])
+        self.gcloud("topics", "publish", "replay", "--message=second")
+        self.assertEqual(len(self.gjson("subscriptions", "pull", "replay-sub", "--auto-ack", "--limit=10")), 2)
+        self.assertEqual(self.gjson("subscriptions", "pull", "replay-sub", "--limit=10"), [])
+
+        # Back to the snapshot: "first" was unacked then, "second" came after.
+        self.gcloud("subscriptions", "seek", "replay-sub", "--snapshot=replay-snap")
+        pulled = self.gjson("subscriptions", "pull", "replay-sub", "--auto-ack", "--limit=10")
+        self.assertEqual(sorted(harness.data_of(p) for p in pulled), ["first", "second"])
+        # To a time: everything published since is redelivered (acked messages are retained).
+        self.gcloud("subscriptions", "seek", "replay-sub", "--time=2000-01-01T00:00:00Z")
+        pulled = self.gjson("subscriptions", "pull", "replay-sub", "--auto-ack", "--limit=10")
+        self.assertEqual(sorted(harness.data_of(p) for p in pulled), ["first", "second"])
+        # And forward past all of it: nothing left.
+        self.gcloud("subscriptions", "seek", "replay-sub", "--time=2100-01-01T00:00:00Z")
+        self.assertEqual(self.gjson("subscriptions", "pull", "replay-sub", "--limit=10"), [])
+        self.gcloud("snapshots", "delete", "replay-snap")
+        out = self.gcloud("subscriptions", "seek", "replay-sub", "--snapshot=replay-snap", expect=1)
+        self.assertIn("NOT_FOUND", out.stderr)
+
+    def test_push_subscription_delivers_acks_and_retries(self):
+        with harness.PushReceiver() as receiver:
+            self.gcloud("topics", "create", "hooks")
+            self.gcloud("subscriptions", "create", "hooks-push", "--topic=hooks",
+                        "--push-endpoint=%s/push" % receiver.url, "--min-retry-delay=10s")
+            ids = self.gjson("topics", "publish", "hooks", "--message=hello", "--attribute=k=v")["messageIds"]
+            req = receiver.wait_for(1)[0]
+            self.assertEqual(req["path"], "/push")
+            body = json.loads(req["body"])
+            self.assertEqual(body["subscription"], "projects/test-proj/subscriptions/hooks-push")
+            self.assertEqual(body["message"]["messageId"], ids[0])
+            self.assertEqual(body["message"]["message_id"], ids[0])
+            self.assertEqual(body["message"]["data"], "aGVsbG8=")
+            self.assertEqual(body["message"]["attributes"], {"k": "v"})
+            # Acked by the 2xx: no redelivery.
+            time.sleep(1.5)
+            self.assertEqual(len(receiver.requests), 1)
+
+            # A failing endpoint gets the message again, after the retry delay.
+            receiver.status = 503
+            self.gcloud("topics", "publish", "hooks", "--message=again")
+            first = receiver.wait_for(2)[1]["at"]
+            receiver.status = 204
+            second = receiver.wait_for(3, timeout=30)[2]["at"]
+            self.assertGreaterEqual(second - first, 9.0)
+            self.assertEqual(json.loads(receiver.requests[2]["body"])["message"]["data"], "YWdhaW4=")
+
+            # noWrapper with metadata: the data as the body, attributes and metadata as headers.
+            self.gcloud("subscriptions", "create", "hooks-raw", "--topic=hooks",
+                        "--push-endpoint=%s/raw" % receiver.url, "--push-no-wrapper",
+                        "--push-no-wrapper-write-metadata")
+            self.gcloud("topics", "publish", "hooks", "--message=raw-body", "--attribute=color=red")
+            raw = [r for r in receiver.wait_for(5, timeout=30) if r["path"] == "/raw"][0]
+            self.assertEqual(raw["body"], "raw-body")
+            self.assertEqual(raw["headers"].get("color"), "red")
+            self.assertEqual(raw["headers"].get("x-goog-pubsub-subscription-name"),
+                             "projects/test-proj/subscriptions/hooks-raw")
 
 
 if __name__ == "__main__":

@@ -165,5 +165,50 @@ class Client:
                        {"ackIds": ack_ids, "ackDeadlineSeconds": 0})
 
 
+class PushReceiver:
+    """An HTTP endpoint for push subscriptions: records each request and answers `status`."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        receiver = self
+        self.requests = []
+        self.status = 200
+        self.cond = threading.Condition()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver.cond:
+                    receiver.requests.append({"path": self.path, "body": body.decode(), "at": time.time(),
+                                              "headers": {k.lower(): v for k, v in self.headers.items()}})
+                    receiver.cond.notify_all()
+                self.send_response(receiver.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, n, timeout=15):
+        """The first n requests, waiting for them to arrive."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.requests) >= n, timeout):
+                raise AssertionError("%d push requests arrived, expected %d" % (len(self.requests), n))
+            return list(self.requests[:n])
+
+
 def data_of(received):
     return base64.b64decode(received["message"].get("data", "")).decode()

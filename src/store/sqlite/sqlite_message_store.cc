@@ -670,6 +670,20 @@ class SqliteMessageStore : public MessageStore {
     }
     return out;
   }
+  StatusOr<std::vector<Subscription>> ListPushSubscriptions() override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT spec FROM subscriptions WHERE spec LIKE "
+                                                      "'%\"pushEndpoint\"%' ORDER BY name"));
+    std::vector<Subscription> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      FERRY_ASSIGN_OR_RETURN(auto sub, DecodeSub(st->Text(0)));
+      if (!sub.push_config.push_endpoint.empty()) out.push_back(std::move(sub));
+    }
+    return out;
+  }
+
   // ---- snapshots and seek ----
 
   StatusOr<Snapshot> CreateSnapshot(Snapshot const& snapshot, std::string const& subscription,
