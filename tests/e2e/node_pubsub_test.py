@@ -58,6 +58,9 @@ class NodeClientTest(unittest.TestCase):
     def test_filters(self):
         self.run_scenario("filters")
 
+    def test_snapshots_and_seek(self):
+        self.run_scenario("seek")
+
 
 class NodeCrashTest(unittest.TestCase):
     def test_kill9_under_streaming_pull_loses_no_acknowledged_publish(self):

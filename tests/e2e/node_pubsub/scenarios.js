@@ -190,6 +190,27 @@ const scenarios = {
                          err => err.code === 3);
   },
 
+  // Snapshots and seek through the client: replay what was acknowledged.
+  async seek() {
+    const [topic] = await pubsub.createTopic('audit');
+    const [sub] = await topic.createSubscription('audit-replay', {retainAckedMessages: true});
+    await topic.publishMessage({data: Buffer.from('a')});
+    const [snapshot] = await sub.createSnapshot('audit-snap');
+    assert.equal(snapshot.name, `projects/${project}/snapshots/audit-snap`);
+    await topic.publishMessage({data: Buffer.from('b')});
+    const drain = async n => (await receive(pubsub.subscription('audit-replay'), m => m.ack(), r => r.length === n))
+      .map(m => m.data.toString()).sort();
+    assert.deepEqual(await drain(2), ['a', 'b']);
+    await sub.seek('audit-snap');
+    assert.deepEqual(await drain(2), ['a', 'b']);
+    await sub.seek(new Date(Date.now() + 3600 * 1000));  // forward past everything
+    await sub.seek(new Date(0));                          // and back to the beginning
+    assert.deepEqual(await drain(2), ['a', 'b']);
+    const [snapshots] = await pubsub.getSnapshots();
+    assert.deepEqual(snapshots.map(s => s.name), [`projects/${project}/snapshots/audit-snap`]);
+    await snapshot.delete();
+  },
+
   // Publishes continuously and receives on a stream, printing each id as its publish or delivery succeeds; the
   // crash test kills the daemon under it.
   async crash_load() {
