@@ -52,4 +52,6 @@ print("%-24s %12s %12s %8s" % ("", "ferry", "emulator", "ratio"))
 for key, label in (("publish_msgs_per_s", "publish msg/s"), ("receive_msgs_per_s", "receive+ack msg/s"),
                    ("end_to_end_msgs_per_s", "end to end msg/s")):
     print("%-24s %12.0f %12.0f %7.1fx" % (label, f[key], e[key], f[key] / e[key]))
+for key, label in (("publish_client_cores", "client cores, publish"), ("receive_client_cores", "client cores, receive")):
+    print("%-24s %12.2f %12.2f" % (label, f[key], e[key]))
 PY

@@ -15,6 +15,7 @@ async function main() {
   const payload = Buffer.alloc(100, 'x');
 
   let t0 = process.hrtime.bigint();
+  let cpu0 = process.cpuUsage();
   const pending = [];
   for (let i = 0; i < messages; i++) {
     pending.push(publisher.publishMessage({data: payload}));
@@ -22,8 +23,11 @@ async function main() {
   }
   await Promise.all(pending);
   const publishSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpuSeconds = u => (u.user + u.system) / 1e6;
+  const publishCpu = cpuSeconds(process.cpuUsage(cpu0)) / publishSeconds;
 
   t0 = process.hrtime.bigint();
+  cpu0 = process.cpuUsage();
   const sub = pubsub.subscription(`${tag}-sub`, {flowControl: {maxMessages: 2000}, batching: {maxMessages: 2000}});
   const seen = new Set();
   await new Promise((resolve, reject) => {
@@ -35,6 +39,7 @@ async function main() {
     });
   });
   const receiveSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const receiveCpu = cpuSeconds(process.cpuUsage(cpu0)) / receiveSeconds;
   await sub.close();
   await pubsub.close();
   console.log(JSON.stringify({
@@ -42,6 +47,9 @@ async function main() {
     publish_msgs_per_s: messages / publishSeconds,
     receive_msgs_per_s: messages / receiveSeconds,
     end_to_end_msgs_per_s: messages / (publishSeconds + receiveSeconds),
+    // The client's own CPU use (cores busy) in each phase: near 1.0 means the single-threaded client is the limit.
+    publish_client_cores: publishCpu,
+    receive_client_cores: receiveCpu,
   }));
 }
 
