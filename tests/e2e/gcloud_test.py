@@ -305,6 +305,27 @@ class GcloudTest(unittest.TestCase):
             self.assertEqual(raw["headers"].get("x-goog-pubsub-subscription-name"),
                              "projects/test-proj/subscriptions/hooks-raw")
 
+            # Push dead-letters like pull: after 5 failed pushes the message is on the dead-letter topic.
+            receiver.status_by_path["/fail"] = 500
+            self.gcloud("topics", "create", "hooks-dead")
+            self.gcloud("subscriptions", "create", "hooks-dead-sub", "--topic=hooks-dead")
+            self.gcloud("topics", "create", "hooks-failing")
+            self.gcloud("subscriptions", "create", "hooks-failing-push", "--topic=hooks-failing",
+                        "--push-endpoint=%s/fail" % receiver.url, "--dead-letter-topic=hooks-dead",
+                        "--max-delivery-attempts=5")
+            self.gcloud("topics", "publish", "hooks-failing", "--message=doomed")
+            deadline = time.time() + 30
+            dead = []
+            while not dead and time.time() < deadline:
+                dead = self.gjson("subscriptions", "pull", "hooks-dead-sub", "--auto-ack", "--limit=1")
+            self.assertEqual(len(dead), 1, "the failing push never reached the dead-letter topic")
+            self.assertEqual(harness.data_of(dead[0]), "doomed")
+            attributes = dead[0]["message"]["attributes"]
+            self.assertEqual(attributes["CloudPubSubDeadLetterSourceDeliveryCount"], "5")
+            self.assertIn("HTTP 500", attributes["FerryLastError"])
+            fails = [json.loads(r["body"]) for r in receiver.requests if r["path"] == "/fail"]
+            self.assertEqual([f["deliveryAttempt"] for f in fails], [1, 2, 3, 4, 5])
+
 
 if __name__ == "__main__":
     harness.FERRY = sys.argv.pop(1) if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else harness.FERRY

@@ -174,6 +174,7 @@ class PushReceiver:
         receiver = self
         self.requests = []
         self.status = 200
+        self.status_by_path = {}  # overrides `status` for these paths
         self.cond = threading.Condition()
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -183,7 +184,7 @@ class PushReceiver:
                     receiver.requests.append({"path": self.path, "body": body.decode(), "at": time.time(),
                                               "headers": {k.lower(): v for k, v in self.headers.items()}})
                     receiver.cond.notify_all()
-                self.send_response(receiver.status)
+                self.send_response(receiver.status_by_path.get(self.path, receiver.status))
                 self.send_header("content-length", "0")
                 self.end_headers()
 
