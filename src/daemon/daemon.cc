@@ -97,11 +97,11 @@ int RunDaemon(DaemonOptions const& options) {
   int sig = 0;
   sigwait(&signals, &sig);
   std::fprintf(stderr, "ferry: stopping on signal %d\n", sig);
-  broker.Shutdown();  // waiting pulls answer now, so the server's workers can finish
+  broker.Shutdown();  // waiting pulls answer now, so the servers' workers can finish
+  (*grpc)->Stop();    // ends streaming pulls, which would otherwise spin on a broker that no longer waits
   push.Stop();
   functions.Shutdown();
   (*server)->Stop();
-  (*grpc)->Stop();
   return 0;
 }
 

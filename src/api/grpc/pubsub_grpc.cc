@@ -322,7 +322,6 @@ class LeaseIndex {
 
 // ---- the services ----
 
-constexpr std::size_t kMaxPublishRequestProtoBytes = kMaxPublishRequestBytes;
 // How long a stream's wait for messages or room lasts before it looks whether its client is still there.
 constexpr std::chrono::milliseconds kStreamPoll{500};
 
@@ -343,7 +342,7 @@ class PublisherService final : public pb::Publisher::Service {
   }
 
   grpc::Status Publish(grpc::ServerContext*, pb::PublishRequest const* req, pb::PublishResponse* res) override {
-    if (req->ByteSizeLong() > kMaxPublishRequestProtoBytes) {
+    if (req->ByteSizeLong() > kMaxPublishRequestBytes) {
       return ToGrpc(InvalidArgumentError("The request size exceeds the limit of 10 MB"));
     }
     std::vector<PubsubMessage> messages;
@@ -521,7 +520,6 @@ class SubscriberService final : public pb::Subscriber::Service {
         std::vector<std::string> invalid;
         (void)broker_.Acknowledge(subscription, ids, &invalid);
         leases_.Settle(ids);
-        leases->Settle(ids);
         if (exactly_once) Confirm(ids, invalid, confirmation.mutable_acknowledge_confirmation());
       }
       if (req.modify_deadline_ack_ids_size() != req.modify_deadline_seconds_size()) {
@@ -539,9 +537,8 @@ class SubscriberService final : public pb::Subscriber::Service {
         if (st.code() == StatusCode::kInvalidArgument && invalid.empty()) return st;
         if (seconds == 0) {
           leases_.Settle(ids);
-          leases->Settle(ids);
         } else {
-          leases->Extend(ids, std::chrono::steady_clock::now() + std::chrono::seconds(seconds));
+          leases_.Extend(ids, seconds);
         }
         if (exactly_once) Confirm(ids, invalid, confirmation.mutable_modify_ack_deadline_confirmation());
       }

@@ -201,6 +201,18 @@ StatusOr<Attributes> DecodeAttributes(std::string const& text) {
   return out;
 }
 
+// Steps a statement to its end, collecting its first column.
+StatusOr<std::vector<int64_t>> FirstColumn(SqliteStmt& st) {
+  std::vector<int64_t> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(st.Int(0));
+  }
+  st.Reset();
+  return out;
+}
+
 class SqliteMessageStore : public MessageStore {
  public:
   // wal_fd: an open descriptor of the WAL file to fdatasync before answering, or -1 when SQLite syncs itself
@@ -642,13 +654,7 @@ class SqliteMessageStore : public MessageStore {
       if (apply_retention) {
         FERRY_ASSIGN_OR_RETURN(auto expired, db.Prepare("SELECT id FROM snapshots WHERE expire <= ?1"));
         expired->Bind(1, now_ms);
-        std::vector<int64_t> ids;
-        while (true) {
-          FERRY_ASSIGN_OR_RETURN(bool row, expired->Step());
-          if (!row) break;
-          ids.push_back(expired->Int(0));
-        }
-        expired->Reset();
+        FERRY_ASSIGN_OR_RETURN(auto ids, FirstColumn(*expired));
         for (int64_t id : ids) FERRY_RETURN_IF_ERROR(DropSnapshot(db, id));
       }
       return OkStatus();
@@ -1283,24 +1289,14 @@ class SqliteMessageStore : public MessageStore {
     FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("DELETE FROM acked WHERE sub_id = ?1 AND publish_time < ?2 "
                                                 "RETURNING msg_id"));
     sel->Bind(1, sub_id).Bind(2, before_ms);
-    std::vector<int64_t> ids;
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
-      if (!row) break;
-      ids.push_back(sel->Int(0));
-    }
+    FERRY_ASSIGN_OR_RETURN(auto ids, FirstColumn(*sel));
     return ReleaseMessages(db, ids);
   }
 
   static Status DropSnapshot(SqliteDb& db, int64_t snap_id) {
     FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("DELETE FROM snapshot_messages WHERE snap_id = ?1 RETURNING msg_id"));
     sel->Bind(1, snap_id);
-    std::vector<int64_t> ids;
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
-      if (!row) break;
-      ids.push_back(sel->Int(0));
-    }
+    FERRY_ASSIGN_OR_RETURN(auto ids, FirstColumn(*sel));
     FERRY_RETURN_IF_ERROR(ReleaseMessages(db, ids));
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM snapshots WHERE id = ?1"));
     return del->Bind(1, snap_id).Exec();
@@ -1351,13 +1347,7 @@ class SqliteMessageStore : public MessageStore {
     // The rest is acknowledged.
     FERRY_ASSIGN_OR_RETURN(auto rest, db.Prepare(sql.rest.c_str()));
     rest->Bind(1, sub.id).Bind(2, p2).Bind(3, p3);
-    std::vector<int64_t> ids;
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, rest->Step());
-      if (!row) break;
-      ids.push_back(rest->Int(0));
-    }
-    rest->Reset();
+    FERRY_ASSIGN_OR_RETURN(auto ids, FirstColumn(*rest));
     FERRY_ASSIGN_OR_RETURN(int64_t acked, RemoveDeliveries(db, sub, ids));
     (void)acked;
     FERRY_ASSIGN_OR_RETURN(auto now, db.Prepare("UPDATE deliveries SET visible_at = ?2, leased = 0 WHERE sub_id = ?1"));
