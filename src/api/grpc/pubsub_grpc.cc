@@ -4,6 +4,7 @@
 #include "api/grpc/pubsub_grpc.h"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -720,12 +721,22 @@ class GrpcServer final : public PubsubGrpcServer {
   }
 
   void AdoptConnection(int fd) override {
+    std::lock_guard lock(mu_);
+    if (stopped_) {
+      ::close(fd);
+      return;
+    }
     int flags = fcntl(fd, F_GETFL, 0);
     if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     grpc::AddInsecureChannelFromFd(server_.get(), fd);
   }
 
   void Stop() override {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
     subscriber_.Stop();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
@@ -736,6 +747,8 @@ class GrpcServer final : public PubsubGrpcServer {
   PublisherService publisher_;
   SubscriberService subscriber_;
   std::unique_ptr<grpc::Server> server_;
+  std::mutex mu_;
+  bool stopped_ = false;  // GUARDED_BY(mu_): later connections are closed, not adopted
 };
 
 }  // namespace
