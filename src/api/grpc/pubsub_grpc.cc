@@ -201,6 +201,12 @@ class StreamLeases {
     if (!closed_ && full()) cv_.wait_for(lock, wait, [&] { return closed_ || !full(); });
     if (closed_ || full()) return 0;
     int64_t room = max_messages_ > 0 ? max_messages_ - static_cast<int64_t>(leases_.size()) : kMaxPullMessages;
+    if (max_bytes_ > 0) {
+      // Sizes are known only once leased: estimate from the messages this stream has sent (1 KiB before the
+      // first). Pub/Sub too may exceed the byte limit by part of a batch.
+      int64_t average = sent_count_ > 0 ? std::max<int64_t>(1, sent_bytes_ / sent_count_) : 1024;
+      room = std::min(room, std::max<int64_t>(1, (max_bytes_ - bytes_ + average - 1) / average));
+    }
     return static_cast<int>(std::min<int64_t>(room, kMaxPullMessages));
   }
 
@@ -208,6 +214,8 @@ class StreamLeases {
     std::lock_guard lock(mu_);
     leases_[ack_id] = {bytes, deadline};
     bytes_ += bytes;
+    sent_bytes_ += bytes;
+    ++sent_count_;
   }
 
   // Ends the count of these messages (acked or nacked). True when any was this stream's.
@@ -278,7 +286,9 @@ class StreamLeases {
   std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_map<std::string, Lease> leases_;  // GUARDED_BY(mu_)
-  int64_t bytes_ = 0;                              // GUARDED_BY(mu_)
+  int64_t bytes_ = 0;                              // GUARDED_BY(mu_): of the messages out now
+  int64_t sent_bytes_ = 0;                         // GUARDED_BY(mu_): of every message sent, for the average
+  int64_t sent_count_ = 0;                         // GUARDED_BY(mu_)
   bool closed_ = false;                            // GUARDED_BY(mu_)
 };
 
