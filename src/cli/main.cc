@@ -262,7 +262,51 @@ int Main(int argc, char** argv) {
   serve->add_flag("!--no-fsync", d.sync, "Do not fsync commits (throwaway data only)");
   std::string serve_deploy;
   serve->add_option("--deploy", serve_deploy, "Deploy this ferry.yaml once serving");
+  std::vector<std::string> tokens, webhook_secrets;
+  serve->add_option("--token", tokens,
+                    "An API token as ROLE[,ROLE]=SECRET (roles: admin, invoker); repeatable. Private HTTP functions "
+                    "need a bearer token with the invoker role");
+  serve->add_option("--webhook-secret", webhook_secrets,
+                    "TOPIC=SECRET: webhooks to TOPIC must be signed with HMAC-SHA256 of this secret; repeatable");
   serve->callback([&] {
+    auto split = [](std::string const& text, char const* what) -> StatusOr<std::pair<std::string, std::string>> {
+      auto eq = text.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
+        return InvalidArgumentError(std::string(what) + " must be NAME=SECRET, got \"" + text + "\"");
+      }
+      return std::pair{text.substr(0, eq), text.substr(eq + 1)};
+    };
+    for (auto const& token : tokens) {
+      auto parts = split(token, "--token");
+      if (!parts.ok()) {
+        rc = Fail(parts.status());
+        return;
+      }
+      std::string roles = parts->first;
+      for (std::size_t start = 0; start <= roles.size();) {
+        auto comma = roles.find(',', start);
+        std::string role = roles.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (role != "admin" && role != "invoker" && role != "publisher" && role != "subscriber") {
+          rc = Fail(InvalidArgumentError("--token: unknown role \"" + role +
+                                         "\" (admin, invoker, publisher or subscriber)"));
+          return;
+        }
+        d.tokens[parts->second].insert(role);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    }
+    for (auto const& secret : webhook_secrets) {
+      auto parts = split(secret, "--webhook-secret");
+      if (!parts.ok()) {
+        rc = Fail(parts.status());
+        return;
+      }
+      std::string topic = parts->first.rfind("projects/", 0) == 0
+                              ? parts->first
+                              : MakeResourceName(d.project, ResourceKind::kTopic, parts->first);
+      d.webhook_secrets[topic] = parts->second;
+    }
     if (!serve_deploy.empty()) {
       auto request = ParseDeployFile(serve_deploy, d.project);
       if (!request.ok()) {

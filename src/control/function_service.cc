@@ -1,5 +1,7 @@
 #include "control/function_service.h"
 
+#include "functions/runtimes.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -90,6 +92,10 @@ void FunctionService::Shutdown() {
 }
 
 StatusOr<std::string> FunctionService::Build(FunctionSpec const& spec) {
+  if (spec.runtime == "nodejs") {
+    FERRY_RETURN_IF_ERROR(PrepareNodeFunction(spec.source_dir));
+    return std::string();
+  }
   if (spec.runtime != "cpp") return std::string();
   // One build directory per source directory and build settings, shared by the functions built from it.
   std::string key = spec.source_dir;
@@ -123,7 +129,9 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     instance.process.argv = spec.command;
   } else if (spec.runtime == "nodejs") {
     // Google's Functions Framework from the function's own node_modules; it reads the contract's environment.
-    instance.process.argv = {"node", "node_modules/@google-cloud/functions-framework/build/src/main.js"};
+    instance.process.argv = NodeFrameworkCommand();
+  } else if (spec.runtime == "python3") {
+    FERRY_ASSIGN_OR_RETURN(instance.process.argv, PythonRunnerCommand(options_.data_dir));
   } else {
     return UnimplementedError("runtime " + spec.runtime + " is not supported yet");
   }
@@ -383,6 +391,39 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
                         record, invocation);
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status, result.body,
                     result.error};
+}
+
+StatusOr<FunctionSpec> FunctionService::FindRunning(std::string const& project, std::string const& region,
+                                                    std::string const& id) {
+  std::lock_guard lock(mu_);
+  for (auto const& [name, r] : running_) {
+    if (r.spec.project == project && r.spec.name == id && (region.empty() || r.spec.region == region)) return r.spec;
+  }
+  return NotFoundError("Function " + id + " does not exist in project " + project);
+}
+
+StatusOr<CallResult> FunctionService::InvokeHttp(std::string const& name, Invocation request) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = running_.find(name);
+    if (it == running_.end()) return NotFoundError("Function " + name + " does not exist");
+    if (it->second.spec.trigger_type != kHttpTrigger) {
+      return FailedPreconditionError("Function " + name + " is not an HTTP function");
+    }
+    if (!it->second.ready || !it->second.error.empty()) {
+      return FailedPreconditionError("Function " + name + " is not running: " + it->second.error);
+    }
+  }
+  ExecutionRecord record;
+  record.execution_id = NewExecutionId();
+  record.function = name;
+  record.trigger = "http";
+  record.attempt = 1;
+  request.execution_id = record.execution_id;
+  auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
+                        record, request);
+  return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status,
+                    std::move(result.body), result.error, std::move(result.headers)};
 }
 
 void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r) {

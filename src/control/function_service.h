@@ -51,6 +51,7 @@ struct CallResult {
   int http_status = 0;
   std::string body;
   std::string error;
+  std::vector<std::pair<std::string, std::string>> headers;  // the function's answer (HTTP functions)
 };
 
 struct FunctionServiceOptions {
@@ -77,6 +78,11 @@ class FunctionService {
   Status Delete(std::string const& name);
   // An ad hoc invocation: `data` is the event's message data (background functions) or the body (HTTP).
   StatusOr<CallResult> Call(std::string const& name, std::string const& data);
+  // A deployed function by project and id, in `region` or (empty) any region. From memory: the HTTP path.
+  StatusOr<FunctionSpec> FindRunning(std::string const& project, std::string const& region, std::string const& id);
+  // An HTTP request to an HTTP function (method, path below the function, headers, body), never retried.
+  // NOT_FOUND for an unknown function, FAILED_PRECONDITION for one that is not running or not an HTTP function.
+  StatusOr<CallResult> InvokeHttp(std::string const& name, Invocation request);
 
   // Executions by function and status, their duration histogram, instances running and busy.
   std::string RenderMetrics();

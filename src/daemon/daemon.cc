@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/admin/admin_api.h"
+#include "api/gateway/gateway.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
 #include "api/rest/pubsub_rest.h"
@@ -45,6 +46,7 @@ int RunDaemon(DaemonOptions const& options) {
   FunctionService functions(**store, broker, **executions, clock, {.data_dir = options.data_dir});
   PubsubRestApi rest(broker);
   AdminApi admin(functions, **executions, options.project);
+  FunctionGateway gateway(functions, broker, {options.project, options.tokens, options.webhook_secrets});
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
   auto grpc = PubsubGrpcServer::Start(broker);
@@ -60,6 +62,7 @@ int RunDaemon(DaemonOptions const& options) {
   auto server = HttpServer::Start(http_options, [&](HttpRequest const& req) {
     if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
     if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);
+    if (FunctionGateway::Serves(req.path)) return gateway.Handle(req);
     HttpResponse res = rest.Handle(req);
     if (req.path == "/metrics" && res.status == 200) res.body += functions.RenderMetrics();
     return res;

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "control/function_service.h"
@@ -18,6 +20,8 @@ struct DaemonOptions {
   bool sync = true;                    // fsync every commit; off only for throwaway data
   std::chrono::milliseconds pull_wait{5000};  // how long an empty pull waits for a message
   std::optional<DeployRequest> deploy;  // applied once serving (ferry serve --deploy FILE)
+  std::map<std::string, std::set<std::string>> tokens;  // API token secret -> roles
+  std::map<std::string, std::string> webhook_secrets;    // full topic name -> HMAC secret
 };
 
 // Runs the daemon until SIGINT or SIGTERM. Returns the process exit code.

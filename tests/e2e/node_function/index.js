@@ -10,3 +10,10 @@ exports.helloPubSub = (message, context) => {
     throw new Error('node function failed as asked');
   }
 };
+
+// An HTTP function: echoes what it was sent.
+exports.helloHttp = (req, res) => {
+  res.status(201).set('X-Echo', String(req.query.x || '')).json({
+    method: req.method, path: req.path, body: req.body, runtime: 'node',
+  });
+};

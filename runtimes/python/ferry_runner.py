@@ -1,0 +1,177 @@
+"""Ferry's Python runtime: serves one function of `main.py` over the Functions Framework contract, with the
+standard library only (Ferry embeds this file and starts it as `python3 ferry_runner.py` in the function's
+source_dir).
+
+Environment: PORT, FUNCTION_TARGET (the entry point), FUNCTION_SIGNATURE_TYPE (event, cloudevent or http),
+K_SERVICE. Calls are made as Google's Python Functions Framework makes them:
+  event:      fn(data, context) with context.event_id, .timestamp, .event_type, .resource
+  cloudevent: fn(cloud_event) with cloud_event["type"], ... and cloud_event.data
+  http:       fn(request) with a Flask-like request; returns a body, (body, status) or (body, status, headers)
+An exception answers 500 and its traceback goes to stderr, which Ferry keeps in the execution's log.
+"""
+import http.server
+import importlib
+import json
+import os
+import sys
+import traceback
+import urllib.parse
+
+
+class Context:
+    """The `context` of a background function, as Google's Python runtime passes it."""
+
+    def __init__(self, event_id=None, timestamp=None, event_type=None, resource=None):
+        self.event_id = event_id
+        self.timestamp = timestamp
+        self.event_type = event_type
+        self.resource = resource
+
+    def __repr__(self):
+        return "{event_id: %s, timestamp: %s, event_type: %s, resource: %s}" % (
+            self.event_id, self.timestamp, self.event_type, self.resource)
+
+
+class CloudEvent:
+    """A CloudEvent: attributes by subscript (event["type"]), payload in .data."""
+
+    def __init__(self, attributes, data):
+        self._attributes = attributes
+        self.data = data
+
+    def __getitem__(self, key):
+        return self._attributes[key]
+
+    def get(self, key, default=None):
+        return self._attributes.get(key, default)
+
+    def get_attributes(self):
+        return dict(self._attributes)
+
+    def __repr__(self):
+        return "CloudEvent(%r, %r)" % (self._attributes, self.data)
+
+
+class Request:
+    """The parts of flask.Request that HTTP functions use most."""
+
+    def __init__(self, method, path, query, headers, body):
+        self.method = method
+        self.path = path
+        self.full_path = path + ("?" + query if query else "")
+        self.query_string = query.encode()
+        self.args = {k: v[0] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+        self.headers = headers
+        self.content_type = headers.get("content-type")
+        self.data = body
+
+    def get_data(self, as_text=False):
+        return self.data.decode() if as_text else self.data
+
+    def get_json(self, silent=False, force=False):
+        try:
+            return json.loads(self.data or b"null")
+        except ValueError:
+            if silent:
+                return None
+            raise
+
+    @property
+    def json(self):
+        return self.get_json(silent=True)
+
+
+def load_function():
+    sys.path.insert(0, os.getcwd())
+    target = os.environ["FUNCTION_TARGET"]
+    module = importlib.import_module("main")
+    fn = getattr(module, target, None)
+    if not callable(fn):
+        raise SystemExit("ferry: main.py has no function named %r" % target)
+    return fn
+
+
+def event_call(fn, headers, body):
+    if "ce-type" in headers:  # a binary CloudEvent, given to a background function as (data, context)
+        data = json.loads(body or b"null")
+        context = Context(headers.get("ce-id"), headers.get("ce-time"), headers.get("ce-type"),
+                          headers.get("ce-source"))
+        return fn(data, context)
+    payload = json.loads(body or b"{}")
+    ctx = payload.get("context", {})
+    return fn(payload.get("data"), Context(ctx.get("eventId"), ctx.get("timestamp"), ctx.get("eventType"),
+                                           ctx.get("resource")))
+
+
+def cloudevent_call(fn, headers, body):
+    attributes = {k[3:]: v for k, v in headers.items() if k.startswith("ce-")}
+    data = body
+    if (headers.get("content-type") or "").startswith("application/json"):
+        data = json.loads(body or b"null")
+    return fn(CloudEvent(attributes, data))
+
+
+def to_http(result):
+    """A function's return value as (status, headers, body bytes), as Flask would make it."""
+    status, headers = 200, {}
+    if isinstance(result, tuple):
+        parts = list(result) + [None, None]
+        result, status, headers = parts[0], parts[1] or 200, dict(parts[2] or {})
+    if result is None:
+        body = b""
+    elif isinstance(result, (dict, list)):
+        body = json.dumps(result).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif isinstance(result, bytes):
+        body = result
+    else:
+        body = str(result).encode()
+        headers.setdefault("Content-Type", "text/html; charset=utf-8")
+    return int(status), headers, body
+
+
+def main():
+    fn = load_function()
+    signature = os.environ.get("FUNCTION_SIGNATURE_TYPE", "http")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def handle_call(self):
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            parsed = urllib.parse.urlsplit(self.path)
+            try:
+                if signature == "event":
+                    event_call(fn, headers, body)
+                    status, out_headers, out = 200, {}, b"OK"
+                elif signature == "cloudevent":
+                    cloudevent_call(fn, headers, body)
+                    status, out_headers, out = 200, {}, b"OK"
+                else:
+                    request = Request(self.command, parsed.path, parsed.query, headers, body)
+                    status, out_headers, out = to_http(fn(request))
+            except Exception:  # the function failed: its traceback is the execution's error
+                traceback.print_exc(file=sys.stderr)
+                sys.stderr.flush()
+                status, out_headers, out = 500, {}, b"Internal Server Error"
+            self.send_response(status)
+            for k, v in out_headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = handle_call
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+#include "api/gateway/gateway.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <nlohmann/json.hpp>
+
+namespace ferry {
+namespace {
+
+std::vector<std::string_view> Split(std::string_view s) {
+  std::vector<std::string_view> out;
+  while (!s.empty()) {
+    auto pos = s.find('/');
+    if (pos != 0) out.push_back(s.substr(0, pos));
+    if (pos == std::string_view::npos) break;
+    s.remove_prefix(pos + 1);
+  }
+  return out;
+}
+
+std::string PercentEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+bool IsHopByHop(std::string_view name) {
+  return name == "connection" || name == "keep-alive" || name == "transfer-encoding" || name == "content-length" ||
+         name == "upgrade" || name == "host" || name == "te" || name == "trailer";
+}
+
+HttpResponse Plain(int status, std::string body, std::vector<std::pair<std::string, std::string>> headers = {}) {
+  return HttpResponse{status, "text/plain; charset=utf-8", std::move(body) + "\n", std::move(headers)};
+}
+
+}  // namespace
+
+bool FunctionGateway::Serves(std::string_view path) {
+  if (path.rfind("/functions/", 0) == 0 || path.rfind("/webhooks/", 0) == 0) return true;
+  auto parts = Split(path);
+  return parts.size() >= 6 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "functions";
+}
+
+HttpResponse FunctionGateway::Handle(HttpRequest const& request) {
+  auto parts = Split(request.path);
+  auto rest_after = [&](std::size_t n) {
+    std::string rest;
+    for (std::size_t i = n; i < parts.size(); ++i) rest += "/" + std::string(parts[i]);
+    if (!request.path.empty() && request.path.back() == '/' && parts.size() > n) rest += "/";
+    return rest.empty() ? std::string("/") : rest;
+  };
+  if (parts.size() >= 2 && parts[0] == "functions") {
+    return Function(request, options_.default_project, "", std::string(parts[1]), rest_after(2));
+  }
+  if (parts.size() >= 6 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "functions") {
+    return Function(request, std::string(parts[1]), std::string(parts[3]), std::string(parts[5]), rest_after(6));
+  }
+  if (parts.size() >= 2 && parts[0] == "webhooks") {
+    std::string topic = request.path.substr(std::string_view("/webhooks/").size());
+    if (topic.rfind("projects/", 0) != 0) topic = MakeResourceName(options_.default_project, ResourceKind::kTopic, topic);
+    return Webhook(request, topic);
+  }
+  return ErrorResponse(NotFoundError("No such path: " + request.path));
+}
+
+HttpResponse FunctionGateway::Function(HttpRequest const& request, std::string const& project,
+                                       std::string const& region, std::string const& id, std::string const& rest) {
+  auto spec = functions_.FindRunning(project, region, id);
+  if (!spec.ok() || spec->trigger_type != kHttpTrigger) {
+    return Plain(404, "Function " + id + " is not an HTTP function of project " + project);
+  }
+  if (!spec->allow_unauthenticated) {
+    std::string auth = request.Header("authorization");
+    constexpr std::string_view kBearer = "Bearer ";
+    if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) {
+      return Plain(401, "Unauthorized: function " + id + " is private; send Authorization: Bearer TOKEN",
+                   {{"WWW-Authenticate", "Bearer"}});
+    }
+    auto token = options_.tokens.find(auth.substr(kBearer.size()));
+    bool invoker = token != options_.tokens.end() &&
+                   (token->second.count("invoker") > 0 || token->second.count("admin") > 0);
+    if (!invoker) return Plain(403, "Forbidden: the token may not invoke function " + id);
+  }
+
+  Invocation invocation;
+  invocation.method = request.method;
+  invocation.path = PercentEncode(rest);
+  // The path keeps its slashes.
+  for (std::size_t pos = 0; (pos = invocation.path.find("%2F", pos)) != std::string::npos;) {
+    invocation.path.replace(pos, 3, "/");
+  }
+  std::string query;
+  for (auto const& [k, v] : request.query) query += (query.empty() ? "?" : "&") + PercentEncode(k) + "=" + PercentEncode(v);
+  invocation.path += query;
+  for (auto const& [k, v] : request.headers) {
+    if (!IsHopByHop(k)) invocation.headers.emplace_back(k, v);
+  }
+  invocation.body = request.body;
+  auto result = functions_.InvokeHttp(FunctionResourceName(*spec), std::move(invocation));
+  if (!result.ok()) return Plain(503, result.status().message());
+  std::vector<std::pair<std::string, std::string>> headers{{"Function-Execution-Id", result->execution_id}};
+  if (result->status == "timeout") return Plain(504, "Gateway Timeout: " + result->error, headers);
+  if (result->http_status == 0) return Plain(500, "Internal Server Error: " + result->error, headers);
+  HttpResponse res{result->http_status, "", std::move(result->body), std::move(headers)};
+  for (auto& [k, v] : result->headers) {
+    std::string lower = k;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (IsHopByHop(lower)) continue;
+    if (lower == "content-type") {
+      res.content_type = v;
+    } else {
+      res.headers.emplace_back(k, v);
+    }
+  }
+  return res;
+}
+
+std::string FunctionGateway::Signature(std::string const& secret, std::string const& body) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<unsigned char const*>(body.data()),
+       body.size(), mac, &len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256=";
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[mac[i] >> 4];
+    out += kHex[mac[i] & 15];
+  }
+  return out;
+}
+
+HttpResponse FunctionGateway::Webhook(HttpRequest const& request, std::string const& topic) {
+  if (request.method != "POST") return ErrorResponse(Status(StatusCode::kUnimplemented, "Use POST"), 405);
+  if (auto secret = options_.webhook_secrets.find(topic); secret != options_.webhook_secrets.end()) {
+    std::string given = request.Header("x-ferry-signature-256");
+    if (given.empty()) given = request.Header("x-hub-signature-256");
+    std::string want = Signature(secret->second, request.body);
+    // Constant time, so the comparison does not tell how much of a guess was right.
+    if (given.size() != want.size() || CRYPTO_memcmp(given.data(), want.data(), want.size()) != 0) {
+      return ErrorResponse(Status(StatusCode::kUnauthenticated, "The webhook signature is missing or wrong"), 401);
+    }
+  }
+  PubsubMessage message;
+  message.data = request.body;
+  std::string type = request.Header("content-type");
+  if (!type.empty()) message.attributes["content-type"] = type;
+  if (message.data.empty() && message.attributes.empty()) message.attributes["content-type"] = "";
+  auto ids = broker_.Publish(topic, {std::move(message)});
+  if (!ids.ok()) return ErrorResponse(ids.status());
+  return HttpResponse{202, "application/json", nlohmann::json{{"messageId", ids->front()}}.dump(), {}};
+}
+
+}  // namespace ferry

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "api/http_server.h"
+#include "broker/broker.h"
+#include "control/function_service.h"
+
+namespace ferry {
+
+struct GatewayOptions {
+  std::string default_project;
+  // API tokens: secret -> roles ("admin", "invoker", ...). A private HTTP function needs a bearer token with the
+  // invoker (or admin) role.
+  std::map<std::string, std::set<std::string>> tokens;
+  // Webhooks: full topic name -> shared secret. A webhook to such a topic must carry an HMAC-SHA256 of its body.
+  std::map<std::string, std::string> webhook_secrets;
+};
+
+// The public HTTP entry points into functions and topics:
+//   /functions/{name}[/...] and /projects/{p}/locations/{r}/functions/{name}[/...]: HTTP functions. Method, path
+//     below the function, query, headers and body go to the function; its status, headers and body come back.
+//     A timeout answers 504. Never retried. Private unless allow_unauthenticated: no bearer token is 401, a token
+//     without the invoker role is 403.
+//   POST /webhooks/{topic}: publishes the body (content type in the attribute "content-type") and answers 202
+//     with {"messageId"}; with a secret for the topic, the X-Ferry-Signature-256 (or GitHub's
+//     X-Hub-Signature-256) header must be "sha256=" + hex HMAC-SHA256 of the body, else 401.
+class FunctionGateway {
+ public:
+  FunctionGateway(FunctionService& functions, Broker& broker, GatewayOptions options)
+      : functions_(functions), broker_(broker), options_(std::move(options)) {}
+
+  // Whether the path is one of the gateway's.
+  static bool Serves(std::string_view path);
+  HttpResponse Handle(HttpRequest const& request);
+
+  // "sha256=" + lowercase hex HMAC-SHA256(secret, body). Public for tests.
+  static std::string Signature(std::string const& secret, std::string const& body);
+
+ private:
+  HttpResponse Function(HttpRequest const& request, std::string const& project, std::string const& region,
+                        std::string const& id, std::string const& rest);
+  HttpResponse Webhook(HttpRequest const& request, std::string const& topic);
+
+  FunctionService& functions_;
+  Broker& broker_;
+  GatewayOptions options_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+// What starts an instance of a function in the `nodejs` or `python3` runtime, and what prepares one at deploy.
+
+// The argv of a Python function's instance: Ferry's own runner (runtimes/python/ferry_runner.py, embedded in
+// the binary and written under `data_dir` on first use), run by python3 in the function's source_dir.
+StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_dir);
+
+// The argv of a Node.js function's instance: Google's Functions Framework from the function's node_modules.
+std::vector<std::string> NodeFrameworkCommand();
+
+// Prepares a Node.js function at deploy: `npm ci` when a package-lock.json exists and differs from the one last
+// installed (a stamp in node_modules remembers it). FAILED_PRECONDITION with npm's output when it fails, or when
+// the Functions Framework is not there afterwards.
+Status PrepareNodeFunction(std::string const& source_dir);
+
+}  // namespace ferry

@@ -1,0 +1,21 @@
+"""Python functions for tests/e2e/runtimes_test.py, as Google's Python runtime calls them."""
+import base64
+import json
+import time
+
+
+def hello_pubsub(event, context):
+    data = base64.b64decode(event["data"]).decode() if event.get("data") else ""
+    print("python got data=%s attributes=%s event_id=%s event_type=%s resource=%s" % (
+        data, json.dumps(event.get("attributes") or {}, sort_keys=True), context.event_id, context.event_type,
+        json.dumps(context.resource, sort_keys=True)))
+    if (event.get("attributes") or {}).get("fail") == "yes":
+        raise ValueError("python function failed as asked")
+
+
+def hello_http(request):
+    if request.args.get("sleep"):
+        time.sleep(float(request.args["sleep"]))
+    body = {"method": request.method, "path": request.path, "args": request.args,
+            "json": request.get_json(silent=True), "runtime": "python"}
+    return json.dumps(body), 201, {"Content-Type": "application/json", "X-Echo": request.headers.get("x-echo", "")}

@@ -1,0 +1,221 @@
+"""The nodejs and python3 runtimes, HTTP functions and webhooks against the real daemon: a Python function
+(Ferry's runner) and a Node.js function (Google's Functions Framework, npm ci'd at deploy), each on a Pub/Sub
+trigger and an HTTP trigger; private functions and tokens; timeouts; signed webhooks."""
+import base64
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOKEN = "s3cret-invoker"
+OTHER_TOKEN = "s3cret-publisher"
+WEBHOOK_SECRET = "hook-secret"
+
+
+def wait_for(predicate, timeout=60, interval=0.1, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class RuntimesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = harness.Daemon(project="rt", extra_args=[
+            "--token", "invoker=" + TOKEN, "--token", "publisher=" + OTHER_TOKEN,
+            "--webhook-secret", "signed-hooks=" + WEBHOOK_SECRET]).start()
+        cls.client = cls.daemon.client()
+        cls.work = tempfile.mkdtemp(prefix="ferry-rt-")
+        # The Node.js function without node_modules: deploy must npm ci it from the lockfile.
+        cls.node_src = os.path.join(cls.work, "node_function")
+        shutil.copytree(os.path.join(HERE, "node_function"), cls.node_src,
+                        ignore=shutil.ignore_patterns("node_modules"))
+        cls.python_src = os.path.join(HERE, "python_function")
+        deploy = os.path.join(cls.work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: rt
+                topics: [py-orders, py-failed, node-orders, hooks, signed-hooks]
+                functions:
+                  - name: py-events
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: hello_pubsub
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: py-orders
+                    event_trigger_retry: true
+                    dead_letter_topic: py-failed
+                    max_delivery_attempts: 5
+                    min_retry_delay: 0s
+                    max_retry_delay: 0s
+                  - name: py-web
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: hello_http
+                    trigger_http: true
+                    allow_unauthenticated: true
+                    timeout: 2
+                  - name: py-private
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: hello_http
+                    trigger_http: true
+                  - name: node-events
+                    runtime: nodejs
+                    source_dir: %(node)s
+                    entry_point: helloPubSub
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: node-orders
+                  - name: node-web
+                    runtime: nodejs
+                    source_dir: %(node)s
+                    entry_point: helloHttp
+                    trigger_http: true
+                    allow_unauthenticated: true
+                """ % {"py": json.dumps(cls.python_src), "node": json.dumps(cls.node_src)}))
+        env = dict(os.environ, FERRY_ENDPOINT=cls.daemon.endpoint)
+        proc = subprocess.run([harness.FERRY, "deploy", "-f", deploy], env=env, capture_output=True, text=True,
+                              timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError("deploy failed: %s\n%s" % (proc.stdout, proc.stderr))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.daemon.close()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def http(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)
+        conn.request(method, path, body=body, headers=headers or {})
+        res = conn.getresponse()
+        out = (res.status, {k.lower(): v for k, v in res.getheaders()}, res.read().decode())
+        conn.close()
+        return out
+
+    def log_messages(self, fn):
+        status, res = self.client.request("GET", "/ferry/v1/projects/rt/functions/%s/logs?limit=1000" % fn)
+        self.assertEqual(status, 200, res)
+        return [e["message"] for e in res["entries"]]
+
+    def executions(self, fn):
+        status, res = self.client.request("GET", "/ferry/v1/projects/rt/functions/%s/executions?limit=100" % fn)
+        self.assertEqual(status, 200, res)
+        return res["executions"]
+
+    def test_python_pubsub_function_gets_event_and_context_and_its_exception_is_retried(self):
+        [mid] = self.client.publish("py-orders", ['{"n": 1}'], {"k": "v"})
+        got = wait_for(lambda: [m for m in self.log_messages("py-events") if m.startswith("python got")],
+                       what="the python function to run")
+        self.assertIn('data={"n": 1}', got[0])
+        self.assertIn('attributes={"k": "v"}', got[0])
+        self.assertIn("event_id=" + mid, got[0])
+        self.assertIn("event_type=google.pubsub.topic.publish", got[0])
+        self.assertIn("projects/rt/topics/py-orders", got[0])
+
+        self.client.create_subscription("py-failed-sub", "py-failed")
+        self.client.publish("py-orders", ["boom"], {"fail": "yes"})
+        dead = wait_for(lambda: self.client.pull("py-failed-sub"), what="the failing message dead-lettered")
+        attributes = dead[0]["message"]["attributes"]
+        self.assertEqual(attributes["CloudPubSubDeadLetterSourceDeliveryCount"], "5")
+        self.assertEqual(len([e for e in self.executions("py-events") if e["status"] == "error"]), 5)
+        # The traceback is in the execution's log.
+        self.assertTrue(any("ValueError: python function failed as asked" in m for m in self.log_messages("py-events")))
+
+    def test_python_http_function_round_trips_and_times_out_with_504(self):
+        status, headers, body = self.http("POST", "/functions/py-web/a/b?x=1&y=two", body='{"q": 7}',
+                                          headers={"content-type": "application/json", "x-echo": "hi"})
+        self.assertEqual(status, 201, body)
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertEqual(headers["x-echo"], "hi")
+        self.assertIn("function-execution-id", headers)
+        self.assertEqual(json.loads(body), {"method": "POST", "path": "/a/b", "args": {"x": "1", "y": "two"},
+                                            "json": {"q": 7}, "runtime": "python"})
+        # The full resource path works too.
+        status, _, body = self.http("GET", "/projects/rt/locations/local/functions/py-web")
+        self.assertEqual(status, 201, body)
+        self.assertEqual(json.loads(body)["method"], "GET")
+
+        started = time.time()
+        status, _, body = self.http("GET", "/functions/py-web?sleep=5")
+        self.assertEqual(status, 504, body)
+        self.assertLess(time.time() - started, 4.5)
+        timed_out = lambda: [e for e in self.executions("py-web") if e["status"] == "timeout"]
+        wait_for(timed_out, timeout=10, what="the timeout recorded")
+        time.sleep(1)
+        self.assertEqual(len(timed_out()), 1, "an HTTP function is never retried")
+        status, _, _ = self.http("GET", "/functions/py-web")  # a fresh instance serves the next call
+        self.assertEqual(status, 201)
+
+    def test_private_function_needs_an_invoker_token(self):
+        status, headers, _ = self.http("GET", "/functions/py-private")
+        self.assertEqual(status, 401)
+        self.assertEqual(headers.get("www-authenticate"), "Bearer")
+        status, _, _ = self.http("GET", "/functions/py-private", headers={"authorization": "Bearer wrong"})
+        self.assertEqual(status, 403)
+        status, _, _ = self.http("GET", "/functions/py-private", headers={"authorization": "Bearer " + OTHER_TOKEN})
+        self.assertEqual(status, 403)
+        status, _, body = self.http("GET", "/functions/py-private", headers={"authorization": "Bearer " + TOKEN})
+        self.assertEqual(status, 201, body)
+        status, _, _ = self.http("GET", "/functions/no-such-function")
+        self.assertEqual(status, 404)
+
+    def test_node_functions_on_pubsub_and_http(self):
+        [mid] = self.client.publish("node-orders", ['{"n": 2}'], {"k": "w"})
+        got = wait_for(lambda: [m for m in self.log_messages("node-events") if m.startswith("node got")],
+                       what="the node function to run")
+        self.assertIn('data={"n": 2}', got[0])
+        self.assertIn("eventId=" + mid, got[0])
+        status, headers, body = self.http("PUT", "/functions/node-web/x/y?x=42", body='{"a": 1}',
+                                          headers={"content-type": "application/json"})
+        self.assertEqual(status, 201, body)
+        self.assertEqual(headers["x-echo"], "42")
+        self.assertEqual(json.loads(body), {"method": "PUT", "path": "/x/y", "body": {"a": 1}, "runtime": "node"})
+
+    def test_webhooks_publish_and_check_signatures(self):
+        self.client.create_subscription("hooks-sub", "hooks")
+        status, _, body = self.http("POST", "/webhooks/hooks", body='{"event": "push"}',
+                                    headers={"content-type": "application/json"})
+        self.assertEqual(status, 202, body)
+        mid = json.loads(body)["messageId"]
+        [got] = self.client.pull("hooks-sub")
+        self.assertEqual(got["message"]["messageId"], mid)
+        self.assertEqual(harness.data_of(got), '{"event": "push"}')
+        self.assertEqual(got["message"]["attributes"]["content-type"], "application/json")
+
+        self.client.create_subscription("signed-sub", "signed-hooks")
+        payload = '{"event": "signed"}'
+        status, _, _ = self.http("POST", "/webhooks/signed-hooks", body=payload)
+        self.assertEqual(status, 401)
+        status, _, _ = self.http("POST", "/webhooks/signed-hooks", body=payload,
+                                 headers={"x-hub-signature-256": "sha256=" + "0" * 64})
+        self.assertEqual(status, 401)
+        import hashlib
+        import hmac
+        signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        status, _, body = self.http("POST", "/webhooks/signed-hooks", body=payload,
+                                    headers={"x-hub-signature-256": signature})
+        self.assertEqual(status, 202, body)
+        [got] = self.client.pull("signed-sub")
+        self.assertEqual(harness.data_of(got), payload)
+        status, _, _ = self.http("POST", "/webhooks/no-such-topic", body="x")
+        self.assertEqual(status, 404)
+
+
+if __name__ == "__main__":
+    harness.FERRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
