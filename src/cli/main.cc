@@ -607,6 +607,56 @@ int Main(int argc, char** argv) {
     return OkStatus();
   }));
 
+  // ---- schedules ----
+  auto schedule_path = [&](std::string const& id) -> StatusOr<std::string> {
+    if (id.rfind("projects/", 0) == 0) return "/ferry/v1/" + id;
+    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
+    return "/ferry/v1/projects/" + project + "/locations/local/jobs/" + id;
+  };
+  auto* schedules = app.add_subcommand("schedules", "Manage schedules (Cloud Scheduler jobs)");
+  schedules->require_subcommand(1);
+  auto* jlist = schedules->add_subcommand("list", "List schedules");
+  jlist->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("GET", "/ferry/v1/projects/" + project + "/schedules"));
+    Json list = res.value("schedules", Json::array());
+    if (cli.json_output()) {
+      std::cout << list.dump(2) << "\n";
+      return OkStatus();
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (auto const& s : list) {
+      std::string target = s.value("topic", "").empty() ? "function " + s.value("function", "")
+                                                         : "topic " + Short(s.value("topic", ""));
+      rows.push_back({s.value("id", ""), s.value("schedule", ""), s.value("time_zone", ""), target,
+                      s.value("state", ""), s.value("next_fire_time", ""), s.value("last_fired_time", "")});
+    }
+    PrintTable({"ID", "SCHEDULE", "TIME_ZONE", "TARGET", "STATE", "NEXT_FIRE", "LAST_FIRED"}, rows);
+    return OkStatus();
+  }));
+  auto* jdescribe = schedules->add_subcommand("describe", "Show a schedule");
+  jdescribe->add_option("SCHEDULE", one_id)->required();
+  jdescribe->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto path, schedule_path(one_id));
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("GET", path));
+    PrintDescribe(cli, res);
+    return OkStatus();
+  }));
+  for (auto [verb, help, done] : {std::tuple{"run", "Fire a schedule now, outside its ticks", "Ran"},
+                                  std::tuple{"pause", "Pause a schedule: its ticks do not fire", "Paused"},
+                                  std::tuple{"resume", "Resume a schedule from its next tick", "Resumed"}}) {
+    auto* sub = schedules->add_subcommand(verb, help);
+    sub->add_option("SCHEDULE", one_id)->required();
+    sub->callback(run([&, verb = std::string(verb), done = std::string(done)]() -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto path, schedule_path(one_id));
+      Json empty = Json::object();
+      FERRY_ASSIGN_OR_RETURN(auto answer, cli.Call("POST", path + ":" + verb, &empty));
+      (void)answer;
+      std::cerr << done << " schedule [" << one_id << "].\n";
+      return OkStatus();
+    }));
+  }
+
   // ---- call ----
   std::string call_data;
   auto* call = app.add_subcommand("call", "Invoke a function once, now (not through its trigger)");

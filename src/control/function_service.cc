@@ -1,5 +1,6 @@
 #include "control/function_service.h"
 
+#include "control/scheduler.h"
 #include "functions/runtimes.h"
 
 #include <algorithm>
@@ -212,6 +213,22 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   // The plan: the difference between that and what is stored.
   DeployResult result;
   Deployment change;
+  std::set<std::string> schedule_names;
+  for (auto& s : request.schedules) {
+    if (s.project.empty()) s.project = request.project;
+    if (s.project != request.project) {
+      return InvalidArgumentError("schedule " + s.name + " is in project " + s.project + ", the deploy in " +
+                                  request.project);
+    }
+    FERRY_RETURN_IF_ERROR(NormalizeScheduleSpec(s));
+    if (!schedule_names.insert(s.name).second) return InvalidArgumentError("schedule " + s.name + " is declared twice");
+    if (!s.function.empty() && !seen.contains(s.function)) {
+      return InvalidArgumentError("schedule " + s.name + " targets function " + s.function +
+                                  ", which the deploy does not declare");
+    }
+    if (!s.topic.empty()) want_topic(s.topic);
+  }
+
   for (auto const& topic : topics) {
     auto existing = store_.GetTopic(topic);
     if (existing.ok()) {
@@ -292,6 +309,32 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
       change.delete_subscriptions.push_back(sub);
     }
   }
+  // Schedules: a changed one starts from its next tick after now; one that is gone is deleted.
+  FERRY_ASSIGN_OR_RETURN(auto schedule_records, store_.ListSchedules());
+  std::map<std::string, ScheduleSpec> old_schedules;
+  std::string schedule_prefix = "projects/" + request.project + "/";
+  for (auto const& r : schedule_records) {
+    if (r.name.rfind(schedule_prefix, 0) != 0) continue;
+    FERRY_ASSIGN_OR_RETURN(auto spec, ScheduleSpecFromJson(nlohmann::json::parse(r.spec, nullptr, false)));
+    old_schedules[r.name] = std::move(spec);
+  }
+  int64_t const now = ToUnixMillis(clock_.Now());
+  for (auto const& s : request.schedules) {
+    std::string name = ScheduleResourceName(s);
+    auto it = old_schedules.find(name);
+    if (it != old_schedules.end() && it->second == s) {
+      result.plan.push_back({"unchanged", "schedule", name});
+      old_schedules.erase(it);
+      continue;
+    }
+    result.plan.push_back({it == old_schedules.end() ? "create" : "change", "schedule", name});
+    if (it != old_schedules.end()) old_schedules.erase(it);
+    change.put_schedules.push_back({name, ScheduleSpecToJson(s).dump(), Scheduler::NextFire(s, now)});
+  }
+  for (auto const& [name, spec] : old_schedules) {
+    result.plan.push_back({"delete", "schedule", name});
+    change.delete_schedules.push_back(name);
+  }
   if (request.dry_run) return result;
 
   // Build before anything changes: a function that does not build fails the whole deploy.
@@ -302,6 +345,9 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   }
   FERRY_RETURN_IF_ERROR(store_.ApplyDeployment(change));
   result.applied = true;
+  if ((!change.put_schedules.empty() || !change.delete_schedules.empty()) && options_.schedules_changed) {
+    options_.schedules_changed();
+  }
 
   for (auto const& name : to_stop) Stop(name);
   for (auto const& fn : to_launch) {

@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "functions/supervisor.h"
 #include "model/function_spec.h"
+#include "model/schedule_spec.h"
 #include "store/execution_log.h"
 #include "store/message_store.h"
 #include "triggers/pubsub_trigger.h"
@@ -20,7 +21,7 @@ namespace ferry {
 // One line of a deploy plan: "create topic projects/p/topics/bar".
 struct PlanItem {
   std::string action;  // create, change, delete, unchanged
-  std::string kind;    // topic, subscription, function
+  std::string kind;    // topic, subscription, function, schedule
   std::string name;
 };
 
@@ -28,6 +29,7 @@ struct DeployRequest {
   std::string project;
   std::vector<std::string> topics;      // short or full names
   std::vector<FunctionSpec> functions;  // every function of the project: the ones missing are deleted
+  std::vector<ScheduleSpec> schedules;  // every schedule of the project, likewise
   bool dry_run = false;
 };
 
@@ -56,6 +58,7 @@ struct CallResult {
 
 struct FunctionServiceOptions {
   std::string data_dir = "./data";  // builds go under builds/
+  std::function<void()> schedules_changed;  // called after a deploy changed schedules (wakes the scheduler)
 };
 
 // The functions control plane: applies deploys (plan, build, one store transaction, then the running

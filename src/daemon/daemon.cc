@@ -13,6 +13,7 @@
 #include "api/http_server.h"
 #include "api/rest/pubsub_rest.h"
 #include "broker/broker.h"
+#include "control/scheduler.h"
 #include "push/push_delivery.h"
 #include "common/clock.h"
 #include "store/execution_log.h"
@@ -43,9 +44,16 @@ int RunDaemon(DaemonOptions const& options) {
   BrokerOptions broker_options;
   broker_options.pull_wait = options.pull_wait;
   Broker broker(**store, clock, broker_options);
-  FunctionService functions(**store, broker, **executions, clock, {.data_dir = options.data_dir});
+  FunctionService* functions_ptr = nullptr;  // set just below: the scheduler invokes function targets through it
+  Scheduler scheduler(**store, clock, [&](std::string const& function, std::string const& data) {
+    auto called = functions_ptr->Call(function, data);
+    return called.ok() && called->status == "ok";
+  });
+  FunctionService functions(**store, broker, **executions, clock,
+                            {.data_dir = options.data_dir, .schedules_changed = [&] { scheduler.Wake(); }});
+  functions_ptr = &functions;
   PubsubRestApi rest(broker);
-  AdminApi admin(functions, **executions, options.project);
+  AdminApi admin(functions, scheduler, **executions, options.project);
   FunctionGateway gateway(functions, broker, {options.project, options.tokens, options.webhook_secrets});
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
@@ -97,12 +105,15 @@ int RunDaemon(DaemonOptions const& options) {
     }
   }
 
+  scheduler.Start();
+
   int sig = 0;
   sigwait(&signals, &sig);
   std::fprintf(stderr, "ferry: stopping on signal %d\n", sig);
   broker.Shutdown();  // waiting pulls answer now, so the servers' workers can finish
   (*grpc)->Stop();    // ends streaming pulls, which would otherwise spin on a broker that no longer waits
   push.Stop();
+  scheduler.Stop();
   functions.Shutdown();
   (*server)->Stop();
   return 0;

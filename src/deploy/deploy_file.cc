@@ -1,5 +1,7 @@
 #include "deploy/deploy_file.h"
 
+#include <algorithm>
+
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
@@ -80,6 +82,41 @@ class Reader {
     if (!_v.ok()) return _v.status();  \
     lhs = *std::move(_v);              \
   } while (false)
+
+StatusOr<ScheduleSpec> ReadSchedule(Reader const& r, YAML::Node const& node, std::string const& project) {
+  if (!node.IsMap()) return r.Error(node.Mark(), "each schedule must be a map of settings");
+  ScheduleSpec s;
+  s.project = project;
+  if (!node["name"]) return r.Error(node.Mark(), "a schedule needs a name");
+  FERRY_YAML_ASSIGN(s.name, r.String(node["name"], "name"));
+  std::string const prefix = "schedule " + s.name + ": ";
+  for (auto const& kv : node) {
+    std::string key = kv.first.Scalar();
+    YAML::Node const& v = kv.second;
+    std::string what = prefix + key;
+    if (key == "name") continue;
+    if (key == "schedule") FERRY_YAML_ASSIGN(s.schedule, r.String(v, what));
+    else if (key == "time_zone") FERRY_YAML_ASSIGN(s.time_zone, r.String(v, what));
+    else if (key == "description") FERRY_YAML_ASSIGN(s.description, r.String(v, what));
+    else if (key == "region") FERRY_YAML_ASSIGN(s.region, r.String(v, what));
+    else if (key == "topic") FERRY_YAML_ASSIGN(s.topic, r.String(v, what));
+    else if (key == "data") FERRY_YAML_ASSIGN(s.data, r.String(v, what));
+    else if (key == "attributes") FERRY_YAML_ASSIGN(s.attributes, r.Map(v, what));
+    else if (key == "function") FERRY_YAML_ASSIGN(s.function, r.String(v, what));
+    else if (key == "retry_count") {
+      int64_t n = 0;
+      FERRY_YAML_ASSIGN(n, r.Integer(v, what));
+      s.retry_count = static_cast<int>(std::clamp<int64_t>(n, -1, 1000));
+    } else if (key == "min_backoff") FERRY_YAML_ASSIGN(s.min_backoff_ms, r.Duration(v, what));
+    else if (key == "catch_up") FERRY_YAML_ASSIGN(s.catch_up_ms, r.Duration(v, what));
+    else return r.Error(kv.first.Mark(), "unknown schedule setting \"" + key + "\"");
+  }
+  if (!node["schedule"]) return r.Error(node.Mark(), prefix + "a schedule needs schedule: (a cron expression)");
+  // Values are checked here, so an error points at the file.
+  ScheduleSpec checked = s;
+  if (Status st = NormalizeScheduleSpec(checked); !st.ok()) return r.Error(node.Mark(), st.message());
+  return s;
+}
 
 StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std::string const& project,
                                     fs::path const& base) {
@@ -218,10 +255,20 @@ StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string con
           }
           request.functions.push_back(std::move(spec));
         }
-      } else if (key == "schedules" || key == "buckets") {
+      } else if (key == "schedules") {
+        if (!v.IsSequence()) return r.Error(v.Mark(), "schedules must be a list");
+        for (auto const& node : v) {
+          ScheduleSpec spec;
+          FERRY_YAML_ASSIGN(spec, ReadSchedule(r, node, request.project));
+          for (auto const& other : request.schedules) {
+            if (other.name == spec.name) return r.Error(node.Mark(), "schedule " + spec.name + " is declared twice");
+          }
+          request.schedules.push_back(std::move(spec));
+        }
+      } else if (key == "buckets") {
         return r.Error(kv.first.Mark(), key + " are not supported by this version of Ferry yet");
       } else {
-        return r.Error(kv.first.Mark(), "unknown key \"" + key + "\" (expected project, topics, functions)");
+        return r.Error(kv.first.Mark(), "unknown key \"" + key + "\" (expected project, topics, functions, schedules)");
       }
     }
   } catch (YAML::Exception const& e) {
@@ -233,9 +280,12 @@ StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string con
 nlohmann::json DeployRequestToJson(DeployRequest const& request) {
   nlohmann::json functions = nlohmann::json::array();
   for (auto const& f : request.functions) functions.push_back(FunctionSpecToJson(f));
+  nlohmann::json schedules = nlohmann::json::array();
+  for (auto const& s : request.schedules) schedules.push_back(ScheduleSpecToJson(s));
   return {{"project", request.project},
           {"topics", request.topics},
           {"functions", functions},
+          {"schedules", schedules},
           {"dry_run", request.dry_run}};
 }
 

@@ -49,6 +49,15 @@ struct FunctionRecord {
   std::string spec;  // JSON
 };
 
+// A schedule's stored spec and firing state.
+struct ScheduleRecord {
+  std::string name;         // projects/{p}/locations/{r}/jobs/{j}
+  std::string spec;         // JSON (model/schedule_spec.h)
+  int64_t next_fire_ms = -1;  // the next tick; -1: none
+  int64_t last_fired_ms = 0;  // the tick last fired (its scheduled time), 0: never
+  bool paused = false;
+};
+
 // Everything one deploy changes, applied in one transaction: all of it or none.
 struct Deployment {
   std::vector<Topic> create_topics;
@@ -57,6 +66,9 @@ struct Deployment {
   std::vector<std::string> delete_subscriptions;
   std::vector<FunctionRecord> put_functions;
   std::vector<std::string> delete_functions;
+  // A new spec and next tick; an existing schedule keeps its last tick and whether it is paused.
+  std::vector<ScheduleRecord> put_schedules;
+  std::vector<std::string> delete_schedules;
 };
 
 struct Page {
@@ -149,6 +161,17 @@ class MessageStore {
   // Applies a deploy atomically. Creating something that exists, or changing something missing, fails it whole.
   [[nodiscard]] virtual Status ApplyDeployment(Deployment const& deployment) = 0;
   [[nodiscard]] virtual StatusOr<std::vector<FunctionRecord>> ListFunctions() = 0;
+
+  // ---- schedules ----
+  [[nodiscard]] virtual StatusOr<std::vector<ScheduleRecord>> ListSchedules() = 0;
+  // Fires tick `tick_ms` of a schedule once: unless a tick at or after it has already fired (false), publishes
+  // `message` to `topic` (when given), records the tick as fired and sets the next one, all in one transaction,
+  // so no tick fires twice, across restarts and nodes.
+  [[nodiscard]] virtual StatusOr<bool> FireSchedule(std::string const& name, int64_t tick_ms, int64_t next_fire_ms,
+                                                    std::string const& topic, PubsubMessage const* message,
+                                                    int64_t now_ms) = 0;
+  // Pauses or resumes; `next_fire_ms` is the next tick from now (set on resume).
+  [[nodiscard]] virtual Status SetSchedulePaused(std::string const& name, bool paused, int64_t next_fire_ms) = 0;
 };
 
 // Ferry's addition to dead-lettered messages: the last error of the function that failed them (at most 1024

@@ -56,6 +56,16 @@ int IntParam(HttpRequest const& req, std::string_view name, int fallback, int ma
   }
 }
 
+json ScheduleJson(ScheduleState const& s) {
+  json j = ScheduleSpecToJson(s.spec);
+  j["name"] = ScheduleResourceName(s.spec);
+  j["id"] = s.spec.name;
+  j["state"] = s.paused ? "PAUSED" : "ENABLED";
+  j["next_fire_time"] = s.next_fire_ms >= 0 && !s.paused ? FormatRfc3339(s.next_fire_ms) : "";
+  j["last_fired_time"] = s.last_fired_ms > 0 ? FormatRfc3339(s.last_fired_ms) : "";
+  return j;
+}
+
 }  // namespace
 
 HttpResponse AdminApi::Handle(HttpRequest const& req) {
@@ -94,6 +104,23 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     for (auto const& s : *list) out.push_back(StateJson(s));
     return Json(json{{"functions", out}});
   }
+  if (path == "jobs" || path == "schedules") {
+    if (req.method != "GET") return WrongMethod(req, "GET");
+    auto list = scheduler_.List(project);
+    if (!list.ok()) return ErrorResponse(list.status());
+    json out = json::array();
+    for (auto const& s : *list) out.push_back(ScheduleJson(s));
+    return Json(json{{"schedules", out}});
+  }
+  for (std::string_view collection : {"jobs/", "schedules/"}) {
+    if (path.rfind(collection, 0) != 0) continue;
+    path.remove_prefix(collection.size());
+    auto colon = path.find(':');
+    std::string id(path.substr(0, colon));
+    std::string verb = colon == std::string_view::npos ? "" : std::string(path.substr(colon + 1));
+    if (id.empty() || id.find('/') != std::string::npos) return NotFoundPath(req);
+    return Schedule(req, "projects/" + project + "/locations/" + region + "/jobs/" + id, verb);
+  }
   if (path.rfind("functions/", 0) != 0) return NotFoundPath(req);
   path.remove_prefix(10);
   // {f}, {f}:call, {f}/executions, {f}/logs
@@ -102,6 +129,24 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
   std::string rest = end == std::string_view::npos ? "" : std::string(path.substr(end));
   if (id.empty()) return NotFoundPath(req);
   return Function(req, "projects/" + project + "/locations/" + region + "/functions/" + id, rest);
+}
+
+HttpResponse AdminApi::Schedule(HttpRequest const& req, std::string const& name, std::string const& verb) {
+  if (verb.empty()) {
+    if (req.method != "GET") return WrongMethod(req, "GET");
+    auto state = scheduler_.Get(name);
+    if (!state.ok()) return ErrorResponse(state.status());
+    return Json(ScheduleJson(*state));
+  }
+  if (req.method != "POST") return WrongMethod(req, "POST");
+  Status st = verb == "run"      ? scheduler_.RunNow(name)
+              : verb == "pause"  ? scheduler_.Pause(name)
+              : verb == "resume" ? scheduler_.Resume(name)
+                                 : NotFoundError("Unknown schedule verb \"" + verb + "\" (run, pause, resume)");
+  if (!st.ok()) return ErrorResponse(st);
+  auto state = scheduler_.Get(name);
+  if (!state.ok()) return ErrorResponse(state.status());
+  return Json(ScheduleJson(*state));
 }
 
 HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name, std::string const& rest) {
@@ -193,6 +238,14 @@ HttpResponse AdminApi::Deploy(HttpRequest const& req) {
       auto spec = FunctionSpecFromJson(f);
       if (!spec.ok()) return ErrorResponse(spec.status());
       request.functions.push_back(*std::move(spec));
+    }
+  }
+  if (body.contains("schedules")) {
+    if (!body["schedules"].is_array()) return ErrorResponse(InvalidArgumentError("\"schedules\" must be a list"));
+    for (auto const& s : body["schedules"]) {
+      auto spec = ScheduleSpecFromJson(s);
+      if (!spec.ok()) return ErrorResponse(spec.status());
+      request.schedules.push_back(*std::move(spec));
     }
   }
   auto result = functions_.Deploy(std::move(request));

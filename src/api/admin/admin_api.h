@@ -4,6 +4,7 @@
 
 #include "api/http_server.h"
 #include "control/function_service.h"
+#include "control/scheduler.h"
 #include "store/execution_log.h"
 
 namespace ferry {
@@ -20,16 +21,18 @@ namespace ferry {
 //   GET    /ferry/v1/executions/{id}
 class AdminApi {
  public:
-  AdminApi(FunctionService& functions, ExecutionLog& log, std::string default_project)
-      : functions_(functions), log_(log), default_project_(std::move(default_project)) {}
+  AdminApi(FunctionService& functions, Scheduler& scheduler, ExecutionLog& log, std::string default_project)
+      : functions_(functions), scheduler_(scheduler), log_(log), default_project_(std::move(default_project)) {}
   // Paths it does not know are answered 404 with a google.rpc body.
   HttpResponse Handle(HttpRequest const& request);
 
  private:
   HttpResponse Deploy(HttpRequest const& request);
   HttpResponse Function(HttpRequest const& request, std::string const& name, std::string const& rest);
+  HttpResponse Schedule(HttpRequest const& request, std::string const& name, std::string const& verb);
 
   FunctionService& functions_;
+  Scheduler& scheduler_;
   ExecutionLog& log_;
   std::string default_project_;
 };

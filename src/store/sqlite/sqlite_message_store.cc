@@ -128,6 +128,15 @@ CREATE TABLE snapshot_messages(
   PRIMARY KEY(snap_id, msg_id)
 ) WITHOUT ROWID;
 )sql",
+    R"sql(
+CREATE TABLE schedules(
+  name TEXT PRIMARY KEY,                 -- projects/{p}/locations/{r}/jobs/{j}
+  spec TEXT NOT NULL,                    -- the ScheduleSpec in JSON
+  next_fire INTEGER NOT NULL,            -- unix ms of the next tick, -1 for none
+  last_fired INTEGER NOT NULL DEFAULT 0, -- unix ms of the tick last fired (its scheduled time)
+  paused INTEGER NOT NULL DEFAULT 0
+);
+)sql",
 };
 
 constexpr int kMaxJobsPerCommit = 256;
@@ -690,6 +699,59 @@ class SqliteMessageStore : public MessageStore {
     return out;
   }
 
+  // ---- schedules ----
+
+  StatusOr<std::vector<ScheduleRecord>> ListSchedules() override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT name, spec, next_fire, last_fired, paused FROM "
+                                                      "schedules ORDER BY name"));
+    std::vector<ScheduleRecord> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back({st->Text(0), st->Text(1), st->Int(2), st->Int(3), st->Int(4) != 0});
+    }
+    return out;
+  }
+
+  StatusOr<bool> FireSchedule(std::string const& name, int64_t tick_ms, int64_t next_fire_ms,
+                              std::string const& topic, PubsubMessage const* message, int64_t now_ms) override {
+    bool fired = false;
+    auto st = Write([&](SqliteDb& db) -> Status {
+      fired = false;
+      FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT last_fired FROM schedules WHERE name = ?1"));
+      sel->Bind(1, name);
+      FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+      if (!row) return NotFoundError("Schedule " + name + " does not exist");
+      int64_t last = sel->Int(0);
+      sel->Reset();
+      if (last >= tick_ms) return OkStatus();  // fired already (by this node before a restart, or another)
+      if (message != nullptr) {
+        FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+        if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
+        FERRY_ASSIGN_OR_RETURN(auto ids, InsertMessages(db, *topic_id, {*message}, now_ms));
+        (void)ids;
+        published_topics_.push_back(topic);
+      }
+      FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE schedules SET last_fired = ?2, next_fire = ?3 WHERE "
+                                                  "name = ?1"));
+      FERRY_RETURN_IF_ERROR(up->Bind(1, name).Bind(2, tick_ms).Bind(3, next_fire_ms).Exec());
+      fired = true;
+      return OkStatus();
+    });
+    if (!st.ok()) return st;
+    return fired;
+  }
+
+  Status SetSchedulePaused(std::string const& name, bool paused, int64_t next_fire_ms) override {
+    return Write([&](SqliteDb& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE schedules SET paused = ?2, next_fire = ?3 WHERE name = ?1"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, name).Bind(2, paused ? 1 : 0).Bind(3, next_fire_ms).Exec());
+      if (db.Changes() == 0) return NotFoundError("Schedule " + name + " does not exist");
+      return OkStatus();
+    });
+  }
+
   // ---- snapshots and seek ----
 
   StatusOr<Snapshot> CreateSnapshot(Snapshot const& snapshot, std::string const& subscription,
@@ -901,6 +963,17 @@ class SqliteMessageStore : public MessageStore {
       for (auto const& name : d.delete_functions) {
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM functions WHERE name = ?1"));
         FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+      }
+      for (auto const& name : d.delete_schedules) {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM schedules WHERE name = ?1"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+      }
+      for (auto const& s : d.put_schedules) {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO schedules(name, spec, next_fire) VALUES(?1, ?2, ?3) "
+                                                    "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
+                                                    "next_fire = CASE WHEN paused THEN next_fire ELSE "
+                                                    "excluded.next_fire END"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, s.name).Bind(2, s.spec).Bind(3, s.next_fire_ms).Exec());
       }
       for (auto const& fn : d.put_functions) {
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT OR REPLACE INTO functions(name, spec) VALUES(?1, ?2)"));

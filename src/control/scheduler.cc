@@ -1,0 +1,200 @@
+#include "control/scheduler.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status_macros.h"
+#include "schedule/cron.h"
+
+namespace ferry {
+namespace {
+
+// However short a schedule's catch-up window, a tick this late is still on time: the loop's own delay.
+constexpr int64_t kOnTimeMillis = 60'000;
+
+StatusOr<ScheduleState> Decode(ScheduleRecord const& r) {
+  auto json = nlohmann::json::parse(r.spec, nullptr, false);
+  FERRY_ASSIGN_OR_RETURN(auto spec, ScheduleSpecFromJson(json));
+  return ScheduleState{std::move(spec), r.next_fire_ms, r.last_fired_ms, r.paused};
+}
+
+}  // namespace
+
+Scheduler::Scheduler(MessageStore& store, Clock& clock, Invoke invoke)
+    : store_(store), clock_(clock), invoke_(std::move(invoke)) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Start() {
+  loop_ = std::thread([this] { Loop(); });
+}
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (loop_.joinable()) loop_.join();
+  std::vector<Invocation> running;
+  {
+    std::lock_guard lock(mu_);
+    running.swap(invocations_);
+  }
+  for (auto& i : running) i.thread.join();
+}
+
+void Scheduler::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+int64_t Scheduler::NextFire(ScheduleSpec const& spec, int64_t after_ms) {
+  auto cron = CronSchedule::Parse(spec.schedule);
+  auto zone = TimeZone::Load(spec.time_zone);
+  if (!cron.ok() || !zone.ok()) return -1;
+  return cron->NextAfter(after_ms, *zone);
+}
+
+void Scheduler::RunDue() {
+  auto records = store_.ListSchedules();
+  if (!records.ok()) {
+    std::fprintf(stderr, "ferry: scheduler: %s\n", records.status().message().c_str());
+    return;
+  }
+  int64_t const now = ToUnixMillis(clock_.Now());
+  for (auto const& record : *records) {
+    if (record.paused || record.next_fire_ms < 0 || record.next_fire_ms > now) continue;
+    auto state = Decode(record);
+    if (!state.ok()) continue;
+    auto const& spec = state->spec;
+    auto cron = CronSchedule::Parse(spec.schedule);
+    auto zone = TimeZone::Load(spec.time_zone);
+    if (!cron.ok() || !zone.ok()) continue;
+    // The latest tick due: after a stop only it may fire, and only when recent enough.
+    int64_t tick = record.next_fire_ms;
+    for (int64_t n = cron->NextAfter(tick, *zone); n >= 0 && n <= now; n = cron->NextAfter(tick, *zone)) tick = n;
+    int64_t next = cron->NextAfter(now, *zone);
+    if (now - tick > std::max(spec.catch_up_ms, kOnTimeMillis)) {
+      std::fprintf(stderr, "ferry: schedule %s: tick %lld is older than its catch-up window; skipped\n",
+                   record.name.c_str(), static_cast<long long>(tick));
+      (void)store_.SetSchedulePaused(record.name, false, next);
+      continue;
+    }
+    PubsubMessage message{.data = spec.data, .attributes = spec.attributes};
+    bool const to_topic = !spec.topic.empty();
+    auto fired = store_.FireSchedule(record.name, tick, next, spec.topic, to_topic ? &message : nullptr, now);
+    if (!fired.ok()) {
+      std::fprintf(stderr, "ferry: schedule %s: %s\n", record.name.c_str(), fired.status().message().c_str());
+      // A missing topic: move on to the next tick rather than retry this one forever.
+      (void)store_.SetSchedulePaused(record.name, false, next);
+      continue;
+    }
+    if (*fired && !to_topic) InvokeWithRetries(spec);
+  }
+}
+
+void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return;
+  // Join the ones that finished.
+  for (auto it = invocations_.begin(); it != invocations_.end();) {
+    if (!*it->done) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = invocations_.erase(it);
+  }
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread thread([this, done, spec = std::move(spec)] {
+    struct Done {
+      std::atomic<bool>& flag;
+      ~Done() { flag = true; }
+    } mark{*done};
+    std::string function = "projects/" + spec.project + "/locations/" + spec.region + "/functions/" + spec.function;
+    int64_t backoff = spec.min_backoff_ms;
+    for (int attempt = 0; attempt <= spec.retry_count; ++attempt) {
+      if (invoke_(function, spec.data)) return;
+      std::unique_lock wait(mu_);
+      if (cv_.wait_for(wait, std::chrono::milliseconds(backoff), [&] { return stopping_; })) return;
+      backoff *= 2;
+    }
+  });
+  invocations_.push_back({std::move(thread), std::move(done)});
+}
+
+void Scheduler::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    RunDue();
+    // Sleep until the earliest tick, looking again at least every second (deploys and other nodes change them).
+    int64_t now = ToUnixMillis(clock_.Now());
+    int64_t wake = now + 1000;
+    if (auto records = store_.ListSchedules(); records.ok()) {
+      for (auto const& r : *records) {
+        if (!r.paused && r.next_fire_ms >= 0) wake = std::min(wake, r.next_fire_ms);
+      }
+    }
+    lock.lock();
+    // Finished invocations leave their threads to be joined.
+    cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(wake - now, 0)),
+                 [&] { return stopping_ || woken_; });
+    woken_ = false;
+  }
+}
+
+StatusOr<std::vector<ScheduleState>> Scheduler::List(std::string const& project) {
+  FERRY_ASSIGN_OR_RETURN(auto records, store_.ListSchedules());
+  std::vector<ScheduleState> out;
+  std::string prefix = "projects/" + project + "/";
+  for (auto const& r : records) {
+    if (r.name.rfind(prefix, 0) != 0) continue;
+    FERRY_ASSIGN_OR_RETURN(auto state, Decode(r));
+    out.push_back(std::move(state));
+  }
+  return out;
+}
+
+StatusOr<ScheduleState> Scheduler::Get(std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto records, store_.ListSchedules());
+  for (auto const& r : records) {
+    if (r.name == name) return Decode(r);
+  }
+  return NotFoundError("Schedule " + name + " does not exist");
+}
+
+Status Scheduler::RunNow(std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto state, Get(name));
+  auto const& spec = state.spec;
+  if (!spec.topic.empty()) {
+    // The tick record is not touched: a manual run is not a tick.
+    PubsubMessage message{.data = spec.data, .attributes = spec.attributes};
+    FERRY_ASSIGN_OR_RETURN(auto ids, store_.Publish(spec.topic, {message}, ToUnixMillis(clock_.Now())));
+    (void)ids;
+    return OkStatus();
+  }
+  InvokeWithRetries(spec);
+  return OkStatus();
+}
+
+Status Scheduler::Pause(std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto state, Get(name));
+  return store_.SetSchedulePaused(name, true, state.next_fire_ms);
+}
+
+Status Scheduler::Resume(std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto state, Get(name));
+  // Ticks that fell while paused are not made up.
+  FERRY_RETURN_IF_ERROR(store_.SetSchedulePaused(name, false, NextFire(state.spec, ToUnixMillis(clock_.Now()))));
+  Wake();
+  return OkStatus();
+}
+
+}  // namespace ferry

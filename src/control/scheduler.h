@@ -1,0 +1,76 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "model/schedule_spec.h"
+#include "store/message_store.h"
+
+namespace ferry {
+
+struct ScheduleState {
+  ScheduleSpec spec;
+  int64_t next_fire_ms = -1;
+  int64_t last_fired_ms = 0;
+  bool paused = false;
+};
+
+// Fires schedules: at each tick of a schedule's cron expression in its time zone, publishes its message to its
+// topic (in the same store transaction that records the tick, so a tick fires once across restarts and nodes)
+// or invokes its function (the tick is recorded first: at most once, then retried as the schedule says). A tick
+// that fell while Ferry was down fires once on start when it is within the schedule's catch_up window.
+class Scheduler {
+ public:
+  // Runs a function target: `function` is its full name. Returns whether the invocation succeeded.
+  using Invoke = std::function<bool(std::string const& function, std::string const& data)>;
+
+  Scheduler(MessageStore& store, Clock& clock, Invoke invoke);
+  ~Scheduler();
+  Scheduler(Scheduler const&) = delete;
+  Scheduler& operator=(Scheduler const&) = delete;
+
+  void Start();
+  void Stop();
+  // Looks at the schedules again now (after a deploy).
+  void Wake();
+  // Fires every due schedule once. Start() calls it in a loop; tests with a fake clock call it directly.
+  void RunDue();
+
+  StatusOr<std::vector<ScheduleState>> List(std::string const& project);
+  StatusOr<ScheduleState> Get(std::string const& name);  // full name
+  // Fires now, outside the schedule: the ticks are not changed.
+  Status RunNow(std::string const& name);
+  Status Pause(std::string const& name);
+  Status Resume(std::string const& name);
+
+  // The first tick of `spec` after `after_ms`, or -1.
+  static int64_t NextFire(ScheduleSpec const& spec, int64_t after_ms);
+
+ private:
+  void Loop();
+  void Fire(ScheduleSpec const& spec);  // runs the target, now
+  void InvokeWithRetries(ScheduleSpec spec);
+
+  MessageStore& store_;
+  Clock& clock_;
+  Invoke invoke_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // GUARDED_BY(mu_)
+  bool woken_ = false;     // GUARDED_BY(mu_)
+  struct Invocation {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Invocation> invocations_;  // GUARDED_BY(mu_): function targets running or finished, not joined
+  std::thread loop_;
+};
+
+}  // namespace ferry
