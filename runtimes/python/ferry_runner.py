@@ -12,6 +12,7 @@ An exception answers 500 and its traceback goes to stderr, which Ferry keeps in 
 import http.server
 import importlib
 import json
+import logging
 import os
 import sys
 import traceback
@@ -81,6 +82,27 @@ class Request:
         return self.get_json(silent=True)
 
 
+class StructuredHandler(logging.Handler):
+    """Log records as the one-line JSON that Ferry (and Cloud Logging) reads: message and severity."""
+
+    def emit(self, record):
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + "".join(traceback.format_exception(*record.exc_info))
+            sys.stdout.write(json.dumps({"severity": record.levelname, "message": message}) + "\n")
+            sys.stdout.flush()
+        except Exception:  # never let logging break the function
+            self.handleError(record)
+
+
+def setup_logging():
+    # As Google's Python runtime: INFO and above from any logger reach the function's logs.
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(StructuredHandler())
+
+
 def load_function():
     sys.path.insert(0, os.getcwd())
     target = os.environ["FUNCTION_TARGET"]
@@ -131,6 +153,7 @@ def to_http(result):
 
 
 def main():
+    setup_logging()
     fn = load_function()
     signature = os.environ.get("FUNCTION_SIGNATURE_TYPE", "http")
 

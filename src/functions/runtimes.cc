@@ -1,5 +1,6 @@
 #include "functions/runtimes.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -24,6 +25,12 @@ std::string ReadFile(fs::path const& path) {
 
 }  // namespace
 
+std::string PythonInterpreter() {
+  if (char const* python = std::getenv("FERRY_PYTHON"); python != nullptr && *python != '\0') return python;
+  std::error_code ec;
+  return fs::exists("/usr/bin/python3", ec) ? "/usr/bin/python3" : "python3";
+}
+
 StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_dir) {
   // Written once per content: a newer Ferry replaces it; a running instance keeps the file it opened.
   std::string_view source = PythonRunnerSource();
@@ -38,7 +45,7 @@ StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_d
     fs::rename(tmp, path, ec);
     if (ec) return UnavailableError("cannot write the Python runner to " + path.string() + ": " + ec.message());
   }
-  return std::vector<std::string>{"python3", "-u", path.string()};
+  return std::vector<std::string>{PythonInterpreter(), "-u", path.string()};
 }
 
 std::vector<std::string> NodeFrameworkCommand() {

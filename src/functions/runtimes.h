@@ -9,6 +9,10 @@ namespace ferry {
 
 // What starts an instance of a function in the `nodejs` or `python3` runtime, and what prepares one at deploy.
 
+// The interpreter of Python functions: $FERRY_PYTHON, else the system's /usr/bin/python3 (where Debian's
+// packages such as python3-django are), else python3 on the PATH.
+std::string PythonInterpreter();
+
 // The argv of a Python function's instance: Ferry's own runner (runtimes/python/ferry_runner.py, embedded in
 // the binary and written under `data_dir` on first use), run by python3 in the function's source_dir.
 StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_dir);

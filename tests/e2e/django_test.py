@@ -1,0 +1,127 @@
+"""The guide's Python walkthrough on Ferry: a real PostgreSQL server (started here), Django's migrations, the
+guide's `bar` deployed from examples/django with runtime python3, `{}` published to `bar`, and `ferry logs bar`
+showing that it started, counted the practices through the ORM and completed."""
+import glob
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+EXAMPLE = os.path.join(REPO, "examples", "django")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port, trusting local connections."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs it)")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(prefix="ferry-pg-")
+        self.port = free_port()
+        # initdb refuses to run as root: then the cluster belongs to the postgres user.
+        self.as_user = []
+        if os.getuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        data = os.path.join(self.dir, "data")
+        self.run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "-o",
+                 "-p %d -h 127.0.0.1 -k %s" % (self.port, self.dir), "start")
+        self.data = data
+
+    def run(self, tool, *args):
+        subprocess.run(self.as_user + [os.path.join(self.bin, tool)] + list(args), check=True, capture_output=True,
+                       timeout=120)
+
+    def psql(self, sql, db="postgres"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v",
+                        "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, timeout=60)
+
+    def close(self):
+        try:
+            self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class DjangoWalkthroughTest(unittest.TestCase):
+    def test_the_guides_bar_counts_practices_through_django_on_postgres(self):
+        pg = PostgresServer()
+        daemon = None
+        work = tempfile.mkdtemp(prefix="ferry-django-")
+        try:
+            pg.psql("CREATE DATABASE peerlogic")
+            env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(pg.port), PGDATABASE="peerlogic", PGUSER="postgres")
+            migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=EXAMPLE, env=env,
+                                     capture_output=True, text=True, timeout=120)
+            self.assertEqual(migrate.returncode, 0, migrate.stdout + migrate.stderr)
+            pg.psql("INSERT INTO core_practice(name) VALUES ('north'), ('south'), ('east'), ('west')", db="peerlogic")
+
+            # The example's ferry.yaml, pointed at this server.
+            with open(os.path.join(EXAMPLE, "ferry.yaml")) as f:
+                text = f.read()
+            deploy = os.path.join(work, "ferry.yaml")
+            with open(deploy, "w") as f:
+                f.write(text.replace("source_dir: .", "source_dir: " + json.dumps(EXAMPLE))
+                        .replace('PGPORT: "5432"', 'PGPORT: "%d"' % pg.port))
+
+            daemon = harness.Daemon(project="peerlogic-api-dev").start()
+            cli_env = dict(os.environ, FERRY_ENDPOINT=daemon.endpoint)
+            cli_env.pop("FERRY_PROJECT", None)
+
+            def ferry(*args):
+                proc = subprocess.run([harness.FERRY] + list(args), env=cli_env, capture_output=True, text=True,
+                                      timeout=300)
+                self.assertEqual(proc.returncode, 0, "ferry %s: %s %s" % (" ".join(args), proc.stdout, proc.stderr))
+                return proc.stdout
+
+            ferry("deploy", "-f", deploy)
+            ferry("publish", "bar", "--message", "{}")
+            deadline = time.time() + 60
+            logs = ""
+            while "Completed bar!" not in logs and time.time() < deadline:
+                time.sleep(0.3)
+                logs = ferry("logs", "bar")
+            self.assertIn("Completed bar!", logs, logs)
+            self.assertIn("There are 4 practices and the DB totally works!", logs)
+            self.assertIn("Started bar! Event: {'@type': 'type.googleapis.com/google.pubsub.v1.PubsubMessage'", logs)
+            self.assertIn("finished with status: 'ok'", logs)
+            lines = logs.splitlines()
+            started = next(i for i, l in enumerate(lines) if "Started bar!" in l)
+            counted = next(i for i, l in enumerate(lines) if "There are 4 practices" in l)
+            completed = next(i for i, l in enumerate(lines) if "Completed bar!" in l)
+            self.assertLess(started, counted)
+            self.assertLess(counted, completed)
+            self.assertIn("'data': 'e30='", lines[started])  # the event: {} in base64
+            self.assertTrue(lines[counted].startswith("I"), lines[counted])  # logged at INFO
+        finally:
+            if daemon:
+                daemon.close()
+            pg.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    harness.FERRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
