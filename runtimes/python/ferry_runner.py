@@ -175,10 +175,10 @@ def main():
                 else:
                     request = Request(self.command, parsed.path, parsed.query, headers, body)
                     status, out_headers, out = to_http(fn(request))
-            except Exception:  # the function failed: its traceback is the execution's error
+            except Exception as e:  # the function failed: its traceback goes to the log, its message answers
                 traceback.print_exc(file=sys.stderr)
                 sys.stderr.flush()
-                status, out_headers, out = 500, {}, b"Internal Server Error"
+                status, out_headers, out = 500, {}, ("%s: %s" % (type(e).__name__, e)).encode()
             self.send_response(status)
             for k, v in out_headers.items():
                 self.send_header(k, v)

@@ -137,11 +137,12 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     return UnimplementedError("runtime " + spec.runtime + " is not supported yet");
   }
   supervisor_.Deploy(std::move(instance));
-  if (spec.trigger_type == kPubsubTrigger) {
+  if (!TriggerTopic(spec).empty()) {
     PubsubTriggerSpec trigger;
     trigger.function = name;
     trigger.subscription = TriggerSubscriptionName(spec);
     trigger.topic = spec.trigger_resource;
+    if (IsStorageTrigger(spec.trigger_type)) trigger.storage_bucket = spec.trigger_resource;
     trigger.signature = spec.signature;
     trigger.retry = spec.retry;
     trigger.capacity = spec.max_instances * spec.concurrency;
@@ -206,7 +207,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
       if (!hash.ok()) return FailedPreconditionError("function " + fn.name + ": " + hash.status().message());
       fn.source_hash = *hash;
     }
-    if (fn.trigger_type == kPubsubTrigger) want_topic(fn.trigger_resource);
+    if (!TriggerTopic(fn).empty()) want_topic(TriggerTopic(fn));
     if (!fn.dead_letter_topic.empty()) want_topic(fn.dead_letter_topic);
   }
 
@@ -227,6 +228,21 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
                                   ", which the deploy does not declare");
     }
     if (!s.topic.empty()) want_topic(s.topic);
+  }
+
+  std::set<std::string> bucket_names;
+  for (auto& b : request.buckets) {
+    b.project = request.project;
+    if (!IsValidBucketName(b.name)) return InvalidArgumentError("invalid bucket name \"" + b.name + "\"");
+    if (b.path.empty() || b.path[0] != '/') return InvalidArgumentError("bucket " + b.name + " needs an absolute path");
+    if (!bucket_names.insert(b.name).second) return InvalidArgumentError("bucket " + b.name + " is declared twice");
+    want_topic(StorageEventsTopic(request.project, b.name));
+  }
+  for (auto const& fn : request.functions) {
+    if (IsStorageTrigger(fn.trigger_type) && !bucket_names.contains(fn.trigger_resource)) {
+      return InvalidArgumentError("function " + fn.name + " is triggered by bucket " + fn.trigger_resource +
+                                  ", which the deploy does not declare under buckets");
+    }
   }
 
   for (auto const& topic : topics) {
@@ -278,7 +294,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   for (auto const& fn : request.functions) {
     std::string name = FunctionResourceName(fn);
     auto it = old.find(name);
-    if (fn.trigger_type == kPubsubTrigger) FERRY_RETURN_IF_ERROR(plan_subscription(fn));
+    if (!TriggerTopic(fn).empty()) FERRY_RETURN_IF_ERROR(plan_subscription(fn));
     if (it == old.end()) {
       result.plan.push_back({"create", "function", name});
     } else if (!(it->second == fn)) {
@@ -301,7 +317,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   }
   // Trigger subscriptions of functions that are gone or moved to another topic go too.
   for (auto const& [name, spec] : old) {
-    if (spec.trigger_type != kPubsubTrigger) continue;
+    if (TriggerTopic(spec).empty()) continue;
     std::string sub = TriggerSubscriptionName(spec);
     if (subs_kept.contains(sub)) continue;
     if (store_.GetSubscription(sub).ok()) {
@@ -335,7 +351,28 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
     result.plan.push_back({"delete", "schedule", name});
     change.delete_schedules.push_back(name);
   }
+  FERRY_ASSIGN_OR_RETURN(auto bucket_records, store_.ListBuckets());
+  std::map<std::string, BucketRecord> old_buckets;
+  for (auto const& b : bucket_records) {
+    if (b.project == request.project) old_buckets[b.name] = b;
+  }
+  for (auto const& b : request.buckets) {
+    auto it = old_buckets.find(b.name);
+    bool same = it != old_buckets.end() && it->second == b;
+    result.plan.push_back({same ? "unchanged" : it == old_buckets.end() ? "create" : "change", "bucket", b.name});
+    if (it != old_buckets.end()) old_buckets.erase(it);
+    if (!same) change.put_buckets.push_back(b);
+  }
+  for (auto const& [name, b] : old_buckets) {
+    result.plan.push_back({"delete", "bucket", name});  // its files stay
+    change.delete_buckets.push_back(name);
+  }
   if (request.dry_run) return result;
+  for (auto const& b : request.buckets) {
+    std::error_code ec;
+    std::filesystem::create_directories(b.path, ec);
+    if (ec) return FailedPreconditionError("bucket " + b.name + ": cannot create " + b.path + ": " + ec.message());
+  }
 
   // Build before anything changes: a function that does not build fails the whole deploy.
   std::map<std::string, std::string> executables;
@@ -347,6 +384,9 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   result.applied = true;
   if ((!change.put_schedules.empty() || !change.delete_schedules.empty()) && options_.schedules_changed) {
     options_.schedules_changed();
+  }
+  if ((!change.put_buckets.empty() || !change.delete_buckets.empty()) && options_.buckets_changed) {
+    options_.buckets_changed();
   }
 
   for (auto const& name : to_stop) Stop(name);
@@ -401,7 +441,7 @@ Status FunctionService::Delete(std::string const& name) {
   FERRY_ASSIGN_OR_RETURN(auto state, Get(name));
   Deployment change;
   change.delete_functions.push_back(name);
-  if (state.spec.trigger_type == kPubsubTrigger) {
+  if (!TriggerTopic(state.spec).empty()) {
     std::string sub = TriggerSubscriptionName(state.spec);
     if (store_.GetSubscription(sub).ok()) change.delete_subscriptions.push_back(sub);
   }
@@ -425,6 +465,7 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
     invocation.body = data;
   } else {
     PubsubTriggerSpec trigger{.function = name, .topic = spec.trigger_resource, .signature = spec.signature};
+    if (IsStorageTrigger(spec.trigger_type)) trigger.storage_bucket = spec.trigger_resource;
     ReceivedMessage message;
     message.message.data = data;
     message.message.message_id = record.execution_id;

@@ -21,7 +21,7 @@ namespace ferry {
 // One line of a deploy plan: "create topic projects/p/topics/bar".
 struct PlanItem {
   std::string action;  // create, change, delete, unchanged
-  std::string kind;    // topic, subscription, function, schedule
+  std::string kind;    // topic, subscription, function, schedule, bucket
   std::string name;
 };
 
@@ -30,6 +30,7 @@ struct DeployRequest {
   std::vector<std::string> topics;      // short or full names
   std::vector<FunctionSpec> functions;  // every function of the project: the ones missing are deleted
   std::vector<ScheduleSpec> schedules;  // every schedule of the project, likewise
+  std::vector<BucketRecord> buckets;    // every bucket of the project (name and absolute path), likewise
   bool dry_run = false;
 };
 
@@ -59,6 +60,7 @@ struct CallResult {
 struct FunctionServiceOptions {
   std::string data_dir = "./data";  // builds go under builds/
   std::function<void()> schedules_changed;  // called after a deploy changed schedules (wakes the scheduler)
+  std::function<void()> buckets_changed;    // called after a deploy changed buckets (re-reads the watches)
 };
 
 // The functions control plane: applies deploys (plan, build, one store transaction, then the running

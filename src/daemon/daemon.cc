@@ -9,6 +9,7 @@
 
 #include "api/admin/admin_api.h"
 #include "api/gateway/gateway.h"
+#include "api/storage/storage_api.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
 #include "api/rest/pubsub_rest.h"
@@ -49,12 +50,16 @@ int RunDaemon(DaemonOptions const& options) {
     auto called = functions_ptr->Call(function, data);
     return called.ok() && called->status == "ok";
   });
+  BucketService buckets(**store, broker);
   FunctionService functions(**store, broker, **executions, clock,
-                            {.data_dir = options.data_dir, .schedules_changed = [&] { scheduler.Wake(); }});
+                            {.data_dir = options.data_dir,
+                             .schedules_changed = [&] { scheduler.Wake(); },
+                             .buckets_changed = [&] { buckets.Sync(); }});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   AdminApi admin(functions, scheduler, **executions, options.project);
   FunctionGateway gateway(functions, broker, {options.project, options.tokens, options.webhook_secrets});
+  StorageApi storage(buckets);
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
   auto grpc = PubsubGrpcServer::Start(broker);
@@ -71,6 +76,7 @@ int RunDaemon(DaemonOptions const& options) {
     if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
     if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);
     if (FunctionGateway::Serves(req.path)) return gateway.Handle(req);
+    if (StorageApi::Serves(req.path)) return storage.Handle(req);
     HttpResponse res = rest.Handle(req);
     if (req.path == "/metrics" && res.status == 200) res.body += functions.RenderMetrics();
     return res;
@@ -90,6 +96,7 @@ int RunDaemon(DaemonOptions const& options) {
 
   PushDelivery push(broker);
   push.Start();
+  buckets.Start();
   functions.Start();
   if (options.deploy) {
     auto deployed = functions.Deploy(*options.deploy);
@@ -114,6 +121,7 @@ int RunDaemon(DaemonOptions const& options) {
   (*grpc)->Stop();    // ends streaming pulls, which would otherwise spin on a broker that no longer waits
   push.Stop();
   scheduler.Stop();
+  buckets.Stop();
   functions.Shutdown();
   (*server)->Stop();
   return 0;

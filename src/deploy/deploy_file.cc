@@ -266,9 +266,24 @@ StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string con
           request.schedules.push_back(std::move(spec));
         }
       } else if (key == "buckets") {
-        return r.Error(kv.first.Mark(), key + " are not supported by this version of Ferry yet");
+        if (!v.IsSequence()) return r.Error(v.Mark(), "buckets must be a list");
+        for (auto const& b : v) {
+          if (!b.IsMap()) return r.Error(b.Mark(), "each bucket must be a map with name and path");
+          BucketRecord bucket;
+          for (auto const& bk : b) {
+            std::string k = bk.first.Scalar();
+            if (k == "name") FERRY_YAML_ASSIGN(bucket.name, r.String(bk.second, "bucket name"));
+            else if (k == "path") FERRY_YAML_ASSIGN(bucket.path, r.String(bk.second, "bucket path"));
+            else return r.Error(bk.first.Mark(), "unknown bucket setting \"" + k + "\" (name, path)");
+          }
+          if (bucket.name.empty() || bucket.path.empty()) return r.Error(b.Mark(), "a bucket needs a name and a path");
+          if (!IsValidBucketName(bucket.name)) return r.Error(b.Mark(), "invalid bucket name \"" + bucket.name + "\"");
+          bucket.path = fs::weakly_canonical(base / bucket.path).string();
+          bucket.project = request.project;
+          request.buckets.push_back(std::move(bucket));
+        }
       } else {
-        return r.Error(kv.first.Mark(), "unknown key \"" + key + "\" (expected project, topics, functions, schedules)");
+        return r.Error(kv.first.Mark(), "unknown key \"" + key + "\" (expected project, topics, functions, schedules, buckets)");
       }
     }
   } catch (YAML::Exception const& e) {
@@ -282,8 +297,11 @@ nlohmann::json DeployRequestToJson(DeployRequest const& request) {
   for (auto const& f : request.functions) functions.push_back(FunctionSpecToJson(f));
   nlohmann::json schedules = nlohmann::json::array();
   for (auto const& s : request.schedules) schedules.push_back(ScheduleSpecToJson(s));
+  nlohmann::json buckets = nlohmann::json::array();
+  for (auto const& b : request.buckets) buckets.push_back({{"name", b.name}, {"path", b.path}});
   return {{"project", request.project},
           {"topics", request.topics},
+          {"buckets", buckets},
           {"functions", functions},
           {"schedules", schedules},
           {"dry_run", request.dry_run}};

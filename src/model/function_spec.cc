@@ -42,8 +42,24 @@ std::string FunctionResourceName(FunctionSpec const& spec) {
   return "projects/" + spec.project + "/locations/" + spec.region + "/functions/" + spec.name;
 }
 
+bool IsStorageTrigger(std::string const& trigger_type) {
+  return trigger_type == "google.storage.object.finalize" || trigger_type == "google.storage.object.delete" ||
+         trigger_type == "google.storage.object.archive" || trigger_type == "google.storage.object.metadataUpdate";
+}
+
+std::string StorageEventsTopic(std::string const& project, std::string const& bucket) {
+  return MakeResourceName(project, ResourceKind::kTopic, "ferry-storage-" + bucket);
+}
+
+std::string TriggerTopic(FunctionSpec const& spec) {
+  if (spec.trigger_type == kPubsubTrigger) return spec.trigger_resource;
+  if (IsStorageTrigger(spec.trigger_type)) return StorageEventsTopic(spec.project, spec.trigger_resource);
+  return "";
+}
+
 std::string TriggerSubscriptionName(FunctionSpec const& spec) {
-  std::string topic_id = spec.trigger_resource.substr(spec.trigger_resource.rfind('/') + 1);
+  std::string topic = TriggerTopic(spec);
+  std::string topic_id = topic.substr(topic.rfind('/') + 1);
   return MakeResourceName(spec.project, ResourceKind::kSubscription,
                           "gcf-" + spec.name + "-" + spec.region + "-" + topic_id);
 }
@@ -51,7 +67,9 @@ std::string TriggerSubscriptionName(FunctionSpec const& spec) {
 Subscription TriggerSubscription(FunctionSpec const& spec) {
   Subscription sub;
   sub.name = TriggerSubscriptionName(spec);
-  sub.topic = spec.trigger_resource;
+  sub.topic = TriggerTopic(spec);
+  // A bucket's events share one topic; each storage function takes its own event type.
+  if (IsStorageTrigger(spec.trigger_type)) sub.filter = "attributes.eventType = \"" + spec.trigger_type + "\"";
   // The dispatcher holds a message's lease for the whole invocation; the deadline outlasts the timeout so a
   // running invocation is never redelivered behind its back.
   sub.ack_deadline_seconds = std::clamp(spec.timeout_seconds + 30, kMinAckDeadlineSeconds, kMaxAckDeadlineSeconds);
@@ -180,12 +198,22 @@ Status NormalizeFunctionSpec(FunctionSpec& s) {
     if (s.signature != "event" && s.signature != "cloudevent") {
       return fail("signature_type must be event or cloudevent for a Pub/Sub trigger");
     }
+  } else if (IsStorageTrigger(s.trigger_type)) {
+    constexpr std::string_view kBuckets = "projects/_/buckets/";
+    if (s.trigger_resource.rfind(kBuckets, 0) == 0) s.trigger_resource = s.trigger_resource.substr(kBuckets.size());
+    if (!IsValidBucketName(s.trigger_resource)) {
+      return fail("event_trigger_resource must be a bucket name, not \"" + s.trigger_resource + "\"");
+    }
+    if (s.signature != "event" && s.signature != "cloudevent") {
+      return fail("signature_type must be event or cloudevent for a storage trigger");
+    }
   } else if (s.trigger_type == kHttpTrigger) {
     s.signature = "http";
     s.trigger_resource.clear();
     if (s.retry) return fail("HTTP functions are never retried: remove event_trigger_retry");
   } else {
-    return fail("event_trigger_type must be google.pubsub.topic.publish or http, not \"" + s.trigger_type + "\"");
+    return fail("event_trigger_type must be google.pubsub.topic.publish, google.storage.object.finalize, "
+                "delete, archive or metadataUpdate, or http, not \"" + s.trigger_type + "\"");
   }
   if (!s.dead_letter_topic.empty()) {
     auto topic = FullTopicName(s.project, "dead_letter_topic", s.dead_letter_topic);

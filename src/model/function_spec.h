@@ -14,6 +14,11 @@ namespace ferry {
 
 inline constexpr char kPubsubTrigger[] = "google.pubsub.topic.publish";
 inline constexpr char kHttpTrigger[] = "http";
+// Cloud Storage triggers: event_trigger_resource names a bucket (a directory, see storage/bucket_service.h).
+inline constexpr char kStorageTriggerPrefix[] = "google.storage.object.";
+bool IsStorageTrigger(std::string const& trigger_type);
+// The internal topic that carries a bucket's events: "projects/{p}/topics/ferry-storage-{bucket}".
+std::string StorageEventsTopic(std::string const& project, std::string const& bucket);
 inline constexpr int kDefaultFunctionTimeoutSeconds = 60;
 inline constexpr int kMaxEventFunctionTimeoutSeconds = 540;
 inline constexpr int kMaxHttpFunctionTimeoutSeconds = 3600;
@@ -55,6 +60,8 @@ struct FunctionSpec {
 
 // "projects/{p}/locations/{region}/functions/{name}".
 std::string FunctionResourceName(FunctionSpec const& spec);
+// The topic a function's trigger consumes: its Pub/Sub topic, or its bucket's events topic; "" for HTTP.
+std::string TriggerTopic(FunctionSpec const& spec);
 // The subscription a Pub/Sub-triggered function consumes, named as Cloud Functions names it:
 // "projects/{p}/subscriptions/gcf-{name}-{region}-{topic id}".
 std::string TriggerSubscriptionName(FunctionSpec const& spec);

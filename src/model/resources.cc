@@ -26,6 +26,13 @@ std::string MakeResourceName(std::string_view project, ResourceKind kind, std::s
   return name;
 }
 
+bool IsValidBucketName(std::string_view name) {
+  if (name.size() < 3 || name.size() > 63) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(name.front()) || !alnum(name.back())) return false;
+  return std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
+}
+
 bool IsValidResourceId(std::string_view id) {
   if (id.size() < 3 || id.size() > 255) return false;
   if (!std::isalpha(static_cast<unsigned char>(id[0]))) return false;

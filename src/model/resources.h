@@ -26,6 +26,10 @@ struct ParsedName {
 };
 StatusOr<ParsedName> ParseResourceName(std::string_view name, ResourceKind kind);
 
+// Cloud Storage's bucket name rule, as Ferry takes it: 3 to 63 lowercase letters, digits, '-', '_' and '.',
+// beginning and ending with a letter or digit.
+bool IsValidBucketName(std::string_view name);
+
 // Pub/Sub's id rule: 3 to 255 characters, a letter first, then letters, digits and "-_.~+%", not "goog...".
 bool IsValidResourceId(std::string_view id);
 

@@ -58,6 +58,14 @@ struct ScheduleRecord {
   bool paused = false;
 };
 
+// A bucket: a directory whose files are Cloud Storage objects.
+struct BucketRecord {
+  std::string name;
+  std::string project;  // the project of the deploy that declared it: its events topic is there
+  std::string path;     // absolute
+  friend bool operator==(BucketRecord const&, BucketRecord const&) = default;
+};
+
 // Everything one deploy changes, applied in one transaction: all of it or none.
 struct Deployment {
   std::vector<Topic> create_topics;
@@ -69,6 +77,8 @@ struct Deployment {
   // A new spec and next tick; an existing schedule keeps its last tick and whether it is paused.
   std::vector<ScheduleRecord> put_schedules;
   std::vector<std::string> delete_schedules;
+  std::vector<BucketRecord> put_buckets;
+  std::vector<std::string> delete_buckets;
 };
 
 struct Page {
@@ -161,6 +171,8 @@ class MessageStore {
   // Applies a deploy atomically. Creating something that exists, or changing something missing, fails it whole.
   [[nodiscard]] virtual Status ApplyDeployment(Deployment const& deployment) = 0;
   [[nodiscard]] virtual StatusOr<std::vector<FunctionRecord>> ListFunctions() = 0;
+
+  [[nodiscard]] virtual StatusOr<std::vector<BucketRecord>> ListBuckets() = 0;
 
   // ---- schedules ----
   [[nodiscard]] virtual StatusOr<std::vector<ScheduleRecord>> ListSchedules() = 0;

@@ -239,10 +239,58 @@ void PubsubDispatcher::Deliver(Trigger& t, ReceivedMessage const& message) {
   }
 }
 
+// A bucket event as Cloud Functions delivers it: the object resource as data, the event type and object as context
+// (legacy), or a binary CloudEvent of type google.cloud.storage.object.v1.* (2nd gen).
+Invocation PubsubDispatcher::MakeStorageInvocation(PubsubTriggerSpec const& spec, ReceivedMessage const& received,
+                                                   std::string execution_id) {
+  auto const& m = received.message;
+  auto attribute = [&](char const* key) {
+    auto it = m.attributes.find(key);
+    return it == m.attributes.end() ? std::string() : it->second;
+  };
+  std::string event_type = attribute("eventType");
+  std::string object = attribute("objectId");
+  std::string time = attribute("eventTime");
+  if (time.empty()) time = FormatRfc3339(m.publish_time_ms);
+  Invocation inv;
+  inv.execution_id = std::move(execution_id);
+  if (spec.signature == "cloudevent") {
+    static std::map<std::string, std::string> const kTypes = {
+        {"google.storage.object.finalize", "google.cloud.storage.object.v1.finalized"},
+        {"google.storage.object.delete", "google.cloud.storage.object.v1.deleted"},
+        {"google.storage.object.archive", "google.cloud.storage.object.v1.archived"},
+        {"google.storage.object.metadataUpdate", "google.cloud.storage.object.v1.metadataUpdated"}};
+    auto type = kTypes.find(event_type);
+    inv.headers = {{"ce-id", m.message_id},
+                   {"ce-specversion", "1.0"},
+                   {"ce-type", type == kTypes.end() ? event_type : type->second},
+                   {"ce-source", "//storage.googleapis.com/projects/_/buckets/" + spec.storage_bucket},
+                   {"ce-subject", "objects/" + object},
+                   {"ce-time", time},
+                   {"content-type", "application/json"}};
+    inv.body = m.data;
+    return inv;
+  }
+  nlohmann::json data = nlohmann::json::parse(m.data, nullptr, false);
+  if (data.is_discarded()) data = nlohmann::json::object();
+  nlohmann::json body{{"context",
+                       {{"eventId", m.message_id},
+                        {"timestamp", time},
+                        {"eventType", event_type},
+                        {"resource",
+                         {{"service", "storage.googleapis.com"},
+                          {"name", "projects/_/buckets/" + spec.storage_bucket + "/objects/" + object},
+                          {"type", "storage#object"}}}}},
+                      {"data", data}};
+  inv.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return inv;
+}
+
 Invocation PubsubDispatcher::MakeInvocation(PubsubTriggerSpec const& spec, ReceivedMessage const& received,
                                             std::string execution_id) {
   auto const& m = received.message;
   std::string publish_time = FormatRfc3339(m.publish_time_ms);
+  if (!spec.storage_bucket.empty()) return MakeStorageInvocation(spec, received, std::move(execution_id));
   nlohmann::json message{{"data", Base64Encode(m.data)},
                          {"attributes", m.attributes},
                          {"messageId", m.message_id},

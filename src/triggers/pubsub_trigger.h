@@ -24,6 +24,9 @@ struct PubsubTriggerSpec {
   bool retry = false;                // event_trigger_retry: a failure nacks (true) or is logged and acked
   int capacity = 1;                  // max_instances x concurrency: invocations in flight at most
   int ack_deadline_seconds = 600;    // the subscription's: how long a pulled message stays leased
+  // Set for storage triggers: the messages are the bucket's events (storage/bucket_service.h), delivered as
+  // Cloud Storage events instead of Pub/Sub ones.
+  std::string storage_bucket;
 };
 
 // What Ferry records of every execution.
@@ -66,6 +69,8 @@ class PubsubDispatcher {
   // Framework expects them. Public for tests.
   static Invocation MakeInvocation(PubsubTriggerSpec const& spec, ReceivedMessage const& message,
                                    std::string execution_id);
+  static Invocation MakeStorageInvocation(PubsubTriggerSpec const& spec, ReceivedMessage const& message,
+                                          std::string execution_id);
 
  private:
   struct Trigger;

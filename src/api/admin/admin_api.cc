@@ -240,6 +240,15 @@ HttpResponse AdminApi::Deploy(HttpRequest const& req) {
       request.functions.push_back(*std::move(spec));
     }
   }
+  if (body.contains("buckets")) {
+    if (!body["buckets"].is_array()) return ErrorResponse(InvalidArgumentError("\"buckets\" must be a list"));
+    for (auto const& b : body["buckets"]) {
+      if (!b.is_object() || !b.value("name", json()).is_string() || !b.value("path", json()).is_string()) {
+        return ErrorResponse(InvalidArgumentError("each bucket needs a name and a path"));
+      }
+      request.buckets.push_back({b["name"].get<std::string>(), request.project, b["path"].get<std::string>()});
+    }
+  }
   if (body.contains("schedules")) {
     if (!body["schedules"].is_array()) return ErrorResponse(InvalidArgumentError("\"schedules\" must be a list"));
     for (auto const& s : body["schedules"]) {

@@ -137,6 +137,13 @@ CREATE TABLE schedules(
   paused INTEGER NOT NULL DEFAULT 0
 );
 )sql",
+    R"sql(
+CREATE TABLE buckets(
+  name TEXT PRIMARY KEY,
+  project TEXT NOT NULL,
+  path TEXT NOT NULL
+);
+)sql",
 };
 
 constexpr int kMaxJobsPerCommit = 256;
@@ -699,6 +706,18 @@ class SqliteMessageStore : public MessageStore {
     return out;
   }
 
+  StatusOr<std::vector<BucketRecord>> ListBuckets() override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT name, project, path FROM buckets ORDER BY name"));
+    std::vector<BucketRecord> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.push_back({st->Text(0), st->Text(1), st->Text(2)});
+    }
+    return out;
+  }
+
   // ---- schedules ----
 
   StatusOr<std::vector<ScheduleRecord>> ListSchedules() override {
@@ -963,6 +982,16 @@ class SqliteMessageStore : public MessageStore {
       for (auto const& name : d.delete_functions) {
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM functions WHERE name = ?1"));
         FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+      }
+      for (auto const& name : d.delete_buckets) {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM buckets WHERE name = ?1"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+      }
+      for (auto const& b : d.put_buckets) {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO buckets(name, project, path) VALUES(?1, ?2, ?3) ON "
+                                                    "CONFLICT(name) DO UPDATE SET project = excluded.project, "
+                                                    "path = excluded.path"));
+        FERRY_RETURN_IF_ERROR(st->Bind(1, b.name).Bind(2, b.project).Bind(3, b.path).Exec());
       }
       for (auto const& name : d.delete_schedules) {
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM schedules WHERE name = ?1"));

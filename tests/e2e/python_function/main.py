@@ -19,3 +19,15 @@ def hello_http(request):
     body = {"method": request.method, "path": request.path, "args": request.args,
             "json": request.get_json(silent=True), "runtime": "python"}
     return json.dumps(body), 201, {"Content-Type": "application/json", "X-Echo": request.headers.get("x-echo", "")}
+
+
+def on_object(data, context):
+    """A Cloud Storage background function: one line per event with what the test checks."""
+    fields = {k: data.get(k) for k in ("bucket", "name", "generation", "size", "contentType", "md5Hash", "crc32c",
+                                       "timeCreated", "updated")}
+    print("storage event " + json.dumps({"event_type": context.event_type, "resource": context.resource,
+                                         "event_id": context.event_id, "object": fields}, sort_keys=True))
+
+
+def on_object_fails(data, context):
+    raise RuntimeError("cannot process " + data.get("name", "?"))

@@ -1,0 +1,400 @@
+#include "storage/bucket_service.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+
+#include "common/base64.h"
+#include "common/status_macros.h"
+#include "common/time_util.h"
+#include "model/function_spec.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Files Ferry writes while an upload is on its way; renamed into place when whole, never objects themselves.
+constexpr char kUploadPrefix[] = ".ferry-upload-";
+
+// CRC32C (Castagnoli), as Cloud Storage checksums objects. Hand-written: a table and a loop, where Debian's
+// libraries offer it only inside larger ones.
+uint32_t Crc32c(std::string_view bytes) {
+  static std::array<uint32_t, 256> const kTable = [] {
+    std::array<uint32_t, 256> table{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    return table;
+  }();
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char b : bytes) crc = kTable[(crc ^ b) & 0xFF] ^ (crc >> 8);
+  return crc ^ 0xFFFFFFFFu;
+}
+
+std::string Md5Base64(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_md5(), nullptr);
+  return Base64Encode(std::string_view(reinterpret_cast<char const*>(digest), len));
+}
+
+std::string GuessContentType(std::string const& name) {
+  static std::map<std::string, std::string> const kTypes = {
+      {".json", "application/json"}, {".txt", "text/plain"},  {".csv", "text/csv"},
+      {".html", "text/html"},        {".png", "image/png"},   {".jpg", "image/jpeg"},
+      {".jpeg", "image/jpeg"},       {".pdf", "application/pdf"}, {".xml", "application/xml"}};
+  auto it = kTypes.find(fs::path(name).extension().string());
+  return it == kTypes.end() ? "application/octet-stream" : it->second;
+}
+
+bool IsHidden(std::string const& name) {
+  for (auto const& part : fs::path(name)) {
+    if (!part.empty() && part.string()[0] == '.') return true;
+  }
+  return false;
+}
+
+// The object a file is now; NOT_FOUND when it is gone.
+StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& name, std::string const& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return NotFoundError("No such object: " + bucket + "/" + name);
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ObjectInfo o;
+  o.bucket = bucket;
+  o.name = name;
+  o.generation = int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000;
+  o.size = static_cast<int64_t>(bytes.size());
+  o.md5_hash = Md5Base64(bytes);
+  uint32_t crc = Crc32c(bytes);
+  char be[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16), static_cast<char>(crc >> 8),
+                static_cast<char>(crc)};
+  o.crc32c = Base64Encode(std::string_view(be, 4));
+  o.updated_ms = o.time_created_ms = o.generation / 1000;
+  o.content_type = GuessContentType(name);
+  return o;
+}
+
+}  // namespace
+
+std::string ObjectInfo::ToJson() const {
+  nlohmann::json j{{"kind", "storage#object"},
+                   {"id", bucket + "/" + name + "/" + std::to_string(generation)},
+                   {"name", name},
+                   {"bucket", bucket},
+                   {"generation", std::to_string(generation)},
+                   {"metageneration", "1"},
+                   {"contentType", content_type},
+                   {"timeCreated", FormatRfc3339(time_created_ms)},
+                   {"updated", FormatRfc3339(updated_ms)},
+                   {"storageClass", "STANDARD"},
+                   {"size", std::to_string(size)},
+                   {"md5Hash", md5_hash},
+                   {"crc32c", crc32c},
+                   {"etag", md5_hash}};
+  if (!metadata.empty()) j["metadata"] = metadata;
+  return j.dump();
+}
+
+BucketService::BucketService(MessageStore& store, Broker& broker) : store_(store), broker_(broker) {}
+
+BucketService::~BucketService() { Stop(); }
+
+void BucketService::Start() {
+  inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  Sync();
+  thread_ = std::thread([this] { WatchLoop(); });
+}
+
+void BucketService::Stop() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof one);
+  thread_.join();
+  ::close(inotify_fd_);
+  ::close(wake_fd_);
+}
+
+void BucketService::Sync() {
+  auto records = store_.ListBuckets();
+  if (!records.ok()) {
+    std::fprintf(stderr, "ferry: buckets: %s\n", records.status().message().c_str());
+    return;
+  }
+  std::lock_guard lock(mu_);
+  std::map<std::string, Bucket> next;
+  for (auto const& r : *records) {
+    auto it = buckets_.find(r.name);
+    if (it != buckets_.end() && it->second.record == r) {
+      next[r.name] = std::move(it->second);
+      continue;
+    }
+    next[r.name] = Bucket{r, {}};
+  }
+  // Watches of buckets that went or moved are dropped; new ones are added, knowing the files already there.
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    auto b = next.find(it->second.first);
+    if (b != next.end() && it->second.second.rfind(b->second.record.path, 0) == 0) {
+      ++it;
+      continue;
+    }
+    inotify_rm_watch(inotify_fd_, it->first);
+    it = watches_.erase(it);
+  }
+  buckets_ = std::move(next);
+  for (auto& [name, bucket] : buckets_) {
+    bool watched = false;
+    for (auto const& [wd, w] : watches_) watched = watched || (w.first == name && w.second == bucket.record.path);
+    if (!watched) AddWatches(name, bucket.record.path, /*raise_events=*/false);
+  }
+}
+
+// Holds mu_. Watches `dir` and the directories below it; records (or, for a directory that just appeared,
+// raises finalize for) the files in them.
+void BucketService::AddWatches(std::string const& bucket_name, std::string const& dir, bool raise_events) {
+  auto& bucket = buckets_[bucket_name];
+  std::error_code ec;
+  std::vector<std::string> dirs{dir};
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::string rel = fs::relative(it->path(), bucket.record.path).string();
+    if (IsHidden(rel)) {
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_directory()) {
+      dirs.push_back(it->path().string());
+    } else if (it->is_regular_file()) {
+      auto object = ReadObject(bucket_name, rel, it->path().string());
+      if (!object.ok()) continue;
+      if (raise_events) Publish(bucket.record, *object, "google.storage.object.finalize");
+      bucket.objects[rel] = *object;
+    }
+  }
+  for (auto const& d : dirs) {
+    int wd = inotify_add_watch(inotify_fd_, d.c_str(),
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_DELETE_SELF);
+    if (wd >= 0) watches_[wd] = {bucket_name, d};
+  }
+}
+
+void BucketService::WatchLoop() {
+  alignas(inotify_event) char buf[64 * 1024];
+  while (true) {
+    pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents != 0) return;
+    ssize_t n = ::read(inotify_fd_, buf, sizeof buf);
+    for (ssize_t off = 0; off < n;) {
+      auto* ev = reinterpret_cast<inotify_event*>(buf + off);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      std::string bucket, dir;
+      {
+        std::lock_guard lock(mu_);
+        auto it = watches_.find(ev->wd);
+        if (it == watches_.end()) continue;
+        if (ev->mask & (IN_IGNORED | IN_DELETE_SELF)) {
+          if (ev->mask & IN_IGNORED) watches_.erase(it);
+          continue;
+        }
+        bucket = it->second.first;
+        dir = it->second.second;
+      }
+      if (ev->len == 0) continue;
+      std::string path = dir + "/" + ev->name;
+      std::string root;
+      {
+        std::lock_guard lock(mu_);
+        auto b = buckets_.find(bucket);
+        if (b == buckets_.end()) continue;
+        root = b->second.record.path;
+      }
+      std::string name = fs::relative(path, root).string();
+      if (IsHidden(name)) continue;
+      if (ev->mask & IN_ISDIR) {
+        if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
+          std::lock_guard lock(mu_);
+          AddWatches(bucket, path, /*raise_events=*/true);
+        }
+        continue;
+      }
+      if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) OnFileChanged(bucket, name);
+      if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) OnFileGone(bucket, name);
+    }
+  }
+}
+
+void BucketService::OnFileChanged(std::string const& bucket_name, std::string const& name) {
+  std::lock_guard lock(mu_);
+  auto b = buckets_.find(bucket_name);
+  if (b == buckets_.end()) return;
+  auto& bucket = b->second;
+  auto object = ReadObject(bucket_name, name, bucket.record.path + "/" + name);
+  if (!object.ok()) return;  // gone again already: its delete event follows
+  if (auto type = pending_types_.find(bucket_name + "/" + name); type != pending_types_.end()) {
+    object->content_type = type->second;
+    pending_types_.erase(type);
+  }
+  auto old = bucket.objects.find(name);
+  if (old != bucket.objects.end()) {
+    if (old->second.generation == object->generation && old->second.md5_hash == object->md5_hash) return;  // seen
+    // Overwritten: the old generation is deleted, as Cloud Storage reports it for buckets without versioning.
+    Publish(bucket.record, old->second, "google.storage.object.delete");
+    object->time_created_ms = object->updated_ms;
+  }
+  bucket.objects[name] = *object;
+  Publish(bucket.record, *object, "google.storage.object.finalize");
+}
+
+void BucketService::OnFileGone(std::string const& bucket_name, std::string const& name) {
+  std::lock_guard lock(mu_);
+  auto b = buckets_.find(bucket_name);
+  if (b == buckets_.end()) return;
+  auto old = b->second.objects.find(name);
+  if (old == b->second.objects.end()) return;
+  ObjectInfo object = old->second;
+  b->second.objects.erase(old);
+  Publish(b->second.record, object, "google.storage.object.delete");
+}
+
+// Holds mu_.
+void BucketService::Publish(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type) {
+  PubsubMessage m;
+  m.data = object.ToJson();
+  // Cloud Storage's Pub/Sub notification attributes.
+  m.attributes = {{"eventType", event_type},
+                  {"bucketId", bucket.name},
+                  {"objectId", object.name},
+                  {"objectGeneration", std::to_string(object.generation)},
+                  {"eventTime", FormatRfc3339(broker_.NowMillis())},
+                  {"payloadFormat", "JSON_API_V1"}};
+  auto published = broker_.Publish(StorageEventsTopic(bucket.project, bucket.name), {std::move(m)});
+  if (!published.ok()) {
+    std::fprintf(stderr, "ferry: bucket %s: cannot publish %s of %s: %s\n", bucket.name.c_str(), event_type,
+                 object.name.c_str(), published.status().message().c_str());
+  }
+}
+
+StatusOr<std::string> BucketService::PathOf(std::string const& bucket, std::string const& name,
+                                            BucketRecord* record) {
+  if (name.empty() || name.size() > 1024 || IsHidden(name) || name.find("..") != std::string::npos ||
+      name.front() == '/' || name.find('\0') != std::string::npos) {
+    return InvalidArgumentError("Invalid object name \"" + name + "\"");
+  }
+  std::lock_guard lock(mu_);
+  auto b = buckets_.find(bucket);
+  if (b == buckets_.end()) return NotFoundError("The specified bucket does not exist: " + bucket);
+  if (record != nullptr) *record = b->second.record;
+  return b->second.record.path + "/" + name;
+}
+
+StatusOr<ObjectInfo> BucketService::Put(std::string const& bucket, std::string const& name, std::string const& bytes,
+                                        std::string const& content_type) {
+  BucketRecord record;
+  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, &record));
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  // Written whole under a hidden name, then renamed in: the watcher sees one complete object.
+  std::string tmp = record.path + "/" + kUploadPrefix + std::to_string(::getpid()) + "-" +
+                    std::to_string(reinterpret_cast<uintptr_t>(&bytes));
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) return UnavailableError("cannot write " + tmp);
+  }
+  if (!content_type.empty()) {
+    std::lock_guard lock(mu_);
+    pending_types_[bucket + "/" + name] = content_type;
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return UnavailableError("cannot store object " + name + ": " + ec.message());
+  }
+  FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, path));
+  if (!content_type.empty()) object.content_type = content_type;
+  return object;
+}
+
+StatusOr<ObjectInfo> BucketService::Get(std::string const& bucket, std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, nullptr));
+  FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, path));
+  std::lock_guard lock(mu_);
+  auto& known = buckets_[bucket].objects;
+  if (auto it = known.find(name); it != known.end() && it->second.generation == object.generation) {
+    object.content_type = it->second.content_type;
+    object.metadata = it->second.metadata;
+  }
+  return object;
+}
+
+StatusOr<std::string> BucketService::Read(std::string const& bucket, std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, nullptr));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("No such object: " + bucket + "/" + name);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+StatusOr<std::vector<ObjectInfo>> BucketService::List(std::string const& bucket, std::string const& prefix) {
+  BucketRecord record;
+  {
+    std::lock_guard lock(mu_);
+    auto b = buckets_.find(bucket);
+    if (b == buckets_.end()) return NotFoundError("The specified bucket does not exist: " + bucket);
+    record = b->second.record;
+  }
+  std::vector<ObjectInfo> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(record.path, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::string rel = fs::relative(it->path(), record.path).string();
+    if (IsHidden(rel)) {
+      if (it->is_directory()) it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file() || rel.rfind(prefix, 0) != 0) continue;
+    auto object = Get(bucket, rel);
+    if (object.ok()) out.push_back(*std::move(object));
+  }
+  std::sort(out.begin(), out.end(), [](auto const& a, auto const& b) { return a.name < b.name; });
+  return out;
+}
+
+Status BucketService::Delete(std::string const& bucket, std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, nullptr));
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return NotFoundError("No such object: " + bucket + "/" + name);
+  if (!fs::remove(path, ec) || ec) return UnavailableError("cannot delete " + name + ": " + ec.message());
+  return OkStatus();
+}
+
+StatusOr<ObjectInfo> BucketService::UpdateMetadata(std::string const& bucket, std::string const& name,
+                                                   std::string const& content_type,
+                                                   std::map<std::string, std::string> metadata) {
+  FERRY_ASSIGN_OR_RETURN(auto object, Get(bucket, name));
+  if (!content_type.empty()) object.content_type = content_type;
+  for (auto& [k, v] : metadata) object.metadata[k] = std::move(v);
+  std::lock_guard lock(mu_);
+  auto& b = buckets_[bucket];
+  b.objects[name] = object;
+  Publish(b.record, object, "google.storage.object.metadataUpdate");
+  return object;
+}
+
+}  // namespace ferry

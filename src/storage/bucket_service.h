@@ -1,0 +1,81 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/broker.h"
+#include "store/message_store.h"
+
+namespace ferry {
+
+// A Cloud Storage object as the JSON API shows it, read from its file.
+struct ObjectInfo {
+  std::string bucket, name;
+  int64_t generation = 0;  // the file's modification time in microseconds, as GCS generations are
+  int64_t size = 0;
+  std::string content_type;
+  std::string md5_hash;    // base64 of the MD5 of the bytes
+  std::string crc32c;      // base64 of the big-endian CRC32C of the bytes
+  int64_t time_created_ms = 0;
+  int64_t updated_ms = 0;
+  std::map<std::string, std::string> metadata;  // custom metadata, kept in memory (lost on restart)
+  std::string ToJson() const;
+};
+
+// Buckets are directories. A file that appears in one (closed after writing, or renamed in), changes, or goes
+// raises google.storage.object.finalize, or .delete (also for the old generation of an overwritten object, as
+// Cloud Storage does for buckets without versioning), seen with inotify; a metadata change through the API
+// raises .metadataUpdate. Each event is published to the bucket's events topic (StorageEventsTopic), with the
+// object resource as data and Cloud Storage's notification attributes, so functions consume them like Pub/Sub
+// messages: retried, dead-lettered, durable across restarts. Files already there when Ferry starts raise nothing.
+class BucketService {
+ public:
+  BucketService(MessageStore& store, Broker& broker);
+  ~BucketService();
+  BucketService(BucketService const&) = delete;
+  BucketService& operator=(BucketService const&) = delete;
+
+  void Start();
+  void Stop();
+  // Reads the buckets from the store again and watches their directories.
+  void Sync();
+
+  // The Cloud Storage JSON API's operations (api/storage). Object names may contain '/'.
+  StatusOr<ObjectInfo> Put(std::string const& bucket, std::string const& name, std::string const& bytes,
+                           std::string const& content_type);
+  StatusOr<ObjectInfo> Get(std::string const& bucket, std::string const& name);
+  StatusOr<std::string> Read(std::string const& bucket, std::string const& name);
+  StatusOr<std::vector<ObjectInfo>> List(std::string const& bucket, std::string const& prefix);
+  Status Delete(std::string const& bucket, std::string const& name);
+  StatusOr<ObjectInfo> UpdateMetadata(std::string const& bucket, std::string const& name,
+                                      std::string const& content_type, std::map<std::string, std::string> metadata);
+
+ private:
+  struct Bucket {
+    BucketRecord record;
+    std::map<std::string, ObjectInfo> objects;  // what the last event said of each object
+  };
+  StatusOr<std::string> PathOf(std::string const& bucket, std::string const& name, BucketRecord* record);
+  void WatchLoop();
+  void AddWatches(std::string const& bucket, std::string const& dir, bool raise_events);
+  void OnFileChanged(std::string const& bucket, std::string const& name);
+  void OnFileGone(std::string const& bucket, std::string const& name);
+  void Publish(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type);
+
+  MessageStore& store_;
+  Broker& broker_;
+  int inotify_fd_ = -1;
+  int wake_fd_ = -1;  // an eventfd that ends the watch loop
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;                           // GUARDED_BY(mu_)
+  std::map<int, std::pair<std::string, std::string>> watches_;      // GUARDED_BY(mu_): wd -> (bucket, dir)
+  std::map<std::string, std::string> pending_types_;                // GUARDED_BY(mu_): bucket/name -> upload type
+  std::thread thread_;
+};
+
+}  // namespace ferry

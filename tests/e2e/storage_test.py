@@ -1,0 +1,200 @@
+"""Buckets against the real daemon: objects uploaded through Cloud Storage's JSON API, written straight into the
+bucket's directory, overwritten and deleted each raise the right event once, with Cloud Storage's fields (md5 and
+crc32c of the bytes); a failing storage-triggered function is retried and dead-lettered."""
+import base64
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def gcs_hashes(data):
+    return (base64.b64encode(hashlib.md5(data).digest()).decode(),
+            base64.b64encode(crc32c(data).to_bytes(4, "big")).decode())
+
+
+class StorageTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = harness.Daemon(project="st").start()
+        cls.work = tempfile.mkdtemp(prefix="ferry-storage-")
+        cls.uploads = os.path.join(cls.work, "uploads")
+        deploy = os.path.join(cls.work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: st
+                topics: [failed-objects]
+                buckets:
+                  - {name: uploads, path: ./uploads}
+                  - {name: broken-inbox, path: ./broken}
+                functions:
+                  - name: on-finalize
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: on_object
+                    event_trigger_type: google.storage.object.finalize
+                    event_trigger_resource: uploads
+                  - name: on-delete
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: on_object
+                    event_trigger_type: google.storage.object.delete
+                    event_trigger_resource: projects/_/buckets/uploads
+                  - name: on-broken
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: on_object_fails
+                    event_trigger_type: google.storage.object.finalize
+                    event_trigger_resource: broken-inbox
+                    event_trigger_retry: true
+                    dead_letter_topic: failed-objects
+                    max_delivery_attempts: 5
+                    min_retry_delay: 0s
+                    max_retry_delay: 0s
+                """ % {"py": json.dumps(os.path.join(HERE, "python_function"))}))
+        env = dict(os.environ, FERRY_ENDPOINT=cls.daemon.endpoint)
+        env.pop("FERRY_PROJECT", None)
+        proc = subprocess.run([harness.FERRY, "deploy", "-f", deploy], env=env, capture_output=True, text=True,
+                              timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError("deploy failed: %s %s" % (proc.stdout, proc.stderr))
+        cls.client = cls.daemon.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.daemon.close()
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def http(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)
+        conn.request(method, path, body=body, headers=headers or {})
+        res = conn.getresponse()
+        out = (res.status, res.read())
+        conn.close()
+        return out
+
+    def events(self, fn):
+        status, res = self.client.request("GET", "/ferry/v1/projects/st/functions/%s/logs?limit=1000" % fn)
+        self.assertEqual(status, 200, res)
+        return [json.loads(e["message"][len("storage event "):]) for e in res["entries"]
+                if e["message"].startswith("storage event ")]
+
+    def wait_events(self, fn, name, n, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            got = [e for e in self.events(fn) if e["object"]["name"] == name]
+            if len(got) >= n:
+                time.sleep(0.5)  # and no more than n
+                return [e for e in self.events(fn) if e["object"]["name"] == name]
+            time.sleep(0.1)
+        self.fail("%s saw %d events of %s, expected %d" % (fn, len([e for e in self.events(fn)
+                                                                   if e["object"]["name"] == name]), name, n))
+
+    def test_upload_through_the_api_raises_finalize_with_the_objects_fields(self):
+        data = b'{"order": 42}'
+        status, body = self.http("POST", "/upload/storage/v1/b/uploads/o?uploadType=media&name=orders/42.json",
+                                 body=data, headers={"content-type": "application/json"})
+        self.assertEqual(status, 200, body)
+        uploaded = json.loads(body)
+        md5, crc = gcs_hashes(data)
+        self.assertEqual((uploaded["md5Hash"], uploaded["crc32c"], uploaded["size"]), (md5, crc, str(len(data))))
+        [event] = self.wait_events("on-finalize", "orders/42.json", 1)
+        self.assertEqual(event["event_type"], "google.storage.object.finalize")
+        self.assertEqual(event["resource"], {"name": "projects/_/buckets/uploads/objects/orders/42.json",
+                                             "service": "storage.googleapis.com", "type": "storage#object"})
+        obj = event["object"]
+        self.assertEqual(obj["bucket"], "uploads")
+        self.assertEqual(obj["contentType"], "application/json")
+        self.assertEqual((obj["md5Hash"], obj["crc32c"], obj["size"]), (md5, crc, str(len(data))))
+        self.assertEqual(obj["generation"], uploaded["generation"])
+        self.assertTrue(obj["timeCreated"].endswith("Z") and obj["updated"].endswith("Z"))
+        # Read back: metadata, bytes, listing.
+        status, body = self.http("GET", "/storage/v1/b/uploads/o/orders%2F42.json")
+        self.assertEqual((status, json.loads(body)["md5Hash"]), (200, md5))
+        status, body = self.http("GET", "/storage/v1/b/uploads/o/orders%2F42.json?alt=media")
+        self.assertEqual((status, body), (200, data))
+        status, body = self.http("GET", "/storage/v1/b/uploads/o?prefix=orders/")
+        self.assertEqual([o["name"] for o in json.loads(body)["items"]], ["orders/42.json"])
+
+    def test_direct_write_overwrite_and_delete_each_raise_their_event_once(self):
+        path = os.path.join(self.uploads, "direct.txt")
+        first = b"first version"
+        with open(path, "wb") as f:
+            f.write(first)
+        [event] = self.wait_events("on-finalize", "direct.txt", 1)
+        md5, crc = gcs_hashes(first)
+        self.assertEqual((event["object"]["md5Hash"], event["object"]["crc32c"]), (md5, crc))
+        old_generation = event["object"]["generation"]
+
+        # Overwrite: finalize of the new generation, delete of the old one (Cloud Storage, no versioning).
+        time.sleep(0.01)
+        tmp = os.path.join(self.work, "staged")
+        with open(tmp, "wb") as f:
+            f.write(b"second version")
+        os.rename(tmp, path)
+        finals = self.wait_events("on-finalize", "direct.txt", 2)
+        self.assertEqual(len(finals), 2)
+        self.assertNotEqual(finals[1]["object"]["generation"], old_generation)
+        [deleted] = self.wait_events("on-delete", "direct.txt", 1)
+        self.assertEqual(deleted["object"]["generation"], old_generation)
+
+        # Delete through the API.
+        status, _ = self.http("DELETE", "/storage/v1/b/uploads/o/direct.txt")
+        self.assertEqual(status, 204)
+        deletes = self.wait_events("on-delete", "direct.txt", 2)
+        self.assertEqual(len(deletes), 2)
+        self.assertEqual(deletes[1]["event_type"], "google.storage.object.delete")
+        self.assertEqual(len(self.wait_events("on-finalize", "direct.txt", 2)), 2)
+        status, _ = self.http("GET", "/storage/v1/b/uploads/o/direct.txt")
+        self.assertEqual(status, 404)
+
+    def test_failing_storage_function_is_retried_then_dead_lettered(self):
+        self.client.create_subscription("failed-objects-sub", "failed-objects")
+        status, _ = self.http("POST", "/upload/storage/v1/b/broken-inbox/o?uploadType=media&name=bad.bin",
+                              body=b"\x00\x01")
+        self.assertEqual(status, 200)
+        deadline = time.time() + 60
+        dead = []
+        while not dead and time.time() < deadline:
+            dead = self.client.pull("failed-objects-sub", immediately=False)
+        self.assertEqual(len(dead), 1)
+        attributes = dead[0]["message"]["attributes"]
+        self.assertEqual(attributes["eventType"], "google.storage.object.finalize")
+        self.assertEqual(attributes["objectId"], "bad.bin")
+        self.assertEqual(attributes["CloudPubSubDeadLetterSourceDeliveryCount"], "5")
+        self.assertIn("cannot process bad.bin", attributes["FerryLastError"])
+
+    def test_bad_requests(self):
+        status, _ = self.http("POST", "/upload/storage/v1/b/no-such-bucket/o?uploadType=media&name=x", body=b"x")
+        self.assertEqual(status, 404)
+        status, _ = self.http("POST", "/upload/storage/v1/b/uploads/o?uploadType=resumable&name=x", body=b"x")
+        self.assertEqual(status, 400)
+        status, _ = self.http("POST", "/upload/storage/v1/b/uploads/o?uploadType=media&name=../escape", body=b"x")
+        self.assertEqual(status, 400)
+
+
+if __name__ == "__main__":
+    harness.FERRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
