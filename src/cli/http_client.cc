@@ -19,7 +19,8 @@ class BeastHttpClient : public HttpClient {
   BeastHttpClient(std::string endpoint, std::string host, std::string port)
       : endpoint_(std::move(endpoint)), host_(std::move(host)), port_(std::move(port)), stream_(io_) {}
 
-  StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body) override {
+  StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body,
+                            std::string const& content_type) override {
     // One retry on a fresh connection: the daemon may have closed an idle keep-alive connection.
     for (int attempt = 0; attempt < 2; ++attempt) {
       beast::error_code ec;
@@ -33,7 +34,7 @@ class BeastHttpClient : public HttpClient {
       http::request<http::string_body> req{http::string_to_verb(method), target, 11};
       req.set(http::field::host, host_);
       req.set(http::field::user_agent, "ferry-cli");
-      if (!body.empty()) req.set(http::field::content_type, "application/json");
+      if (!body.empty() && !content_type.empty()) req.set(http::field::content_type, content_type);
       req.body() = body;
       req.prepare_payload();
       http::write(stream_, req, ec);

@@ -19,8 +19,8 @@ class HttpClient {
   static StatusOr<std::unique_ptr<HttpClient>> Make(std::string const& endpoint);
   virtual ~HttpClient() = default;
   // UNAVAILABLE when the daemon cannot be reached.
-  virtual StatusOr<HttpResult> Send(std::string const& method, std::string const& target,
-                                    std::string const& body) = 0;
+  virtual StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body,
+                                    std::string const& content_type = "application/json") = 0;
 };
 
 }  // namespace ferry

@@ -1,7 +1,9 @@
 // The `ferry` command: `ferry serve` runs the daemon; every other command is a client of its HTTP APIs.
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <thread>
 
@@ -124,6 +126,13 @@ class Cli {
   }
 
   bool json_output() const { return g_.format == "json"; }
+
+  // A request whose body (either way) is not JSON: the answer's status and bytes.
+  StatusOr<HttpResult> Raw(std::string const& method, std::string const& target, std::string const& body,
+                           std::string const& content_type) {
+    if (!client_) FERRY_RETURN_IF_ERROR(Connect());
+    return client_->Send(method, target, body, content_type);
+  }
 
  private:
   Globals& g_;
@@ -656,6 +665,60 @@ int Main(int argc, char** argv) {
       return OkStatus();
     }));
   }
+
+  // ---- cp ----
+  std::string cp_from, cp_to, cp_type;
+  auto* cp = app.add_subcommand("cp", "Copy a file into a bucket (gs://BUCKET/OBJECT) or an object out of one");
+  cp->add_option("FROM", cp_from, "A local file or gs://BUCKET/OBJECT")->required();
+  cp->add_option("TO", cp_to, "gs://BUCKET/OBJECT or a local file")->required();
+  cp->add_option("--content-type", cp_type, "The object's content type (default: from its name)");
+  cp->callback(run([&]() -> Status {
+    auto split = [](std::string const& url) -> StatusOr<std::pair<std::string, std::string>> {
+      std::string rest = url.substr(5);
+      auto slash = rest.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size()) {
+        return InvalidArgumentError("expected gs://BUCKET/OBJECT, got \"" + url + "\"");
+      }
+      return std::pair{rest.substr(0, slash), rest.substr(slash + 1)};
+    };
+    auto encode = [](std::string const& s) {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      std::string out;
+      for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+          out += static_cast<char>(c);
+        } else {
+          out += '%';
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        }
+      }
+      return out;
+    };
+    bool upload = cp_to.rfind("gs://", 0) == 0;
+    bool download = cp_from.rfind("gs://", 0) == 0;
+    if (upload == download) return InvalidArgumentError("one of FROM and TO must be gs://BUCKET/OBJECT");
+    if (upload) {
+      FERRY_ASSIGN_OR_RETURN(auto target, split(cp_to));
+      std::ifstream in(cp_from, std::ios::binary);
+      if (!in) return NotFoundError("cannot read " + cp_from);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      FERRY_ASSIGN_OR_RETURN(auto res, cli.Raw("POST", "/upload/storage/v1/b/" + target.first +
+                                                           "/o?uploadType=media&name=" + encode(target.second),
+                                               bytes, cp_type));
+      if (res.status != 200) return Status(StatusCode::kUnknown, "upload failed: HTTP " + std::to_string(res.status) + ": " + res.body);
+      std::cerr << "Copied " << cp_from << " to " << cp_to << " (" << bytes.size() << " bytes).\n";
+      return OkStatus();
+    }
+    FERRY_ASSIGN_OR_RETURN(auto source, split(cp_from));
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Raw("GET", "/storage/v1/b/" + source.first + "/o/" + encode(source.second) +
+                                                        "?alt=media", "", ""));
+    if (res.status != 200) return NotFoundError("no object " + cp_from + " (HTTP " + std::to_string(res.status) + ")");
+    std::ofstream out(cp_to, std::ios::binary | std::ios::trunc);
+    out << res.body;
+    if (!out) return UnavailableError("cannot write " + cp_to);
+    return OkStatus();
+  }));
 
   // ---- call ----
   std::string call_data;

@@ -186,6 +186,25 @@ class StorageTest(unittest.TestCase):
         self.assertEqual(attributes["CloudPubSubDeadLetterSourceDeliveryCount"], "5")
         self.assertIn("cannot process bad.bin", attributes["FerryLastError"])
 
+    def test_ferry_cp_uploads_and_downloads(self):
+        src = os.path.join(self.work, "report.csv")
+        with open(src, "w") as f:
+            f.write("a,b\n1,2\n")
+        env = dict(os.environ, FERRY_ENDPOINT=self.daemon.endpoint)
+        subprocess.run([harness.FERRY, "cp", src, "gs://uploads/reports/report.csv"], env=env, check=True,
+                       capture_output=True, timeout=60)
+        [event] = self.wait_events("on-finalize", "reports/report.csv", 1)
+        self.assertEqual(event["object"]["contentType"], "text/csv")
+        back = os.path.join(self.work, "back.csv")
+        subprocess.run([harness.FERRY, "cp", "gs://uploads/reports/report.csv", back], env=env, check=True,
+                       capture_output=True, timeout=60)
+        with open(back) as f:
+            self.assertEqual(f.read(), "a,b\n1,2\n")
+        proc = subprocess.run([harness.FERRY, "cp", "gs://uploads/missing.txt", back], env=env, capture_output=True,
+                              text=True, timeout=60)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("no object", proc.stderr)
+
     def test_bad_requests(self):
         status, _ = self.http("POST", "/upload/storage/v1/b/no-such-bucket/o?uploadType=media&name=x", body=b"x")
         self.assertEqual(status, 404)
