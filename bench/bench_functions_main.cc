@@ -17,6 +17,11 @@ void Trivial(ferry::Event const& event, ferry::Context const&) {
   ferry::log::Info("latency_us=" + std::to_string(now_us - std::stoll(it->second)));
 }
 
+// A trivial HTTP function, for bench/http_functions_bench.sh.
+ferry::Response Hello(ferry::Request const&) { return {200, {{"Content-Type", "text/plain"}}, "hello"}; }
+
 }  // namespace
 
-int main(int argc, char** argv) { return ferry::Run(argc, argv, ferry::Functions().Event("trivial", Trivial)); }
+int main(int argc, char** argv) {
+  return ferry::Run(argc, argv, ferry::Functions().Event("trivial", Trivial).Http("hello", Hello));
+}

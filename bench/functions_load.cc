@@ -6,6 +6,8 @@
 //       publishes at a steady rate with the send time in an attribute; the function logs its start latency
 //   functions_load direct --endpoint URL --requests 20000 --connections 4
 //       POSTs a Pub/Sub background event straight to a Functions Framework server, keep-alive: requests/s
+//   functions_load http --endpoint URL --path /functions/hello --requests 20000 --connections 4
+//       GETs an HTTP function, keep-alive: requests/s and each request's latency (p50, p99)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -34,6 +36,7 @@ struct Options {
   int seconds = 10;
   int requests = 20'000;
   int connections = 4;
+  std::string path = "/";
 };
 
 [[noreturn]] void Die(std::string const& what) {
@@ -167,6 +170,32 @@ void Direct(Options const& o) {
   std::printf("%s\n", Json{{"requests", o.requests}, {"seconds", s}, {"requests_per_s", o.requests / s}}.dump().c_str());
 }
 
+void Http(Options const& o) {
+  std::atomic<int> next{0};
+  std::vector<std::vector<double>> latencies(static_cast<std::size_t>(o.connections));
+  auto start = Steady::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.connections; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = Connect(o.endpoint);
+      auto& mine = latencies[static_cast<std::size_t>(t)];
+      while (next.fetch_add(1) < o.requests) {
+        auto sent = Steady::now();
+        Send(*c, "GET", o.path, "");
+        mine.push_back(Seconds(Steady::now() - sent) * 1e3);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double s = Seconds(Steady::now() - start);
+  std::vector<double> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double p) { return all.empty() ? 0.0 : all[static_cast<std::size_t>(p * static_cast<double>(all.size() - 1))]; };
+  std::printf("%s\n", Json{{"requests", o.requests}, {"seconds", s}, {"requests_per_s", o.requests / s},
+                           {"p50_ms", pct(0.50)}, {"p99_ms", pct(0.99)}}.dump().c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -186,9 +215,14 @@ int main(int argc, char** argv) {
   auto* direct = app.add_subcommand("direct");
   direct->add_option("--requests", o.requests);
   direct->add_option("--connections", o.connections);
+  auto* http = app.add_subcommand("http");
+  http->add_option("--path", o.path);
+  http->add_option("--requests", o.requests);
+  http->add_option("--connections", o.connections);
   CLI11_PARSE(app, argc, argv);
   if (pipeline->parsed()) Pipeline(o);
   if (latency->parsed()) Latency(o);
   if (direct->parsed()) Direct(o);
+  if (http->parsed()) Http(o);
   return 0;
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# HTTP functions (issue #5): requests/s and latency through Ferry (GET /functions/hello: routing, the execution
+# record, the instance's log lines) against the same trivial C++ function called directly on its own port, in the
+# same run, with the same load generator (4 keep-alive connections).
+#   bench/http_functions_bench.sh          # REQUESTS=20000 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh >/dev/null
+REQUESTS=${REQUESTS:-20000}
+LOAD=build/bin/ferry_functions_load
+FN=$PWD/build/bin/ferry_bench_functions
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The function alone, as Ferry would start an instance of it.
+DIRECT_PORT=$(free_port)
+PORT=$DIRECT_PORT FUNCTION_TARGET=hello FUNCTION_SIGNATURE_TYPE=http K_SERVICE=hello "$FN" >/dev/null 2>&1 &
+pids+=("$!")
+
+cat >"$work/ferry.yaml" <<YAML
+project: bench
+functions:
+  - name: hello
+    runtime: command
+    command: [$FN]
+    trigger_http: true
+    allow_unauthenticated: true
+    max_instances: 4
+    min_instances: 4
+    concurrency: 1
+YAML
+build/bin/ferry serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
+  --deploy "$work/ferry.yaml" 2>"$work/ferry.log" &
+pids+=("$!")
+for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$work/ferry.log" && break; sleep 0.05; done
+FERRY="http://127.0.0.1:$(cat "$work/ferry.port")"
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$DIRECT_PORT/" -o /dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -sf "$FERRY/functions/hello" -o /dev/null && break; sleep 0.1; done
+
+# Warm-ups, then the measured runs.
+"$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests 2000 >/dev/null
+"$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests 2000 >/dev/null
+through=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$REQUESTS" --connections 4)
+direct=$("$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests "$REQUESTS" --connections 4)
+
+python3 - "$through" "$direct" <<'PY'
+import json, sys
+t, d = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("HTTP function, %d GETs over 4 keep-alive connections" % t["requests"])
+print("%-22s %12s %12s" % ("", "through ferry", "direct"))
+print("%-22s %12.0f %12.0f   ratio %.2f (target >= 0.5)" % ("requests/s", t["requests_per_s"], d["requests_per_s"],
+                                                          t["requests_per_s"] / d["requests_per_s"]))
+print("%-22s %12.3f %12.3f   added %.3f ms (target <= 0.5)" % ("p50 ms", t["p50_ms"], d["p50_ms"],
+                                                             t["p50_ms"] - d["p50_ms"]))
+print("%-22s %12.3f %12.3f" % ("p99 ms", t["p99_ms"], d["p99_ms"]))
+PY
