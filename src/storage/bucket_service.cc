@@ -62,6 +62,12 @@ std::string GuessContentType(std::string const& name) {
   return it == kTypes.end() ? "application/octet-stream" : it->second;
 }
 
+// `path` below `root` ("a/b.txt"), or "" when it is not below it.
+std::string RelativeName(std::string const& root, std::string const& path) {
+  if (path.size() <= root.size() + 1 || path.compare(0, root.size(), root) != 0 || path[root.size()] != '/') return "";
+  return path.substr(root.size() + 1);
+}
+
 bool IsHidden(std::string const& name) {
   for (auto const& part : fs::path(name)) {
     if (!part.empty() && part.string()[0] == '.') return true;
@@ -171,16 +177,19 @@ void BucketService::AddWatches(std::string const& bucket_name, std::string const
   auto& bucket = buckets_[bucket_name];
   std::error_code ec;
   std::vector<std::string> dirs{dir};
+  // Files may come and go during the walk: only the error_code forms, which never throw on this thread.
   for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
-    std::string rel = fs::relative(it->path(), bucket.record.path).string();
-    if (IsHidden(rel)) {
-      if (it->is_directory()) it.disable_recursion_pending();
+    std::string rel = RelativeName(bucket.record.path, it->path().string());
+    std::error_code type_ec;
+    bool is_dir = it->is_directory(type_ec);
+    if (rel.empty() || IsHidden(rel)) {
+      if (is_dir) it.disable_recursion_pending();
       continue;
     }
-    if (it->is_directory()) {
+    if (is_dir) {
       dirs.push_back(it->path().string());
-    } else if (it->is_regular_file()) {
+    } else if (it->is_regular_file(type_ec)) {
       auto object = ReadObject(bucket_name, rel, it->path().string());
       if (!object.ok()) continue;
       if (raise_events) Publish(bucket.record, *object, "google.storage.object.finalize");
@@ -225,17 +234,25 @@ void BucketService::WatchLoop() {
         if (b == buckets_.end()) continue;
         root = b->second.record.path;
       }
-      std::string name = fs::relative(path, root).string();
-      if (IsHidden(name)) continue;
+      std::string name = RelativeName(root, path);
+      if (name.empty() || IsHidden(name)) continue;
       if (ev->mask & IN_ISDIR) {
         if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
           std::lock_guard lock(mu_);
-          AddWatches(bucket, path, /*raise_events=*/true);
+          try {
+            AddWatches(bucket, path, /*raise_events=*/true);
+          } catch (std::exception const& e) {
+            std::fprintf(stderr, "ferry: bucket %s: %s: %s\n", bucket.c_str(), path.c_str(), e.what());
+          }
         }
         continue;
       }
-      if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) OnFileChanged(bucket, name);
-      if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) OnFileGone(bucket, name);
+      try {
+        if (ev->mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) OnFileChanged(bucket, name);
+        if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) OnFileGone(bucket, name);
+      } catch (std::exception const& e) {  // a file system race must not end the daemon
+        std::fprintf(stderr, "ferry: bucket %s: %s: %s\n", bucket.c_str(), name.c_str(), e.what());
+      }
     }
   }
 }
@@ -363,12 +380,13 @@ StatusOr<std::vector<ObjectInfo>> BucketService::List(std::string const& bucket,
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(record.path, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
-    std::string rel = fs::relative(it->path(), record.path).string();
-    if (IsHidden(rel)) {
-      if (it->is_directory()) it.disable_recursion_pending();
+    std::string rel = RelativeName(record.path, it->path().string());
+    std::error_code type_ec;
+    if (rel.empty() || IsHidden(rel)) {
+      if (it->is_directory(type_ec)) it.disable_recursion_pending();
       continue;
     }
-    if (!it->is_regular_file() || rel.rfind(prefix, 0) != 0) continue;
+    if (!it->is_regular_file(type_ec) || rel.rfind(prefix, 0) != 0) continue;
     auto object = Get(bucket, rel);
     if (object.ok()) out.push_back(*std::move(object));
   }

@@ -132,7 +132,11 @@ class RuntimesTest(unittest.TestCase):
         dead = wait_for(lambda: self.client.pull("py-failed-sub"), what="the failing message dead-lettered")
         attributes = dead[0]["message"]["attributes"]
         self.assertEqual(attributes["CloudPubSubDeadLetterSourceDeliveryCount"], "5")
-        self.assertEqual(len([e for e in self.executions("py-events") if e["status"] == "error"]), 5)
+        # The execution records are written in batches: wait for the fifth.
+        errors = lambda: [e for e in self.executions("py-events") if e["status"] == "error"]
+        wait_for(lambda: len(errors()) >= 5, timeout=10, what="five failed executions recorded")
+        time.sleep(0.5)
+        self.assertEqual(len(errors()), 5)
         # The traceback is in the execution's log.
         self.assertTrue(any("ValueError: python function failed as asked" in m for m in self.log_messages("py-events")))
 
