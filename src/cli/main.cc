@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/http_client.h"
+#include "common/percent_encode.h"
 #include "common/base64.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -681,20 +682,6 @@ int Main(int argc, char** argv) {
       }
       return std::pair{rest.substr(0, slash), rest.substr(slash + 1)};
     };
-    auto encode = [](std::string const& s) {
-      static constexpr char kHex[] = "0123456789ABCDEF";
-      std::string out;
-      for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-          out += static_cast<char>(c);
-        } else {
-          out += '%';
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        }
-      }
-      return out;
-    };
     bool upload = cp_to.rfind("gs://", 0) == 0;
     bool download = cp_from.rfind("gs://", 0) == 0;
     if (upload == download) return InvalidArgumentError("one of FROM and TO must be gs://BUCKET/OBJECT");
@@ -704,14 +691,14 @@ int Main(int argc, char** argv) {
       if (!in) return NotFoundError("cannot read " + cp_from);
       std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       FERRY_ASSIGN_OR_RETURN(auto res, cli.Raw("POST", "/upload/storage/v1/b/" + target.first +
-                                                           "/o?uploadType=media&name=" + encode(target.second),
+                                                           "/o?uploadType=media&name=" + PercentEncode(target.second),
                                                bytes, cp_type));
       if (res.status != 200) return Status(StatusCode::kUnknown, "upload failed: HTTP " + std::to_string(res.status) + ": " + res.body);
       std::cerr << "Copied " << cp_from << " to " << cp_to << " (" << bytes.size() << " bytes).\n";
       return OkStatus();
     }
     FERRY_ASSIGN_OR_RETURN(auto source, split(cp_from));
-    FERRY_ASSIGN_OR_RETURN(auto res, cli.Raw("GET", "/storage/v1/b/" + source.first + "/o/" + encode(source.second) +
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Raw("GET", "/storage/v1/b/" + source.first + "/o/" + PercentEncode(source.second) +
                                                         "?alt=media", "", ""));
     if (res.status != 200) return NotFoundError("no object " + cp_from + " (HTTP " + std::to_string(res.status) + ")");
     std::ofstream out(cp_to, std::ios::binary | std::ios::trunc);

@@ -23,13 +23,7 @@ TEST_FUNCTIONS = ""  # the ferry_test_functions program, from argv
 
 
 def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for " + what)
+    return harness.wait_for(predicate, timeout, interval, what)
 
 
 class FunctionsTest(unittest.TestCase):

@@ -165,6 +165,28 @@ class Client:
                        {"ackIds": ack_ids, "ackDeadlineSeconds": 0})
 
 
+def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
+    """The first truthy value of predicate(), polled until the timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def http_request(port, method, path, body=None, headers=None):
+    """One request on a fresh connection: (status, headers with lowercased names, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        res = conn.getresponse()
+        return res.status, {k.lower(): v for k, v in res.getheaders()}, res.read()
+    finally:
+        conn.close()
+
+
 class PushReceiver:
     """An HTTP endpoint for push subscriptions: records each request and answers `status`."""
 

@@ -2,7 +2,6 @@
 (Ferry's runner) and a Node.js function (Google's Functions Framework, npm ci'd at deploy), each on a Pub/Sub
 trigger and an HTTP trigger; private functions and tokens; timeouts; signed webhooks."""
 import base64
-import http.client
 import json
 import os
 import shutil
@@ -23,13 +22,7 @@ WEBHOOK_SECRET = "hook-secret"
 
 
 def wait_for(predicate, timeout=60, interval=0.1, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for " + what)
+    return harness.wait_for(predicate, timeout, interval, what)
 
 
 class RuntimesTest(unittest.TestCase):
@@ -100,12 +93,8 @@ class RuntimesTest(unittest.TestCase):
         shutil.rmtree(cls.work, ignore_errors=True)
 
     def http(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)
-        conn.request(method, path, body=body, headers=headers or {})
-        res = conn.getresponse()
-        out = (res.status, {k.lower(): v for k, v in res.getheaders()}, res.read().decode())
-        conn.close()
-        return out
+        status, headers, body = harness.http_request(self.daemon.port, method, path, body, headers)
+        return status, headers, body.decode()
 
     def log_messages(self, fn):
         status, res = self.client.request("GET", "/ferry/v1/projects/rt/functions/%s/logs?limit=1000" % fn)

@@ -3,7 +3,6 @@ bucket's directory, overwritten and deleted each raise the right event once, wit
 crc32c of the bytes); a failing storage-triggered function is retried and dead-lettered."""
 import base64
 import hashlib
-import http.client
 import json
 import os
 import shutil
@@ -88,12 +87,8 @@ class StorageTest(unittest.TestCase):
         shutil.rmtree(cls.work, ignore_errors=True)
 
     def http(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)
-        conn.request(method, path, body=body, headers=headers or {})
-        res = conn.getresponse()
-        out = (res.status, res.read())
-        conn.close()
-        return out
+        status, _, body = harness.http_request(self.daemon.port, method, path, body, headers)
+        return status, body
 
     def events(self, fn):
         status, res = self.client.request("GET", "/ferry/v1/projects/st/functions/%s/logs?limit=1000" % fn)

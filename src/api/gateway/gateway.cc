@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/percent_encode.h"
+
 namespace ferry {
 namespace {
 
@@ -16,21 +18,6 @@ std::vector<std::string_view> Split(std::string_view s) {
     if (pos != 0) out.push_back(s.substr(0, pos));
     if (pos == std::string_view::npos) break;
     s.remove_prefix(pos + 1);
-  }
-  return out;
-}
-
-std::string PercentEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
   }
   return out;
 }
