@@ -328,8 +328,8 @@ StatusOr<ObjectInfo> BucketService::Put(std::string const& bucket, std::string c
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
   // Written whole under a hidden name, then renamed in: the watcher sees one complete object.
-  std::string tmp = record.path + "/" + kUploadPrefix + std::to_string(::getpid()) + "-" +
-                    std::to_string(reinterpret_cast<uintptr_t>(&bytes));
+  static std::atomic<uint64_t> uploads{0};
+  std::string tmp = record.path + "/" + kUploadPrefix + std::to_string(::getpid()) + "-" + std::to_string(++uploads);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
