@@ -9,14 +9,14 @@
 
 #include "api/admin/admin_api.h"
 #include "api/gateway/gateway.h"
-#include "api/storage/storage_api.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
 #include "api/rest/pubsub_rest.h"
+#include "api/storage/storage_api.h"
 #include "broker/broker.h"
+#include "common/clock.h"
 #include "control/scheduler.h"
 #include "push/push_delivery.h"
-#include "common/clock.h"
 #include "store/execution_log.h"
 #include "store/message_store.h"
 
@@ -120,9 +120,9 @@ int RunDaemon(DaemonOptions const& options) {
   broker.Shutdown();  // waiting pulls answer now, so the servers' workers can finish
   (*grpc)->Stop();    // ends streaming pulls, which would otherwise spin on a broker that no longer waits
   push.Stop();
-  scheduler.Stop();
   buckets.Stop();
-  functions.Shutdown();
+  functions.Shutdown();  // first: a schedule's invocation in flight then ends at once
+  scheduler.Stop();
   (*server)->Stop();
   return 0;
 }
