@@ -95,7 +95,12 @@ void Scheduler::RunDue() {
       (void)store_.SetSchedulePaused(record.name, false, next);
       continue;
     }
-    if (*fired && !to_topic) InvokeWithRetries(spec);
+    if (!*fired) {
+      // Fired already (by another node, or the clock stepped back): look forward from now, never spin on it.
+      (void)store_.SetSchedulePaused(record.name, false, next);
+      continue;
+    }
+    if (!to_topic) InvokeWithRetries(spec);
   }
 }
 

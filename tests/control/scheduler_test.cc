@@ -115,6 +115,19 @@ TEST_F(SchedulerTest, TicksOlderThanTheCatchUpWindowAreSkipped) {
   EXPECT_EQ(Drain(), 1);
 }
 
+TEST_F(SchedulerTest, ATickFiredElsewhereIsNeitherRepeatedNorWaitedOn) {
+  Deploy();
+  At("2026-11-28T10:05:00Z");
+  // Another node fired 10:05 (and, say, its clock was behind: it left the next tick at 10:05).
+  auto fired = store_->FireSchedule(kName, Ms("2026-11-28T10:05:00Z"), Ms("2026-11-28T10:05:00Z"), "", nullptr,
+                                    Ms("2026-11-28T10:05:00Z"));
+  ASSERT_THAT(fired, IsOk());
+  ASSERT_TRUE(*fired);
+  scheduler_->RunDue();
+  EXPECT_EQ(Drain(), 0);
+  EXPECT_EQ(scheduler_->Get(kName)->next_fire_ms, Ms("2026-11-28T10:10:00Z"));
+}
+
 TEST_F(SchedulerTest, PauseResumeAndRunNow) {
   Deploy();
   ASSERT_THAT(scheduler_->Pause(kName), IsOk());
