@@ -47,6 +47,17 @@ StatusOr<int> PickPort() {
   return static_cast<int>(acceptor.local_endpoint().port());
 }
 
+// Whether some process holds the port now (binding it fails).
+bool PortTaken(int port) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io);
+  beast::error_code ec;
+  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  return ec == asio::error::address_in_use;
+}
+
 bool Accepts(int port) {
   asio::io_context io;
   tcp::socket socket(io);
@@ -249,8 +260,21 @@ void Supervisor::Release(Pool& pool, std::shared_ptr<Instance> const& instance, 
 }
 
 StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& pool) {
+  // The port is picked free and released before the instance binds it; another process may take it meanwhile
+  // (outgoing connections draw from the same range). An instance that died while its port is taken by someone
+  // else lost that race, not its own: it starts again on another port.
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    int port = 0;
+    auto started = StartInstanceOnce(pool, port);
+    if (started.ok() || attempt == kAttempts || port == 0 || !PortTaken(port)) return started;
+  }
+}
+
+StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Pool& pool, int& picked_port) {
   InstanceSpec const& spec = pool.spec;
   auto port = PickPort();
+  if (port.ok()) picked_port = *port;
   if (!port.ok()) return port.status();
   auto inst = std::make_shared<Instance>();
   inst->port = *port;

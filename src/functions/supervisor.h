@@ -94,6 +94,8 @@ class Supervisor {
   StatusOr<std::shared_ptr<Instance>> Acquire(Pool& pool);
   void Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy);
   StatusOr<std::shared_ptr<Instance>> StartInstance(Pool& pool);
+  // One try; `picked_port` is the port it gave the instance (0 when it got none).
+  StatusOr<std::shared_ptr<Instance>> StartInstanceOnce(Pool& pool, int& picked_port);
   void Watch();
   void KeepWarm();
 
