@@ -5,6 +5,8 @@
 #include <cctype>
 #include <vector>
 
+#include "common/split.h"
+
 namespace ferry {
 namespace {
 
@@ -18,17 +20,6 @@ struct Field {
   std::string_view const* names;  // names[0] stands for `min`
   std::size_t name_count;
 };
-
-std::vector<std::string_view> SplitOn(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  while (true) {
-    auto pos = s.find(sep);
-    out.push_back(s.substr(0, pos));
-    if (pos == std::string_view::npos) break;
-    s.remove_prefix(pos + 1);
-  }
-  return out;
-}
 
 // A number or a name of the field; -1 when it is neither.
 int Value(std::string_view text, Field const& f) {
@@ -58,7 +49,7 @@ Status ParseField(std::string_view text, Field const& f, int max_value, std::bit
   auto error = [&](std::string const& what) {
     return InvalidArgumentError("invalid cron " + std::string(f.name) + " field \"" + std::string(text) + "\": " + what);
   };
-  for (auto item : SplitOn(text, ',')) {
+  for (auto item : Split(text, ',')) {
     int step = 1;
     if (auto slash = item.find('/'); slash != std::string_view::npos) {
       step = Value(item.substr(slash + 1), Field{f.name, 1, 1000, nullptr, 0});

@@ -109,6 +109,19 @@ class GrpcServerTest : public ::testing::Test {
     ASSERT_EQ(res.message_ids_size(), n);
   }
 
+  // A StreamingPull on kSub with these flow-control limits, its first request sent.
+  std::unique_ptr<grpc::ClientReaderWriter<pb::StreamingPullRequest, pb::StreamingPullResponse>> OpenStream(
+      grpc::ClientContext& ctx, int64_t max_messages, int64_t max_bytes) {
+    auto stream = subscriber_->StreamingPull(&ctx);
+    pb::StreamingPullRequest first;
+    first.set_subscription(kSub);
+    first.set_stream_ack_deadline_seconds(60);
+    first.set_max_outstanding_messages(max_messages);
+    first.set_max_outstanding_bytes(max_bytes);
+    EXPECT_TRUE(stream->Write(first));
+    return stream;
+  }
+
   ferry::testing::TempDir dir_;
   SystemClock clock_;
   std::unique_ptr<MessageStore> store_;
@@ -122,12 +135,7 @@ TEST_F(GrpcServerTest, StreamingPullKeepsToMaxOutstandingMessages) {
   CreateTopicAndSub();
   Publish(20);
   grpc::ClientContext ctx;
-  auto stream = subscriber_->StreamingPull(&ctx);
-  pb::StreamingPullRequest first;
-  first.set_subscription(kSub);
-  first.set_stream_ack_deadline_seconds(60);
-  first.set_max_outstanding_messages(5);
-  ASSERT_TRUE(stream->Write(first));
+  auto stream = OpenStream(ctx, /*max_messages=*/5, /*max_bytes=*/0);
   StreamReader reader(stream.get());
 
   auto ids = reader.WaitFor(5);
@@ -158,12 +166,7 @@ TEST_F(GrpcServerTest, StreamingPullKeepsNearMaxOutstandingBytes) {
   CreateTopicAndSub();
   Publish(20);
   grpc::ClientContext ctx;
-  auto stream = subscriber_->StreamingPull(&ctx);
-  pb::StreamingPullRequest first;
-  first.set_subscription(kSub);
-  first.set_stream_ack_deadline_seconds(60);
-  first.set_max_outstanding_bytes(250);  // messages are 100 bytes: the third one crosses it
-  ASSERT_TRUE(stream->Write(first));
+  auto stream = OpenStream(ctx, /*max_messages=*/0, /*max_bytes=*/250);  // 100-byte messages: the third crosses it
   StreamReader reader(stream.get());
   reader.WaitFor(3);
   std::this_thread::sleep_for(std::chrono::milliseconds(700));

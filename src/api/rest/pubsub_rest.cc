@@ -3,23 +3,13 @@
 #include <nlohmann/json.hpp>
 
 #include "api/metrics.h"
+#include "common/split.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "model/json_codec.h"
 
 namespace ferry {
 namespace {
-
-std::vector<std::string_view> Split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  while (true) {
-    auto pos = s.find(sep);
-    out.push_back(s.substr(0, pos));
-    if (pos == std::string_view::npos) break;
-    s.remove_prefix(pos + 1);
-  }
-  return out;
-}
 
 HttpResponse JsonResponse(Json const& body) { return HttpResponse{200, "application/json", body.dump(), {}}; }
 HttpResponse Empty() { return JsonResponse(Json::object()); }
