@@ -4,9 +4,11 @@
 # waiting subscriber on this machine received it minus the scheduled minute (fired, committed with its fsync,
 # delivered). Prints p50 and p99 of both. 100 ticks take 100 minutes.
 #   TICKS=100 bench/schedule_bench.sh
+# FERRY_BIN names a ferry binary to use instead of building one (so the long run can go on while you rebuild).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh >/dev/null
+ferry=${FERRY_BIN:-}
+if [[ -z $ferry ]]; then bash scripts/build.sh >/dev/null; ferry=build/bin/ferry; fi
 TICKS=${TICKS:-100}
 work=$(mktemp -d)
 pid=
@@ -19,7 +21,7 @@ topics: [ticks]
 schedules:
   - {name: every-minute, schedule: "* * * * *", topic: ticks, data: "tick"}
 YAML
-build/bin/ferry serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
+"$ferry" serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
   --deploy "$work/ferry.yaml" 2>"$work/ferry.log" &
 pid=$!
 for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$work/ferry.log" && break; sleep 0.05; done

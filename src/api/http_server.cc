@@ -12,6 +12,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -195,21 +196,52 @@ class BeastHttpServer : public HttpServer {
       bool keep_alive = req.keep_alive();
       HttpRequest request = ToRequest(std::move(req));
       stream.expires_never();
-      HttpResponse res = co_await asio::co_spawn(
-          pool_,
-          [this, &request]() -> asio::awaitable<HttpResponse> {
-            try {
-              co_return handler_(request);
-            } catch (std::exception const& e) {
-              co_return ErrorResponse(InternalError(std::string("internal error: ") + e.what()));
-            }
-          },
-          asio::use_awaitable);
+      // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
+      std::optional<HttpResponse> res;
+      if (options_.fast_handler) res = co_await HandleFast(request);
+      if (!res) {
+        res = co_await asio::co_spawn(
+            pool_,
+            [this, &request]() -> asio::awaitable<HttpResponse> {
+              try {
+                co_return handler_(request);
+              } catch (std::exception const& e) {
+                co_return ErrorResponse(InternalError(std::string("internal error: ") + e.what()));
+              }
+            },
+            asio::use_awaitable);
+      }
       // Back on the I/O thread: co_spawn resumes us on the session's executor.
-      if (!co_await Write(stream, std::move(res), version, keep_alive) || !keep_alive) break;
+      if (!co_await Write(stream, *std::move(res), version, keep_alive) || !keep_alive) break;
     }
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  // The fast handler's answer, or nullopt when it left the request to the worker pool. The reply wakes the
+  // session through a timer that never expires by itself (Asio 1.74 has no channels).
+  asio::awaitable<std::optional<HttpResponse>> HandleFast(HttpRequest const& request) {
+    struct Waiting {
+      explicit Waiting(asio::io_context& io) : wake(io, asio::steady_timer::time_point::max()) {}
+      asio::steady_timer wake;
+      std::optional<HttpResponse> response;
+    };
+    auto waiting = std::make_shared<Waiting>(io_);
+    bool taken = false;
+    try {
+      taken = options_.fast_handler(request, io_, [waiting](HttpResponse res) {
+        waiting->response = std::move(res);
+        waiting->wake.cancel();
+      });
+    } catch (std::exception const& e) {
+      co_return ErrorResponse(InternalError(std::string("internal error: ") + e.what()));
+    }
+    if (!taken) co_return std::nullopt;
+    while (!waiting->response) {
+      beast::error_code ec;
+      co_await waiting->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_return std::move(waiting->response);
   }
 
   // Peeks at the first bytes of a new connection: the HTTP/2 preface hands the socket to http2_connections.

@@ -10,6 +10,10 @@
 
 #include "ferry/status.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace ferry {
 
 struct HttpRequest {
@@ -33,6 +37,12 @@ struct HttpResponse {
 
 // Runs on a worker thread and may block (a long-poll pull does). Exceptions become a 500.
 using HttpHandler = std::function<HttpResponse(HttpRequest const&)>;
+// Answers a request that a fast handler took. Called once, on the server's I/O thread.
+using HttpReply = std::function<void(HttpResponse)>;
+// Tried first for every request, on the I/O thread, which it must never block: it takes the request (returns
+// true) and answers it through `reply` from work it runs on the event loop `io`, or leaves it to the HttpHandler
+// (returns false). What can be done without a thread hand-off (a call to a function instance) is done so.
+using HttpFastHandler = std::function<bool(HttpRequest const& request, boost::asio::io_context& io, HttpReply reply)>;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
@@ -48,10 +58,12 @@ struct HttpServerOptions {
   // When set, a connection that opens with the HTTP/2 client preface ("PRI * HTTP/2.0") is handed over as its
   // socket descriptor (the callee owns it): how gRPC shares the port.
   std::function<void(int fd)> http2_connections;
+  HttpFastHandler fast_handler;
 };
 
 // An HTTP/1.1 server on Boost.Beast: keep-alive, bounded header and body sizes, a deadline on every read, so no
-// client can hold it. Network I/O runs on one thread with coroutines; handlers run on a worker pool.
+// client can hold it. Network I/O runs on one thread with coroutines; handlers run on a worker pool, except what
+// the fast handler takes.
 class HttpServer {
  public:
   static StatusOr<std::unique_ptr<HttpServer>> Start(HttpServerOptions const& options, HttpHandler handler);

@@ -489,28 +489,58 @@ StatusOr<FunctionSpec> FunctionService::FindRunning(std::string const& project, 
   return NotFoundError("Function " + id + " does not exist in project " + project);
 }
 
-StatusOr<CallResult> FunctionService::InvokeHttp(std::string const& name, Invocation request) {
-  {
-    std::lock_guard lock(mu_);
-    auto it = running_.find(name);
-    if (it == running_.end()) return NotFoundError("Function " + name + " does not exist");
-    if (it->second.spec.trigger_type != kHttpTrigger) {
-      return FailedPreconditionError("Function " + name + " is not an HTTP function");
-    }
-    if (!it->second.ready || !it->second.error.empty()) {
-      return FailedPreconditionError("Function " + name + " is not running: " + it->second.error);
-    }
+Status FunctionService::CheckHttpRunning(std::string const& name) {
+  std::lock_guard lock(mu_);
+  auto it = running_.find(name);
+  if (it == running_.end()) return NotFoundError("Function " + name + " does not exist");
+  if (it->second.spec.trigger_type != kHttpTrigger) {
+    return FailedPreconditionError("Function " + name + " is not an HTTP function");
   }
+  if (!it->second.ready || !it->second.error.empty()) {
+    return FailedPreconditionError("Function " + name + " is not running: " + it->second.error);
+  }
+  return OkStatus();
+}
+
+ExecutionRecord FunctionService::NewHttpRecord(std::string const& name) {
   ExecutionRecord record;
   record.execution_id = NewExecutionId();
   record.function = name;
   record.trigger = "http";
   record.attempt = 1;
+  return record;
+}
+
+StatusOr<CallResult> FunctionService::InvokeHttp(std::string const& name, Invocation request) {
+  FERRY_RETURN_IF_ERROR(CheckHttpRunning(name));
+  ExecutionRecord record = NewHttpRecord(name);
   request.execution_id = record.execution_id;
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
                         record, request);
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status,
                     std::move(result.body), result.error, std::move(result.headers)};
+}
+
+bool FunctionService::TryInvokeHttpAsync(std::string const& name, Invocation request, boost::asio::io_context& io,
+                                         std::function<void(CallResult)> done) {
+  if (!CheckHttpRunning(name).ok()) return false;  // InvokeHttp tells why
+  auto record = std::make_shared<ExecutionRecord>(NewHttpRecord(name));
+  request.execution_id = record->execution_id;
+  record->start_ms = ToUnixMillis(clock_.Now());
+  auto started = std::chrono::steady_clock::now();
+  bool taken = supervisor_.TryInvokeAsync(name, request, io, [this, record, started, done = std::move(done)](
+                                                                  InvocationResult result) {
+    record->duration_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+    record->status = result.status;
+    record->error = result.error;
+    OnExecution(ExecutionPhase::kFinished, *record);
+    done(CallResult{record->execution_id, ExecutionStatusName(result.status), result.http_status,
+                    std::move(result.body), result.error, std::move(result.headers)});
+  });
+  // The request goes out only once this handler of `io` returns, so the start is logged before its output.
+  if (taken) OnExecution(ExecutionPhase::kStarted, *record);
+  return taken;
 }
 
 void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r) {

@@ -88,6 +88,10 @@ class FunctionService {
   // An HTTP request to an HTTP function (method, path below the function, headers, body), never retried.
   // NOT_FOUND for an unknown function, FAILED_PRECONDITION for one that is not running or not an HTTP function.
   StatusOr<CallResult> InvokeHttp(std::string const& name, Invocation request);
+  // The same without blocking, when an instance can take the request at once: runs it on `io`'s event loop,
+  // which calls `done`, and returns true. Returns false (and never calls `done`) otherwise: use InvokeHttp.
+  bool TryInvokeHttpAsync(std::string const& name, Invocation request, boost::asio::io_context& io,
+                          std::function<void(CallResult)> done);
 
   // Executions by function and status, their duration histogram, instances running and busy.
   std::string RenderMetrics();
@@ -108,6 +112,8 @@ class FunctionService {
   Status Launch(FunctionSpec const& spec, std::string const& executable);
   void Stop(std::string const& name);
   void OnExecution(ExecutionPhase phase, ExecutionRecord const& record);
+  Status CheckHttpRunning(std::string const& name);
+  static ExecutionRecord NewHttpRecord(std::string const& name);
   void OnInstanceLine(std::string const& function, InstanceLine line);
   StatusOr<std::vector<FunctionSpec>> Stored(std::string const& project);
   FunctionState StateOf(FunctionSpec spec);  // with how it runs now

@@ -72,6 +72,10 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.host = options.host;
   http_options.port = options.port;
   http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
+  // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
+  http_options.fast_handler = [&](HttpRequest const& req, boost::asio::io_context& io, HttpReply reply) {
+    return FunctionGateway::Serves(req.path) && gateway.TryHandle(req, io, std::move(reply));
+  };
   auto server = HttpServer::Start(http_options, [&](HttpRequest const& req) {
     if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
     if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);

@@ -10,12 +10,19 @@
 #include <deque>
 #include <optional>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-#include <boost/asio/connect.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -70,9 +77,59 @@ bool Accepts(int port) {
 // connections for 5 s (Node's default keepAliveTimeout), so a reused one is almost never closed under us.
 constexpr auto kMaxConnectionIdle = std::chrono::seconds(2);
 
+constexpr std::size_t kMaxAnswerBytes = 32 * 1024 * 1024;
+
 std::string Truncate(std::string s) {
   if (s.size() > kMaxErrorBytes) s.resize(kMaxErrorBytes);
   return s;
+}
+
+tcp::endpoint Loopback(int port) {
+  return tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(port));
+}
+
+// A blocking connect to an instance's loopback port, with Nagle off; -1 and `ec` on failure.
+int ConnectLoopback(int port, beast::error_code& ec) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr const*>(&addr), sizeof addr) != 0) {
+    ec.assign(errno, beast::system_category());
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+http::request<http::string_body> MakeRequest(Invocation const& invocation) {
+  http::request<http::string_body> req{http::string_to_verb(invocation.method), invocation.path, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::content_type, "application/json");
+  req.set("Function-Execution-Id", invocation.execution_id);
+  for (auto const& [k, v] : invocation.headers) req.set(k, v);
+  req.body() = invocation.body;
+  req.keep_alive(true);
+  req.prepare_payload();
+  return req;
+}
+
+// The result of an answered invocation: a 2xx is a success, anything else the function's error.
+InvocationResult Answered(http::response<http::string_body> res) {
+  InvocationResult result;
+  result.http_status = static_cast<int>(res.result_int());
+  for (auto const& f : res) result.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+  result.body = std::move(res.body());
+  if (result.http_status >= 200 && result.http_status < 300) {
+    result.status = ExecutionStatus::kOk;
+  } else {
+    result.status = ExecutionStatus::kError;
+    result.error = Truncate("HTTP " + std::to_string(result.http_status) + ": " + result.body);
+  }
+  return result;
 }
 
 }  // namespace
@@ -88,17 +145,77 @@ char const* ExecutionStatusName(ExecutionStatus status) {
   return "error";
 }
 
-// One keep-alive HTTP connection to an instance. Invocations use it with blocking I/O on the invoking thread:
-// one send and one or two receives per invocation, where an event loop cost epoll registrations and wakeups on
-// top (measured with bench/functions_bench.sh).
+// One keep-alive HTTP connection to an instance for Invoke, as its descriptor. Invoke uses it with blocking I/O
+// on the invoking thread: one send and one or two receives per invocation, where an event loop of its own would
+// cost epoll registrations and wake-ups on top (measured with bench/functions_bench.sh).
 struct Connection {
-  asio::io_context io;
-  tcp::socket socket{io};
+  int fd = -1;
   beast::flat_buffer buffer;
   Steady::time_point idle_since;
+
+  Connection() = default;
+  Connection(Connection const&) = delete;
+  Connection& operator=(Connection const&) = delete;
+  ~Connection() {
+    if (fd >= 0) ::close(fd);
+  }
 };
 
+namespace {
+
+// Keep-alive connections to instances for TryInvokeAsync, registered with one event loop and used only on its
+// thread. An Asio service of that loop, so they close when the loop is destroyed, never after it. A connection
+// is keyed by its instance's id, and one idle for kMaxConnectionIdle is dropped, so those of instances that
+// are gone go too.
+class AsyncConnections : public asio::execution_context::service {
+ public:
+  using key_type = AsyncConnections;
+  static inline asio::execution_context::id id;
+
+  struct Idle {
+    std::shared_ptr<tcp::socket> socket;
+    beast::flat_buffer buffer;
+    Steady::time_point since;
+  };
+
+  explicit AsyncConnections(asio::execution_context& context) : service(context) {}
+
+  std::optional<Idle> Take(uint64_t instance) {
+    auto it = idle_.find(instance);
+    if (it == idle_.end()) return std::nullopt;
+    auto& list = it->second;
+    std::optional<Idle> out;
+    while (!list.empty() && !out) {
+      if (Steady::now() - list.back().since < kMaxConnectionIdle) out = std::move(list.back());
+      list.pop_back();
+    }
+    if (list.empty()) idle_.erase(it);
+    return out;
+  }
+
+  void Return(uint64_t instance, Idle idle) {
+    idle.since = Steady::now();
+    idle_[instance].push_back(std::move(idle));
+    if (++returns_ % 4096 != 0) return;
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      std::erase_if(it->second, [&](Idle const& c) { return idle.since - c.since >= kMaxConnectionIdle; });
+      it = it->second.empty() ? idle_.erase(it) : std::next(it);
+    }
+  }
+
+ private:
+  void shutdown() override { idle_.clear(); }
+
+  std::map<uint64_t, std::vector<Idle>> idle_;
+  uint64_t returns_ = 0;
+};
+
+std::atomic<uint64_t> next_instance_id{1};
+
+}  // namespace
+
 struct Supervisor::Instance {
+  uint64_t id = next_instance_id++;
   int port = 0;
   std::mutex conns_mu;
   std::vector<std::unique_ptr<Connection>> idle_conns;  // GUARDED_BY(conns_mu)
@@ -134,6 +251,32 @@ struct Supervisor::Instance {
     for (auto const& l : last_stderr) out += (out.empty() ? "" : " | ") + l;
     return out;
   }
+
+  void SetCurrentExecution(std::string const& execution_id) {
+    std::lock_guard lock(lines_mu);
+    current_execution = execution_id;
+  }
+
+  // What an exchange that got no answer means: a timeout, or the instance died, of its memory limit or
+  // otherwise. Kills the instance either way; the caller releases it as unhealthy.
+  InvocationResult Failed(InstanceSpec const& spec, beast::error_code outcome) {
+    InvocationResult result;
+    if (outcome == beast::error::timeout) {
+      result.status = ExecutionStatus::kTimeout;
+      result.error = "function " + spec.function + " did not answer within " + std::to_string(spec.timeout.count()) +
+                     " ms; its instance was replaced";
+    } else if (oom_killed || (cgroup && cgroup->OomKilled())) {
+      result.status = ExecutionStatus::kOom;
+      result.error = "instance of " + spec.function + " exceeded its memory limit of " +
+                     std::to_string(spec.memory_mb) + " MB and was killed";
+    } else {
+      result.status = ExecutionStatus::kCrash;
+      std::string how = process->Exited() ? process->ExitDescription() : outcome.message();
+      result.error = "instance of " + spec.function + " crashed (" + how + "): " + LastStderr();
+    }
+    process->Kill();
+    return result;
+  }
 };
 
 struct Supervisor::Pool {
@@ -158,6 +301,7 @@ Supervisor::~Supervisor() {
     for (auto& [name, pool] : pools) pool->removed = true;
   }
   cv_.notify_all();
+  freed_cv_.notify_all();
   watchdog_.join();
   warmer_.join();
   // Instances die with their pools (ChildProcess kills on destruction), outside the lock.
@@ -174,6 +318,7 @@ void Supervisor::Deploy(InstanceSpec spec) {
     if (old) old->removed = true;
   }
   cv_.notify_all();
+  freed_cv_.notify_all();
   if (old) {
     std::lock_guard lock(mu_);
     for (auto& inst : old->instances) inst->process->Kill();
@@ -192,6 +337,7 @@ void Supervisor::Remove(std::string const& function) {
     for (auto& inst : old->instances) inst->process->Kill();
   }
   cv_.notify_all();
+  freed_cv_.notify_all();
 }
 
 std::shared_ptr<Supervisor::Pool> Supervisor::FindPool(std::string const& function) {
@@ -229,7 +375,7 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool) 
       auto started = StartInstance(pool);
       lock.lock();
       --pool.starting;
-      cv_.notify_all();
+      freed_cv_.notify_all();
       if (!started.ok()) {
         ++pool.consecutive_crashes;
         auto backoff = std::min<std::chrono::milliseconds>(
@@ -241,11 +387,14 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool) 
       pool.instances.push_back(*started);
       return *started;
     }
-    cv_.wait(lock);
+    ++acquire_waiters_;
+    freed_cv_.wait(lock);
+    --acquire_waiters_;
   }
 }
 
 void Supervisor::Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy) {
+  bool waiters = false;
   {
     std::lock_guard lock(mu_);
     --instance->in_flight;
@@ -255,8 +404,10 @@ void Supervisor::Release(Pool& pool, std::shared_ptr<Instance> const& instance, 
     } else {
       pool.consecutive_crashes = 0;
     }
+    waiters = acquire_waiters_ > 0;
   }
-  cv_.notify_all();
+  // Only when someone waits: a wake-up per invocation costs more than a short call itself.
+  if (waiters) freed_cv_.notify_all();
 }
 
 StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& pool) {
@@ -350,19 +501,8 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     return result;
   }
   auto inst = *acquired;
-  {
-    std::lock_guard lock(inst->lines_mu);
-    inst->current_execution = invocation.execution_id;
-  }
-
-  http::request<http::string_body> req{http::string_to_verb(invocation.method), invocation.path, 11};
-  req.set(http::field::host, "127.0.0.1");
-  req.set(http::field::content_type, "application/json");
-  req.set("Function-Execution-Id", invocation.execution_id);
-  for (auto const& [k, v] : invocation.headers) req.set(k, v);
-  req.body() = invocation.body;
-  req.keep_alive(true);
-  req.prepare_payload();
+  inst->SetCurrentExecution(invocation.execution_id);
+  auto req = MakeRequest(invocation);
 
   // On a reused connection the instance may have closed it just as we wrote; with no byte of an answer yet, the
   // request was not taken, and it goes once more on a new connection.
@@ -376,60 +516,121 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     outcome = {};
     if (!reused) {
       conn = std::make_unique<Connection>();
-      conn->socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(inst->port)),
-                           outcome);
-      if (!outcome) conn->socket.set_option(tcp::no_delay(true), outcome);
+      conn->fd = ConnectLoopback(inst->port, outcome);
     }
     parser.emplace();
-    parser->body_limit(32 * 1024 * 1024);
-    DeadlineStream stream(conn->socket.native_handle(), deadline);
+    parser->body_limit(kMaxAnswerBytes);
+    DeadlineStream stream(conn->fd, deadline);
     if (!outcome) http::write(stream, req, outcome);
     if (!outcome) http::read(stream, conn->buffer, *parser, outcome);
     bool retry = reused && outcome && outcome != beast::error::timeout && !parser->got_some();
     if (!retry) break;
   }
 
-  bool healthy = true;
-  if (outcome == beast::error::timeout) {
-    result.status = ExecutionStatus::kTimeout;
-    result.error = "function " + function + " did not answer within " +
-                   std::to_string(pool->spec.timeout.count()) + " ms; its instance was replaced";
-    inst->process->Kill();
-    healthy = false;
-  } else if (outcome) {
-    // No answer: the instance died under the invocation. Give the watchdog's kill a moment to be seen.
-    for (int i = 0; i < 50 && !inst->process->Exited(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    if (inst->oom_killed || (inst->cgroup && inst->cgroup->OomKilled())) {
-      result.status = ExecutionStatus::kOom;
-      result.error = "instance of " + function + " exceeded its memory limit of " +
-                     std::to_string(pool->spec.memory_mb) + " MB and was killed";
-    } else {
-      result.status = ExecutionStatus::kCrash;
-      std::string how = inst->process->Exited() ? inst->process->ExitDescription() : outcome.message();
-      result.error = "instance of " + function + " crashed (" + how + "): " + inst->LastStderr();
+  bool healthy = !outcome;
+  if (outcome) {
+    // No answer. If the instance died under the invocation, give the watchdog's kill a moment to be seen.
+    for (int i = 0; outcome != beast::error::timeout && i < 50 && !inst->process->Exited(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
-    inst->process->Kill();
-    healthy = false;
+    result = inst->Failed(pool->spec, outcome);
   } else {
-    bool keep = parser->keep_alive();
-    auto res = parser->release();
-    if (keep) inst->ReturnConnection(std::move(conn));
-    result.http_status = static_cast<int>(res.result_int());
-    for (auto const& f : res) result.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-    result.body = std::move(res.body());
-    if (result.http_status >= 200 && result.http_status < 300) {
-      result.status = ExecutionStatus::kOk;
-    } else {
-      result.status = ExecutionStatus::kError;
-      result.error = Truncate("HTTP " + std::to_string(result.http_status) + ": " + result.body);
-    }
+    if (parser->keep_alive()) inst->ReturnConnection(std::move(conn));
+    result = Answered(parser->release());
   }
-  {
-    std::lock_guard lock(inst->lines_mu);
-    inst->current_execution.clear();
-  }
+  inst->SetCurrentExecution("");
   Release(*pool, inst, healthy);
   return result;
+}
+
+bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& invocation, asio::io_context& io,
+                                std::function<void(InvocationResult)> done) {
+  auto pool = FindPool(function);
+  if (!pool) return false;
+  std::shared_ptr<Instance> inst;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || pool->removed) return false;
+    for (auto& candidate : pool->instances) {
+      if (candidate->in_flight < pool->spec.concurrency) {
+        ++candidate->in_flight;
+        inst = candidate;
+        break;
+      }
+    }
+  }
+  if (!inst) return false;
+  inst->SetCurrentExecution(invocation.execution_id);
+
+  // The same exchange as Invoke's, as a coroutine on `io`. The timer may fire after the coroutine's frame is
+  // gone, so what it touches is shared.
+  auto exchange = [this, &io, pool, inst, req = MakeRequest(invocation),
+                   done = std::move(done)]() -> asio::awaitable<void> {
+    struct Deadline {
+      std::shared_ptr<tcp::socket> socket;  // the one in use
+      bool passed = false;
+    };
+    auto deadline = std::make_shared<Deadline>();
+    asio::steady_timer timer(io, pool->spec.timeout);
+    timer.async_wait([deadline](beast::error_code ec) {
+      if (ec) return;
+      deadline->passed = true;
+      if (deadline->socket) deadline->socket->cancel(ec);
+    });
+    auto& connections = asio::use_service<AsyncConnections>(io);
+    AsyncConnections::Idle conn;
+    std::optional<http::response_parser<http::string_body>> parser;
+    beast::error_code outcome;
+    for (int round = 0; round < 2; ++round) {
+      auto idle = connections.Take(inst->id);
+      bool reused = idle.has_value();
+      outcome = {};
+      if (reused) {
+        conn = *std::move(idle);
+      } else {
+        conn = {std::make_shared<tcp::socket>(io), {}, {}};
+      }
+      deadline->socket = conn.socket;
+      if (!reused) {
+        co_await conn.socket->async_connect(Loopback(inst->port), asio::redirect_error(asio::use_awaitable, outcome));
+        if (!outcome) conn.socket->set_option(tcp::no_delay(true), outcome);
+      }
+      parser.emplace();
+      parser->body_limit(kMaxAnswerBytes);
+      if (!outcome && !deadline->passed) {
+        co_await http::async_write(*conn.socket, req, asio::redirect_error(asio::use_awaitable, outcome));
+      }
+      if (!outcome && !deadline->passed) {
+        co_await http::async_read(*conn.socket, conn.buffer, *parser,
+                                  asio::redirect_error(asio::use_awaitable, outcome));
+      }
+      if (deadline->passed) outcome = beast::error::timeout;
+      bool retry = reused && outcome && outcome != beast::error::timeout && !parser->got_some();
+      if (!retry) break;
+    }
+    timer.cancel();
+    deadline->socket.reset();
+
+    InvocationResult result;
+    bool healthy = !outcome;
+    if (outcome) {
+      asio::steady_timer pause(io);
+      for (int i = 0; outcome != beast::error::timeout && i < 50 && !inst->process->Exited(); ++i) {
+        pause.expires_after(std::chrono::milliseconds(2));
+        beast::error_code ignored;
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      }
+      result = inst->Failed(pool->spec, outcome);
+    } else {
+      if (parser->keep_alive()) connections.Return(inst->id, std::move(conn));
+      result = Answered(parser->release());
+    }
+    inst->SetCurrentExecution("");
+    Release(*pool, inst, healthy);
+    done(std::move(result));
+  };
+  asio::co_spawn(io, std::move(exchange), asio::detached);
+  return true;
 }
 
 void Supervisor::KeepWarm() {
@@ -465,7 +666,7 @@ void Supervisor::KeepWarm() {
     } else {
       cold->instances.push_back(*started);
     }
-    cv_.notify_all();  // an invocation may be waiting for an instance
+    freed_cv_.notify_all();  // an invocation may be waiting for an instance
   }
 }
 
@@ -501,6 +702,7 @@ void Supervisor::Watch() {
         ++it;
       }
     }
+    if (acquire_waiters_ > 0) freed_cv_.notify_all();  // an instance it forgot leaves room to start one
   }
 }
 

@@ -13,6 +13,10 @@
 #include "ferry/status.h"
 #include "functions/child_process.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace ferry {
 
 // How one function's instances run: the program, its contract environment and its limits.
@@ -77,6 +81,12 @@ class Supervisor {
 
   // Blocks until an instance can take it and it has an answer, failed, or timed out.
   InvocationResult Invoke(std::string const& function, Invocation const& invocation);
+  // The same without blocking, when an instance can take it at once: sends it on `io`'s event loop, which
+  // calls `done` with the result, and returns true. Returns false, and `done` is never called, when it would
+  // have to wait for an instance or for one to start: Invoke it then from a thread that may block. `io` must
+  // stop before the Supervisor is destroyed.
+  bool TryInvokeAsync(std::string const& function, Invocation const& invocation, boost::asio::io_context& io,
+                      std::function<void(InvocationResult)> done);
 
   // Instances running and busy, for metrics and tests.
   struct Usage {
@@ -101,7 +111,9 @@ class Supervisor {
 
   InstanceLogSink sink_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;        // the watchdog's and warmer's: stopping
+  std::condition_variable freed_cv_;  // Acquire's: an instance has room, started, or went away
+  int acquire_waiters_ = 0;           // GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<Pool>> pools_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                               // GUARDED_BY(mu_)
   std::thread watchdog_;

@@ -6,6 +6,7 @@
 #include <future>
 #include <mutex>
 
+#include <boost/asio/io_context.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -49,6 +50,20 @@ class SupervisorTest : public ::testing::Test {
 
   InvocationResult Call(std::string const& data_json, std::string execution_id = "e1") {
     return supervisor_.Invoke("fn", Invocation{.execution_id = std::move(execution_id), .body = LegacyEvent(data_json)});
+  }
+
+  // An invocation through TryInvokeAsync on an event loop of the test's: nullopt when it was not taken.
+  std::optional<InvocationResult> CallAsync(boost::asio::io_context& io, std::string const& data_json,
+                                            std::string execution_id = "a1") {
+    std::optional<InvocationResult> out;
+    bool taken = supervisor_.TryInvokeAsync(
+        "fn", Invocation{.execution_id = std::move(execution_id), .body = LegacyEvent(data_json)}, io,
+        [&](InvocationResult r) { out = std::move(r); });
+    if (!taken) return std::nullopt;
+    io.restart();
+    io.run();
+    EXPECT_TRUE(out.has_value()) << "the loop ran out of work before the answer";
+    return out;
   }
 
   std::vector<Line> LinesOf(std::string const& execution) {
@@ -159,6 +174,63 @@ TEST_F(SupervisorTest, NeverRunsMoreThanMaxInstancesAtOnce) {
   for (auto const& [t, d] : edges) peak = std::max(peak, running += d);
   EXPECT_EQ(edges.size(), 16u);
   EXPECT_EQ(peak, 2);
+}
+
+TEST_F(SupervisorTest, AsyncInvocationRunsOnTheCallersLoopAndReusesItsConnection) {
+  supervisor_.Deploy(Spec("greet"));
+  boost::asio::io_context io;
+  // No instance yet: starting one would block, so the call is left to Invoke.
+  EXPECT_FALSE(CallAsync(io, "{}").has_value());
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 0);
+  EXPECT_EQ(Call("{}").status, ExecutionStatus::kOk);
+
+  for (std::string name : {"ada", "bob", "cy"}) {
+    auto result = CallAsync(io, R"({"name": ")" + name + R"("})", "async-" + name);
+    ASSERT_TRUE(result.has_value());
+    EXPECT_EQ(result->status, ExecutionStatus::kOk) << result->error;
+    EXPECT_EQ(result->http_status, 200);
+  }
+  for (int i = 0; i < 200 && LinesOf("async-cy").size() < 3; ++i) std::this_thread::sleep_for(milliseconds(5));
+  auto lines = LinesOf("async-bob");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[1].text, HasSubstr("greeting bob"));
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 1);
+  EXPECT_EQ(supervisor_.UsageOf("fn").busy, 0);
+}
+
+TEST_F(SupervisorTest, AsyncInvocationTimesOutAndCrashesLikeABlockingOne) {
+  auto spec = Spec("chaos");
+  spec.timeout = milliseconds(300);
+  supervisor_.Deploy(spec);
+  boost::asio::io_context io;
+  ASSERT_EQ(Call("{}").status, ExecutionStatus::kOk);
+  auto slow = CallAsync(io, R"({"ms": 5000})");
+  ASSERT_TRUE(slow.has_value());
+  EXPECT_EQ(slow->status, ExecutionStatus::kTimeout);
+  EXPECT_THAT(slow->error, HasSubstr("did not answer within 300 ms"));
+
+  ASSERT_EQ(Call("{}").status, ExecutionStatus::kOk);  // on a new instance
+  auto crashed = CallAsync(io, R"({"crash": true})");
+  ASSERT_TRUE(crashed.has_value());
+  EXPECT_EQ(crashed->status, ExecutionStatus::kCrash);
+  EXPECT_THAT(crashed->error, HasSubstr("about to crash"));
+  EXPECT_EQ(Call("{}").status, ExecutionStatus::kOk);
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 3);
+}
+
+TEST_F(SupervisorTest, AsyncInvocationIsNotTakenWhileEveryInstanceIsBusy) {
+  auto spec = Spec("sleepy");
+  spec.max_instances = 1;
+  supervisor_.Deploy(spec);
+  ASSERT_EQ(Call(R"({"ms": 1})").status, ExecutionStatus::kOk);
+  auto busy = std::async(std::launch::async, [this] { return Call(R"({"ms": 500})"); });
+  for (int i = 0; i < 200 && supervisor_.UsageOf("fn").busy == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+  boost::asio::io_context io;
+  EXPECT_FALSE(CallAsync(io, R"({"ms": 1})").has_value());
+  EXPECT_EQ(busy.get().status, ExecutionStatus::kOk);
+  auto now_free = CallAsync(io, R"({"ms": 1})");
+  ASSERT_TRUE(now_free.has_value());
+  EXPECT_EQ(now_free->status, ExecutionStatus::kOk);
 }
 
 }  // namespace

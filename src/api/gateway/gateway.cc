@@ -40,19 +40,11 @@ bool FunctionGateway::Serves(std::string_view path) {
 }
 
 HttpResponse FunctionGateway::Handle(HttpRequest const& request) {
+  if (auto call = RouteCall(request)) {
+    if (call->answer) return *std::move(call->answer);
+    return ToResponse(functions_.InvokeHttp(call->function, std::move(call->invocation)));
+  }
   auto parts = Split(request.path);
-  auto rest_after = [&](std::size_t n) {
-    std::string rest;
-    for (std::size_t i = n; i < parts.size(); ++i) rest += "/" + std::string(parts[i]);
-    if (!request.path.empty() && request.path.back() == '/' && parts.size() > n) rest += "/";
-    return rest.empty() ? std::string("/") : rest;
-  };
-  if (parts.size() >= 2 && parts[0] == "functions") {
-    return Function(request, options_.default_project, "", std::string(parts[1]), rest_after(2));
-  }
-  if (parts.size() >= 6 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "functions") {
-    return Function(request, std::string(parts[1]), std::string(parts[3]), std::string(parts[5]), rest_after(6));
-  }
   if (parts.size() >= 2 && parts[0] == "webhooks") {
     std::string topic = request.path.substr(std::string_view("/webhooks/").size());
     if (topic.rfind("projects/", 0) != 0) topic = MakeResourceName(options_.default_project, ResourceKind::kTopic, topic);
@@ -61,26 +53,64 @@ HttpResponse FunctionGateway::Handle(HttpRequest const& request) {
   return ErrorResponse(NotFoundError("No such path: " + request.path));
 }
 
-HttpResponse FunctionGateway::Function(HttpRequest const& request, std::string const& project,
-                                       std::string const& region, std::string const& id, std::string const& rest) {
+bool FunctionGateway::TryHandle(HttpRequest const& request, boost::asio::io_context& io, HttpReply reply) {
+  auto call = RouteCall(request);
+  if (!call) return false;  // a webhook publishes, which waits for the store
+  if (call->answer) {
+    reply(*std::move(call->answer));
+    return true;
+  }
+  return functions_.TryInvokeHttpAsync(call->function, std::move(call->invocation), io,
+                                       [reply = std::move(reply)](CallResult result) { reply(ToResponse(result)); });
+}
+
+std::optional<FunctionGateway::Call> FunctionGateway::RouteCall(HttpRequest const& request) {
+  auto parts = Split(request.path);
+  auto rest_after = [&](std::size_t n) {
+    std::string rest;
+    for (std::size_t i = n; i < parts.size(); ++i) rest += "/" + std::string(parts[i]);
+    if (!request.path.empty() && request.path.back() == '/' && parts.size() > n) rest += "/";
+    return rest.empty() ? std::string("/") : rest;
+  };
+  std::string project, region, id, rest;
+  if (parts.size() >= 2 && parts[0] == "functions") {
+    project = options_.default_project;
+    id = parts[1];
+    rest = rest_after(2);
+  } else if (parts.size() >= 6 && parts[0] == "projects" && parts[2] == "locations" && parts[4] == "functions") {
+    project = parts[1];
+    region = parts[3];
+    id = parts[5];
+    rest = rest_after(6);
+  } else {
+    return std::nullopt;
+  }
+
+  Call call;
   auto spec = functions_.FindRunning(project, region, id);
   if (!spec.ok() || spec->trigger_type != kHttpTrigger) {
-    return Plain(404, "Function " + id + " is not an HTTP function of project " + project);
+    call.answer = Plain(404, "Function " + id + " is not an HTTP function of project " + project);
+    return call;
   }
   if (!spec->allow_unauthenticated) {
     std::string auth = request.Header("authorization");
     constexpr std::string_view kBearer = "Bearer ";
     if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) {
-      return Plain(401, "Unauthorized: function " + id + " is private; send Authorization: Bearer TOKEN",
-                   {{"WWW-Authenticate", "Bearer"}});
+      call.answer = Plain(401, "Unauthorized: function " + id + " is private; send Authorization: Bearer TOKEN",
+                          {{"WWW-Authenticate", "Bearer"}});
+      return call;
     }
     auto token = options_.tokens.find(auth.substr(kBearer.size()));
     bool invoker = token != options_.tokens.end() &&
                    (token->second.count("invoker") > 0 || token->second.count("admin") > 0);
-    if (!invoker) return Plain(403, "Forbidden: the token may not invoke function " + id);
+    if (!invoker) {
+      call.answer = Plain(403, "Forbidden: the token may not invoke function " + id);
+      return call;
+    }
   }
 
-  Invocation invocation;
+  call.function = FunctionResourceName(*spec);
+  Invocation& invocation = call.invocation;
   invocation.method = request.method;
   invocation.path = PercentEncode(rest);
   // The path keeps its slashes.
@@ -94,7 +124,10 @@ HttpResponse FunctionGateway::Function(HttpRequest const& request, std::string c
     if (!IsHopByHop(k)) invocation.headers.emplace_back(k, v);
   }
   invocation.body = request.body;
-  auto result = functions_.InvokeHttp(FunctionResourceName(*spec), std::move(invocation));
+  return call;
+}
+
+HttpResponse FunctionGateway::ToResponse(StatusOr<CallResult> result) {
   if (!result.ok()) return Plain(503, result.status().message());
   std::vector<std::pair<std::string, std::string>> headers{{"Function-Execution-Id", result->execution_id}};
   if (result->status == "timeout") return Plain(504, "Gateway Timeout: " + result->error, headers);

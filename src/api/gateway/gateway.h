@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -36,13 +37,24 @@ class FunctionGateway {
   // Whether the path is one of the gateway's.
   static bool Serves(std::string_view path);
   HttpResponse Handle(HttpRequest const& request);
+  // Handle without blocking, for the server's I/O thread: takes a call to an HTTP function that has an instance
+  // free at once (returns true and answers through `reply`), and leaves all else to Handle (returns false).
+  bool TryHandle(HttpRequest const& request, boost::asio::io_context& io, HttpReply reply);
 
   // "sha256=" + lowercase hex HMAC-SHA256(secret, body). Public for tests.
   static std::string Signature(std::string const& secret, std::string const& body);
 
  private:
-  HttpResponse Function(HttpRequest const& request, std::string const& project, std::string const& region,
-                        std::string const& id, std::string const& rest);
+  // A function call, routed: the function's full name and the invocation to send it, or, when the call ends
+  // here (no such function, 401, 403), the answer.
+  struct Call {
+    std::string function;
+    Invocation invocation;
+    std::optional<HttpResponse> answer;
+  };
+  // nullopt when the path names no function.
+  std::optional<Call> RouteCall(HttpRequest const& request);
+  static HttpResponse ToResponse(StatusOr<CallResult> result);
   HttpResponse Webhook(HttpRequest const& request, std::string const& topic);
 
   FunctionService& functions_;

@@ -165,7 +165,9 @@ class SqliteExecutionLog : public ExecutionLog {
         return stop_ || !pending_.empty() || held_due() || flush_requested_ ||
                retention_requested_ > retention_done_;
       });
-      if (!pending_.empty() && !stop_ && !flush_requested_ && pending_.size() < kBatchRows) {
+      // Whatever woke it, lines arriving within the window go in the same transaction: a busy function's
+      // held lines fall due one by one, and a commit each would cost more than the calls themselves.
+      if ((!pending_.empty() || held_due()) && !stop_ && !flush_requested_ && pending_.size() < kBatchRows) {
         cv_.wait_for(lock, kBatchWindow, [&] { return stop_ || flush_requested_ || pending_.size() >= kBatchRows; });
       }
       std::deque<Item> batch;
