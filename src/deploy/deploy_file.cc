@@ -274,7 +274,8 @@ StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string con
             std::string k = bk.first.Scalar();
             if (k == "name") FERRY_YAML_ASSIGN(bucket.name, r.String(bk.second, "bucket name"));
             else if (k == "path") FERRY_YAML_ASSIGN(bucket.path, r.String(bk.second, "bucket path"));
-            else return r.Error(bk.first.Mark(), "unknown bucket setting \"" + k + "\" (name, path)");
+            else if (k == "versioning") FERRY_YAML_ASSIGN(bucket.versioning, r.Bool(bk.second, "bucket versioning"));
+            else return r.Error(bk.first.Mark(), "unknown bucket setting \"" + k + "\" (name, path, versioning)");
           }
           if (bucket.name.empty() || bucket.path.empty()) return r.Error(b.Mark(), "a bucket needs a name and a path");
           if (!IsValidBucketName(bucket.name)) return r.Error(b.Mark(), "invalid bucket name \"" + bucket.name + "\"");
@@ -298,7 +299,9 @@ nlohmann::json DeployRequestToJson(DeployRequest const& request) {
   nlohmann::json schedules = nlohmann::json::array();
   for (auto const& s : request.schedules) schedules.push_back(ScheduleSpecToJson(s));
   nlohmann::json buckets = nlohmann::json::array();
-  for (auto const& b : request.buckets) buckets.push_back({{"name", b.name}, {"path", b.path}});
+  for (auto const& b : request.buckets) {
+    buckets.push_back({{"name", b.name}, {"path", b.path}, {"versioning", b.versioning}});
+  }
   return {{"project", request.project},
           {"topics", request.topics},
           {"buckets", buckets},

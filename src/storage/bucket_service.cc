@@ -117,6 +117,36 @@ std::string ObjectInfo::ToJson() const {
   return j.dump();
 }
 
+StatusOr<ObjectInfo> ObjectInfo::FromJson(std::string const& json) {
+  auto j = nlohmann::json::parse(json, nullptr, false);
+  if (!j.is_object()) return InvalidArgumentError("not an object resource: " + json);
+  auto text = [&](char const* key) { return j.value(key, std::string()); };
+  ObjectInfo o;
+  o.bucket = text("bucket");
+  o.name = text("name");
+  auto number = [&](char const* key) -> int64_t {
+    std::string v = text(key);
+    return v.empty() ? 0 : std::strtoll(v.c_str(), nullptr, 10);
+  };
+  o.generation = number("generation");
+  o.size = number("size");
+  o.content_type = text("contentType");
+  o.md5_hash = text("md5Hash");
+  o.crc32c = text("crc32c");
+  auto millis = [&](char const* key) -> int64_t {
+    auto t = ParseRfc3339(text(key));
+    return t.ok() ? *t : 0;
+  };
+  o.time_created_ms = millis("timeCreated");
+  o.updated_ms = millis("updated");
+  if (auto m = j.find("metadata"); m != j.end() && m->is_object()) {
+    for (auto const& [k, v] : m->items()) {
+      if (v.is_string()) o.metadata[k] = v.get<std::string>();
+    }
+  }
+  return o;
+}
+
 BucketService::BucketService(MessageStore& store, Broker& broker) : store_(store), broker_(broker) {}
 
 BucketService::~BucketService() { Stop(); }
@@ -167,14 +197,65 @@ void BucketService::Sync() {
   for (auto& [name, bucket] : buckets_) {
     bool watched = false;
     for (auto const& [wd, w] : watches_) watched = watched || (w.first == name && w.second == bucket.record.path);
-    if (!watched) AddWatches(name, bucket.record.path, /*raise_events=*/false);
+    if (!watched) Reconcile(name, AddWatches(name, bucket.record.path));
   }
 }
 
-// Holds mu_. Watches `dir` and the directories below it; records (or, for a directory that just appeared,
-// raises finalize for) the files in them.
-void BucketService::AddWatches(std::string const& bucket_name, std::string const& dir, bool raise_events) {
+// Holds mu_. Compares the files of a bucket just watched with what its last events said (the store's), and
+// raises the events of what changed while nobody watched: finalize for a new or changed file, delete (archive
+// with versioning) for the generation it replaced or a file that went. The first scan of a directory raises
+// nothing: its files are where the bucket starts.
+void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::string> const& files) {
   auto& bucket = buckets_[bucket_name];
+  auto stored = store_.BucketObjects(bucket_name);
+  if (!stored.ok()) {
+    std::fprintf(stderr, "ferry: bucket %s: %s\n", bucket_name.c_str(), stored.status().message().c_str());
+    return;
+  }
+  std::map<std::string, ObjectInfo> known;
+  for (auto const& [name, json] : *stored) {
+    if (name.empty()) continue;
+    auto object = ObjectInfo::FromJson(json);
+    if (object.ok()) known[name] = *std::move(object);
+  }
+  auto scanned = stored->find("");
+  bool first_scan = scanned == stored->end() || scanned->second != bucket.record.path;
+  std::vector<BucketObjectChange> changes;
+  std::vector<PubsubMessage> events;
+  if (first_scan) changes.push_back({"", bucket.record.path});
+  bucket.objects.clear();
+  for (auto const& name : files) {
+    std::string path = bucket.record.path + "/" + name;
+    auto old = known.find(name);
+    struct stat st {};
+    if (old != known.end() && ::stat(path.c_str(), &st) == 0 &&
+        old->second.generation == int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000 &&
+        old->second.size == static_cast<int64_t>(st.st_size) && !first_scan) {
+      bucket.objects[name] = old->second;  // unchanged, with its content type and metadata
+      known.erase(old);
+      continue;
+    }
+    auto object = ReadObject(bucket_name, name, path);
+    if (!object.ok()) continue;
+    if (!first_scan) {
+      if (old != known.end()) events.push_back(Event(bucket.record, old->second, GoneEventType(bucket.record)));
+      events.push_back(Event(bucket.record, *object, "google.storage.object.finalize"));
+    }
+    if (old != known.end()) known.erase(old);
+    bucket.objects[name] = *object;
+    changes.push_back({name, object->ToJson()});
+  }
+  for (auto const& [name, object] : known) {  // gone while nobody watched
+    if (!first_scan) events.push_back(Event(bucket.record, object, GoneEventType(bucket.record)));
+    changes.push_back({name, std::nullopt});
+  }
+  Commit(bucket.record, std::move(changes), std::move(events));
+}
+
+// Holds mu_. Watches `dir` and the directories below it; returns the files in them, by object name.
+std::vector<std::string> BucketService::AddWatches(std::string const& bucket_name, std::string const& dir) {
+  auto& bucket = buckets_[bucket_name];
+  std::vector<std::string> files;
   std::error_code ec;
   std::vector<std::string> dirs{dir};
   // Files may come and go during the walk: only the error_code forms, which never throw on this thread.
@@ -190,10 +271,7 @@ void BucketService::AddWatches(std::string const& bucket_name, std::string const
     if (is_dir) {
       dirs.push_back(it->path().string());
     } else if (it->is_regular_file(type_ec)) {
-      auto object = ReadObject(bucket_name, rel, it->path().string());
-      if (!object.ok()) continue;
-      if (raise_events) Publish(bucket.record, *object, "google.storage.object.finalize");
-      bucket.objects[rel] = *object;
+      files.push_back(rel);
     }
   }
   for (auto const& d : dirs) {
@@ -201,6 +279,7 @@ void BucketService::AddWatches(std::string const& bucket_name, std::string const
                                IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_DELETE_SELF);
     if (wd >= 0) watches_[wd] = {bucket_name, d};
   }
+  return files;
 }
 
 void BucketService::WatchLoop() {
@@ -238,9 +317,13 @@ void BucketService::WatchLoop() {
       if (name.empty() || IsHidden(name)) continue;
       if (ev->mask & IN_ISDIR) {
         if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
-          std::lock_guard lock(mu_);
+          std::vector<std::string> files;
+          {
+            std::lock_guard lock(mu_);
+            files = AddWatches(bucket, path);
+          }
           try {
-            AddWatches(bucket, path, /*raise_events=*/true);
+            for (auto const& file : files) OnFileChanged(bucket, file);  // a directory moved in with files
           } catch (std::exception const& e) {
             std::fprintf(stderr, "ferry: bucket %s: %s: %s\n", bucket.c_str(), path.c_str(), e.what());
           }
@@ -268,15 +351,17 @@ void BucketService::OnFileChanged(std::string const& bucket_name, std::string co
     object->content_type = type->second;
     pending_types_.erase(type);
   }
+  std::vector<PubsubMessage> events;
   auto old = bucket.objects.find(name);
   if (old != bucket.objects.end()) {
     if (old->second.generation == object->generation && old->second.md5_hash == object->md5_hash) return;  // seen
-    // Overwritten: the old generation is deleted, as Cloud Storage reports it for buckets without versioning.
-    Publish(bucket.record, old->second, "google.storage.object.delete");
+    // Overwritten: the old generation is deleted (archived with versioning), as Cloud Storage reports it.
+    events.push_back(Event(bucket.record, old->second, GoneEventType(bucket.record)));
     object->time_created_ms = object->updated_ms;
   }
   bucket.objects[name] = *object;
-  Publish(bucket.record, *object, "google.storage.object.finalize");
+  events.push_back(Event(bucket.record, *object, "google.storage.object.finalize"));
+  Commit(bucket.record, {{name, object->ToJson()}}, std::move(events));
 }
 
 void BucketService::OnFileGone(std::string const& bucket_name, std::string const& name) {
@@ -287,11 +372,14 @@ void BucketService::OnFileGone(std::string const& bucket_name, std::string const
   if (old == b->second.objects.end()) return;
   ObjectInfo object = old->second;
   b->second.objects.erase(old);
-  Publish(b->second.record, object, "google.storage.object.delete");
+  Commit(b->second.record, {{name, std::nullopt}}, {Event(b->second.record, object, GoneEventType(b->second.record))});
 }
 
-// Holds mu_.
-void BucketService::Publish(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type) {
+char const* BucketService::GoneEventType(BucketRecord const& bucket) {
+  return bucket.versioning ? "google.storage.object.archive" : "google.storage.object.delete";
+}
+
+PubsubMessage BucketService::Event(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type) {
   PubsubMessage m;
   m.data = object.ToJson();
   // Cloud Storage's Pub/Sub notification attributes.
@@ -301,10 +389,19 @@ void BucketService::Publish(BucketRecord const& bucket, ObjectInfo const& object
                   {"objectGeneration", std::to_string(object.generation)},
                   {"eventTime", FormatRfc3339(broker_.NowMillis())},
                   {"payloadFormat", "JSON_API_V1"}};
-  auto published = broker_.Publish(StorageEventsTopic(bucket.project, bucket.name), {std::move(m)});
-  if (!published.ok()) {
-    std::fprintf(stderr, "ferry: bucket %s: cannot publish %s of %s: %s\n", bucket.name.c_str(), event_type,
-                 object.name.c_str(), published.status().message().c_str());
+  return m;
+}
+
+// Holds mu_. The events and the objects' new state go to the store in one transaction: a crash leaves both or
+// neither, so a restart raises again what was not recorded, and nothing twice that was.
+void BucketService::Commit(BucketRecord const& bucket, std::vector<BucketObjectChange> changes,
+                           std::vector<PubsubMessage> events) {
+  if (changes.empty() && events.empty()) return;
+  Status st = store_.RecordBucketEvents(bucket.name, changes, StorageEventsTopic(bucket.project, bucket.name), events,
+                                        broker_.NowMillis());
+  if (!st.ok()) {
+    std::fprintf(stderr, "ferry: bucket %s: cannot record %zu event(s): %s\n", bucket.name.c_str(), events.size(),
+                 st.message().c_str());
   }
 }
 
@@ -411,7 +508,7 @@ StatusOr<ObjectInfo> BucketService::UpdateMetadata(std::string const& bucket, st
   std::lock_guard lock(mu_);
   auto& b = buckets_[bucket];
   b.objects[name] = object;
-  Publish(b.record, object, "google.storage.object.metadataUpdate");
+  Commit(b.record, {{name, object.ToJson()}}, {Event(b.record, object, "google.storage.object.metadataUpdate")});
   return object;
 }
 

@@ -23,16 +23,19 @@ struct ObjectInfo {
   std::string crc32c;      // base64 of the big-endian CRC32C of the bytes
   int64_t time_created_ms = 0;
   int64_t updated_ms = 0;
-  std::map<std::string, std::string> metadata;  // custom metadata, kept in memory (lost on restart)
-  std::string ToJson() const;
+  std::map<std::string, std::string> metadata;  // custom metadata
+  std::string ToJson() const;  // the JSON API's object resource
+  static StatusOr<ObjectInfo> FromJson(std::string const& json);
 };
 
 // Buckets are directories. A file that appears in one (closed after writing, or renamed in), changes, or goes
 // raises google.storage.object.finalize, or .delete (also for the old generation of an overwritten object, as
-// Cloud Storage does for buckets without versioning), seen with inotify; a metadata change through the API
-// raises .metadataUpdate. Each event is published to the bucket's events topic (StorageEventsTopic), with the
-// object resource as data and Cloud Storage's notification attributes, so functions consume them like Pub/Sub
-// messages: retried, dead-lettered, durable across restarts. Files already there when Ferry starts raise nothing.
+// Cloud Storage does for buckets without versioning; .archive instead with versioning), seen with inotify; a
+// metadata change through the API raises .metadataUpdate. Each event is published to the bucket's events topic
+// (StorageEventsTopic), with the object resource as data and Cloud Storage's notification attributes, so
+// functions consume them like Pub/Sub messages: retried, dead-lettered, durable across restarts. Each object's
+// state (with its content type and custom metadata) is stored with its event, so on start the files that
+// changed while Ferry was down raise their events; the files of a directory scanned the first time raise none.
 class BucketService {
  public:
   BucketService(MessageStore& store, Broker& broker);
@@ -62,10 +65,13 @@ class BucketService {
   };
   StatusOr<std::string> PathOf(std::string const& bucket, std::string const& name, BucketRecord* record);
   void WatchLoop();
-  void AddWatches(std::string const& bucket, std::string const& dir, bool raise_events);
+  std::vector<std::string> AddWatches(std::string const& bucket, std::string const& dir);
+  void Reconcile(std::string const& bucket, std::vector<std::string> const& files);
   void OnFileChanged(std::string const& bucket, std::string const& name);
   void OnFileGone(std::string const& bucket, std::string const& name);
-  void Publish(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type);
+  static char const* GoneEventType(BucketRecord const& bucket);
+  PubsubMessage Event(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type);
+  void Commit(BucketRecord const& bucket, std::vector<BucketObjectChange> changes, std::vector<PubsubMessage> events);
 
   MessageStore& store_;
   Broker& broker_;

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,7 +65,14 @@ struct BucketRecord {
   std::string name;
   std::string project;  // the project of the deploy that declared it: its events topic is there
   std::string path;     // absolute
+  bool versioning = false;  // an overwritten or deleted object's generation is archived, not deleted
   friend bool operator==(BucketRecord const&, BucketRecord const&) = default;
+};
+
+// A change to what a bucket's events said of one object: its resource (JSON) now, or nullopt when it is gone.
+struct BucketObjectChange {
+  std::string name;
+  std::optional<std::string> object;
 };
 
 // Everything one deploy changes, applied in one transaction: all of it or none.
@@ -173,6 +182,14 @@ class MessageStore {
   [[nodiscard]] virtual StatusOr<std::vector<FunctionRecord>> ListFunctions() = 0;
 
   [[nodiscard]] virtual StatusOr<std::vector<BucketRecord>> ListBuckets() = 0;
+  // Each object of a bucket as its last event told it: name -> resource (JSON); the name "" holds the directory
+  // scanned. So a start can tell what changed while Ferry was down.
+  [[nodiscard]] virtual StatusOr<std::map<std::string, std::string>> BucketObjects(std::string const& bucket) = 0;
+  // Publishes a bucket's `events` to `topic` and records `changes`, in one transaction.
+  [[nodiscard]] virtual Status RecordBucketEvents(std::string const& bucket,
+                                                  std::vector<BucketObjectChange> const& changes,
+                                                  std::string const& topic, std::vector<PubsubMessage> const& events,
+                                                  int64_t now_ms) = 0;
 
   // ---- schedules ----
   [[nodiscard]] virtual StatusOr<std::vector<ScheduleRecord>> ListSchedules() = 0;

@@ -209,6 +209,130 @@ class StorageTest(unittest.TestCase):
         self.assertEqual(status, 400)
 
 
+class BucketRestartTest(unittest.TestCase):
+    """What changes in a bucket while Ferry is down raises its events on start, once; custom metadata survives
+    the restart; a bucket with versioning archives the generations it replaces."""
+
+    def setUp(self):
+        self.daemon = harness.Daemon(project="br").start()
+        self.work = tempfile.mkdtemp(prefix="ferry-bucket-restart-")
+        self.keep = os.path.join(self.work, "keep")
+        self.versioned = os.path.join(self.work, "versioned")
+        os.makedirs(self.keep)
+        with open(os.path.join(self.keep, "before.txt"), "w") as f:
+            f.write("here before the bucket was declared")
+        deploy = os.path.join(self.work, "ferry.yaml")
+        functions = ""
+        for name, event, bucket in (("keep-finalize", "finalize", "keep"), ("keep-delete", "delete", "keep"),
+                                    ("versioned-archive", "archive", "versioned"),
+                                    ("versioned-delete", "delete", "versioned")):
+            functions += textwrap.dedent("""\
+                  - name: %s
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: on_object
+                    event_trigger_type: google.storage.object.%s
+                    event_trigger_resource: %s
+                """) % (name, json.dumps(os.path.join(HERE, "python_function")), event, bucket)
+        with open(deploy, "w") as f:
+            f.write("project: br\nbuckets:\n  - {name: keep, path: ./keep}\n"
+                    "  - {name: versioned, path: ./versioned, versioning: true}\nfunctions:\n" + functions)
+        env = dict(os.environ, FERRY_ENDPOINT=self.daemon.endpoint)
+        env.pop("FERRY_PROJECT", None)
+        proc = subprocess.run([harness.FERRY, "deploy", "-f", deploy], env=env, capture_output=True, text=True,
+                              timeout=300)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+
+    def tearDown(self):
+        self.daemon.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def events(self, fn, name):
+        status, _, body = harness.http_request(self.daemon.port, "GET",
+                                               "/ferry/v1/projects/br/functions/%s/logs?limit=1000" % fn)
+        self.assertEqual(status, 200, body)
+        events = [json.loads(e["message"][len("storage event "):]) for e in json.loads(body)["entries"]
+                  if e["message"].startswith("storage event ")]
+        return [e for e in events if e["object"]["name"] == name]
+
+    def wait_events(self, fn, name, n):
+        harness.wait_for(lambda: len(self.events(fn, name)) >= n, timeout=30,
+                         what="%d events of %s for %s" % (n, name, fn))
+        time.sleep(0.5)  # and no more than n
+        got = self.events(fn, name)
+        self.assertEqual(len(got), n, got)
+        return got
+
+    def write(self, name, data):
+        with open(os.path.join(self.keep, name), "wb") as f:
+            f.write(data)
+
+    def test_changes_while_down_raise_their_events_on_start_and_metadata_survives(self):
+        status, _, body = harness.http_request(
+            self.daemon.port, "POST", "/upload/storage/v1/b/keep/o?uploadType=media&name=meta.txt", b"with metadata",
+            {"Content-Type": "text/markdown"})
+        self.assertEqual(status, 200, body)
+        status, _, body = harness.http_request(self.daemon.port, "PATCH", "/storage/v1/b/keep/o/meta.txt",
+                                               json.dumps({"metadata": {"color": "blue"}}).encode(),
+                                               {"Content-Type": "application/json"})
+        self.assertEqual(status, 200, body)
+        for name in ("stays.txt", "changes.txt", "goes.txt"):
+            self.write(name, name.encode())
+        for name in ("meta.txt", "stays.txt", "changes.txt", "goes.txt"):
+            self.wait_events("keep-finalize", name, 1)
+        [old_changes] = self.events("keep-finalize", "changes.txt")
+
+        self.daemon.stop()
+        time.sleep(0.01)
+        self.write("changes.txt", b"changed while ferry was down")
+        os.remove(os.path.join(self.keep, "goes.txt"))
+        self.write("new.txt", b"new while ferry was down")
+        self.daemon.start()
+
+        [new] = self.wait_events("keep-finalize", "new.txt", 1)
+        md5, crc = gcs_hashes(b"new while ferry was down")
+        self.assertEqual((new["object"]["md5Hash"], new["object"]["crc32c"]), (md5, crc))
+        changed = self.wait_events("keep-finalize", "changes.txt", 2)
+        self.assertNotEqual(changed[1]["object"]["generation"], old_changes["object"]["generation"])
+        [replaced] = self.wait_events("keep-delete", "changes.txt", 1)
+        self.assertEqual(replaced["object"]["generation"], old_changes["object"]["generation"])
+        self.wait_events("keep-delete", "goes.txt", 1)
+        # Unchanged files raise nothing, nor do the files that were there before the bucket was declared.
+        self.assertEqual(len(self.events("keep-finalize", "stays.txt")), 1)
+        self.assertEqual(len(self.events("keep-finalize", "meta.txt")), 1)
+        self.assertEqual(self.events("keep-finalize", "before.txt"), [])
+
+        status, _, body = harness.http_request(self.daemon.port, "GET", "/storage/v1/b/keep/o/meta.txt")
+        self.assertEqual(status, 200, body)
+        meta = json.loads(body)
+        self.assertEqual(meta.get("metadata"), {"color": "blue"})
+        self.assertEqual(meta["contentType"], "text/markdown")
+
+        # A second restart with nothing changed raises nothing.
+        self.daemon.stop()
+        self.daemon.start()
+        time.sleep(1)
+        self.assertEqual(len(self.events("keep-finalize", "new.txt")), 1)
+        self.assertEqual(len(self.events("keep-delete", "goes.txt")), 1)
+
+    def test_versioning_archives_replaced_and_deleted_generations(self):
+        path = os.path.join(self.versioned, "v.txt")
+        with open(path, "wb") as f:
+            f.write(b"one")
+        time.sleep(0.5)
+        time.sleep(0.01)
+        tmp = os.path.join(self.work, "staged")
+        with open(tmp, "wb") as f:
+            f.write(b"two")
+        os.rename(tmp, path)
+        [first] = self.wait_events("versioned-archive", "v.txt", 1)
+        self.assertEqual(first["event_type"], "google.storage.object.archive")
+        os.remove(path)
+        second = self.wait_events("versioned-archive", "v.txt", 2)
+        self.assertNotEqual(second[0]["object"]["generation"], second[1]["object"]["generation"])
+        self.assertEqual(self.events("versioned-delete", "v.txt"), [])
+
+
 if __name__ == "__main__":
     harness.FERRY = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)

@@ -246,7 +246,10 @@ HttpResponse AdminApi::Deploy(HttpRequest const& req) {
       if (!b.is_object() || !b.value("name", json()).is_string() || !b.value("path", json()).is_string()) {
         return ErrorResponse(InvalidArgumentError("each bucket needs a name and a path"));
       }
-      request.buckets.push_back({b["name"].get<std::string>(), request.project, b["path"].get<std::string>()});
+      auto versioning = b.value("versioning", json(false));
+      if (!versioning.is_boolean()) return ErrorResponse(InvalidArgumentError("a bucket's versioning is true or false"));
+      request.buckets.push_back(
+          {b["name"].get<std::string>(), request.project, b["path"].get<std::string>(), versioning.get<bool>()});
     }
   }
   if (body.contains("schedules")) {

@@ -144,6 +144,17 @@ CREATE TABLE buckets(
   path TEXT NOT NULL
 );
 )sql",
+    R"sql(
+ALTER TABLE buckets ADD COLUMN versioning INTEGER NOT NULL DEFAULT 0;
+-- Each object as its bucket's last event told it (the JSON API resource), written with that event; the row with
+-- name '' holds the directory that was scanned.
+CREATE TABLE bucket_objects(
+  bucket TEXT NOT NULL,
+  name TEXT NOT NULL,
+  object TEXT NOT NULL,
+  PRIMARY KEY(bucket, name)
+) WITHOUT ROWID;
+)sql",
 };
 
 constexpr int kMaxJobsPerCommit = 256;
@@ -708,14 +719,53 @@ class SqliteMessageStore : public MessageStore {
 
   StatusOr<std::vector<BucketRecord>> ListBuckets() override {
     std::lock_guard lock(read_mu_);
-    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT name, project, path FROM buckets ORDER BY name"));
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT name, project, path, versioning FROM buckets ORDER BY "
+                                                      "name"));
     std::vector<BucketRecord> out;
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
       if (!row) break;
-      out.push_back({st->Text(0), st->Text(1), st->Text(2)});
+      out.push_back({st->Text(0), st->Text(1), st->Text(2), st->Int(3) != 0});
     }
     return out;
+  }
+
+  StatusOr<std::map<std::string, std::string>> BucketObjects(std::string const& bucket) override {
+    std::lock_guard lock(read_mu_);
+    FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT name, object FROM bucket_objects WHERE bucket = ?1"));
+    st->Bind(1, bucket);
+    std::map<std::string, std::string> out;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      out.emplace(st->Text(0), st->Text(1));
+    }
+    return out;
+  }
+
+  Status RecordBucketEvents(std::string const& bucket, std::vector<BucketObjectChange> const& changes,
+                            std::string const& topic, std::vector<PubsubMessage> const& events,
+                            int64_t now_ms) override {
+    return Write([&](SqliteDb& db) -> Status {
+      if (!events.empty()) {
+        FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+        if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
+        FERRY_ASSIGN_OR_RETURN(auto ids, InsertMessages(db, *topic_id, events, now_ms));
+        (void)ids;
+        published_topics_.push_back(topic);
+      }
+      for (auto const& c : changes) {
+        if (c.object) {
+          FERRY_ASSIGN_OR_RETURN(auto put, db.Prepare("INSERT OR REPLACE INTO bucket_objects(bucket, name, object) "
+                                                      "VALUES(?1, ?2, ?3)"));
+          FERRY_RETURN_IF_ERROR(put->Bind(1, bucket).Bind(2, c.name).Bind(3, *c.object).Exec());
+        } else {
+          FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM bucket_objects WHERE bucket = ?1 AND name = ?2"));
+          FERRY_RETURN_IF_ERROR(del->Bind(1, bucket).Bind(2, c.name).Exec());
+        }
+      }
+      return OkStatus();
+    });
   }
 
   // ---- schedules ----
@@ -986,12 +1036,16 @@ class SqliteMessageStore : public MessageStore {
       for (auto const& name : d.delete_buckets) {
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM buckets WHERE name = ?1"));
         FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+        FERRY_ASSIGN_OR_RETURN(auto objects, db.Prepare("DELETE FROM bucket_objects WHERE bucket = ?1"));
+        FERRY_RETURN_IF_ERROR(objects->Bind(1, name).Exec());
       }
       for (auto const& b : d.put_buckets) {
-        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO buckets(name, project, path) VALUES(?1, ?2, ?3) ON "
-                                                    "CONFLICT(name) DO UPDATE SET project = excluded.project, "
-                                                    "path = excluded.path"));
-        FERRY_RETURN_IF_ERROR(st->Bind(1, b.name).Bind(2, b.project).Bind(3, b.path).Exec());
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO buckets(name, project, path, versioning) VALUES(?1, "
+                                                    "?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET project = "
+                                                    "excluded.project, path = excluded.path, versioning = "
+                                                    "excluded.versioning"));
+        FERRY_RETURN_IF_ERROR(
+            st->Bind(1, b.name).Bind(2, b.project).Bind(3, b.path).Bind(4, b.versioning ? 1 : 0).Exec());
       }
       for (auto const& name : d.delete_schedules) {
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM schedules WHERE name = ?1"));
