@@ -8,4 +8,6 @@ bash scripts/build.sh -DFERRY_ENABLE_WERROR=ON
   (cd tests/e2e/node_function && npm ci --no-audit --no-fund --silent)
 [[ -d tests/e2e/node_pubsub/node_modules/@google-cloud/pubsub ]] ||
   (cd tests/e2e/node_pubsub && npm ci --no-audit --no-fund --silent)
+[[ -d tests/e2e/node_storage/node_modules/@google-cloud/storage ]] ||
+  (cd tests/e2e/node_storage && npm ci --no-audit --no-fund --silent)
 ctest --test-dir build -j2 --output-on-failure

@@ -174,14 +174,14 @@ void BucketService::Sync() {
     return;
   }
   std::lock_guard lock(mu_);
-  std::map<std::string, Bucket> next;
+  std::map<std::string, Watched> next;
   for (auto const& r : *records) {
     auto it = buckets_.find(r.name);
     if (it != buckets_.end() && it->second.record == r) {
       next[r.name] = std::move(it->second);
       continue;
     }
-    next[r.name] = Bucket{r, {}};
+    next[r.name] = Watched{r, {}};
   }
   // Watches of buckets that went or moved are dropped; new ones are added, knowing the files already there.
   for (auto it = watches_.begin(); it != watches_.end();) {
@@ -347,9 +347,10 @@ void BucketService::OnFileChanged(std::string const& bucket_name, std::string co
   auto& bucket = b->second;
   auto object = ReadObject(bucket_name, name, bucket.record.path + "/" + name);
   if (!object.ok()) return;  // gone again already: its delete event follows
-  if (auto type = pending_types_.find(bucket_name + "/" + name); type != pending_types_.end()) {
-    object->content_type = type->second;
-    pending_types_.erase(type);
+  if (auto upload = pending_uploads_.find(bucket_name + "/" + name); upload != pending_uploads_.end()) {
+    if (!upload->second.content_type.empty()) object->content_type = upload->second.content_type;
+    object->metadata = std::move(upload->second.metadata);
+    pending_uploads_.erase(upload);
   }
   std::vector<PubsubMessage> events;
   auto old = bucket.objects.find(name);
@@ -419,7 +420,7 @@ StatusOr<std::string> BucketService::PathOf(std::string const& bucket, std::stri
 }
 
 StatusOr<ObjectInfo> BucketService::Put(std::string const& bucket, std::string const& name, std::string const& bytes,
-                                        std::string const& content_type) {
+                                        std::string const& content_type, std::map<std::string, std::string> metadata) {
   BucketRecord record;
   FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, &record));
   std::error_code ec;
@@ -432,9 +433,9 @@ StatusOr<ObjectInfo> BucketService::Put(std::string const& bucket, std::string c
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) return UnavailableError("cannot write " + tmp);
   }
-  if (!content_type.empty()) {
+  if (!content_type.empty() || !metadata.empty()) {
     std::lock_guard lock(mu_);
-    pending_types_[bucket + "/" + name] = content_type;
+    pending_uploads_[bucket + "/" + name] = {content_type, metadata};
   }
   fs::rename(tmp, path, ec);
   if (ec) {
@@ -443,7 +444,22 @@ StatusOr<ObjectInfo> BucketService::Put(std::string const& bucket, std::string c
   }
   FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, path));
   if (!content_type.empty()) object.content_type = content_type;
+  object.metadata = std::move(metadata);
   return object;
+}
+
+StatusOr<BucketRecord> BucketService::Bucket(std::string const& bucket) {
+  std::lock_guard lock(mu_);
+  auto b = buckets_.find(bucket);
+  if (b == buckets_.end()) return NotFoundError("The specified bucket does not exist: " + bucket);
+  return b->second.record;
+}
+
+std::vector<BucketRecord> BucketService::Buckets() {
+  std::lock_guard lock(mu_);
+  std::vector<BucketRecord> out;
+  for (auto const& [name, b] : buckets_) out.push_back(b.record);
+  return out;
 }
 
 StatusOr<ObjectInfo> BucketService::Get(std::string const& bucket, std::string const& name) {

@@ -50,8 +50,10 @@ class BucketService {
 
   // The Cloud Storage JSON API's operations (api/storage). Object names may contain '/'.
   StatusOr<ObjectInfo> Put(std::string const& bucket, std::string const& name, std::string const& bytes,
-                           std::string const& content_type);
+                           std::string const& content_type, std::map<std::string, std::string> metadata = {});
   StatusOr<ObjectInfo> Get(std::string const& bucket, std::string const& name);
+  StatusOr<BucketRecord> Bucket(std::string const& bucket);
+  std::vector<BucketRecord> Buckets();
   StatusOr<std::string> Read(std::string const& bucket, std::string const& name);
   StatusOr<std::vector<ObjectInfo>> List(std::string const& bucket, std::string const& prefix);
   Status Delete(std::string const& bucket, std::string const& name);
@@ -59,7 +61,7 @@ class BucketService {
                                       std::string const& content_type, std::map<std::string, std::string> metadata);
 
  private:
-  struct Bucket {
+  struct Watched {
     BucketRecord record;
     std::map<std::string, ObjectInfo> objects;  // what the last event said of each object
   };
@@ -78,9 +80,13 @@ class BucketService {
   int inotify_fd_ = -1;
   int wake_fd_ = -1;  // an eventfd that ends the watch loop
   std::mutex mu_;
-  std::map<std::string, Bucket> buckets_;                           // GUARDED_BY(mu_)
+  std::map<std::string, Watched> buckets_;                          // GUARDED_BY(mu_)
   std::map<int, std::pair<std::string, std::string>> watches_;      // GUARDED_BY(mu_): wd -> (bucket, dir)
-  std::map<std::string, std::string> pending_types_;                // GUARDED_BY(mu_): bucket/name -> upload type
+  struct PendingUpload {
+    std::string content_type;
+    std::map<std::string, std::string> metadata;
+  };
+  std::map<std::string, PendingUpload> pending_uploads_;  // GUARDED_BY(mu_): bucket/name -> what the upload said
   std::thread thread_;
 };
 

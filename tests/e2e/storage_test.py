@@ -200,10 +200,72 @@ class StorageTest(unittest.TestCase):
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("no object", proc.stderr)
 
+    def test_google_node_client_uploads_downloads_lists_patches_and_deletes(self):
+        proc = subprocess.run(["node", os.path.join(HERE, "node_storage", "scenarios.js"), self.daemon.endpoint,
+                               "uploads"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        out = json.loads(proc.stdout)
+        self.assertTrue(out["bucketExists"])
+        self.assertEqual(out["bucketName"], "uploads")
+        md5, crc = gcs_hashes(b"hello from node")
+        self.assertEqual(out["small"], {"contentType": "text/plain", "metadata": {"color": "blue"}, "size": "15",
+                                        "md5Hash": md5, "crc32c": crc})
+        self.assertEqual(out["smallText"], "hello from node")
+        self.assertTrue(out["bigSame"])
+        self.assertEqual(out["names"], ["node/big.bin", "node/small.txt"])
+        self.assertIn("node/", out["prefixes"])
+        self.assertEqual(out["patchedMetadata"], {"color": "blue", "size": "L"})
+        self.assertFalse(out["smallExistsAfterDelete"])
+        # The resumable upload raised one finalize, for the whole object.
+        big = bytes((i * 7) % 251 for i in range(600 * 1024))
+        [event] = self.wait_events("on-finalize", "node/big.bin", 1)
+        self.assertEqual((event["object"]["md5Hash"], event["object"]["crc32c"]), gcs_hashes(big))
+        self.assertEqual(event["object"]["size"], str(len(big)))
+
+    def test_resumable_upload_in_chunks_and_multipart_upload(self):
+        status, headers, _ = harness.http_request(
+            self.daemon.port, "POST", "/upload/storage/v1/b/uploads/o?uploadType=resumable",
+            json.dumps({"name": "chunks.txt", "contentType": "text/plain"}).encode(),
+            {"Content-Type": "application/json"})
+        self.assertEqual(status, 200)
+        location = headers["location"]
+        self.assertIn("upload_id=", location)
+        path = location[location.index("/upload/"):]
+        status, headers, _ = harness.http_request(self.daemon.port, "PUT", path, b"01234",
+                                                  {"Content-Range": "bytes 0-4/10"})
+        self.assertEqual((status, headers.get("range")), (308, "bytes=0-4"))
+        status, headers, _ = harness.http_request(self.daemon.port, "PUT", path, b"", {"Content-Range": "bytes */10"})
+        self.assertEqual((status, headers.get("range")), (308, "bytes=0-4"))
+        self.assertEqual([e for e in self.events("on-finalize") if e["object"]["name"] == "chunks.txt"], [])
+        status, _, body = harness.http_request(self.daemon.port, "PUT", path, b"56789",
+                                               {"Content-Range": "bytes 5-9/10"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["md5Hash"], gcs_hashes(b"0123456789")[0])
+        self.assertEqual(json.loads(body)["contentType"], "text/plain")
+        [event] = self.wait_events("on-finalize", "chunks.txt", 1)
+        self.assertEqual(event["object"]["size"], "10")
+        status, _, _ = harness.http_request(self.daemon.port, "PUT", path, b"x", {"Content-Range": "bytes 10-10/11"})
+        self.assertEqual(status, 404)  # the upload is over
+
+        boundary = "ferry-boundary"
+        body = ("--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n%s\r\n--%s\r\n"
+                "Content-Type: text/csv\r\n\r\n" % (boundary, json.dumps({"name": "multi.csv", "metadata": {"k": "v"}}),
+                                                    boundary)).encode() + b"a,b\r\n1,2" + ("\r\n--%s--" % boundary).encode()
+        status, _, res = harness.http_request(self.daemon.port, "POST", "/upload/storage/v1/b/uploads/o?uploadType=multipart",
+                                              body, {"Content-Type": "multipart/related; boundary=" + boundary})
+        self.assertEqual(status, 200, res)
+        res = json.loads(res)
+        self.assertEqual((res["name"], res["contentType"], res["metadata"]), ("multi.csv", "text/csv", {"k": "v"}))
+        status, _, data = harness.http_request(self.daemon.port, "GET", "/download/storage/v1/b/uploads/o/multi.csv?alt=media")
+        self.assertEqual((status, data), (200, b"a,b\r\n1,2"))
+
     def test_bad_requests(self):
         status, _ = self.http("POST", "/upload/storage/v1/b/no-such-bucket/o?uploadType=media&name=x", body=b"x")
         self.assertEqual(status, 404)
-        status, _ = self.http("POST", "/upload/storage/v1/b/uploads/o?uploadType=resumable&name=x", body=b"x")
+        status, _ = self.http("POST", "/upload/storage/v1/b/uploads/o?uploadType=chunked&name=x", body=b"x")
+        self.assertEqual(status, 400)
+        status, _ = self.http("POST", "/upload/storage/v1/b/uploads/o?uploadType=multipart&name=x", body=b"x",
+                              headers={"Content-Type": "multipart/related; boundary=b"})
         self.assertEqual(status, 400)
         status, _ = self.http("POST", "/upload/storage/v1/b/uploads/o?uploadType=media&name=../escape", body=b"x")
         self.assertEqual(status, 400)
