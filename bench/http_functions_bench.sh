@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # HTTP functions (issue #5): requests/s and latency through Ferry (GET /functions/hello: routing, the execution
 # record, the instance's log lines) against the same trivial C++ function called directly on its own port, in the
-# same run, with the same load generator (4 keep-alive connections).
+# same run, with the same load generator (4 keep-alive connections). A peer for scale: nginx as a plain reverse
+# proxy (keep-alive upstream, no access log) in front of the directly started function, same run.
 #   bench/http_functions_bench.sh          # REQUESTS=20000 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +20,30 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null
+
 # The function alone, as Ferry would start an instance of it.
 DIRECT_PORT=$(free_port)
 PORT=$DIRECT_PORT FUNCTION_TARGET=hello FUNCTION_SIGNATURE_TYPE=http K_SERVICE=hello "$FN" >/dev/null 2>&1 &
+pids+=("$!")
+
+NGINX_PORT=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream fn { server 127.0.0.1:$DIRECT_PORT; keepalive 16; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://fn; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" &
 pids+=("$!")
 
 cat >"$work/ferry.yaml" <<YAML
@@ -43,21 +65,25 @@ for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$wo
 FERRY="http://127.0.0.1:$(cat "$work/ferry.port")"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$DIRECT_PORT/" -o /dev/null && break; sleep 0.1; done
 for _ in $(seq 1 100); do curl -sf "$FERRY/functions/hello" -o /dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/" -o /dev/null && break; sleep 0.1; done
 
 # Warm-ups, then the measured runs.
 "$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests 2000 >/dev/null
 "$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests 2000 >/dev/null
+"$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests 2000 >/dev/null
 through=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$REQUESTS" --connections 4)
 direct=$("$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests "$REQUESTS" --connections 4)
+nginx=$("$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests "$REQUESTS" --connections 4)
 
-python3 - "$through" "$direct" <<'PY'
+python3 - "$through" "$direct" "$nginx" <<'PY'
 import json, sys
-t, d = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+t, d, n = (json.loads(a) for a in sys.argv[1:4])
 print("HTTP function, %d GETs over 4 keep-alive connections" % t["requests"])
-print("%-22s %12s %12s" % ("", "through ferry", "direct"))
-print("%-22s %12.0f %12.0f   ratio %.2f (target >= 0.5)" % ("requests/s", t["requests_per_s"], d["requests_per_s"],
-                                                          t["requests_per_s"] / d["requests_per_s"]))
-print("%-22s %12.3f %12.3f   added %.3f ms (target <= 0.5)" % ("p50 ms", t["p50_ms"], d["p50_ms"],
-                                                             t["p50_ms"] - d["p50_ms"]))
-print("%-22s %12.3f %12.3f" % ("p99 ms", t["p99_ms"], d["p99_ms"]))
+print("%-14s %14s %10s %14s" % ("", "through ferry", "direct", "through nginx"))
+print("%-14s %14.0f %10.0f %14.0f   ferry/direct %.2f (target >= 0.5), nginx/direct %.2f" % (
+    "requests/s", t["requests_per_s"], d["requests_per_s"], n["requests_per_s"],
+    t["requests_per_s"] / d["requests_per_s"], n["requests_per_s"] / d["requests_per_s"]))
+print("%-14s %14.3f %10.3f %14.3f   ferry adds %.3f ms (target <= 0.5), nginx %.3f ms" % (
+    "p50 ms", t["p50_ms"], d["p50_ms"], n["p50_ms"], t["p50_ms"] - d["p50_ms"], n["p50_ms"] - d["p50_ms"]))
+print("%-14s %14.3f %10.3f %14.3f" % ("p99 ms", t["p99_ms"], d["p99_ms"], n["p99_ms"]))
 PY
