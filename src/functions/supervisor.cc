@@ -287,6 +287,7 @@ struct Supervisor::Pool {
   int consecutive_crashes = 0;                       // GUARDED_BY(Supervisor::mu_)
   Steady::time_point next_start;                     // GUARDED_BY(Supervisor::mu_): crash backoff
   bool removed = false;                              // GUARDED_BY(Supervisor::mu_)
+  int waiters = 0;                                   // GUARDED_BY(Supervisor::mu_): invocations waiting in Acquire
 };
 
 Supervisor::Supervisor(InstanceLogSink sink)
@@ -387,9 +388,9 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool) 
       pool.instances.push_back(*started);
       return *started;
     }
-    ++acquire_waiters_;
+    ++pool.waiters;
     freed_cv_.wait(lock);
-    --acquire_waiters_;
+    --pool.waiters;
   }
 }
 
@@ -404,7 +405,7 @@ void Supervisor::Release(Pool& pool, std::shared_ptr<Instance> const& instance, 
     } else {
       pool.consecutive_crashes = 0;
     }
-    waiters = acquire_waiters_ > 0;
+    waiters = pool.waiters > 0;
   }
   // Only when someone waits: a wake-up per invocation costs more than a short call itself.
   if (waiters) freed_cv_.notify_all();
@@ -550,7 +551,8 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
   std::shared_ptr<Instance> inst;
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || pool->removed) return false;
+    // Invocations already waiting for an instance go first: this one joins them on the blocking path.
+    if (stopping_ || pool->removed || pool->waiters > 0) return false;
     for (auto& candidate : pool->instances) {
       if (candidate->in_flight < pool->spec.concurrency) {
         ++candidate->in_flight;
@@ -702,7 +704,9 @@ void Supervisor::Watch() {
         ++it;
       }
     }
-    if (acquire_waiters_ > 0) freed_cv_.notify_all();  // an instance it forgot leaves room to start one
+    bool waiters = false;
+    for (auto const& [name, pool] : pools_) waiters = waiters || pool->waiters > 0;
+    if (waiters) freed_cv_.notify_all();  // an instance it forgot leaves room to start one
   }
 }
 

@@ -113,7 +113,6 @@ class Supervisor {
   std::mutex mu_;
   std::condition_variable cv_;        // the watchdog's and warmer's: stopping
   std::condition_variable freed_cv_;  // Acquire's: an instance has room, started, or went away
-  int acquire_waiters_ = 0;           // GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<Pool>> pools_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                               // GUARDED_BY(mu_)
   std::thread watchdog_;
