@@ -177,8 +177,8 @@ void BucketService::Sync() {
   std::map<std::string, Watched> next;
   for (auto const& r : *records) {
     auto it = buckets_.find(r.name);
-    if (it != buckets_.end() && it->second.record == r) {
-      next[r.name] = std::move(it->second);
+    if (it != buckets_.end() && it->second.record.path == r.path) {  // the same directory, maybe new settings
+      next[r.name] = Watched{r, std::move(it->second.objects)};
       continue;
     }
     next[r.name] = Watched{r, {}};
