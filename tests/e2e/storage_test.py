@@ -222,6 +222,44 @@ class StorageTest(unittest.TestCase):
         self.assertEqual((event["object"]["md5Hash"], event["object"]["crc32c"]), gcs_hashes(big))
         self.assertEqual(event["object"]["size"], str(len(big)))
 
+    def test_gcloud_storage_copies_lists_reads_and_removes(self):
+        config = tempfile.mkdtemp(prefix="ferry-gcloud-", dir=self.work)
+        env = dict(os.environ, CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE=self.daemon.endpoint + "/storage/v1/",
+                   CLOUDSDK_AUTH_DISABLE_CREDENTIALS="true", CLOUDSDK_CONFIG=config, CLOUDSDK_CORE_PROJECT="st",
+                   CLOUDSDK_CORE_DISABLE_PROMPTS="1", CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="true",
+                   CLOUDSDK_CORE_DISABLE_USAGE_REPORTING="true")
+
+        def gcloud(*args):
+            proc = subprocess.run(["gcloud", "storage"] + list(args), env=env, capture_output=True, text=True,
+                                  timeout=120)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            return proc.stdout
+
+        small = os.path.join(self.work, "gcloud-small.txt")
+        with open(small, "wb") as f:
+            f.write(b"from gcloud storage\n")
+        big = os.path.join(self.work, "gcloud-big.bin")
+        big_bytes = bytes((i * 13) % 253 for i in range(9 * 1024 * 1024))  # past gcloud's resumable threshold
+        with open(big, "wb") as f:
+            f.write(big_bytes)
+        gcloud("cp", small, "gs://uploads/gcloud/small.txt")  # a multipart upload
+        gcloud("cp", big, "gs://uploads/gcloud/big.bin")      # a resumable one
+        [event] = self.wait_events("on-finalize", "gcloud/small.txt", 1)
+        self.assertEqual(event["object"]["md5Hash"], gcs_hashes(b"from gcloud storage\n")[0])
+        [event] = self.wait_events("on-finalize", "gcloud/big.bin", 1)
+        self.assertEqual(event["object"]["size"], str(len(big_bytes)))
+        listed = gcloud("ls", "gs://uploads/gcloud/")
+        self.assertIn("gs://uploads/gcloud/small.txt", listed)
+        self.assertIn("gs://uploads/gcloud/big.bin", listed)
+        self.assertEqual(gcloud("cat", "gs://uploads/gcloud/small.txt"), "from gcloud storage\n")
+        back = os.path.join(self.work, "gcloud-back.bin")
+        gcloud("cp", "gs://uploads/gcloud/big.bin", back)
+        with open(back, "rb") as f:
+            self.assertEqual(f.read(), big_bytes)
+        gcloud("rm", "gs://uploads/gcloud/small.txt")
+        [event] = self.wait_events("on-delete", "gcloud/small.txt", 1)
+        self.assertEqual(event["event_type"], "google.storage.object.delete")
+
     def test_resumable_upload_in_chunks_and_multipart_upload(self):
         status, headers, _ = harness.http_request(
             self.daemon.port, "POST", "/upload/storage/v1/b/uploads/o?uploadType=resumable",

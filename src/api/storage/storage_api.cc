@@ -7,10 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/percent_encode.h"
+
 namespace ferry {
 namespace {
 
 constexpr std::string_view kUpload = "/upload/storage/v1/b/";
+constexpr std::string_view kResumableUpload = "/resumable/upload/storage/v1/b/";  // gcloud's (apitools') path
 constexpr std::string_view kDownload = "/download/storage/v1/b/";
 constexpr std::string_view kBuckets = "/storage/v1/b";
 constexpr auto kResumableIdle = std::chrono::hours(24);
@@ -58,7 +61,8 @@ std::string HeaderParam(std::string const& value, std::string const& param) {
   if (pos == std::string::npos) return "";
   std::string v = value.substr(pos + param.size() + 1);
   v = v.substr(0, v.find(';'));
-  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  // Quoted as RFC 2045 has it, or in single quotes as gcloud's apitools sends it.
+  if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) v = v.substr(1, v.size() - 2);
   return v;
 }
 
@@ -67,8 +71,9 @@ struct Part {
   std::string body;
 };
 
-// The parts of a multipart/related body (RFC 2387), as the JSON API's multipart upload sends them.
-// Hand-written: a split on the boundary; no Debian library parses MIME without a mail framework around it.
+// The parts of a multipart/related body (RFC 2387), as the JSON API's multipart upload sends them, with CRLF
+// line ends or, as gcloud sends them, bare LF. Hand-written: a split on the boundary; no Debian library parses
+// MIME without a mail framework around it.
 StatusOr<std::vector<Part>> MultipartParts(std::string const& content_type, std::string const& body) {
   std::string boundary = HeaderParam(content_type, "boundary");
   if (boundary.empty()) return InvalidArgumentError("A multipart upload needs Content-Type multipart/related with a boundary");
@@ -79,27 +84,38 @@ StatusOr<std::vector<Part>> MultipartParts(std::string const& content_type, std:
   pos += delimiter.size();
   std::vector<Part> parts;
   while (body.compare(pos, 2, "--") != 0) {
-    if (body.compare(pos, 2, "\r\n") == 0) pos += 2;
-    auto header_end = body.find("\r\n\r\n", pos);
-    if (header_end == std::string::npos) return bad();
+    if (body.compare(pos, 2, "\r\n") == 0) {
+      pos += 2;
+    } else if (body.compare(pos, 1, "\n") == 0) {
+      pos += 1;
+    }
+    auto crlf = body.find("\r\n\r\n", pos);
+    auto lf = body.find("\n\n", pos);
+    if (crlf == std::string::npos && lf == std::string::npos) return bad();
+    bool crlf_first = crlf != std::string::npos && (lf == std::string::npos || crlf < lf);
+    auto header_end = crlf_first ? crlf : lf;
     Part part;
     std::string headers = body.substr(pos, header_end - pos);
-    for (std::size_t line_start = 0; line_start <= headers.size();) {
-      auto line_end = headers.find("\r\n", line_start);
-      std::string line = headers.substr(line_start, line_end - line_start);
+    for (std::size_t line_start = 0; line_start < headers.size();) {
+      auto line_end = headers.find('\n', line_start);
+      std::string line = headers.substr(line_start, line_end == std::string::npos ? std::string::npos : line_end - line_start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
       auto colon = line.find(':');
       if (colon != std::string::npos && Lower(line.substr(0, colon)) == "content-type") {
-        part.content_type = line.substr(line.find_first_not_of(' ', colon + 1));
+        auto value = line.find_first_not_of(' ', colon + 1);
+        part.content_type = value == std::string::npos ? "" : line.substr(value);
       }
       if (line_end == std::string::npos) break;
-      line_start = line_end + 2;
+      line_start = line_end + 1;
     }
-    auto content = header_end + 4;
-    auto next = body.find("\r\n" + delimiter, content);
-    if (next == std::string::npos) return bad();
-    part.body = body.substr(content, next - content);
+    auto content = header_end + (crlf_first ? 4 : 2);
+    auto next = body.find("\n" + delimiter, content > 0 ? content - 1 : 0);
+    if (next == std::string::npos || next + 1 < content) return bad();
+    auto content_end = next;
+    if (content_end > content && body[content_end - 1] == '\r') --content_end;
+    part.body = body.substr(content, content_end > content ? content_end - content : 0);
     parts.push_back(std::move(part));
-    pos = next + 2 + delimiter.size();
+    pos = next + 1 + delimiter.size();
     if (pos > body.size()) return bad();
   }
   return parts;
@@ -144,6 +160,23 @@ std::string NewUploadId() {
   return id;
 }
 
+// Where this server is, as the client reached it: links in answers point back here.
+std::string BaseUrl(HttpRequest const& req) {
+  std::string host = req.Header("host");
+  return "http://" + (host.empty() ? std::string("127.0.0.1") : host);
+}
+
+// The object resource with its links, as the API answers it (gcloud downloads from mediaLink).
+nlohmann::json ObjectJson(ObjectInfo const& o, HttpRequest const& req) {
+  auto j = nlohmann::json::parse(o.ToJson());
+  std::string path = "/storage/v1/b/" + o.bucket + "/o/" + PercentEncode(o.name);
+  j["selfLink"] = BaseUrl(req) + path;
+  j["mediaLink"] = BaseUrl(req) + "/download" + path + "?generation=" + std::to_string(o.generation) + "&alt=media";
+  return j;
+}
+
+HttpResponse ObjectResponse(ObjectInfo const& o, HttpRequest const& req) { return JsonOf(ObjectJson(o, req).dump()); }
+
 nlohmann::json BucketJson(BucketRecord const& b) {
   return {{"kind", "storage#bucket"},      {"id", b.name},
           {"name", b.name},                {"location", "LOCAL"},
@@ -154,16 +187,18 @@ nlohmann::json BucketJson(BucketRecord const& b) {
 }  // namespace
 
 bool StorageApi::Serves(std::string_view path) {
-  return path.rfind(kUpload, 0) == 0 || path.rfind(kDownload, 0) == 0 || path == kBuckets ||
+  return path.rfind(kUpload, 0) == 0 || path.rfind(kResumableUpload, 0) == 0 || path.rfind(kDownload, 0) == 0 ||
+         path == kBuckets ||
          path.rfind(std::string(kBuckets) + "/", 0) == 0;
 }
 
 HttpResponse StorageApi::Handle(HttpRequest const& req) {
-  bool upload = req.path.rfind(kUpload, 0) == 0;
+  bool resumable = req.path.rfind(kResumableUpload, 0) == 0;
+  bool upload = resumable || req.path.rfind(kUpload, 0) == 0;
   bool download = req.path.rfind(kDownload, 0) == 0;
   std::string_view rest = std::string_view(req.path);
   if (upload || download) {
-    rest.remove_prefix((upload ? kUpload : kDownload).size());
+    rest.remove_prefix((resumable ? kResumableUpload : upload ? kUpload : kDownload).size());
   } else {
     rest.remove_prefix(kBuckets.size());
     if (rest.empty() || rest == "/") return Buckets(req, "");
@@ -197,7 +232,7 @@ HttpResponse StorageApi::Handle(HttpRequest const& req) {
           continue;
         }
       }
-      items.push_back(nlohmann::json::parse(o.ToJson()));
+      items.push_back(ObjectJson(o, req));
     }
     nlohmann::json out{{"kind", "storage#objects"}};
     if (!items.empty()) out["items"] = std::move(items);
@@ -216,7 +251,7 @@ HttpResponse StorageApi::Handle(HttpRequest const& req) {
                           {{"x-goog-generation", std::to_string(object->generation)},
                            {"x-goog-hash", "crc32c=" + object->crc32c + ",md5=" + object->md5_hash}}};
     }
-    return JsonOf(object->ToJson());
+    return ObjectResponse(*object, req);
   }
   if (download) return ErrorResponse(Status(StatusCode::kUnimplemented, "Use GET"), 405);
   if (req.method == "DELETE") {
@@ -229,7 +264,7 @@ HttpResponse StorageApi::Handle(HttpRequest const& req) {
     if (!fields.ok()) return ErrorResponse(fields.status());
     auto object = buckets_.UpdateMetadata(bucket, name, fields->content_type, std::move(fields->metadata));
     if (!object.ok()) return ErrorResponse(object.status());
-    return JsonOf(object->ToJson());
+    return ObjectResponse(*object, req);
   }
   return ErrorResponse(Status(StatusCode::kUnimplemented, "Use GET, PATCH or DELETE"), 405);
 }
@@ -278,7 +313,7 @@ HttpResponse StorageApi::Upload(HttpRequest const& req, std::string const& bucke
   if (fields.name.empty()) return ErrorResponse(InvalidArgumentError("Required parameter: name"));
   auto object = buckets_.Put(bucket, fields.name, bytes, fields.content_type, std::move(fields.metadata));
   if (!object.ok()) return ErrorResponse(object.status());
-  return JsonOf(object->ToJson());
+  return ObjectResponse(*object, req);
 }
 
 HttpResponse StorageApi::StartResumable(HttpRequest const& req, std::string const& bucket) {
@@ -295,9 +330,7 @@ HttpResponse StorageApi::StartResumable(HttpRequest const& req, std::string cons
     std::erase_if(resumable_, [&](auto const& u) { return now - u.second.touched > kResumableIdle; });
     resumable_[id] = {bucket, fields->name, fields->content_type, std::move(fields->metadata), "", now};
   }
-  std::string host = req.Header("host");
-  std::string location = "http://" + (host.empty() ? std::string("127.0.0.1") : host) + std::string(kUpload) + bucket +
-                         "/o?uploadType=resumable&upload_id=" + id;
+  std::string location = BaseUrl(req) + std::string(kUpload) + bucket + "/o?uploadType=resumable&upload_id=" + id;
   return HttpResponse{200, "", "", {{"Location", location}, {"X-GUploader-UploadID", id}}};
 }
 
@@ -342,7 +375,7 @@ HttpResponse StorageApi::ContinueResumable(HttpRequest const& req, std::string c
     if (have > range.total) return ErrorResponse(InvalidArgumentError("More bytes than the upload's total"));
     auto object = buckets_.Put(done.bucket, done.name, done.bytes, done.content_type, std::move(done.metadata));
     if (!object.ok()) return ErrorResponse(object.status());
-    return JsonOf(object->ToJson());
+    return ObjectResponse(*object, req);
   }
   // Incomplete: 308 with what the server has, as Cloud Storage answers.
   HttpResponse res{308, "", "", {}};

@@ -15,6 +15,7 @@ namespace ferry {
 //   POST   /upload/storage/v1/b/{bucket}/o?uploadType=media&name={object}   simple media upload
 //   POST   /upload/storage/v1/b/{bucket}/o?uploadType=multipart             metadata and bytes (multipart/related)
 //   POST   /upload/storage/v1/b/{bucket}/o?uploadType=resumable             starts a resumable upload: Location
+//                                                                           (also /resumable/upload/..., gcloud's)
 //   PUT    /upload/storage/v1/b/{bucket}/o?uploadType=resumable&upload_id=  its bytes, whole or in chunks
 //   GET    /storage/v1/b[?project=]  and  /storage/v1/b/{bucket}            buckets
 //   GET    /storage/v1/b/{bucket}/o[?prefix=&delimiter=]                    list
