@@ -468,10 +468,6 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
   });
   if (!process.ok()) return process.status();
   inst->process = *std::move(process);
-  {
-    std::lock_guard lock(mu_);
-    ++pool.started_total;
-  }
   auto deadline = Steady::now() + spec.start_timeout;
   while (!Accepts(*port)) {
     if (inst->process->Exited()) {
@@ -484,6 +480,8 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  std::lock_guard lock(mu_);
+  ++pool.started_total;  // counted once it listens: a try that lost its port to another process is not a start
   return inst;
 }
 

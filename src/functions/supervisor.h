@@ -92,7 +92,7 @@ class Supervisor {
   struct Usage {
     int running = 0;
     int busy = 0;
-    int64_t started_total = 0;
+    int64_t started_total = 0;  // instances that came up (listened on their port)
   };
   Usage UsageOf(std::string const& function);
 

@@ -296,6 +296,16 @@ class StorageTest(unittest.TestCase):
         self.assertEqual((res["name"], res["contentType"], res["metadata"]), ("multi.csv", "text/csv", {"k": "v"}))
         status, _, data = harness.http_request(self.daemon.port, "GET", "/download/storage/v1/b/uploads/o/multi.csv?alt=media")
         self.assertEqual((status, data), (200, b"a,b\r\n1,2"))
+        # Byte ranges, as sliced downloads ask for them.
+        path = "/storage/v1/b/uploads/o/multi.csv?alt=media"
+        status, headers, data = harness.http_request(self.daemon.port, "GET", path, None, {"Range": "bytes=2-4"})
+        self.assertEqual((status, data, headers.get("content-range")), (206, b"b\r\n", "bytes 2-4/8"))
+        status, _, data = harness.http_request(self.daemon.port, "GET", path, None, {"Range": "bytes=-3"})
+        self.assertEqual((status, data), (206, b"1,2"))
+        status, _, data = harness.http_request(self.daemon.port, "GET", path, None, {"Range": "bytes=5-"})
+        self.assertEqual((status, data), (206, b"1,2"))
+        status, _, _ = harness.http_request(self.daemon.port, "GET", path, None, {"Range": "bytes=100-"})
+        self.assertEqual(status, 416)
 
     def test_bad_requests(self):
         status, _ = self.http("POST", "/upload/storage/v1/b/no-such-bucket/o?uploadType=media&name=x", body=b"x")

@@ -152,6 +152,29 @@ StatusOr<ContentRange> ParseContentRange(std::string const& value) {
   return out;
 }
 
+// A download's Range header ("bytes=F-L", "bytes=F-" or "bytes=-N") against an object of `size` bytes: the
+// first and last byte, within the object.
+StatusOr<std::pair<int64_t, int64_t>> ParseRange(std::string const& value, int64_t size) {
+  auto bad = [&] { return Status(StatusCode::kOutOfRange, "Unsatisfiable Range \"" + value + "\""); };
+  if (value.rfind("bytes=", 0) != 0 || value.find(',') != std::string::npos) return bad();
+  std::string spec = value.substr(6);
+  auto dash = spec.find('-');
+  if (dash == std::string::npos) return bad();
+  int64_t first = 0, last = size - 1;
+  try {
+    if (dash == 0) {  // the last N bytes
+      first = std::max<int64_t>(0, size - static_cast<int64_t>(std::stoll(spec.substr(1))));
+    } else {
+      first = std::stoll(spec.substr(0, dash));
+      if (dash + 1 < spec.size()) last = std::min<int64_t>(last, std::stoll(spec.substr(dash + 1)));
+    }
+  } catch (std::exception const&) {
+    return bad();
+  }
+  if (first < 0 || first >= size || last < first) return bad();
+  return std::make_pair(first, last);
+}
+
 std::string NewUploadId() {
   static thread_local std::mt19937_64 random{std::random_device{}()};
   static constexpr char kHex[] = "0123456789abcdef";
@@ -188,8 +211,7 @@ nlohmann::json BucketJson(BucketRecord const& b) {
 
 bool StorageApi::Serves(std::string_view path) {
   return path.rfind(kUpload, 0) == 0 || path.rfind(kResumableUpload, 0) == 0 || path.rfind(kDownload, 0) == 0 ||
-         path == kBuckets ||
-         path.rfind(std::string(kBuckets) + "/", 0) == 0;
+         path == kBuckets || path.rfind(std::string(kBuckets) + "/", 0) == 0;
 }
 
 HttpResponse StorageApi::Handle(HttpRequest const& req) {
@@ -247,9 +269,19 @@ HttpResponse StorageApi::Handle(HttpRequest const& req) {
     if (download || req.Query("alt") == "media") {
       auto bytes = buckets_.Read(bucket, name);
       if (!bytes.ok()) return ErrorResponse(bytes.status());
-      return HttpResponse{200, object->content_type, *std::move(bytes),
-                          {{"x-goog-generation", std::to_string(object->generation)},
-                           {"x-goog-hash", "crc32c=" + object->crc32c + ",md5=" + object->md5_hash}}};
+      HttpResponse res{200, object->content_type, *std::move(bytes),
+                       {{"x-goog-generation", std::to_string(object->generation)},
+                        {"x-goog-hash", "crc32c=" + object->crc32c + ",md5=" + object->md5_hash}}};
+      if (std::string range = req.Header("range"); !range.empty()) {  // sliced downloads ask for byte ranges
+        auto slice = ParseRange(range, static_cast<int64_t>(res.body.size()));
+        if (!slice.ok()) return ErrorResponse(slice.status(), 416);
+        auto [first, last] = *slice;
+        res.headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" + std::to_string(last) +
+                                                      "/" + std::to_string(res.body.size()));
+        res.body = res.body.substr(static_cast<std::size_t>(first), static_cast<std::size_t>(last - first + 1));
+        res.status = 206;
+      }
+      return res;
     }
     return ObjectResponse(*object, req);
   }
