@@ -284,6 +284,15 @@ class StorageTest(unittest.TestCase):
         self.assertEqual(event["object"]["size"], "10")
         status, _, _ = harness.http_request(self.daemon.port, "PUT", path, b"x", {"Content-Range": "bytes 10-10/11"})
         self.assertEqual(status, 404)  # the upload is over
+        # An upload past the in-memory bound is refused at its first chunk.
+        status, headers, _ = harness.http_request(
+            self.daemon.port, "POST", "/upload/storage/v1/b/uploads/o?uploadType=resumable&name=huge.bin", b"{}",
+            {"Content-Type": "application/json"})
+        self.assertEqual(status, 200)
+        huge = headers["location"][headers["location"].index("/upload/"):]
+        status, _, _ = harness.http_request(self.daemon.port, "PUT", huge, b"0123",
+                                            {"Content-Range": "bytes 0-3/%d" % (8 << 30)})
+        self.assertEqual(status, 413)
 
         boundary = "ferry-boundary"
         body = ("--%s\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n%s\r\n--%s\r\n"

@@ -17,6 +17,8 @@ constexpr std::string_view kResumableUpload = "/resumable/upload/storage/v1/b/";
 constexpr std::string_view kDownload = "/download/storage/v1/b/";
 constexpr std::string_view kBuckets = "/storage/v1/b";
 constexpr auto kResumableIdle = std::chrono::hours(24);
+// A resumable upload is held in memory until its last byte: bounded, so no client can exhaust it.
+constexpr int64_t kMaxResumableBytes = int64_t{1} << 30;
 
 HttpResponse JsonOf(std::string body) { return HttpResponse{200, "application/json", std::move(body), {}}; }
 
@@ -390,6 +392,13 @@ HttpResponse StorageApi::ContinueResumable(HttpRequest const& req, std::string c
     range = *parsed;
   }
   auto have = static_cast<int64_t>(upload.bytes.size());
+  if (range.total > kMaxResumableBytes || range.last >= kMaxResumableBytes) {
+    resumable_.erase(it);
+    return ErrorResponse(Status(StatusCode::kResourceExhausted,
+                                "Ferry takes resumable uploads of up to " + std::to_string(kMaxResumableBytes) +
+                                    " bytes"),
+                         413);
+  }
   if (range.has_bytes) {
     if (range.last - range.first + 1 != static_cast<int64_t>(req.body.size())) {
       return ErrorResponse(InvalidArgumentError("Content-Range does not match the body's " +

@@ -23,7 +23,8 @@ namespace ferry {
 //                                                                           /download/storage/v1/...)
 //   PATCH  /storage/v1/b/{bucket}/o/{object}                                contentType and metadata
 //   DELETE /storage/v1/b/{bucket}/o/{object}
-// Resumable uploads in progress are kept in memory: a restart loses them, and the client starts again.
+// Resumable uploads in progress are kept in memory, up to 1 GiB each: a restart loses them, and the client starts
+// again.
 class StorageApi {
  public:
   explicit StorageApi(BucketService& buckets) : buckets_(buckets) {}
