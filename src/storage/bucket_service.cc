@@ -104,7 +104,7 @@ std::string ObjectInfo::ToJson() const {
                    {"name", name},
                    {"bucket", bucket},
                    {"generation", std::to_string(generation)},
-                   {"metageneration", "1"},
+                   {"metageneration", std::to_string(metageneration)},
                    {"contentType", content_type},
                    {"timeCreated", FormatRfc3339(time_created_ms)},
                    {"updated", FormatRfc3339(updated_ms)},
@@ -129,6 +129,7 @@ StatusOr<ObjectInfo> ObjectInfo::FromJson(std::string const& json) {
     return v.empty() ? 0 : std::strtoll(v.c_str(), nullptr, 10);
   };
   o.generation = number("generation");
+  o.metageneration = std::max<int64_t>(1, number("metageneration"));
   o.size = number("size");
   o.content_type = text("contentType");
   o.md5_hash = text("md5Hash");
@@ -470,6 +471,7 @@ StatusOr<ObjectInfo> BucketService::Get(std::string const& bucket, std::string c
   if (auto it = known.find(name); it != known.end() && it->second.generation == object.generation) {
     object.content_type = it->second.content_type;
     object.metadata = it->second.metadata;
+    object.metageneration = it->second.metageneration;
   }
   return object;
 }
@@ -521,6 +523,7 @@ StatusOr<ObjectInfo> BucketService::UpdateMetadata(std::string const& bucket, st
   FERRY_ASSIGN_OR_RETURN(auto object, Get(bucket, name));
   if (!content_type.empty()) object.content_type = content_type;
   for (auto& [k, v] : metadata) object.metadata[k] = std::move(v);
+  ++object.metageneration;  // as Cloud Storage counts changes to an object's metadata
   std::lock_guard lock(mu_);
   auto& b = buckets_[bucket];
   b.objects[name] = object;

@@ -17,6 +17,7 @@ namespace ferry {
 struct ObjectInfo {
   std::string bucket, name;
   int64_t generation = 0;  // the file's modification time in microseconds, as GCS generations are
+  int64_t metageneration = 1;  // counts metadata changes of this generation
   int64_t size = 0;
   std::string content_type;
   std::string md5_hash;    // base64 of the MD5 of the bytes

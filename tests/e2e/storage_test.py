@@ -425,6 +425,7 @@ class BucketRestartTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         meta = json.loads(body)
         self.assertEqual(meta.get("metadata"), {"color": "blue"})
+        self.assertEqual(meta["metageneration"], "2")  # one PATCH since the upload
         self.assertEqual(meta["contentType"], "text/markdown")
 
         # A second restart with nothing changed raises nothing.
