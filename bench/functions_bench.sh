@@ -6,22 +6,11 @@
 #   2. latency from publish to the function's start at a steady 200 messages/s (p50, p99);
 #   3. the Node.js Functions Framework's requests/s, direct, 4 keep-alive connections.
 #   bench/functions_bench.sh             # MESSAGES=20000 RATE=200 LATENCY_SECONDS=10 by default
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/build.sh >/dev/null
+source "$(dirname "$0")/lib.sh"
 MESSAGES=${MESSAGES:-20000}
 RATE=${RATE:-200}
 LATENCY_SECONDS=${LATENCY_SECONDS:-10}
 LOAD=build/bin/ferry_functions_load
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Google's Node.js Functions Framework, installed from npm by the e2e tests' package.
 ff_dir=tests/e2e/node_function
@@ -43,11 +32,7 @@ functions:
     event_trigger_resource: bench
     max_instances: 2
 YAML
-build/bin/ferry serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
-  --deploy "$work/ferry.yaml" 2>"$work/ferry.log" &
-pids+=("$!")
-for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$work/ferry.log" && break; sleep 0.05; done
-FERRY="http://127.0.0.1:$(cat "$work/ferry.port")"
+start_ferry "$work/ferry.yaml"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$FF_PORT/" -o /dev/null -X POST -H 'Content-Type: application/json' \
   -d '{"context":{},"data":{}}' && break; sleep 0.1; done
 

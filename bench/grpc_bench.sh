@@ -4,37 +4,13 @@
 # fsync on. Prints the rates and their ratios.
 #   bench/grpc_bench.sh              # 100,000 messages
 #   MESSAGES=20000 bench/grpc_bench.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/build.sh >/dev/null
+source "$(dirname "$0")/lib.sh"
 [[ -d tests/e2e/node_pubsub/node_modules/@google-cloud/pubsub ]] ||
   (cd tests/e2e/node_pubsub && npm ci --no-audit --no-fund --silent)
 export NODE_PATH=$PWD/tests/e2e/node_pubsub/node_modules
 MESSAGES=${MESSAGES:-100000}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  pkill -f "cloud-pubsub-emulator.*--port=${EMU_PORT:-0}" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.5; done; return 1; }
-
-build/bin/ferry serve --data-dir "$work/ferry" --port 0 --port-file "$work/ferry.port" --project bench \
-  2>"$work/ferry.log" &
-pids+=("$!")
-for _ in $(seq 1 100); do [[ -s "$work/ferry.port" ]] && break; sleep 0.05; done
-FERRY_PORT=$(cat "$work/ferry.port")
-
-EMU_PORT=$(free_port)
-mkdir -p "$work/emulator"
-gcloud beta emulators pubsub start --host-port="127.0.0.1:$EMU_PORT" --project=bench \
-  --data-dir="$work/emulator" >"$work/emulator.log" 2>&1 &
-pids+=("$!")
-wait_http "$EMU_PORT" || { echo "the emulator did not start:"; cat "$work/emulator.log"; exit 1; }
+start_ferry
+start_emulator
 
 run() {  # run PORT: a warm-up round, then the measured one
   PUBSUB_EMULATOR_HOST="127.0.0.1:$1" MESSAGES=10000 TAG=warmup node bench/grpc_load.js >/dev/null 2>&1

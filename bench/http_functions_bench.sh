@@ -4,21 +4,10 @@
 # same run, with the same load generator (4 keep-alive connections). A peer for scale: nginx as a plain reverse
 # proxy (keep-alive upstream, no access log) in front of the directly started function, same run.
 #   bench/http_functions_bench.sh          # REQUESTS=20000 by default
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/build.sh >/dev/null
+source "$(dirname "$0")/lib.sh"
 REQUESTS=${REQUESTS:-20000}
 LOAD=build/bin/ferry_functions_load
 FN=$PWD/build/bin/ferry_bench_functions
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null
 
@@ -58,11 +47,7 @@ functions:
     min_instances: 4
     concurrency: 1
 YAML
-build/bin/ferry serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
-  --deploy "$work/ferry.yaml" 2>"$work/ferry.log" &
-pids+=("$!")
-for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$work/ferry.log" && break; sleep 0.05; done
-FERRY="http://127.0.0.1:$(cat "$work/ferry.port")"
+start_ferry "$work/ferry.yaml"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$DIRECT_PORT/" -o /dev/null && break; sleep 0.1; done
 for _ in $(seq 1 100); do curl -sf "$FERRY/functions/hello" -o /dev/null && break; sleep 0.1; done
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/" -o /dev/null && break; sleep 0.1; done

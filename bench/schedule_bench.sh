@@ -5,15 +5,8 @@
 # delivered). Prints p50 and p99 of both. 100 ticks take 100 minutes.
 #   TICKS=100 bench/schedule_bench.sh
 # FERRY_BIN names a ferry binary to use instead of building one (so the long run can go on while you rebuild).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ferry=${FERRY_BIN:-}
-if [[ -z $ferry ]]; then bash scripts/build.sh >/dev/null; ferry=build/bin/ferry; fi
+source "$(dirname "$0")/lib.sh"
 TICKS=${TICKS:-100}
-work=$(mktemp -d)
-pid=
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
 cat >"$work/ferry.yaml" <<YAML
 project: bench
@@ -21,12 +14,9 @@ topics: [ticks]
 schedules:
   - {name: every-minute, schedule: "* * * * *", topic: ticks, data: "tick"}
 YAML
-"$ferry" serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
-  --deploy "$work/ferry.yaml" 2>"$work/ferry.log" &
-pid=$!
-for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$work/ferry.log" && break; sleep 0.05; done
+start_ferry "$work/ferry.yaml"
 
-python3 - "$(cat "$work/ferry.port")" "$TICKS" <<'PY'
+python3 - "$FERRY_PORT" "$TICKS" <<'PY'
 import datetime, json, sys, urllib.request
 port, ticks = int(sys.argv[1]), int(sys.argv[2])
 base = "http://127.0.0.1:%d/v1/projects/bench/" % port

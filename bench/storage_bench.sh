@@ -2,14 +2,8 @@
 # Storage triggers (issue #5): the time from a file closed in a bucket's directory to the start of the function it
 # triggers (a Python function, warm), over FILES files written one every 50 ms. Prints p50 and p99.
 #   bench/storage_bench.sh          # FILES=200 by default
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/build.sh >/dev/null
+source "$(dirname "$0")/lib.sh"
 FILES=${FILES:-200}
-work=$(mktemp -d)
-pid=
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
 cat >"$work/ferry.yaml" <<YAML
 project: bench
@@ -24,12 +18,9 @@ functions:
     event_trigger_resource: inbox
     min_instances: 1
 YAML
-build/bin/ferry serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench \
-  --deploy "$work/ferry.yaml" 2>"$work/ferry.log" &
-pid=$!
-for _ in $(seq 1 200); do [[ -s "$work/ferry.port" ]] && grep -q "deployed" "$work/ferry.log" && break; sleep 0.05; done
+start_ferry "$work/ferry.yaml"
 
-python3 - "$(cat "$work/ferry.port")" "$work/inbox" "$FILES" <<'PY'
+python3 - "$FERRY_PORT" "$work/inbox" "$FILES" <<'PY'
 import json, os, sys, time, urllib.request
 port, inbox, files = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 def logs():
