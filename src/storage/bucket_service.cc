@@ -253,32 +253,31 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
   Commit(bucket.record, std::move(changes), std::move(events));
 }
 
-// Holds mu_. Watches `dir` and the directories below it; returns the files in them, by object name.
+// Holds mu_. Watches `dir` and the directories below it, each before it is read: a file that arrives meanwhile is
+// seen by the watch or by the read (by both, and the second sighting changes nothing). Returns the files, by
+// object name.
 std::vector<std::string> BucketService::AddWatches(std::string const& bucket_name, std::string const& dir) {
-  auto& bucket = buckets_[bucket_name];
+  auto const& root = buckets_[bucket_name].record.path;
   std::vector<std::string> files;
-  std::error_code ec;
-  std::vector<std::string> dirs{dir};
-  // Files may come and go during the walk: only the error_code forms, which never throw on this thread.
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::string rel = RelativeName(bucket.record.path, it->path().string());
-    std::error_code type_ec;
-    bool is_dir = it->is_directory(type_ec);
-    if (rel.empty() || IsHidden(rel)) {
-      if (is_dir) it.disable_recursion_pending();
-      continue;
-    }
-    if (is_dir) {
-      dirs.push_back(it->path().string());
-    } else if (it->is_regular_file(type_ec)) {
-      files.push_back(rel);
-    }
-  }
-  for (auto const& d : dirs) {
+  std::vector<std::string> pending{dir};
+  while (!pending.empty()) {
+    std::string d = std::move(pending.back());
+    pending.pop_back();
     int wd = inotify_add_watch(inotify_fd_, d.c_str(),
                                IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE | IN_DELETE_SELF);
     if (wd >= 0) watches_[wd] = {bucket_name, d};
+    // Files may come and go during the walk: only the error_code forms, which never throw on this thread.
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(d, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      std::string rel = RelativeName(root, it->path().string());
+      if (rel.empty() || IsHidden(rel)) continue;
+      std::error_code type_ec;
+      if (it->is_directory(type_ec) && !it->is_symlink(type_ec)) {
+        pending.push_back(it->path().string());
+      } else if (it->is_regular_file(type_ec)) {
+        files.push_back(rel);
+      }
+    }
   }
   return files;
 }
