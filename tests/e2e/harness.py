@@ -71,6 +71,24 @@ class Daemon:
     def endpoint(self):
         return "http://127.0.0.1:%d" % self.port
 
+    def deploy(self, path, timeout=300):
+        """`ferry deploy -f PATH` against this daemon (the file names its project); raises with the CLI's output
+        when it fails."""
+        env = dict(os.environ, FERRY_ENDPOINT=self.endpoint)
+        env.pop("FERRY_PROJECT", None)
+        proc = subprocess.run([FERRY, "deploy", "-f", path], env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError("deploy failed: %s\n%s" % (proc.stdout, proc.stderr))
+        return proc.stdout
+
+    def log_messages(self, function, project=None):
+        """The messages of a function's newest 1000 log lines, from the admin API."""
+        status, _, body = http_request(self.port, "GET", "/ferry/v1/projects/%s/functions/%s/logs?limit=1000" % (
+            project or self.project, function))
+        if status != 200:
+            raise AssertionError("logs of %s: HTTP %d %s" % (function, status, body))
+        return [e["message"] for e in json.loads(body)["entries"]]
+
     def client(self):
         return Client(self.port, self.project)
 

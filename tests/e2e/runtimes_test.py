@@ -80,11 +80,7 @@ class RuntimesTest(unittest.TestCase):
                     trigger_http: true
                     allow_unauthenticated: true
                 """ % {"py": json.dumps(cls.python_src), "node": json.dumps(cls.node_src)}))
-        env = dict(os.environ, FERRY_ENDPOINT=cls.daemon.endpoint)
-        proc = subprocess.run([harness.FERRY, "deploy", "-f", deploy], env=env, capture_output=True, text=True,
-                              timeout=600)
-        if proc.returncode != 0:
-            raise RuntimeError("deploy failed: %s\n%s" % (proc.stdout, proc.stderr))
+        cls.daemon.deploy(deploy, timeout=600)
 
     @classmethod
     def tearDownClass(cls):
@@ -97,9 +93,7 @@ class RuntimesTest(unittest.TestCase):
         return status, headers, body.decode()
 
     def log_messages(self, fn):
-        status, res = self.client.request("GET", "/ferry/v1/projects/rt/functions/%s/logs?limit=1000" % fn)
-        self.assertEqual(status, 200, res)
-        return [e["message"] for e in res["entries"]]
+        return self.daemon.log_messages(fn)
 
     def executions(self, fn):
         status, res = self.client.request("GET", "/ferry/v1/projects/rt/functions/%s/executions?limit=100" % fn)

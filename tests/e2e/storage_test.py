@@ -33,7 +33,26 @@ def gcs_hashes(data):
             base64.b64encode(crc32c(data).to_bytes(4, "big")).decode())
 
 
-class StorageTest(unittest.TestCase):
+class EventsMixin:
+    """The storage events a test function logged (python_function's on_object: one "storage event {json}" line
+    each), read back through the daemon's admin API."""
+
+    def events(self, fn, name=None):
+        events = [json.loads(m[len("storage event "):]) for m in self.daemon.log_messages(fn)
+                  if m.startswith("storage event ")]
+        return [e for e in events if name is None or e["object"]["name"] == name]
+
+    def wait_events(self, fn, name, n, timeout=30):
+        """The events of object `name` once there are n, and no more than n after a moment."""
+        harness.wait_for(lambda: len(self.events(fn, name)) >= n, timeout=timeout,
+                         what="%d events of %s for %s" % (n, name, fn))
+        time.sleep(0.5)
+        got = self.events(fn, name)
+        self.assertEqual(len(got), n, got)
+        return got
+
+
+class StorageTest(EventsMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.daemon = harness.Daemon(project="st").start()
@@ -72,12 +91,7 @@ class StorageTest(unittest.TestCase):
                     min_retry_delay: 0s
                     max_retry_delay: 0s
                 """ % {"py": json.dumps(os.path.join(HERE, "python_function"))}))
-        env = dict(os.environ, FERRY_ENDPOINT=cls.daemon.endpoint)
-        env.pop("FERRY_PROJECT", None)
-        proc = subprocess.run([harness.FERRY, "deploy", "-f", deploy], env=env, capture_output=True, text=True,
-                              timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError("deploy failed: %s %s" % (proc.stdout, proc.stderr))
+        cls.daemon.deploy(deploy)
         cls.client = cls.daemon.client()
 
     @classmethod
@@ -89,23 +103,6 @@ class StorageTest(unittest.TestCase):
     def http(self, method, path, body=None, headers=None):
         status, _, body = harness.http_request(self.daemon.port, method, path, body, headers)
         return status, body
-
-    def events(self, fn):
-        status, res = self.client.request("GET", "/ferry/v1/projects/st/functions/%s/logs?limit=1000" % fn)
-        self.assertEqual(status, 200, res)
-        return [json.loads(e["message"][len("storage event "):]) for e in res["entries"]
-                if e["message"].startswith("storage event ")]
-
-    def wait_events(self, fn, name, n, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            got = [e for e in self.events(fn) if e["object"]["name"] == name]
-            if len(got) >= n:
-                time.sleep(0.5)  # and no more than n
-                return [e for e in self.events(fn) if e["object"]["name"] == name]
-            time.sleep(0.1)
-        self.fail("%s saw %d events of %s, expected %d" % (fn, len([e for e in self.events(fn)
-                                                                   if e["object"]["name"] == name]), name, n))
 
     def test_upload_through_the_api_raises_finalize_with_the_objects_fields(self):
         data = b'{"order": 42}'
@@ -274,7 +271,7 @@ class StorageTest(unittest.TestCase):
         self.assertEqual((status, headers.get("range")), (308, "bytes=0-4"))
         status, headers, _ = harness.http_request(self.daemon.port, "PUT", path, b"", {"Content-Range": "bytes */10"})
         self.assertEqual((status, headers.get("range")), (308, "bytes=0-4"))
-        self.assertEqual([e for e in self.events("on-finalize") if e["object"]["name"] == "chunks.txt"], [])
+        self.assertEqual(self.events("on-finalize", "chunks.txt"), [])
         status, _, body = harness.http_request(self.daemon.port, "PUT", path, b"56789",
                                                {"Content-Range": "bytes 5-9/10"})
         self.assertEqual(status, 200, body)
@@ -328,7 +325,7 @@ class StorageTest(unittest.TestCase):
         self.assertEqual(status, 400)
 
 
-class BucketRestartTest(unittest.TestCase):
+class BucketRestartTest(EventsMixin, unittest.TestCase):
     """What changes in a bucket while Ferry is down raises its events on start, once; custom metadata survives
     the restart; a bucket with versioning archives the generations it replaces."""
 
@@ -356,31 +353,11 @@ class BucketRestartTest(unittest.TestCase):
         with open(deploy, "w") as f:
             f.write("project: br\nbuckets:\n  - {name: keep, path: ./keep}\n"
                     "  - {name: versioned, path: ./versioned, versioning: true}\nfunctions:\n" + functions)
-        env = dict(os.environ, FERRY_ENDPOINT=self.daemon.endpoint)
-        env.pop("FERRY_PROJECT", None)
-        proc = subprocess.run([harness.FERRY, "deploy", "-f", deploy], env=env, capture_output=True, text=True,
-                              timeout=300)
-        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.daemon.deploy(deploy)
 
     def tearDown(self):
         self.daemon.close()
         shutil.rmtree(self.work, ignore_errors=True)
-
-    def events(self, fn, name):
-        status, _, body = harness.http_request(self.daemon.port, "GET",
-                                               "/ferry/v1/projects/br/functions/%s/logs?limit=1000" % fn)
-        self.assertEqual(status, 200, body)
-        events = [json.loads(e["message"][len("storage event "):]) for e in json.loads(body)["entries"]
-                  if e["message"].startswith("storage event ")]
-        return [e for e in events if e["object"]["name"] == name]
-
-    def wait_events(self, fn, name, n):
-        harness.wait_for(lambda: len(self.events(fn, name)) >= n, timeout=30,
-                         what="%d events of %s for %s" % (n, name, fn))
-        time.sleep(0.5)  # and no more than n
-        got = self.events(fn, name)
-        self.assertEqual(len(got), n, got)
-        return got
 
     def write(self, name, data):
         with open(os.path.join(self.keep, name), "wb") as f:
