@@ -572,12 +572,15 @@ int Main(int argc, char** argv) {
     return OkStatus();
   }));
 
-  // ---- functions ----
-  auto function_path = [&](std::string const& id) -> StatusOr<std::string> {
+  // The admin API path of a function or job given by id or full name.
+  auto local_path = [&](std::string const& collection, std::string const& id) -> StatusOr<std::string> {
     if (id.rfind("projects/", 0) == 0) return "/ferry/v1/" + id;
     FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
-    return "/ferry/v1/projects/" + project + "/locations/local/functions/" + id;
+    return "/ferry/v1/projects/" + project + "/locations/local/" + collection + "/" + id;
   };
+
+  // ---- functions ----
+  auto function_path = [&](std::string const& id) { return local_path("functions", id); };
   auto* functions = app.add_subcommand("functions", "Manage functions");
   functions->require_subcommand(1);
   auto* flist = functions->add_subcommand("list", "List deployed functions");
@@ -618,11 +621,7 @@ int Main(int argc, char** argv) {
   }));
 
   // ---- schedules ----
-  auto schedule_path = [&](std::string const& id) -> StatusOr<std::string> {
-    if (id.rfind("projects/", 0) == 0) return "/ferry/v1/" + id;
-    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
-    return "/ferry/v1/projects/" + project + "/locations/local/jobs/" + id;
-  };
+  auto schedule_path = [&](std::string const& id) { return local_path("jobs", id); };
   auto* schedules = app.add_subcommand("schedules", "Manage schedules (Cloud Scheduler jobs)");
   schedules->require_subcommand(1);
   auto* jlist = schedules->add_subcommand("list", "List schedules");

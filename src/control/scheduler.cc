@@ -61,15 +61,23 @@ int64_t Scheduler::NextFire(ScheduleSpec const& spec, int64_t after_ms) {
   return cron->NextAfter(after_ms, *zone);
 }
 
-void Scheduler::RunDue() {
+int64_t Scheduler::RunDue() {
+  int64_t const now = ToUnixMillis(clock_.Now());
+  int64_t earliest = -1;
+  auto consider = [&](int64_t next) {
+    if (next >= 0 && (earliest < 0 || next < earliest)) earliest = next;
+  };
   auto records = store_.ListSchedules();
   if (!records.ok()) {
     std::fprintf(stderr, "ferry: scheduler: %s\n", records.status().message().c_str());
-    return;
+    return earliest;
   }
-  int64_t const now = ToUnixMillis(clock_.Now());
   for (auto const& record : *records) {
-    if (record.paused || record.next_fire_ms < 0 || record.next_fire_ms > now) continue;
+    if (record.paused) continue;
+    if (record.next_fire_ms < 0 || record.next_fire_ms > now) {
+      consider(record.next_fire_ms);
+      continue;
+    }
     auto state = Decode(record);
     if (!state.ok()) continue;
     auto const& spec = state->spec;
@@ -80,6 +88,7 @@ void Scheduler::RunDue() {
     int64_t tick = record.next_fire_ms;
     for (int64_t n = cron->NextAfter(tick, *zone); n >= 0 && n <= now; n = cron->NextAfter(tick, *zone)) tick = n;
     int64_t next = cron->NextAfter(now, *zone);
+    consider(next);
     if (now - tick > std::max(spec.catch_up_ms, kOnTimeMillis)) {
       std::fprintf(stderr, "ferry: schedule %s: tick %lld is older than its catch-up window; skipped\n",
                    record.name.c_str(), static_cast<long long>(tick));
@@ -102,6 +111,7 @@ void Scheduler::RunDue() {
     }
     if (!to_topic) InvokeWithRetries(spec);
   }
+  return earliest;
 }
 
 void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
@@ -138,15 +148,10 @@ void Scheduler::Loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
-    RunDue();
+    int64_t earliest = RunDue();
     // Sleep until the earliest tick, looking again at least every second (deploys and other nodes change them).
     int64_t now = ToUnixMillis(clock_.Now());
-    int64_t wake = now + 1000;
-    if (auto records = store_.ListSchedules(); records.ok()) {
-      for (auto const& r : *records) {
-        if (!r.paused && r.next_fire_ms >= 0) wake = std::min(wake, r.next_fire_ms);
-      }
-    }
+    int64_t wake = earliest >= 0 ? std::min(now + 1000, earliest) : now + 1000;
     lock.lock();
     // Finished invocations leave their threads to be joined.
     cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(wake - now, 0)),

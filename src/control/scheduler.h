@@ -40,8 +40,9 @@ class Scheduler {
   void Stop();
   // Looks at the schedules again now (after a deploy).
   void Wake();
-  // Fires every due schedule once. Start() calls it in a loop; tests with a fake clock call it directly.
-  void RunDue();
+  // Fires every due schedule once; returns the earliest next tick (-1: none). Start() calls it in a loop; tests
+  // with a fake clock call it directly.
+  int64_t RunDue();
 
   StatusOr<std::vector<ScheduleState>> List(std::string const& project);
   StatusOr<ScheduleState> Get(std::string const& name);  // full name
