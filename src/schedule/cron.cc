@@ -121,11 +121,7 @@ StatusOr<CronSchedule> CronSchedule::Parse(std::string_view text) {
   return s;
 }
 
-bool CronSchedule::Matches(LocalTime const& t) const {
-  if (!minutes_[static_cast<std::size_t>(t.minute)] || !hours_[static_cast<std::size_t>(t.hour)] ||
-      !months_[static_cast<std::size_t>(t.month)]) {
-    return false;
-  }
+bool CronSchedule::DayMatches(LocalTime const& t) const {
   bool dom = days_[static_cast<std::size_t>(t.day)];
   bool dow = weekdays_[static_cast<std::size_t>(t.weekday)];
   return any_day_ || any_weekday_ ? dom && dow : dom || dow;
@@ -144,9 +140,7 @@ int64_t CronSchedule::NextAfter(int64_t after_ms, TimeZone const& zone) const {
       local = LocalSeconds(next);
       continue;
     }
-    bool dom = days_[static_cast<std::size_t>(t.day)];
-    bool dow = weekdays_[static_cast<std::size_t>(t.weekday)];
-    if (!(any_day_ || any_weekday_ ? dom && dow : dom || dow)) {
+    if (!DayMatches(t)) {
       local = LocalSeconds({t.year, t.month, t.day, 0, 0, 0}) + 86400;
       continue;
     }

@@ -24,9 +24,10 @@ class CronSchedule {
   // ("0 0 30 2 *").
   [[nodiscard]] int64_t NextAfter(int64_t after_ms, TimeZone const& zone) const;
 
-  [[nodiscard]] bool Matches(LocalTime const& t) const;
-
  private:
+  // Whether the day fields allow this date.
+  [[nodiscard]] bool DayMatches(LocalTime const& t) const;
+
   std::bitset<60> minutes_;
   std::bitset<24> hours_;
   std::bitset<32> days_;      // 1..31
