@@ -29,29 +29,45 @@ namespace fs = std::filesystem;
 // Files Ferry writes while an upload is on its way; renamed into place when whole, never objects themselves.
 constexpr char kUploadPrefix[] = ".ferry-upload-";
 
-// CRC32C (Castagnoli), as Cloud Storage checksums objects. Hand-written: a table and a loop, where Debian's
-// libraries offer it only inside larger ones.
-uint32_t Crc32c(std::string_view bytes) {
-  static std::array<uint32_t, 256> const kTable = [] {
-    std::array<uint32_t, 256> table{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-    return table;
-  }();
-  uint32_t crc = 0xFFFFFFFFu;
-  for (unsigned char b : bytes) crc = kTable[(crc ^ b) & 0xFF] ^ (crc >> 8);
-  return crc ^ 0xFFFFFFFFu;
-}
+// The checksums Cloud Storage gives an object: MD5 (OpenSSL) and CRC32C (Castagnoli; hand-written, a table and a
+// loop, where Debian's libraries offer it only inside larger ones), fed the bytes in pieces.
+class Checksums {
+ public:
+  Checksums() { EVP_DigestInit_ex(md5_.get(), EVP_md5(), nullptr); }
 
-std::string Md5Base64(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_md5(), nullptr);
-  return Base64Encode(std::string_view(reinterpret_cast<char const*>(digest), len));
-}
+  void Update(std::string_view bytes) {
+    static std::array<uint32_t, 256> const kTable = [] {
+      std::array<uint32_t, 256> table{};
+      for (uint32_t i = 0; i < 256; ++i) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+      }
+      return table;
+    }();
+    for (unsigned char b : bytes) crc_ = kTable[(crc_ ^ b) & 0xFF] ^ (crc_ >> 8);
+    EVP_DigestUpdate(md5_.get(), bytes.data(), bytes.size());
+    size_ += static_cast<int64_t>(bytes.size());
+  }
+
+  // Base64 of the MD5 and of the big-endian CRC32C, as the JSON API shows them; and the size.
+  void Finish(ObjectInfo& o) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(md5_.get(), digest, &len);
+    o.md5_hash = Base64Encode(std::string_view(reinterpret_cast<char const*>(digest), len));
+    uint32_t crc = crc_ ^ 0xFFFFFFFFu;
+    char be[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16), static_cast<char>(crc >> 8),
+                  static_cast<char>(crc)};
+    o.crc32c = Base64Encode(std::string_view(be, 4));
+    o.size = size_;
+  }
+
+ private:
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> md5_{EVP_MD_CTX_new(), EVP_MD_CTX_free};
+  uint32_t crc_ = 0xFFFFFFFFu;
+  int64_t size_ = 0;
+};
 
 std::string GuessContentType(std::string const& name) {
   static std::map<std::string, std::string> const kTypes = {
@@ -75,25 +91,32 @@ bool IsHidden(std::string const& name) {
   return false;
 }
 
-// The object a file is now; NOT_FOUND when it is gone.
+// A file's generation: its modification time in microseconds.
+int64_t GenerationOf(struct stat const& st) { return int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000; }
+
+// The object a file is now, its bytes streamed through the checksums; NOT_FOUND when it is gone.
 StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& name, std::string const& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return NotFoundError("No such object: " + bucket + "/" + name);
   std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Checksums sums;
+  char buf[64 * 1024];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) sums.Update(std::string_view(buf, static_cast<std::size_t>(in.gcount())));
   ObjectInfo o;
   o.bucket = bucket;
   o.name = name;
-  o.generation = int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000;
-  o.size = static_cast<int64_t>(bytes.size());
-  o.md5_hash = Md5Base64(bytes);
-  uint32_t crc = Crc32c(bytes);
-  char be[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16), static_cast<char>(crc >> 8),
-                static_cast<char>(crc)};
-  o.crc32c = Base64Encode(std::string_view(be, 4));
+  o.generation = GenerationOf(st);
+  sums.Finish(o);
   o.updated_ms = o.time_created_ms = o.generation / 1000;
   o.content_type = GuessContentType(name);
   return o;
+}
+
+// Whether `object` still describes the file at `path` (same generation and size), without reading it.
+bool Unchanged(ObjectInfo const& object, std::string const& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && object.generation == GenerationOf(st) &&
+         object.size == static_cast<int64_t>(st.st_size);
 }
 
 }  // namespace
@@ -228,10 +251,7 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
   for (auto const& name : files) {
     std::string path = bucket.record.path + "/" + name;
     auto old = known.find(name);
-    struct stat st {};
-    if (old != known.end() && ::stat(path.c_str(), &st) == 0 &&
-        old->second.generation == int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000 &&
-        old->second.size == static_cast<int64_t>(st.st_size) && !first_scan) {
+    if (old != known.end() && !first_scan && Unchanged(old->second, path)) {
       bucket.objects[name] = old->second;  // unchanged, with its content type and metadata
       known.erase(old);
       continue;
@@ -464,15 +484,14 @@ std::vector<BucketRecord> BucketService::Buckets() {
 
 StatusOr<ObjectInfo> BucketService::Get(std::string const& bucket, std::string const& name) {
   FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, nullptr));
-  FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, path));
-  std::lock_guard lock(mu_);
-  auto& known = buckets_[bucket].objects;
-  if (auto it = known.find(name); it != known.end() && it->second.generation == object.generation) {
-    object.content_type = it->second.content_type;
-    object.metadata = it->second.metadata;
-    object.metageneration = it->second.metageneration;
+  {
+    // What the last event said, while the file is still that: no need to read and checksum it again.
+    std::lock_guard lock(mu_);
+    auto& known = buckets_[bucket].objects;
+    if (auto it = known.find(name); it != known.end() && Unchanged(it->second, path)) return it->second;
   }
-  return object;
+  // Not seen yet (the watcher is a moment behind): read it as it is now.
+  return ReadObject(bucket, name, path);
 }
 
 StatusOr<std::string> BucketService::Read(std::string const& bucket, std::string const& name) {
