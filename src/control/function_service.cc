@@ -38,6 +38,20 @@ bool SameTriggerSubscription(Subscription const& a, Subscription const& b) {
          retry(a) == retry(b) && a.labels == b.labels;
 }
 
+// How the dispatcher runs a Pub/Sub- or storage-triggered function (`name`: its full name).
+PubsubTriggerSpec TriggerOf(FunctionSpec const& spec, std::string const& name) {
+  PubsubTriggerSpec trigger;
+  trigger.function = name;
+  trigger.subscription = TriggerSubscriptionName(spec);
+  trigger.topic = spec.trigger_resource;
+  if (IsStorageTrigger(spec.trigger_type)) trigger.storage_bucket = spec.trigger_resource;
+  trigger.signature = spec.signature;
+  trigger.retry = spec.retry;
+  trigger.capacity = spec.max_instances * spec.concurrency;
+  trigger.ack_deadline_seconds = TriggerSubscription(spec).ack_deadline_seconds;
+  return trigger;
+}
+
 }  // namespace
 
 FunctionService::FunctionService(MessageStore& store, Broker& broker, ExecutionLog& log, Clock& clock,
@@ -137,18 +151,7 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     return UnimplementedError("runtime " + spec.runtime + " is not supported yet");
   }
   supervisor_.Deploy(std::move(instance));
-  if (!TriggerTopic(spec).empty()) {
-    PubsubTriggerSpec trigger;
-    trigger.function = name;
-    trigger.subscription = TriggerSubscriptionName(spec);
-    trigger.topic = spec.trigger_resource;
-    if (IsStorageTrigger(spec.trigger_type)) trigger.storage_bucket = spec.trigger_resource;
-    trigger.signature = spec.signature;
-    trigger.retry = spec.retry;
-    trigger.capacity = spec.max_instances * spec.concurrency;
-    trigger.ack_deadline_seconds = TriggerSubscription(spec).ack_deadline_seconds;
-    dispatcher_.Start(std::move(trigger));
-  }
+  if (!TriggerTopic(spec).empty()) dispatcher_.Start(TriggerOf(spec, name));
   std::lock_guard lock(mu_);
   running_[name] = {spec, ""};
   return OkStatus();
@@ -464,8 +467,7 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
     invocation.execution_id = record.execution_id;
     invocation.body = data;
   } else {
-    PubsubTriggerSpec trigger{.function = name, .topic = spec.trigger_resource, .signature = spec.signature};
-    if (IsStorageTrigger(spec.trigger_type)) trigger.storage_bucket = spec.trigger_resource;
+    PubsubTriggerSpec trigger = TriggerOf(spec, name);
     ReceivedMessage message;
     message.message.data = data;
     message.message.message_id = record.execution_id;
