@@ -15,7 +15,6 @@ namespace ferry {
 inline constexpr char kPubsubTrigger[] = "google.pubsub.topic.publish";
 inline constexpr char kHttpTrigger[] = "http";
 // Cloud Storage triggers: event_trigger_resource names a bucket (a directory, see storage/bucket_service.h).
-inline constexpr char kStorageTriggerPrefix[] = "google.storage.object.";
 bool IsStorageTrigger(std::string const& trigger_type);
 // The internal topic that carries a bucket's events: "projects/{p}/topics/ferry-storage-{bucket}".
 std::string StorageEventsTopic(std::string const& project, std::string const& bucket);
