@@ -349,7 +349,9 @@ HttpResponse ErrorResponse(Status const& status) { return ErrorResponse(status, 
 HttpResponse ErrorResponse(Status const& status, int http_status) {
   nlohmann::ordered_json body;
   body["error"] = {{"code", http_status}, {"message", status.message()}, {"status", StatusCodeName(status.code())}};
-  return HttpResponse{http_status, "application/json", body.dump(), {}};
+  // A message may quote what a client sent; bytes that are not UTF-8 are replaced, never thrown on.
+  return HttpResponse{http_status, "application/json", body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                      {}};
 }
 
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions const& options, HttpHandler handler) {

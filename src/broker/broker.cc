@@ -123,6 +123,7 @@ StatusOr<Paged<std::string>> Broker::ListTopicSubscriptions(std::string const& t
 StatusOr<Subscription> Broker::CreateSubscription(Subscription sub) {
   FERRY_RETURN_IF_ERROR(NormalizeSubscription(sub));
   if (sub.topic.empty()) return InvalidArgumentError("A subscription needs a topic");
+  if (options_.check_push_endpoint) FERRY_RETURN_IF_ERROR(options_.check_push_endpoint(sub.push_config.push_endpoint));
   FERRY_RETURN_IF_ERROR(CheckName(sub.topic, ResourceKind::kTopic));
   FERRY_RETURN_IF_ERROR(store_.CreateSubscription(sub));
   return sub;
@@ -173,6 +174,11 @@ StatusOr<Subscription> Broker::UpdateSubscription(Subscription const& patch,
     }
   }
   FERRY_RETURN_IF_ERROR(NormalizeSubscription(sub));
+  bool push_changed = std::find(update_mask.begin(), update_mask.end(), "pushConfig") != update_mask.end() ||
+                      std::find(update_mask.begin(), update_mask.end(), "push_config") != update_mask.end();
+  if (push_changed && options_.check_push_endpoint) {
+    FERRY_RETURN_IF_ERROR(options_.check_push_endpoint(sub.push_config.push_endpoint));
+  }
   FERRY_RETURN_IF_ERROR(store_.UpdateSubscription(sub));
   return sub;
 }
@@ -195,6 +201,7 @@ StatusOr<Snapshot> Broker::CreateSnapshot(std::string const& name, std::string c
                                           Attributes labels) {
   FERRY_RETURN_IF_ERROR(CheckName(name, ResourceKind::kSnapshot));
   FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  FERRY_RETURN_IF_ERROR(ValidateLabels(labels));
   Snapshot snapshot{.name = name, .labels = std::move(labels)};
   return store_.CreateSnapshot(snapshot, subscription, NowMillis());
 }
@@ -218,6 +225,7 @@ StatusOr<Snapshot> Broker::UpdateSnapshot(Snapshot const& patch, std::vector<std
       return UnknownMaskField(raw, "UpdateSnapshotRequest", "Snapshot");
     }
   }
+  FERRY_RETURN_IF_ERROR(ValidateLabels(snapshot.labels));
   FERRY_RETURN_IF_ERROR(store_.UpdateSnapshot(snapshot));
   return snapshot;
 }

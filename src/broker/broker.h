@@ -3,6 +3,7 @@
 #include <chrono>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -27,6 +28,8 @@ struct BrokerOptions {
   std::chrono::milliseconds maintenance_interval{1000};
   // How often maintenance also drops messages past their retention.
   std::chrono::milliseconds retention_interval{60'000};
+  // Refuses a push endpoint that may not be pushed to, when a subscription is created or its push config changes.
+  std::function<Status(std::string const& endpoint)> check_push_endpoint;
 };
 
 // Counters since start, for /metrics. Backlog and age come from the store.

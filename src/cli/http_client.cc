@@ -16,8 +16,12 @@ using tcp = asio::ip::tcp;
 
 class BeastHttpClient : public HttpClient {
  public:
-  BeastHttpClient(std::string endpoint, std::string host, std::string port)
-      : endpoint_(std::move(endpoint)), host_(std::move(host)), port_(std::move(port)), stream_(io_) {}
+  BeastHttpClient(std::string endpoint, std::string host, std::string port, std::string token)
+      : endpoint_(std::move(endpoint)),
+        host_(std::move(host)),
+        port_(std::move(port)),
+        authorization_(token.empty() ? "" : "Bearer " + token),
+        stream_(io_) {}
 
   StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body,
                             std::string const& content_type) override {
@@ -34,7 +38,11 @@ class BeastHttpClient : public HttpClient {
       http::request<http::string_body> req{http::string_to_verb(method), target, 11};
       req.set(http::field::host, host_);
       req.set(http::field::user_agent, "ferry-cli");
-      if (!body.empty() && !content_type.empty()) req.set(http::field::content_type, content_type);
+      if (!authorization_.empty()) req.set(http::field::authorization, authorization_);
+      // Also on a POST without a body: Ferry refuses mutating calls that are not JSON (a browser's cross-site
+      // "simple request" is not).
+      bool mutating = method == "POST" || method == "PUT" || method == "PATCH";
+      if ((!body.empty() || mutating) && !content_type.empty()) req.set(http::field::content_type, content_type);
       req.body() = body;
       req.prepare_payload();
       http::write(stream_, req, ec);
@@ -59,7 +67,7 @@ class BeastHttpClient : public HttpClient {
   }
 
  private:
-  std::string endpoint_, host_, port_;
+  std::string endpoint_, host_, port_, authorization_;
   asio::io_context io_;
   beast::tcp_stream stream_;
   bool connected_ = false;
@@ -67,7 +75,7 @@ class BeastHttpClient : public HttpClient {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<HttpClient>> HttpClient::Make(std::string const& endpoint) {
+StatusOr<std::unique_ptr<HttpClient>> HttpClient::Make(std::string const& endpoint, std::string token) {
   std::string rest = endpoint;
   if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
   if (rest.rfind("https://", 0) == 0) return InvalidArgumentError("https endpoints are not supported: " + endpoint);
@@ -77,7 +85,7 @@ StatusOr<std::unique_ptr<HttpClient>> HttpClient::Make(std::string const& endpoi
     return InvalidArgumentError("endpoint must be http://HOST:PORT, got \"" + endpoint + "\"");
   }
   return std::unique_ptr<HttpClient>(
-      new BeastHttpClient(endpoint, rest.substr(0, colon), rest.substr(colon + 1)));
+      new BeastHttpClient(endpoint, rest.substr(0, colon), rest.substr(colon + 1), std::move(token)));
 }
 
 }  // namespace ferry

@@ -15,8 +15,8 @@ struct HttpResult {
 // A blocking HTTP/1.1 client for the CLI: one keep-alive connection to one endpoint. Not thread-safe.
 class HttpClient {
  public:
-  // endpoint: "http://host:port" (or "host:port").
-  static StatusOr<std::unique_ptr<HttpClient>> Make(std::string const& endpoint);
+  // endpoint: "http://host:port" (or "host:port"). A non-empty `token` goes with every request as a bearer token.
+  static StatusOr<std::unique_ptr<HttpClient>> Make(std::string const& endpoint, std::string token = "");
   virtual ~HttpClient() = default;
   // UNAVAILABLE when the daemon cannot be reached.
   virtual StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body,

@@ -12,6 +12,7 @@
 
 #include "cli/http_client.h"
 #include "common/percent_encode.h"
+#include "common/split.h"
 #include "common/base64.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -26,6 +27,7 @@ using Json = nlohmann::ordered_json;
 struct Globals {
   std::string endpoint;
   std::string project;
+  std::string token_file;  // a file holding the bearer token (else FERRY_TOKEN)
   std::string format = "table";
 };
 
@@ -89,7 +91,14 @@ class Cli {
   explicit Cli(Globals& g) : g_(g) {}  // g is filled in by parsing, after construction
 
   Status Connect() {
-    FERRY_ASSIGN_OR_RETURN(client_, HttpClient::Make(g_.endpoint));
+    std::string token = EnvOr("FERRY_TOKEN", "");
+    if (!g_.token_file.empty()) {
+      std::ifstream in(g_.token_file, std::ios::binary);
+      if (!in) return InvalidArgumentError("cannot read --token-file " + g_.token_file);
+      std::getline(in, token);
+      while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    }
+    FERRY_ASSIGN_OR_RETURN(client_, HttpClient::Make(g_.endpoint, token));
     return OkStatus();
   }
 
@@ -256,6 +265,7 @@ int Main(int argc, char** argv) {
   g.project = EnvOr("FERRY_PROJECT", "");
   app.add_option("--endpoint", g.endpoint, "Ferry daemon to talk to (env FERRY_ENDPOINT)")->capture_default_str();
   app.add_option("--project", g.project, "Project for short names (env FERRY_PROJECT; default: the daemon's)");
+  app.add_option("--token-file", g.token_file, "File holding the bearer token to send (else env FERRY_TOKEN)");
   app.add_option("--format", g.format, "Output: table or json")->capture_default_str()->check(CLI::IsMember({"table", "json"}));
   int rc = 0;
 
@@ -273,37 +283,68 @@ int Main(int argc, char** argv) {
   std::string serve_deploy;
   serve->add_option("--deploy", serve_deploy, "Deploy this ferry.yaml once serving");
   std::vector<std::string> tokens, webhook_secrets;
-  serve->add_option("--token", tokens,
-                    "An API token as ROLE[,ROLE]=SECRET (roles: admin, invoker); repeatable. Private HTTP functions "
-                    "need a bearer token with the invoker role");
+  std::string token_file, webhook_secret_file;
+  serve->add_option("--token-file", token_file,
+                    "File of API tokens, one ROLE[,ROLE]=SECRET per line (roles: admin, viewer, publisher, subscriber, "
+                    "invoker); also FERRY_TOKENS. With tokens every API needs a bearer token with its role");
+  serve->add_option("--token", tokens, "An API token as ROLE[,ROLE]=SECRET; repeatable. Shows in ps: prefer "
+                                       "--token-file or FERRY_TOKENS");
+  serve->add_option("--webhook-secret-file", webhook_secret_file,
+                    "File of TOPIC=SECRET lines: webhooks to TOPIC must be signed with HMAC-SHA256 of SECRET");
   serve->add_option("--webhook-secret", webhook_secrets,
-                    "TOPIC=SECRET: webhooks to TOPIC must be signed with HMAC-SHA256 of this secret; repeatable");
+                    "TOPIC=SECRET, as in --webhook-secret-file; repeatable. Shows in ps: prefer the file");
+  serve->add_option("--allow-host", d.allowed_hosts,
+                    "A further name clients may use to reach Ferry (Host and Origin headers); repeatable");
+  serve->add_option("--push-allow", d.push_allow,
+                    "An internal address or CIDR block push subscriptions may reach (loopback, private and link-local "
+                    "ones are refused otherwise); repeatable");
+  serve->add_flag("--insecure", d.insecure, "Serve a non-loopback --host without tokens (anyone who reaches it can "
+                                            "run code)");
   serve->callback([&] {
     auto split = [](std::string const& text, char const* what) -> StatusOr<std::pair<std::string, std::string>> {
       auto eq = text.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
-        return InvalidArgumentError(std::string(what) + " must be NAME=SECRET, got \"" + text + "\"");
+        return InvalidArgumentError(std::string(what) + " must be NAME=SECRET");
       }
       return std::pair{text.substr(0, eq), text.substr(eq + 1)};
     };
-    for (auto const& token : tokens) {
-      auto parts = split(token, "--token");
-      if (!parts.ok()) {
-        rc = Fail(parts.status());
+    auto read_file = [](std::string const& path) -> StatusOr<std::string> {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return InvalidArgumentError("cannot read " + path);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    std::vector<std::pair<std::string, std::string>> token_sources;  // (origin, text)
+    if (!token_file.empty()) {
+      auto text = read_file(token_file);
+      if (!text.ok()) {
+        rc = Fail(text.status());
         return;
       }
-      std::string roles = parts->first;
-      for (std::size_t start = 0; start <= roles.size();) {
-        auto comma = roles.find(',', start);
-        std::string role = roles.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (role != "admin" && role != "invoker" && role != "publisher" && role != "subscriber") {
-          rc = Fail(InvalidArgumentError("--token: unknown role \"" + role +
-                                         "\" (admin, invoker, publisher or subscriber)"));
-          return;
-        }
-        d.tokens[parts->second].insert(role);
-        if (comma == std::string::npos) break;
-        start = comma + 1;
+      token_sources.emplace_back(token_file, *text);
+    }
+    if (char const* env = std::getenv("FERRY_TOKENS"); env != nullptr) token_sources.emplace_back("FERRY_TOKENS", env);
+    for (auto const& token : tokens) token_sources.emplace_back("--token", token);
+    if (!tokens.empty()) {
+      std::fprintf(stderr, "ferry: warning: --token shows its secret to every user of this machine (ps); use "
+                           "--token-file or FERRY_TOKENS\n");
+    }
+    for (auto const& [origin, text] : token_sources) {
+      auto grants = ParseTokenList(text, origin);
+      if (!grants.ok()) {
+        rc = Fail(grants.status());
+        return;
+      }
+      d.tokens.insert(d.tokens.end(), grants->begin(), grants->end());
+    }
+    if (!webhook_secret_file.empty()) {
+      auto text = read_file(webhook_secret_file);
+      if (!text.ok()) {
+        rc = Fail(text.status());
+        return;
+      }
+      for (auto line : Split(*text, '\n')) {
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+        if (!line.empty() && line.front() != '#') webhook_secrets.emplace_back(line);
       }
     }
     for (auto const& secret : webhook_secrets) {

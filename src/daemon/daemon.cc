@@ -7,7 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <arpa/inet.h>
+
 #include "api/admin/admin_api.h"
+#include "api/auth/http_guard.h"
 #include "api/gateway/gateway.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
@@ -21,8 +24,34 @@
 #include "store/message_store.h"
 
 namespace ferry {
+namespace {
+
+bool IsLoopback(std::string const& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+}  // namespace
 
 int RunDaemon(DaemonOptions const& options) {
+  TokenAuthenticator tokens(options.tokens);
+  // As Redis's protected mode and Google's emulator: without tokens, whoever reaches the port may deploy code, so
+  // only this machine may reach it.
+  if (!tokens.enabled() && !IsLoopback(options.host)) {
+    if (!options.insecure) {
+      std::fprintf(stderr,
+                   "ferry: refusing to serve %s without tokens: anyone who reaches it could run code as this user; "
+                   "give --token-file (or FERRY_TOKENS), or --insecure to do it anyway\n",
+                   options.host.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "ferry: WARNING: serving %s with no tokens (--insecure): anyone who reaches this port can "
+                         "deploy and run code as this user\n", options.host.c_str());
+  }
+
   // Block the stop signals in every thread we start; the main thread takes them with sigwait below.
   sigset_t signals;
   sigemptyset(&signals);
@@ -41,9 +70,16 @@ int RunDaemon(DaemonOptions const& options) {
     std::fprintf(stderr, "ferry: %s\n", executions.status().message().c_str());
     return 1;
   }
+  auto push_policy = PushPolicy::Make(options.push_allow);
+  if (!push_policy.ok()) {
+    std::fprintf(stderr, "ferry: %s\n", push_policy.status().message().c_str());
+    return 1;
+  }
+  (*push_policy)->set_self_port(options.port);
   SystemClock clock;
   BrokerOptions broker_options;
   broker_options.pull_wait = options.pull_wait;
+  broker_options.check_push_endpoint = [&](std::string const& url) { return (*push_policy)->CheckEndpoint(url); };
   Broker broker(**store, clock, broker_options);
   FunctionService* functions_ptr = nullptr;  // set just below: the scheduler invokes function targets through it
   Scheduler scheduler(**store, clock, [&](std::string const& function, std::string const& data) {
@@ -58,11 +94,12 @@ int RunDaemon(DaemonOptions const& options) {
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   AdminApi admin(functions, scheduler, **executions, options.project);
-  FunctionGateway gateway(functions, broker, {options.project, options.tokens, options.webhook_secrets});
+  FunctionGateway gateway(functions, broker, {options.project, &tokens, options.webhook_secrets});
+  HttpGuard guard({.tokens = &tokens, .bound_host = options.host, .allowed_hosts = options.allowed_hosts});
   StorageApi storage(buckets);
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
-  auto grpc = PubsubGrpcServer::Start(broker);
+  auto grpc = PubsubGrpcServer::Start(broker, tokens);
   if (!grpc.ok()) {
     std::fprintf(stderr, "ferry: %s\n", grpc.status().message().c_str());
     return 1;
@@ -74,9 +111,15 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
   // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
   http_options.fast_handler = [&](HttpRequest const& req, boost::asio::io_context& io, HttpReply reply) {
-    return FunctionGateway::Serves(req.path) && gateway.TryHandle(req, io, std::move(reply));
+    if (!FunctionGateway::Serves(req.path)) return false;
+    if (auto refused = guard.Refusal(req)) {
+      reply(*std::move(refused));
+      return true;
+    }
+    return gateway.TryHandle(req, io, std::move(reply));
   };
   auto server = HttpServer::Start(http_options, [&](HttpRequest const& req) {
+    if (auto refused = guard.Refusal(req)) return *std::move(refused);
     if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
     if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);
     if (FunctionGateway::Serves(req.path)) return gateway.Handle(req);
@@ -90,6 +133,7 @@ int RunDaemon(DaemonOptions const& options) {
     return 1;
   }
   uint16_t port = (*server)->port();
+  (*push_policy)->set_self_port(port);
   if (!options.port_file.empty()) {
     std::string tmp = options.port_file + ".tmp";
     std::ofstream(tmp) << port << "\n";
@@ -98,7 +142,7 @@ int RunDaemon(DaemonOptions const& options) {
   std::fprintf(stderr, "ferry: serving Pub/Sub REST and gRPC on %s:%u (data: %s, project: %s)\n",
                options.host.c_str(), port, options.data_dir.c_str(), options.project.c_str());
 
-  PushDelivery push(broker);
+  PushDelivery push(broker, **push_policy);
   push.Start();
   buckets.Start();
   functions.Start();

@@ -4,9 +4,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
+#include <vector>
 
+#include "api/auth/tokens.h"
 #include "control/function_service.h"
 
 namespace ferry {
@@ -20,8 +21,11 @@ struct DaemonOptions {
   bool sync = true;                    // fsync every commit; off only for throwaway data
   std::chrono::milliseconds pull_wait{5000};  // how long an empty pull waits for a message
   std::optional<DeployRequest> deploy;  // applied once serving (ferry serve --deploy FILE)
-  std::map<std::string, std::set<std::string>> tokens;  // API token secret -> roles
-  std::map<std::string, std::string> webhook_secrets;    // full topic name -> HMAC secret
+  std::vector<TokenGrant> tokens;                      // API tokens; none: loopback only, no roles checked
+  std::map<std::string, std::string> webhook_secrets;  // full topic name -> HMAC secret
+  bool insecure = false;                               // serve a non-loopback address without tokens
+  std::vector<std::string> allowed_hosts;              // further names for Host and Origin (DNS rebinding)
+  std::vector<std::string> push_allow;                 // internal addresses push may reach (CIDR blocks)
 };
 
 // Runs the daemon until SIGINT or SIGTERM. Returns the process exit code.

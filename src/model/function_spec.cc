@@ -1,20 +1,24 @@
 #include "model/function_spec.h"
 
 #include <algorithm>
-#include <regex>
+#include <cctype>
+#include <cstdint>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
 namespace ferry {
+
+bool IsValidFunctionName(std::string_view name) {
+  // Cloud Functions' rule: a letter first, then letters, digits, '-' and '_', at most 63 characters.
+  if (name.empty() || name.size() > 63 || !std::isalpha(static_cast<unsigned char>(name.front()))) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; });
+}
+
 namespace {
 
 using nlohmann::json;
-
-bool IsValidFunctionName(std::string const& name) {
-  // Cloud Functions' rule: a letter first, then letters, digits, '-' and '_', at most 63 characters.
-  static std::regex const kName("[A-Za-z][A-Za-z0-9_-]{0,62}");
-  return std::regex_match(name, kName);
-}
 
 // A short topic id made a full name in the function's project; a full name is checked.
 StatusOr<std::string> FullTopicName(std::string const& project, std::string const& setting,
@@ -125,7 +129,14 @@ StatusOr<FunctionSpec> FunctionSpecFromJson(json const& j) {
     };
     auto integer = [&]<typename T>(T& out) {
       st = expect(value.is_number_integer(), "an integer");
-      if (st.ok()) out = value.get<T>();
+      if (!st.ok()) return;
+      // Range-checked before narrowing, so 4294967297 is refused rather than read as 1.
+      bool fits = value.is_number_unsigned()
+                      ? value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                      : value.get<int64_t>() >= std::numeric_limits<T>::min() &&
+                            value.get<int64_t>() <= std::numeric_limits<T>::max();
+      st = expect(fits, "an integer in range");
+      if (st.ok()) out = static_cast<T>(value.get<int64_t>());
     };
     auto boolean = [&](bool& out) {
       st = expect(value.is_boolean(), "true or false");
@@ -183,6 +194,8 @@ Status NormalizeFunctionSpec(FunctionSpec& s) {
   std::string const where = "function " + s.name + ": ";
   auto fail = [&](std::string const& message) { return InvalidArgumentError(where + message); };
   if (s.project.empty()) return fail("no project");
+  if (!IsValidProjectId(s.project)) return fail("invalid project id (lowercase letters, digits and '-')");
+  if (!IsValidRegionId(s.region)) return fail("invalid region (lowercase letters, digits and '-', as us-central1)");
   if (s.entry_point.empty()) s.entry_point = s.name;
   if (s.runtime != "cpp" && s.runtime != "command" && s.runtime != "nodejs" && s.runtime != "python3") {
     return fail("runtime must be cpp, command, nodejs or python3, not \"" + s.runtime + "\"");

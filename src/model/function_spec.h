@@ -16,6 +16,9 @@ inline constexpr char kPubsubTrigger[] = "google.pubsub.topic.publish";
 inline constexpr char kHttpTrigger[] = "http";
 // Cloud Storage triggers: event_trigger_resource names a bucket (a directory, see storage/bucket_service.h).
 bool IsStorageTrigger(std::string const& trigger_type);
+// Cloud Functions' rule: a letter first, then letters, digits, '-' and '_', at most 63 characters. Ferry's
+// schedule (job) ids follow it too.
+bool IsValidFunctionName(std::string_view name);
 // The internal topic that carries a bucket's events: "projects/{p}/topics/ferry-storage-{bucket}".
 std::string StorageEventsTopic(std::string const& project, std::string const& bucket);
 inline constexpr int kDefaultFunctionTimeoutSeconds = 60;

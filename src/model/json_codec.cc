@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
+#include "common/json_depth.h"
 #include "common/json_escape.h"
 #include "common/time_util.h"
 
@@ -16,9 +17,23 @@ Status UnknownField(std::string_view where, std::string_view key) {
                               std::string(where) + "': Cannot find field.");
 }
 
+// Names the value's JSON type, never the value: it may be huge, deep, or not fit to echo.
 Status BadValue(std::string_view where, std::string_view key, std::string_view type, Json const& value) {
   return InvalidArgumentError("Invalid value at '" + std::string(where) + "." + std::string(key) + "' (" +
-                              std::string(type) + "), " + value.dump());
+                              std::string(type) + "), got a " + value.type_name());
+}
+
+template <typename J>
+StatusOr<J> ParseText(std::string_view text) {
+  if (!JsonNestingWithin(text)) {
+    return InvalidArgumentError("Invalid JSON payload received. Nested deeper than " + std::to_string(kMaxJsonDepth) +
+                                " levels.");
+  }
+  try {
+    return J::parse(text);
+  } catch (nlohmann::json::exception const& e) {
+    return InvalidArgumentError(std::string("Invalid JSON payload received. ") + e.what());
+  }
 }
 
 // Calls `on_field(camel_name, value)` for each member; the callback returns false for an unknown name.
@@ -98,6 +113,15 @@ Json MapToJson(Attributes const& m) {
 }
 
 }  // namespace
+
+std::string SafeDump(nlohmann::json const& json) {
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+std::string SafeDump(nlohmann::ordered_json const& json) {
+  return json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+StatusOr<nlohmann::json> ParseJsonText(std::string_view text) { return ParseText<nlohmann::json>(text); }
+StatusOr<Json> ParseOrderedJsonText(std::string_view text) { return ParseText<Json>(text); }
 
 std::string ToLowerCamel(std::string_view name) {
   std::string out;

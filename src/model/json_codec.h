@@ -32,6 +32,16 @@ Json ReceivedMessageToJson(ReceivedMessage const& received);
 // a JSON tree first cost more than the store's work.
 std::string PullResponseJson(std::vector<ReceivedMessage> const& received);
 
+// JSON text of a document whose strings may hold bytes that are not UTF-8 (they become U+FFFD): for whatever
+// Ferry writes, so no odd byte that got in can make the writing throw.
+std::string SafeDump(nlohmann::json const& json);
+std::string SafeDump(nlohmann::ordered_json const& json);
+
+// Parses a JSON request body: INVALID_ARGUMENT (never an exception) for text that is not JSON, not UTF-8, or
+// nested deeper than kMaxJsonDepth; the message never quotes the body.
+StatusOr<nlohmann::json> ParseJsonText(std::string_view text);
+StatusOr<Json> ParseOrderedJsonText(std::string_view text);
+
 // "ack_deadline_seconds" -> "ackDeadlineSeconds"; camelCase passes through.
 std::string ToLowerCamel(std::string_view name);
 

@@ -43,6 +43,54 @@ bool IsValidResourceId(std::string_view id) {
   });
 }
 
+bool IsValidProjectId(std::string_view project) {
+  if (project.empty() || project.size() > 100) return false;
+  if (!std::isalnum(static_cast<unsigned char>(project.front()))) return false;
+  return std::all_of(project.begin(), project.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == ':';
+  });
+}
+
+bool IsValidRegionId(std::string_view region) {
+  if (region.empty() || region.size() > 63) return false;
+  return std::all_of(region.begin(), region.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+}
+
+bool IsValidUtf8(std::string_view text) {
+  auto const* p = reinterpret_cast<unsigned char const*>(text.data());
+  std::size_t n = text.size();
+  for (std::size_t i = 0; i < n;) {
+    unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    if (p[i + 1] < lo || p[i + 1] > hi) return false;
+    for (std::size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
 StatusOr<ParsedName> ParseResourceName(std::string_view name, ResourceKind kind) {
   auto invalid = [&] {
     return InvalidArgumentError(std::string("Invalid [") + CollectionName(kind) + "] name: (name=" +
@@ -54,6 +102,7 @@ StatusOr<ParsedName> ParseResourceName(std::string_view name, ResourceKind kind)
   auto slash = rest.find('/');
   if (slash == std::string_view::npos || slash == 0) return invalid();
   std::string_view project = rest.substr(0, slash);
+  if (!IsValidProjectId(project)) return invalid();
   rest = rest.substr(slash + 1);
   std::string_view collection = CollectionName(kind);
   if (rest.substr(0, collection.size()) != collection || rest.size() <= collection.size() ||
@@ -83,6 +132,9 @@ Status ValidateMessage(PubsubMessage const& message) {
     if (k.empty() || k.size() > kMaxAttributeKeyBytes) {
       return InvalidArgumentError("Invalid attribute key \"" + k.substr(0, 64) + "\": 1 to 256 bytes");
     }
+    if (!IsValidUtf8(k) || !IsValidUtf8(v)) {
+      return InvalidArgumentError("Attribute keys and values must be valid UTF-8");
+    }
     if (v.size() > kMaxAttributeValueBytes) {
       return InvalidArgumentError("Attribute value for key \"" + k + "\" is longer than 1024 bytes");
     }
@@ -90,11 +142,23 @@ Status ValidateMessage(PubsubMessage const& message) {
   if (message.ordering_key.size() > kMaxOrderingKeyBytes) {
     return InvalidArgumentError("Ordering key is longer than 1024 bytes");
   }
+  if (!IsValidUtf8(message.ordering_key)) return InvalidArgumentError("Ordering key must be valid UTF-8");
+  return OkStatus();
+}
+
+Status ValidateLabels(Attributes const& labels) {
+  if (labels.size() > 64) return InvalidArgumentError("At most 64 labels are allowed");
+  for (auto const& [k, v] : labels) {
+    if (k.empty() || k.size() > 63 || v.size() > 63 || !IsValidUtf8(k) || !IsValidUtf8(v)) {
+      return InvalidArgumentError("Invalid label: keys are 1 to 63 and values up to 63 bytes of UTF-8");
+    }
+  }
   return OkStatus();
 }
 
 Status NormalizeTopic(Topic& topic) {
   if (auto parsed = ParseResourceName(topic.name, ResourceKind::kTopic); !parsed.ok()) return parsed.status();
+  if (Status st = ValidateLabels(topic.labels); !st.ok()) return st;
   if (topic.message_retention_ms &&
       (*topic.message_retention_ms < kMinRetentionMillis || *topic.message_retention_ms > kMaxRetentionMillis)) {
     return InvalidArgumentError("message_retention_duration must be between 10 minutes and 31 days");
@@ -106,6 +170,11 @@ Status NormalizeSubscription(Subscription& sub) {
   if (auto parsed = ParseResourceName(sub.name, ResourceKind::kSubscription); !parsed.ok()) {
     return parsed.status();
   }
+  if (Status st = ValidateLabels(sub.labels); !st.ok()) return st;
+  if (!IsValidUtf8(sub.filter) || !IsValidUtf8(sub.push_config.push_endpoint)) {
+    return InvalidArgumentError("Filters and push endpoints must be valid UTF-8");
+  }
+  if (sub.filter.size() > 256) return InvalidArgumentError("filter is longer than 256 bytes");
   if (auto filter = Filter::Parse(sub.filter); !filter.ok()) return filter.status();
   if (sub.ack_deadline_seconds == 0) sub.ack_deadline_seconds = kDefaultAckDeadlineSeconds;
   if (sub.ack_deadline_seconds < kMinAckDeadlineSeconds || sub.ack_deadline_seconds > kMaxAckDeadlineSeconds) {

@@ -30,6 +30,19 @@ StatusOr<ParsedName> ParseResourceName(std::string_view name, ResourceKind kind)
 // beginning and ending with a letter or digit.
 bool IsValidBucketName(std::string_view name);
 
+// A project id as Ferry takes it: Google's characters (lowercase letters, digits, '-'; '.' and ':' for
+// domain-scoped ids), 1 to 100 of them, beginning with a letter or digit. Google's own rule is stricter (6 to 30,
+// a letter first), but Google's emulator accepts any project, and clients written against it use ids like "p".
+bool IsValidProjectId(std::string_view project);
+// A region (location) id: 1 to 63 lowercase letters, digits and '-', as "us-central1".
+bool IsValidRegionId(std::string_view region);
+
+// Google's label rule, loosely: at most 64, keys 1 to 63 bytes and values up to 63, valid UTF-8.
+Status ValidateLabels(Attributes const& labels);
+
+// True when `text` is valid UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).
+bool IsValidUtf8(std::string_view text);
+
 // Pub/Sub's id rule: 3 to 255 characters, a letter first, then letters, digits and "-_.~+%", not "goog...".
 bool IsValidResourceId(std::string_view id);
 

@@ -54,7 +54,11 @@ StatusOr<ScheduleSpec> ScheduleSpecFromJson(nlohmann::json const& json) {
       }
     } else if (key == "retry_count" || key == "min_backoff_ms" || key == "catch_up_ms") {
       if (!v.is_number_integer()) return wrong("a whole number");
-      if (key == "retry_count") s.retry_count = v.get<int>();
+      if (key == "retry_count") {
+        int64_t n = v.get<int64_t>();
+        if (n < 0 || n > 5 || (v.is_number_unsigned() && v.get<uint64_t>() > 5)) return wrong("between 0 and 5");
+        s.retry_count = static_cast<int>(n);
+      }
       if (key == "min_backoff_ms") s.min_backoff_ms = v.get<int64_t>();
       if (key == "catch_up_ms") s.catch_up_ms = v.get<int64_t>();
     } else {
@@ -70,6 +74,8 @@ Status NormalizeScheduleSpec(ScheduleSpec& s) {
     return InvalidArgumentError("invalid schedule name \"" + s.name + "\" (3-255 letters, digits, - _ . ~ + %, "
                                 "starting with a letter)");
   }
+  if (!IsValidProjectId(s.project)) return fail("invalid project id (lowercase letters, digits and '-')");
+  if (!IsValidRegionId(s.region)) return fail("invalid region (lowercase letters, digits and '-', as us-central1)");
   if (s.time_zone.empty()) s.time_zone = "UTC";
   if (auto cron = CronSchedule::Parse(s.schedule); !cron.ok()) return fail(cron.status().message());
   if (auto zone = TimeZone::Load(s.time_zone); !zone.ok()) return fail(zone.status().message());

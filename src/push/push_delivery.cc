@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 
@@ -24,41 +25,19 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using Steady = std::chrono::steady_clock;
 
-struct Endpoint {
-  std::string host, port, target;
-};
-
-// "http://host[:port][/path]". https is not spoken: Ferry pushes to services on its own network.
-StatusOr<Endpoint> ParseEndpoint(std::string const& url) {
-  constexpr std::string_view kHttp = "http://";
-  if (url.rfind(kHttp, 0) != 0) return InvalidArgumentError("Ferry pushes over http:// only, not to " + url);
-  std::string rest = url.substr(kHttp.size());
-  Endpoint e;
-  auto slash = rest.find('/');
-  e.target = slash == std::string::npos ? "/" : rest.substr(slash);
-  std::string authority = rest.substr(0, slash);
-  auto colon = authority.rfind(':');
-  e.host = authority.substr(0, colon);
-  e.port = colon == std::string::npos ? "80" : authority.substr(colon + 1);
-  if (e.host.empty()) return InvalidArgumentError("no host in push endpoint " + url);
-  return e;
-}
-
-// A TCP connection made within the deadline; -1 with `error` set otherwise.
-int Connect(Endpoint const& e, Steady::time_point deadline, std::string& error) {
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (int rc = getaddrinfo(e.host.c_str(), e.port.c_str(), &hints, &found); rc != 0) {
-    error = "cannot resolve " + e.host + ": " + gai_strerror(rc);
-    return -1;
-  }
+// A TCP connection to one of `addresses` (already checked against the push policy) within the deadline; -1 with
+// `error` set otherwise.
+int Connect(std::vector<sockaddr_storage> const& addresses, PushEndpoint const& e, Steady::time_point deadline,
+            std::string& error) {
   int fd = -1;
   error = "cannot connect to " + e.host + ":" + e.port;
-  for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
-    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+  for (auto const& address : addresses) {
+    if (fd >= 0) break;
+    auto const* sa = reinterpret_cast<sockaddr const*>(&address);
+    socklen_t sa_len = sa->sa_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    fd = ::socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) continue;
-    int err = ::connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+    int err = ::connect(fd, sa, sa_len) == 0 ? 0 : errno;
     if (err == EINPROGRESS) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now()).count();
       pollfd p{fd, POLLOUT, 0};
@@ -72,14 +51,29 @@ int Connect(Endpoint const& e, Steady::time_point deadline, std::string& error) 
       fd = -1;
     }
   }
-  freeaddrinfo(found);
   return fd;
 }
 
+// An HTTP header name is a token (RFC 9110 5.6.2); a value holds no CR, LF or NUL. Anything else would let a
+// message's attributes write further headers, or a second request, into the push.
+bool IsHeaderName(std::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) {
+      return false;
+    }
+  }
+  return true;
+}
+bool IsHeaderValue(std::string_view value) { return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos; }
+
 // One POST; the HTTP status, or an error when the endpoint gave no answer in time.
-StatusOr<int> Post(Endpoint const& e, PushDelivery::Request const& request, Steady::time_point deadline) {
+StatusOr<int> Post(PushPolicy const& policy, PushEndpoint const& e, PushDelivery::Request const& request,
+                   Steady::time_point deadline) {
+  auto addresses = policy.Resolve(e);
+  if (!addresses.ok()) return addresses.status();
   std::string error;
-  int fd = Connect(e, deadline, error);
+  int fd = Connect(*addresses, e, deadline, error);
   if (fd < 0) return UnavailableError(error);
   http::request<http::string_body> req{http::verb::post, e.target, 11};
   req.set(http::field::host, e.host);
@@ -110,7 +104,8 @@ struct PushDelivery::Worker {
   std::thread thread;
 };
 
-PushDelivery::PushDelivery(Broker& broker, PushOptions options) : broker_(broker), options_(options) {}
+PushDelivery::PushDelivery(Broker& broker, PushPolicy const& policy, PushOptions options)
+    : broker_(broker), policy_(policy), options_(options) {}
 
 PushDelivery::~PushDelivery() { Stop(); }
 
@@ -137,7 +132,9 @@ PushDelivery::Request PushDelivery::MakeRequest(Subscription const& sub, Receive
       r.headers.emplace_back("x-goog-pubsub-message-id", m.message_id);
       r.headers.emplace_back("x-goog-pubsub-publish-time", FormatRfc3339(m.publish_time_ms));
       if (!m.ordering_key.empty()) r.headers.emplace_back("x-goog-pubsub-ordering-key", m.ordering_key);
-      for (auto const& [k, v] : m.attributes) r.headers.emplace_back(k, v);
+      for (auto const& [k, v] : m.attributes) {
+        if (IsHeaderName(k) && IsHeaderValue(v)) r.headers.emplace_back(k, v);  // else dropped: see IsHeaderName
+      }
     }
     return r;
   }
@@ -147,7 +144,7 @@ PushDelivery::Request PushDelivery::MakeRequest(Subscription const& sub, Receive
   message["publish_time"] = FormatRfc3339(m.publish_time_ms);
   Json body = {{"message", std::move(message)}, {"subscription", sub.name}};
   if (received.delivery_attempt > 0) body["deliveryAttempt"] = received.delivery_attempt;
-  r.body = body.dump();
+  r.body = SafeDump(body);
   return r;
 }
 
@@ -197,7 +194,7 @@ void PushDelivery::Rescan() {
 
 void PushDelivery::WorkLoop(Worker& worker) {
   auto const& sub = worker.sub;
-  auto endpoint = ParseEndpoint(sub.push_config.push_endpoint);
+  auto endpoint = ParsePushEndpoint(sub.push_config.push_endpoint);
   std::chrono::milliseconds backoff{0};
   auto pause = [&](std::chrono::milliseconds d) {
     for (auto until = Steady::now() + d; !worker.stop && Steady::now() < until;) {
@@ -222,7 +219,7 @@ void PushDelivery::WorkLoop(Worker& worker) {
       }
       StatusOr<int> status = endpoint.status();
       if (endpoint.ok()) {
-        status = Post(*endpoint, MakeRequest(sub, received),
+        status = Post(policy_, *endpoint, MakeRequest(sub, received),
                       Steady::now() + std::chrono::seconds(sub.ack_deadline_seconds));
       }
       if (status.ok() && *status >= 200 && *status < 300) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "broker/broker.h"
+#include "push/push_policy.h"
 
 namespace ferry {
 
@@ -25,11 +26,13 @@ struct PushOptions {
 
 // Push subscriptions: POSTs each message to the subscription's pushEndpoint, in Pub/Sub's wrapped body
 // {"message": {...}, "subscription": "..."} or, with noWrapper, the data alone (attributes and metadata as
-// headers with writeMetadata). A 2xx answer acks; anything else, or no answer within the ack deadline, nacks
+// headers with writeMetadata; an attribute that is not a valid header is left out). Only to addresses `policy`
+// allows. A 2xx answer acks; anything else, or no answer within the ack deadline, nacks
 // under the subscription's retry and dead-letter policies. One thread per push subscription.
 class PushDelivery {
  public:
-  PushDelivery(Broker& broker, PushOptions options = {});
+  // `policy` (which addresses may be pushed to) must outlive this.
+  PushDelivery(Broker& broker, PushPolicy const& policy, PushOptions options = {});
   ~PushDelivery();
   PushDelivery(PushDelivery const&) = delete;
   PushDelivery& operator=(PushDelivery const&) = delete;
@@ -51,6 +54,7 @@ class PushDelivery {
   void WorkLoop(Worker& worker);
 
   Broker& broker_;
+  PushPolicy const& policy_;
   PushOptions options_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -69,7 +69,8 @@ class GrpcServerTest : public ::testing::Test {
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     broker_ = std::make_unique<Broker>(*store_, clock_);
-    auto server = PubsubGrpcServer::Start(*broker_);
+    tokens_ = std::make_unique<TokenAuthenticator>(grants_);
+    auto server = PubsubGrpcServer::Start(*broker_, *tokens_);
     ASSERT_THAT(server, IsOk());
     server_ = *std::move(server);
     int fds[2];
@@ -126,6 +127,8 @@ class GrpcServerTest : public ::testing::Test {
   SystemClock clock_;
   std::unique_ptr<MessageStore> store_;
   std::unique_ptr<Broker> broker_;
+  std::vector<TokenGrant> grants_;  // a test that sets these before SetUp runs with auth on
+  std::unique_ptr<TokenAuthenticator> tokens_;
   std::unique_ptr<PubsubGrpcServer> server_;
   std::unique_ptr<pb::Publisher::Stub> publisher_;
   std::unique_ptr<pb::Subscriber::Stub> subscriber_;

@@ -15,11 +15,22 @@ FERRY = os.environ.get("FERRY_BIN", "")
 class Daemon:
     """A `ferry serve` on a free port with its own data directory; restartable on the same data."""
 
-    def __init__(self, data_dir=None, project="test-proj", extra_args=()):
+    def __init__(self, data_dir=None, project="test-proj", extra_args=(), tokens=None):
+        """tokens: {"admin": SECRET, "publisher,subscriber": SECRET2, ...}, written to a token file the daemon
+        reads with --token-file. The client(), deploy() and log_messages() helpers then send the admin token."""
         self.owned_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="ferry-e2e-")
         self.project = project
         self.extra_args = list(extra_args)
+        self.tokens = dict(tokens or {})
+        self.admin_token = self.tokens.get("admin")
+        if self.tokens:
+            path = os.path.join(self.data_dir, "tokens.txt")
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write("# role[,role]=secret\n")
+                for roles, secret in self.tokens.items():
+                    f.write("%s=%s\n" % (roles, secret))
+            self.extra_args += ["--token-file", path]
         self.proc = None
         self.port = None
         self.log = None
@@ -76,6 +87,8 @@ class Daemon:
         when it fails."""
         env = dict(os.environ, FERRY_ENDPOINT=self.endpoint)
         env.pop("FERRY_PROJECT", None)
+        if self.admin_token:
+            env["FERRY_TOKEN"] = self.admin_token
         proc = subprocess.run([FERRY, "deploy", "-f", path], env=env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise RuntimeError("deploy failed: %s\n%s" % (proc.stdout, proc.stderr))
@@ -84,28 +97,35 @@ class Daemon:
     def log_messages(self, function, project=None):
         """The messages of a function's newest 1000 log lines, from the admin API."""
         status, _, body = http_request(self.port, "GET", "/ferry/v1/projects/%s/functions/%s/logs?limit=1000" % (
-            project or self.project, function))
+            project or self.project, function), headers=self.auth_headers())
         if status != 200:
             raise AssertionError("logs of %s: HTTP %d %s" % (function, status, body))
         return [e["message"] for e in json.loads(body)["entries"]]
 
-    def client(self):
-        return Client(self.port, self.project)
+    def auth_headers(self):
+        return {"Authorization": "Bearer " + self.admin_token} if self.admin_token else {}
+
+    def client(self, token=None):
+        """A REST client sending `token` (default: the admin token, when the daemon has tokens)."""
+        return Client(self.port, self.project, token=token or self.admin_token)
 
 
 class Client:
     """Pub/Sub REST v1 over one keep-alive connection."""
 
-    def __init__(self, port, project="test-proj", timeout=30):
+    def __init__(self, port, project="test-proj", timeout=30, token=None):
         self.port = port
         self.project = project
         self.timeout = timeout
+        self.token = token
         self.conn = None
 
     def request(self, method, path, body=None, raw=None, headers=None):
         """Returns (status, parsed JSON or text)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         hdrs = {"Content-Type": "application/json"}
+        if self.token:
+            hdrs["Authorization"] = "Bearer " + self.token
         hdrs.update(headers or {})
         for attempt in range(2):
             if self.conn is None:

@@ -16,8 +16,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TOKEN = "s3cret-invoker"
-OTHER_TOKEN = "s3cret-publisher"
+ADMIN_TOKEN = "admin-0123456789abcdef"
+TOKEN = "s3cret-invoker-0123456789"
+OTHER_TOKEN = "s3cret-publisher-0123456789"
 WEBHOOK_SECRET = "hook-secret"
 
 
@@ -28,8 +29,8 @@ def wait_for(predicate, timeout=60, interval=0.1, what="condition"):
 class RuntimesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.daemon = harness.Daemon(project="rt", extra_args=[
-            "--token", "invoker=" + TOKEN, "--token", "publisher=" + OTHER_TOKEN,
+        cls.daemon = harness.Daemon(project="rt", tokens={
+            "admin": ADMIN_TOKEN, "invoker": TOKEN, "publisher": OTHER_TOKEN}, extra_args=[
             "--webhook-secret", "signed-hooks=" + WEBHOOK_SECRET]).start()
         cls.client = cls.daemon.client()
         cls.work = tempfile.mkdtemp(prefix="ferry-rt-")
@@ -153,7 +154,7 @@ class RuntimesTest(unittest.TestCase):
         self.assertEqual(status, 401)
         self.assertEqual(headers.get("www-authenticate"), "Bearer")
         status, _, _ = self.http("GET", "/functions/py-private", headers={"authorization": "Bearer wrong"})
-        self.assertEqual(status, 403)
+        self.assertEqual(status, 401)  # an unknown token authenticates no one (RFC 6750 invalid_token)
         status, _, _ = self.http("GET", "/functions/py-private", headers={"authorization": "Bearer " + OTHER_TOKEN})
         self.assertEqual(status, 403)
         status, _, body = self.http("GET", "/functions/py-private", headers={"authorization": "Bearer " + TOKEN})
@@ -175,8 +176,15 @@ class RuntimesTest(unittest.TestCase):
 
     def test_webhooks_publish_and_check_signatures(self):
         self.client.create_subscription("hooks-sub", "hooks")
+        # With tokens on, a webhook without a secret needs a publisher token.
+        status, _, _ = self.http("POST", "/webhooks/hooks", body='{"event": "push"}')
+        self.assertEqual(status, 401)
+        status, _, _ = self.http("POST", "/webhooks/hooks", body='{"event": "push"}',
+                                 headers={"authorization": "Bearer " + TOKEN})
+        self.assertEqual(status, 403)
         status, _, body = self.http("POST", "/webhooks/hooks", body='{"event": "push"}',
-                                    headers={"content-type": "application/json"})
+                                    headers={"content-type": "application/json",
+                                             "authorization": "Bearer " + OTHER_TOKEN})
         self.assertEqual(status, 202, body)
         mid = json.loads(body)["messageId"]
         [got] = self.client.pull("hooks-sub")
@@ -199,8 +207,13 @@ class RuntimesTest(unittest.TestCase):
         self.assertEqual(status, 202, body)
         [got] = self.client.pull("signed-sub")
         self.assertEqual(harness.data_of(got), payload)
-        status, _, _ = self.http("POST", "/webhooks/no-such-topic", body="x")
+        status, _, _ = self.http("POST", "/webhooks/no-such-topic", body="x",
+                                 headers={"authorization": "Bearer " + OTHER_TOKEN})
         self.assertEqual(status, 404)
+        # Ferry's own topics are not for webhooks, whoever asks.
+        status, _, _ = self.http("POST", "/webhooks/ferry-storage-anything", body='{"name": "fake"}',
+                                 headers={"authorization": "Bearer " + ADMIN_TOKEN})
+        self.assertEqual(status, 403)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,24 @@
 
 #include "common/status_macros.h"
 #include "common/time_util.h"
+#include "model/json_codec.h"
 
 namespace ferry {
 namespace {
 
 using nlohmann::json;
 
-HttpResponse Json(json const& body, int status = 200) { return {status, "application/json", body.dump(), {}}; }
+HttpResponse JsonReply(json const& body, int status = 200) { return {status, "application/json", SafeDump(body), {}}; }
+
+// Environment values are secrets as often as not (database passwords, API keys): the API shows the names only.
+json RedactedSpecJson(FunctionSpec const& spec) {
+  json j = FunctionSpecToJson(spec);
+  for (char const* key : {"env_vars", "build_environment_variables"}) {
+    if (!j.contains(key) || !j[key].is_object()) continue;
+    for (auto& [name, value] : j[key].items()) value = "(hidden)";
+  }
+  return j;
+}
 
 HttpResponse NotFoundPath(HttpRequest const& req) {
   return ErrorResponse(NotFoundError("Not found: " + req.method + " " + req.path));
@@ -28,7 +39,7 @@ HttpResponse WrongMethod(HttpRequest const& req, char const* allowed) {
 
 json StateJson(FunctionState const& s) {
   json j{{"name", FunctionResourceName(s.spec)},
-         {"spec", FunctionSpecToJson(s.spec)},
+         {"spec", RedactedSpecJson(s.spec)},
          {"state", s.state},
          {"instancesRunning", s.instances_running},
          {"instancesBusy", s.instances_busy}};
@@ -79,7 +90,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     auto row = log_.Execution(std::string(path.substr(11)));
     if (!row.ok()) return ErrorResponse(row.status());
     if (!row->has_value()) return ErrorResponse(NotFoundError("Execution not found"));
-    return Json(ExecutionJson(**row));
+    return JsonReply(ExecutionJson(**row));
   }
   // projects/{p}/functions[/{f}...] or projects/{p}/locations/{r}/functions/{f}...
   if (path.rfind("projects/", 0) != 0) return NotFoundPath(req);
@@ -87,6 +98,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
   auto slash = path.find('/');
   if (slash == std::string_view::npos || slash == 0) return NotFoundPath(req);
   std::string project(path.substr(0, slash));
+  if (!IsValidProjectId(project)) return ErrorResponse(InvalidArgumentError("Invalid project id"));
   path.remove_prefix(slash + 1);
   std::string region = kDefaultRegion;
   if (path.rfind("locations/", 0) == 0) {
@@ -94,6 +106,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     slash = path.find('/');
     if (slash == std::string_view::npos || slash == 0) return NotFoundPath(req);
     region = std::string(path.substr(0, slash));
+    if (!IsValidRegionId(region)) return ErrorResponse(InvalidArgumentError("Invalid location id"));
     path.remove_prefix(slash + 1);
   }
   if (path == "functions") {
@@ -102,7 +115,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     if (!list.ok()) return ErrorResponse(list.status());
     json out = json::array();
     for (auto const& s : *list) out.push_back(StateJson(s));
-    return Json(json{{"functions", out}});
+    return JsonReply(json{{"functions", out}});
   }
   if (path == "jobs" || path == "schedules") {
     if (req.method != "GET") return WrongMethod(req, "GET");
@@ -110,7 +123,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     if (!list.ok()) return ErrorResponse(list.status());
     json out = json::array();
     for (auto const& s : *list) out.push_back(ScheduleJson(s));
-    return Json(json{{"schedules", out}});
+    return JsonReply(json{{"schedules", out}});
   }
   for (std::string_view collection : {"jobs/", "schedules/"}) {
     if (path.rfind(collection, 0) != 0) continue;
@@ -119,6 +132,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     std::string id(path.substr(0, colon));
     std::string verb = colon == std::string_view::npos ? "" : std::string(path.substr(colon + 1));
     if (id.empty() || id.find('/') != std::string::npos) return NotFoundPath(req);
+    if (!IsValidResourceId(id)) return ErrorResponse(InvalidArgumentError("Invalid job id"));
     return Schedule(req, "projects/" + project + "/locations/" + region + "/jobs/" + id, verb);
   }
   if (path.rfind("functions/", 0) != 0) return NotFoundPath(req);
@@ -128,6 +142,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
   std::string id(path.substr(0, end));
   std::string rest = end == std::string_view::npos ? "" : std::string(path.substr(end));
   if (id.empty()) return NotFoundPath(req);
+  if (!IsValidFunctionName(id)) return ErrorResponse(InvalidArgumentError("Invalid function id"));
   return Function(req, "projects/" + project + "/locations/" + region + "/functions/" + id, rest);
 }
 
@@ -136,7 +151,7 @@ HttpResponse AdminApi::Schedule(HttpRequest const& req, std::string const& name,
     if (req.method != "GET") return WrongMethod(req, "GET");
     auto state = scheduler_.Get(name);
     if (!state.ok()) return ErrorResponse(state.status());
-    return Json(ScheduleJson(*state));
+    return JsonReply(ScheduleJson(*state));
   }
   if (req.method != "POST") return WrongMethod(req, "POST");
   Status st = verb == "run"      ? scheduler_.RunNow(name)
@@ -146,24 +161,26 @@ HttpResponse AdminApi::Schedule(HttpRequest const& req, std::string const& name,
   if (!st.ok()) return ErrorResponse(st);
   auto state = scheduler_.Get(name);
   if (!state.ok()) return ErrorResponse(state.status());
-  return Json(ScheduleJson(*state));
+  return JsonReply(ScheduleJson(*state));
 }
 
 HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name, std::string const& rest) {
   if (rest.empty()) {
     if (req.method == "GET") {
       auto state = functions_.Get(name);
-      return state.ok() ? Json(StateJson(*state)) : ErrorResponse(state.status());
+      return state.ok() ? JsonReply(StateJson(*state)) : ErrorResponse(state.status());
     }
     if (req.method == "DELETE") {
       auto st = functions_.Delete(name);
-      return st.ok() ? Json(json::object()) : ErrorResponse(st);
+      return st.ok() ? JsonReply(json::object()) : ErrorResponse(st);
     }
     return WrongMethod(req, "GET, DELETE");
   }
   if (rest == ":call") {
     if (req.method != "POST") return WrongMethod(req, "POST");
-    auto body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+    auto parsed = ParseJsonText(req.body.empty() ? "{}" : req.body);
+    if (!parsed.ok()) return ErrorResponse(parsed.status());
+    json& body = *parsed;
     if (!body.is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));
     std::string data;
     if (body.contains("data")) {
@@ -176,7 +193,7 @@ HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name,
     if (result->http_status != 0) out["httpStatus"] = result->http_status;
     if (!result->body.empty()) out["result"] = result->body;
     if (!result->error.empty()) out["error"] = result->error;
-    return Json(out);
+    return JsonReply(out);
   }
   if (req.method != "GET") return WrongMethod(req, "GET");
   // Executions and logs stay readable after a function is deleted, until retention drops them.
@@ -185,7 +202,7 @@ HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name,
     if (!rows.ok()) return ErrorResponse(rows.status());
     json out = json::array();
     for (auto const& r : *rows) out.push_back(ExecutionJson(r));
-    return Json(json{{"executions", out}});
+    return JsonReply(json{{"executions", out}});
   }
   if (rest == "/logs") {
     LogQuery q;
@@ -211,16 +228,23 @@ HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name,
                      {"severity", l.severity},
                      {"message", l.message}});
     }
-    return Json(json{{"entries", out}});
+    return JsonReply(json{{"entries", out}});
   }
   return NotFoundPath(req);
 }
 
 HttpResponse AdminApi::Deploy(HttpRequest const& req) {
-  auto body = json::parse(req.body, nullptr, false);
+  auto parsed = ParseJsonText(req.body);
+  if (!parsed.ok()) return ErrorResponse(parsed.status());
+  json& body = *parsed;
   if (!body.is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));
   DeployRequest request;
-  request.project = body.value("project", default_project_);
+  request.project = default_project_;
+  if (body.contains("project")) {
+    if (!body["project"].is_string()) return ErrorResponse(InvalidArgumentError("\"project\" must be a string"));
+    request.project = body["project"].get<std::string>();
+  }
+  if (!IsValidProjectId(request.project)) return ErrorResponse(InvalidArgumentError("Invalid project id"));
   if (body.contains("dry_run")) {
     if (!body["dry_run"].is_boolean()) return ErrorResponse(InvalidArgumentError("\"dry_run\" must be true or false"));
     request.dry_run = body["dry_run"].get<bool>();
@@ -243,13 +267,18 @@ HttpResponse AdminApi::Deploy(HttpRequest const& req) {
   if (body.contains("buckets")) {
     if (!body["buckets"].is_array()) return ErrorResponse(InvalidArgumentError("\"buckets\" must be a list"));
     for (auto const& b : body["buckets"]) {
-      if (!b.is_object() || !b.value("name", json()).is_string() || !b.value("path", json()).is_string()) {
+      if (!b.is_object() || !b.contains("name") || !b["name"].is_string() || !b.contains("path") ||
+          !b["path"].is_string()) {
         return ErrorResponse(InvalidArgumentError("each bucket needs a name and a path"));
       }
-      auto versioning = b.value("versioning", json(false));
-      if (!versioning.is_boolean()) return ErrorResponse(InvalidArgumentError("a bucket's versioning is true or false"));
-      request.buckets.push_back(
-          {b["name"].get<std::string>(), request.project, b["path"].get<std::string>(), versioning.get<bool>()});
+      bool versioning = false;
+      if (b.contains("versioning")) {
+        if (!b["versioning"].is_boolean()) {
+          return ErrorResponse(InvalidArgumentError("a bucket's versioning is true or false"));
+        }
+        versioning = b["versioning"].get<bool>();
+      }
+      request.buckets.push_back({b["name"].get<std::string>(), request.project, b["path"].get<std::string>(), versioning});
     }
   }
   if (body.contains("schedules")) {
@@ -264,7 +293,7 @@ HttpResponse AdminApi::Deploy(HttpRequest const& req) {
   if (!result.ok()) return ErrorResponse(result.status());
   json plan = json::array();
   for (auto const& item : result->plan) plan.push_back({{"action", item.action}, {"kind", item.kind}, {"name", item.name}});
-  return Json(json{{"plan", plan}, {"applied", result->applied}});
+  return JsonReply(json{{"plan", plan}, {"applied", result->applied}});
 }
 
 }  // namespace ferry

@@ -92,18 +92,14 @@ std::optional<FunctionGateway::Call> FunctionGateway::RouteCall(HttpRequest cons
     call.answer = Plain(404, "Function " + id + " is not an HTTP function of project " + project);
     return call;
   }
-  if (!spec->allow_unauthenticated) {
-    std::string auth = request.Header("authorization");
-    constexpr std::string_view kBearer = "Bearer ";
-    if (auth.size() <= kBearer.size() || auth.compare(0, kBearer.size(), kBearer) != 0) {
+  if (!spec->allow_unauthenticated && options_.tokens != nullptr) {
+    Status st = options_.tokens->Check(request.Header("authorization"), Role::kInvoker);
+    if (st.code() == StatusCode::kUnauthenticated) {
       call.answer = Plain(401, "Unauthorized: function " + id + " is private; send Authorization: Bearer TOKEN",
                           {{"WWW-Authenticate", "Bearer"}});
       return call;
     }
-    auto token = options_.tokens.find(auth.substr(kBearer.size()));
-    bool invoker = token != options_.tokens.end() &&
-                   (token->second.count("invoker") > 0 || token->second.count("admin") > 0);
-    if (!invoker) {
+    if (!st.ok()) {
       call.answer = Plain(403, "Forbidden: the token may not invoke function " + id);
       return call;
     }
@@ -162,6 +158,12 @@ std::string FunctionGateway::Signature(std::string const& secret, std::string co
 
 HttpResponse FunctionGateway::Webhook(HttpRequest const& request, std::string const& topic) {
   if (request.method != "POST") return ErrorResponse(Status(StatusCode::kUnimplemented, "Use POST"), 405);
+  auto parsed = ParseResourceName(topic, ResourceKind::kTopic);
+  if (!parsed.ok()) return ErrorResponse(parsed.status());
+  if (parsed->id.rfind("ferry-", 0) == 0) {
+    return ErrorResponse(Status(StatusCode::kPermissionDenied, "Topics named ferry-* are Ferry's own; webhooks "
+                                                               "cannot publish to them"));
+  }
   if (auto secret = options_.webhook_secrets.find(topic); secret != options_.webhook_secrets.end()) {
     std::string given = request.Header("x-ferry-signature-256");
     if (given.empty()) given = request.Header("x-hub-signature-256");
@@ -169,6 +171,10 @@ HttpResponse FunctionGateway::Webhook(HttpRequest const& request, std::string co
     // Constant time, so the comparison does not tell how much of a guess was right.
     if (given.size() != want.size() || CRYPTO_memcmp(given.data(), want.data(), want.size()) != 0) {
       return ErrorResponse(Status(StatusCode::kUnauthenticated, "The webhook signature is missing or wrong"), 401);
+    }
+  } else if (options_.tokens != nullptr) {
+    if (Status st = options_.tokens->Check(request.Header("authorization"), Role::kPublisher); !st.ok()) {
+      return ErrorResponse(st);
     }
   }
   PubsubMessage message;

@@ -2,10 +2,10 @@
 
 #include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 
+#include "api/auth/tokens.h"
 #include "api/http_server.h"
 #include "broker/broker.h"
 #include "control/function_service.h"
@@ -14,9 +14,9 @@ namespace ferry {
 
 struct GatewayOptions {
   std::string default_project;
-  // API tokens: secret -> roles ("admin", "invoker", ...). A private HTTP function needs a bearer token with the
-  // invoker (or admin) role.
-  std::map<std::string, std::set<std::string>> tokens;
+  // API tokens. A private HTTP function needs a bearer token with the invoker (or admin) role, and a webhook to a
+  // topic without a secret one with the publisher role, whenever tokens are configured.
+  TokenAuthenticator const* tokens = nullptr;
   // Webhooks: full topic name -> shared secret. A webhook to such a topic must carry an HMAC-SHA256 of its body.
   std::map<std::string, std::string> webhook_secrets;
 };
@@ -25,10 +25,11 @@ struct GatewayOptions {
 //   /functions/{name}[/...] and /projects/{p}/locations/{r}/functions/{name}[/...]: HTTP functions. Method, path
 //     below the function, query, headers and body go to the function; its status, headers and body come back.
 //     A timeout answers 504. Never retried. Private unless allow_unauthenticated: no bearer token is 401, a token
-//     without the invoker role is 403.
+//     without the invoker role is 403 (when tokens are configured; without any, Ferry is loopback-only and open).
 //   POST /webhooks/{topic}: publishes the body (content type in the attribute "content-type") and answers 202
 //     with {"messageId"}; with a secret for the topic, the X-Ferry-Signature-256 (or GitHub's
-//     X-Hub-Signature-256) header must be "sha256=" + hex HMAC-SHA256 of the body, else 401.
+//     X-Hub-Signature-256) header must be "sha256=" + hex HMAC-SHA256 of the body, else 401; without one, a bearer
+//     token with the publisher role (when tokens are configured). Ferry's internal topics (ferry-*) are refused.
 class FunctionGateway {
  public:
   FunctionGateway(FunctionService& functions, Broker& broker, GatewayOptions options)

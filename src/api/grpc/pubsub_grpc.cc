@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -336,23 +337,48 @@ class LeaseIndex {
 // How long a stream's wait for messages or room lasts before it looks whether its client is still there.
 constexpr std::chrono::milliseconds kStreamPoll{500};
 
-class PublisherService final : public pb::Publisher::Service {
+// The role check of every call: the bearer token in the "authorization" metadata, as Google's client libraries
+// send it. nullopt when the call may go on.
+class Authorizer {
  public:
-  explicit PublisherService(Broker& broker) : broker_(broker) {}
+  explicit Authorizer(TokenAuthenticator const& tokens) : tokens_(tokens) {}
 
-  grpc::Status CreateTopic(grpc::ServerContext*, pb::Topic const* req, pb::Topic* res) override {
+  std::optional<grpc::Status> Authorize(grpc::ServerContext* ctx, Role role) const {
+    if (!tokens_.enabled()) return std::nullopt;
+    std::string_view authorization;
+    auto const& metadata = ctx->client_metadata();
+    if (auto it = metadata.find("authorization"); it != metadata.end()) {
+      authorization = std::string_view(it->second.data(), it->second.size());
+    }
+    Status st = tokens_.Check(authorization, role);
+    if (st.ok()) return std::nullopt;
+    return ToGrpc(st);
+  }
+
+ private:
+  TokenAuthenticator const& tokens_;
+};
+
+class PublisherService final : public pb::Publisher::Service, Authorizer {
+ public:
+  PublisherService(Broker& broker, TokenAuthenticator const& tokens) : Authorizer(tokens), broker_(broker) {}
+
+  grpc::Status CreateTopic(grpc::ServerContext* ctx, pb::Topic const* req, pb::Topic* res) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     auto topic = broker_.CreateTopic(FromProto(*req));
     if (topic.ok()) ToProto(*topic, res);
     return ToGrpc(topic.status());
   }
 
-  grpc::Status UpdateTopic(grpc::ServerContext*, pb::UpdateTopicRequest const* req, pb::Topic* res) override {
+  grpc::Status UpdateTopic(grpc::ServerContext* ctx, pb::UpdateTopicRequest const* req, pb::Topic* res) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     auto topic = broker_.UpdateTopic(FromProto(req->topic()), Paths(req->update_mask()));
     if (topic.ok()) ToProto(*topic, res);
     return ToGrpc(topic.status());
   }
 
-  grpc::Status Publish(grpc::ServerContext*, pb::PublishRequest const* req, pb::PublishResponse* res) override {
+  grpc::Status Publish(grpc::ServerContext* ctx, pb::PublishRequest const* req, pb::PublishResponse* res) override {
+    if (auto denied = Authorize(ctx, Role::kPublisher)) return *denied;
     if (req->ByteSizeLong() > kMaxPublishRequestBytes) {
       return ToGrpc(InvalidArgumentError("The request size exceeds the limit of 10 MB"));
     }
@@ -371,14 +397,16 @@ class PublisherService final : public pb::Publisher::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status GetTopic(grpc::ServerContext*, pb::GetTopicRequest const* req, pb::Topic* res) override {
+  grpc::Status GetTopic(grpc::ServerContext* ctx, pb::GetTopicRequest const* req, pb::Topic* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto topic = broker_.GetTopic(req->topic());
     if (topic.ok()) ToProto(*topic, res);
     return ToGrpc(topic.status());
   }
 
-  grpc::Status ListTopics(grpc::ServerContext*, pb::ListTopicsRequest const* req,
+  grpc::Status ListTopics(grpc::ServerContext* ctx, pb::ListTopicsRequest const* req,
                           pb::ListTopicsResponse* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto project = ParseProject(req->project());
     if (!project.ok()) return ToGrpc(project.status());
     auto page = broker_.ListTopics(*project, req->page_size(), req->page_token());
@@ -388,8 +416,9 @@ class PublisherService final : public pb::Publisher::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListTopicSubscriptions(grpc::ServerContext*, pb::ListTopicSubscriptionsRequest const* req,
+  grpc::Status ListTopicSubscriptions(grpc::ServerContext* ctx, pb::ListTopicSubscriptionsRequest const* req,
                                       pb::ListTopicSubscriptionsResponse* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto page = broker_.ListTopicSubscriptions(req->topic(), req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpc(page.status());
     for (auto const& name : page->items) res->add_subscriptions(name);
@@ -397,8 +426,9 @@ class PublisherService final : public pb::Publisher::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ListTopicSnapshots(grpc::ServerContext*, pb::ListTopicSnapshotsRequest const* req,
+  grpc::Status ListTopicSnapshots(grpc::ServerContext* ctx, pb::ListTopicSnapshotsRequest const* req,
                                   pb::ListTopicSnapshotsResponse* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto page = broker_.ListTopicSnapshots(req->topic(), req->page_size(), req->page_token());
     if (!page.ok()) return ToGrpc(page.status());
     for (auto const& name : page->items) res->add_snapshots(name);
@@ -406,12 +436,14 @@ class PublisherService final : public pb::Publisher::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status DeleteTopic(grpc::ServerContext*, pb::DeleteTopicRequest const* req, Empty*) override {
+  grpc::Status DeleteTopic(grpc::ServerContext* ctx, pb::DeleteTopicRequest const* req, Empty*) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     return ToGrpc(broker_.DeleteTopic(req->topic()));
   }
 
-  grpc::Status DetachSubscription(grpc::ServerContext*, pb::DetachSubscriptionRequest const*,
+  grpc::Status DetachSubscription(grpc::ServerContext* ctx, pb::DetachSubscriptionRequest const*,
                                   pb::DetachSubscriptionResponse*) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     return ToGrpc(UnimplementedError("DetachSubscription is not supported by Ferry"));
   }
 
@@ -429,35 +461,39 @@ class PublisherService final : public pb::Publisher::Service {
   Broker& broker_;
 };
 
-class SubscriberService final : public pb::Subscriber::Service {
+class SubscriberService final : public pb::Subscriber::Service, Authorizer {
  public:
-  explicit SubscriberService(Broker& broker) : broker_(broker) {}
+  SubscriberService(Broker& broker, TokenAuthenticator const& tokens) : Authorizer(tokens), broker_(broker) {}
 
   void Stop() { stopping_ = true; }
 
-  grpc::Status CreateSubscription(grpc::ServerContext*, pb::Subscription const* req,
+  grpc::Status CreateSubscription(grpc::ServerContext* ctx, pb::Subscription const* req,
                                   pb::Subscription* res) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     auto sub = broker_.CreateSubscription(FromProto(*req));
     if (sub.ok()) ToProto(*sub, res);
     return ToGrpc(sub.status());
   }
 
-  grpc::Status GetSubscription(grpc::ServerContext*, pb::GetSubscriptionRequest const* req,
+  grpc::Status GetSubscription(grpc::ServerContext* ctx, pb::GetSubscriptionRequest const* req,
                                pb::Subscription* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto sub = broker_.GetSubscription(req->subscription());
     if (sub.ok()) ToProto(*sub, res);
     return ToGrpc(sub.status());
   }
 
-  grpc::Status UpdateSubscription(grpc::ServerContext*, pb::UpdateSubscriptionRequest const* req,
+  grpc::Status UpdateSubscription(grpc::ServerContext* ctx, pb::UpdateSubscriptionRequest const* req,
                                   pb::Subscription* res) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     auto sub = broker_.UpdateSubscription(FromProto(req->subscription()), Paths(req->update_mask()));
     if (sub.ok()) ToProto(*sub, res);
     return ToGrpc(sub.status());
   }
 
-  grpc::Status ListSubscriptions(grpc::ServerContext*, pb::ListSubscriptionsRequest const* req,
+  grpc::Status ListSubscriptions(grpc::ServerContext* ctx, pb::ListSubscriptionsRequest const* req,
                                  pb::ListSubscriptionsResponse* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto project = PublisherService::ParseProject(req->project());
     if (!project.ok()) return ToGrpc(project.status());
     auto page = broker_.ListSubscriptions(*project, req->page_size(), req->page_token());
@@ -467,12 +503,14 @@ class SubscriberService final : public pb::Subscriber::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status DeleteSubscription(grpc::ServerContext*, pb::DeleteSubscriptionRequest const* req,
+  grpc::Status DeleteSubscription(grpc::ServerContext* ctx, pb::DeleteSubscriptionRequest const* req,
                                   Empty*) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     return ToGrpc(broker_.DeleteSubscription(req->subscription()));
   }
 
-  grpc::Status ModifyAckDeadline(grpc::ServerContext*, pb::ModifyAckDeadlineRequest const* req, Empty*) override {
+  grpc::Status ModifyAckDeadline(grpc::ServerContext* ctx, pb::ModifyAckDeadlineRequest const* req, Empty*) override {
+    if (auto denied = Authorize(ctx, Role::kSubscriber)) return *denied;
     auto ids = Strings(req->ack_ids());
     std::vector<std::string> invalid;
     Status st = broker_.ModifyAckDeadline(req->subscription(), ids, req->ack_deadline_seconds(), &invalid);
@@ -485,7 +523,8 @@ class SubscriberService final : public pb::Subscriber::Service {
     return ToGrpc(st);
   }
 
-  grpc::Status Acknowledge(grpc::ServerContext*, pb::AcknowledgeRequest const* req, Empty*) override {
+  grpc::Status Acknowledge(grpc::ServerContext* ctx, pb::AcknowledgeRequest const* req, Empty*) override {
+    if (auto denied = Authorize(ctx, Role::kSubscriber)) return *denied;
     auto ids = Strings(req->ack_ids());
     std::vector<std::string> invalid;
     Status st = broker_.Acknowledge(req->subscription(), ids, &invalid);
@@ -494,7 +533,8 @@ class SubscriberService final : public pb::Subscriber::Service {
     return ToGrpc(st);
   }
 
-  grpc::Status Pull(grpc::ServerContext*, pb::PullRequest const* req, pb::PullResponse* res) override {
+  grpc::Status Pull(grpc::ServerContext* ctx, pb::PullRequest const* req, pb::PullResponse* res) override {
+    if (auto denied = Authorize(ctx, Role::kSubscriber)) return *denied;
     auto pulled = broker_.Pull(req->subscription(), req->max_messages(), req->return_immediately());
     if (!pulled.ok()) return ToGrpc(pulled.status());
     for (auto const& r : *pulled) ToProto(r, res->add_received_messages());
@@ -504,6 +544,7 @@ class SubscriberService final : public pb::Subscriber::Service {
   grpc::Status StreamingPull(
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<pb::StreamingPullResponse, pb::StreamingPullRequest>* stream) override {
+    if (auto denied = Authorize(ctx, Role::kSubscriber)) return *denied;
     pb::StreamingPullRequest first;
     if (!stream->Read(&first)) return grpc::Status::OK;
     std::string const subscription = first.subscription();
@@ -628,21 +669,24 @@ class SubscriberService final : public pb::Subscriber::Service {
     return ToGrpc(failure);
   }
 
-  grpc::Status ModifyPushConfig(grpc::ServerContext*, pb::ModifyPushConfigRequest const* req, Empty*) override {
+  grpc::Status ModifyPushConfig(grpc::ServerContext* ctx, pb::ModifyPushConfigRequest const* req, Empty*) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     Subscription patch;
     patch.name = req->subscription();
     if (req->has_push_config()) patch.push_config = FromProto(req->push_config());
     return ToGrpc(broker_.UpdateSubscription(patch, {"pushConfig"}).status());
   }
 
-  grpc::Status GetSnapshot(grpc::ServerContext*, pb::GetSnapshotRequest const* req, pb::Snapshot* res) override {
+  grpc::Status GetSnapshot(grpc::ServerContext* ctx, pb::GetSnapshotRequest const* req, pb::Snapshot* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto snapshot = broker_.GetSnapshot(req->snapshot());
     if (snapshot.ok()) ToProto(*snapshot, res);
     return ToGrpc(snapshot.status());
   }
 
-  grpc::Status ListSnapshots(grpc::ServerContext*, pb::ListSnapshotsRequest const* req,
+  grpc::Status ListSnapshots(grpc::ServerContext* ctx, pb::ListSnapshotsRequest const* req,
                              pb::ListSnapshotsResponse* res) override {
+    if (auto denied = Authorize(ctx, Role::kViewer)) return *denied;
     auto project = PublisherService::ParseProject(req->project());
     if (!project.ok()) return ToGrpc(project.status());
     auto page = broker_.ListSnapshots(*project, req->page_size(), req->page_token());
@@ -652,15 +696,17 @@ class SubscriberService final : public pb::Subscriber::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status CreateSnapshot(grpc::ServerContext*, pb::CreateSnapshotRequest const* req,
+  grpc::Status CreateSnapshot(grpc::ServerContext* ctx, pb::CreateSnapshotRequest const* req,
                               pb::Snapshot* res) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     auto snapshot = broker_.CreateSnapshot(req->name(), req->subscription(), ToAttributes(req->labels()));
     if (snapshot.ok()) ToProto(*snapshot, res);
     return ToGrpc(snapshot.status());
   }
 
-  grpc::Status UpdateSnapshot(grpc::ServerContext*, pb::UpdateSnapshotRequest const* req,
+  grpc::Status UpdateSnapshot(grpc::ServerContext* ctx, pb::UpdateSnapshotRequest const* req,
                               pb::Snapshot* res) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     Snapshot patch;
     patch.name = req->snapshot().name();
     patch.labels = ToAttributes(req->snapshot().labels());
@@ -670,11 +716,13 @@ class SubscriberService final : public pb::Subscriber::Service {
     return ToGrpc(snapshot.status());
   }
 
-  grpc::Status DeleteSnapshot(grpc::ServerContext*, pb::DeleteSnapshotRequest const* req, Empty*) override {
+  grpc::Status DeleteSnapshot(grpc::ServerContext* ctx, pb::DeleteSnapshotRequest const* req, Empty*) override {
+    if (auto denied = Authorize(ctx, Role::kAdmin)) return *denied;
     return ToGrpc(broker_.DeleteSnapshot(req->snapshot()));
   }
 
-  grpc::Status Seek(grpc::ServerContext*, pb::SeekRequest const* req, pb::SeekResponse*) override {
+  grpc::Status Seek(grpc::ServerContext* ctx, pb::SeekRequest const* req, pb::SeekResponse*) override {
+    if (auto denied = Authorize(ctx, Role::kSubscriber)) return *denied;
     switch (req->target_case()) {
       case pb::SeekRequest::kTime:
         return ToGrpc(broker_.SeekToTime(req->subscription(), Millis(req->time())));
@@ -713,7 +761,7 @@ class SubscriberService final : public pb::Subscriber::Service {
 
 class GrpcServer final : public PubsubGrpcServer {
  public:
-  explicit GrpcServer(Broker& broker) : publisher_(broker), subscriber_(broker) {}
+  GrpcServer(Broker& broker, TokenAuthenticator const& tokens) : publisher_(broker, tokens), subscriber_(broker, tokens) {}
 
   Status Build() {
     grpc::ServerBuilder builder;
@@ -763,8 +811,8 @@ class GrpcServer final : public PubsubGrpcServer {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<PubsubGrpcServer>> PubsubGrpcServer::Start(Broker& broker) {
-  auto server = std::make_unique<GrpcServer>(broker);
+StatusOr<std::unique_ptr<PubsubGrpcServer>> PubsubGrpcServer::Start(Broker& broker, TokenAuthenticator const& tokens) {
+  auto server = std::make_unique<GrpcServer>(broker, tokens);
   FERRY_RETURN_IF_ERROR(server->Build());
   return std::unique_ptr<PubsubGrpcServer>(std::move(server));
 }

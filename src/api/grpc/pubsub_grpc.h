@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "api/auth/tokens.h"
 #include "broker/broker.h"
 #include "ferry/status.h"
 
@@ -13,7 +14,9 @@ namespace ferry {
 // host:port, as Google's emulator does. gRPC headers stay inside the .cc file.
 class PubsubGrpcServer {
  public:
-  static StatusOr<std::unique_ptr<PubsubGrpcServer>> Start(Broker& broker);
+  // Every call needs a bearer token ("authorization" metadata) with the role Google's Pub/Sub roles would need,
+  // when `tokens` is enabled. `tokens` must outlive the server.
+  static StatusOr<std::unique_ptr<PubsubGrpcServer>> Start(Broker& broker, TokenAuthenticator const& tokens);
   virtual ~PubsubGrpcServer() = default;
 
   // Takes ownership of a connected socket whose peer speaks HTTP/2.

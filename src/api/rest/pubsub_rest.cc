@@ -11,7 +11,7 @@
 namespace ferry {
 namespace {
 
-HttpResponse JsonResponse(Json const& body) { return HttpResponse{200, "application/json", body.dump(), {}}; }
+HttpResponse JsonResponse(Json const& body) { return HttpResponse{200, "application/json", SafeDump(body), {}}; }
 HttpResponse Empty() { return JsonResponse(Json::object()); }
 
 template <typename T>
@@ -24,13 +24,9 @@ HttpResponse Reply(Status const& status) { return status.ok() ? Empty() : ErrorR
 
 StatusOr<Json> ParseBody(HttpRequest const& req) {
   if (req.body.empty()) return Json::object();
-  try {
-    Json json = Json::parse(req.body);
-    if (!json.is_object()) return InvalidArgumentError("Invalid JSON payload received. The body is not an object.");
-    return json;
-  } catch (nlohmann::json::parse_error const& e) {
-    return InvalidArgumentError(std::string("Invalid JSON payload received. ") + e.what());
-  }
+  FERRY_ASSIGN_OR_RETURN(Json json, ParseOrderedJsonText(req.body));
+  if (!json.is_object()) return InvalidArgumentError("Invalid JSON payload received. The body is not an object.");
+  return json;
 }
 
 // Reads the named members of a request body, refusing any other, as Google's JSON parser does.
@@ -58,7 +54,7 @@ StatusOr<std::vector<std::string>> StringList(Json const& body, std::string_view
   if (!v->is_array()) return InvalidArgumentError("Invalid value at '" + std::string(camel) + "': not a list");
   for (auto const& item : *v) {
     if (!item.is_string()) {
-      return InvalidArgumentError("Invalid value at '" + std::string(camel) + "': " + item.dump());
+      return InvalidArgumentError("Invalid value at '" + std::string(camel) + "': got a " + item.type_name());
     }
     out.push_back(item.get<std::string>());
   }
@@ -81,7 +77,7 @@ StatusOr<int> IntField(Json const& body, std::string_view camel) {
     } catch (std::exception const&) {
     }
   }
-  return InvalidArgumentError("Invalid value at '" + std::string(camel) + "' (TYPE_INT32), " + v->dump());
+  return InvalidArgumentError("Invalid value at '" + std::string(camel) + "' (TYPE_INT32), got a " + v->type_name());
 }
 
 StatusOr<bool> BoolField(Json const& body, std::string_view camel) {
@@ -170,7 +166,7 @@ StatusOr<Attributes> LabelsField(Json const& body) {
 StatusOr<std::string> StringField(Json const& body, std::string_view camel) {
   Json const* v = Field(body, camel);
   if (v == nullptr || v->is_null()) return std::string();
-  if (!v->is_string()) return InvalidArgumentError("Invalid value at '" + std::string(camel) + "': " + v->dump());
+  if (!v->is_string()) return InvalidArgumentError("Invalid value at '" + std::string(camel) + "': got a " + v->type_name());
   return v->get<std::string>();
 }
 

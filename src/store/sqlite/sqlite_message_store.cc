@@ -217,7 +217,7 @@ std::string EncodeAttributes(Attributes const& attrs) {
   if (attrs.empty()) return "{}";
   Json j = Json::object();
   for (auto const& [k, v] : attrs) j[k] = v;
-  return j.dump();
+  return SafeDump(j);
 }
 
 StatusOr<Attributes> DecodeAttributes(std::string const& text) {
@@ -280,7 +280,7 @@ class SqliteMessageStore : public MessageStore {
       FERRY_ASSIGN_OR_RETURN(auto existing, FindTopicId(db, topic.name));
       if (existing) return AlreadyExistsError("Topic already exists");
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO topics(name, spec) VALUES(?1, ?2)"));
-      return st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec();
+      return st->Bind(1, topic.name).Bind(2, SafeDump(TopicToJson(topic))).Exec();
     });
   }
 
@@ -296,7 +296,7 @@ class SqliteMessageStore : public MessageStore {
   Status UpdateTopic(Topic const& topic) override {
     return Write([&](SqliteDb& db) -> Status {
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE topics SET spec = ?2 WHERE name = ?1"));
-      FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec());
+      FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, SafeDump(TopicToJson(topic))).Exec());
       if (db.Changes() == 0) return NotFoundError("Topic not found");
       return OkStatus();
     });
@@ -321,7 +321,7 @@ class SqliteMessageStore : public MessageStore {
         spec.topic = kDeletedTopic;
         FERRY_ASSIGN_OR_RETURN(auto up,
                                db.Prepare("UPDATE subscriptions SET topic_id = NULL, spec = ?2 WHERE id = ?1"));
-        FERRY_RETURN_IF_ERROR(up->Bind(1, sub_id).Bind(2, SubscriptionToJson(spec).dump()).Exec());
+        FERRY_RETURN_IF_ERROR(up->Bind(1, sub_id).Bind(2, SafeDump(SubscriptionToJson(spec))).Exec());
       }
       FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM topics WHERE id = ?1"));
       return del->Bind(1, *id).Exec();
@@ -376,7 +376,7 @@ class SqliteMessageStore : public MessageStore {
       FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
       FERRY_ASSIGN_OR_RETURN(auto st,
                              db.Prepare("INSERT INTO subscriptions(name, topic_id, spec) VALUES(?1, ?2, ?3)"));
-      return st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SubscriptionToJson(sub).dump()).Exec();
+      return st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SafeDump(SubscriptionToJson(sub))).Exec();
     }));
   }
 
@@ -395,7 +395,7 @@ class SqliteMessageStore : public MessageStore {
       if (!existing) return NotFoundError("Subscription does not exist");
       FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
-      return st->Bind(1, existing->id).Bind(2, SubscriptionToJson(sub).dump()).Exec();
+      return st->Bind(1, existing->id).Bind(2, SafeDump(SubscriptionToJson(sub))).Exec();
     }));
   }
 
@@ -1002,7 +1002,7 @@ class SqliteMessageStore : public MessageStore {
         FERRY_ASSIGN_OR_RETURN(auto existing, FindTopicId(db, topic.name));
         if (existing) return AlreadyExistsError("Topic already exists: " + topic.name);
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO topics(name, spec) VALUES(?1, ?2)"));
-        FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, TopicToJson(topic).dump()).Exec());
+        FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, SafeDump(TopicToJson(topic))).Exec());
       }
       for (auto const& name : d.delete_subscriptions) {
         FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, name));
@@ -1020,14 +1020,14 @@ class SqliteMessageStore : public MessageStore {
         FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
         FERRY_ASSIGN_OR_RETURN(auto st,
                                db.Prepare("INSERT INTO subscriptions(name, topic_id, spec) VALUES(?1, ?2, ?3)"));
-        FERRY_RETURN_IF_ERROR(st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SubscriptionToJson(sub).dump()).Exec());
+        FERRY_RETURN_IF_ERROR(st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SafeDump(SubscriptionToJson(sub))).Exec());
       }
       for (auto const& sub : d.update_subscriptions) {
         FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
         if (!existing) return NotFoundError("Subscription does not exist: " + sub.name);
         FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
-        FERRY_RETURN_IF_ERROR(st->Bind(1, existing->id).Bind(2, SubscriptionToJson(sub).dump()).Exec());
+        FERRY_RETURN_IF_ERROR(st->Bind(1, existing->id).Bind(2, SafeDump(SubscriptionToJson(sub))).Exec());
       }
       for (auto const& name : d.delete_functions) {
         FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM functions WHERE name = ?1"));
@@ -1121,6 +1121,16 @@ class SqliteMessageStore : public MessageStore {
     return result.get();
   }
 
+  // One job, its exceptions (a library that throws on odd input) turned into INTERNAL for that job alone: the
+  // writer thread serves every request, so nothing one request brings may end it.
+  Status RunJob(WriteJob& job) {
+    try {
+      return job.fn(*writer_);
+    } catch (std::exception const& e) {
+      return InternalError(std::string("store: ") + e.what());
+    }
+  }
+
   void WriterLoop() {
     pthread_setname_np(pthread_self(), "ferry-writer");
     while (true) {
@@ -1141,7 +1151,7 @@ class SqliteMessageStore : public MessageStore {
       for (std::size_t i = 0; txn.ok() && i < batch.size(); ++i) {
         txn = Statement("SAVEPOINT job");
         if (!txn.ok()) break;
-        results[i] = batch[i]->fn(*writer_);
+        results[i] = RunJob(*batch[i]);
         if (!results[i].ok()) txn = Statement("ROLLBACK TO job");
         if (txn.ok()) txn = Statement("RELEASE job");
       }
