@@ -26,6 +26,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/http/basic_file_body.hpp>
 #include <nlohmann/json.hpp>
 
 namespace ferry {
@@ -87,6 +88,57 @@ HttpRequest ToRequest(http::request<http::string_body>&& req) {
   out.body = std::move(req.body());
   return out;
 }
+
+// Beast's File concept over a FileSlice: a file that is just the slice's bytes, read with pread, so a range of a
+// large object streams without a seek shared between readers.
+class SliceFile {
+ public:
+  using native_handle_type = int;
+  SliceFile() = default;
+  explicit SliceFile(std::shared_ptr<FileSlice> slice) : slice_(std::move(slice)) {}
+  bool is_open() const { return slice_ != nullptr; }
+  void close(beast::error_code& ec) {
+    slice_.reset();
+    ec = {};
+  }
+  void open(char const*, beast::file_mode, beast::error_code& ec) { ec = asio::error::operation_not_supported; }
+  std::uint64_t size(beast::error_code& ec) const {
+    ec = {};
+    return static_cast<std::uint64_t>(slice_->length);
+  }
+  std::uint64_t pos(beast::error_code& ec) const {
+    ec = {};
+    return pos_;
+  }
+  void seek(std::uint64_t offset, beast::error_code& ec) {
+    pos_ = offset;
+    ec = {};
+  }
+  std::size_t read(void* buffer, std::size_t n, beast::error_code& ec) {
+    ec = {};
+    auto left = static_cast<std::uint64_t>(slice_->length) - pos_;
+    n = static_cast<std::size_t>(std::min<std::uint64_t>(n, left));
+    while (n > 0) {
+      ssize_t got = ::pread(slice_->fd, buffer, n, static_cast<off_t>(slice_->offset + static_cast<int64_t>(pos_)));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        ec = got == 0 ? beast::error_code(asio::error::eof) : beast::error_code(errno, beast::system_category());
+        return 0;
+      }
+      pos_ += static_cast<std::uint64_t>(got);
+      return static_cast<std::size_t>(got);
+    }
+    return 0;
+  }
+  std::size_t write(void const*, std::size_t, beast::error_code& ec) {
+    ec = asio::error::operation_not_supported;
+    return 0;
+  }
+
+ private:
+  std::shared_ptr<FileSlice> slice_;
+  std::uint64_t pos_ = 0;
+};
 
 class BeastHttpServer : public HttpServer {
  public:
@@ -277,6 +329,7 @@ class BeastHttpServer : public HttpServer {
   }
 
   asio::awaitable<bool> Write(beast::tcp_stream& stream, HttpResponse res, unsigned version, bool keep_alive) {
+    if (res.file) co_return co_await WriteFile(stream, std::move(res), version, keep_alive);
     http::response<http::string_body> out{static_cast<http::status>(res.status), version};
     out.set(http::field::server, "ferry");
     if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
@@ -287,6 +340,25 @@ class BeastHttpServer : public HttpServer {
     stream.expires_after(options_.read_timeout);
     beast::error_code ec;
     co_await http::async_write(stream, out, asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  asio::awaitable<bool> WriteFile(beast::tcp_stream& stream, HttpResponse res, unsigned version, bool keep_alive) {
+    http::response<http::basic_file_body<SliceFile>> out{static_cast<http::status>(res.status), version};
+    out.set(http::field::server, "ferry");
+    if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
+    for (auto const& [k, v] : res.headers) out.set(k, v);
+    out.keep_alive(keep_alive);
+    beast::error_code ec;
+    out.body().reset(SliceFile(std::move(res.file)), ec);
+    out.prepare_payload();
+    // A slow reader may take its time with a large body, but must keep taking it.
+    stream.expires_after(options_.read_timeout);
+    http::response_serializer<http::basic_file_body<SliceFile>> serializer(out);
+    while (!ec && !serializer.is_done()) {
+      stream.expires_after(options_.read_timeout);
+      co_await http::async_write_some(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+    }
     co_return !ec;
   }
 
@@ -305,6 +377,10 @@ class BeastHttpServer : public HttpServer {
 };
 
 }  // namespace
+
+FileSlice::~FileSlice() {
+  if (fd >= 0) ::close(fd);
+}
 
 std::string HttpRequest::Query(std::string_view name) const {
   for (auto const& [k, v] : query) {

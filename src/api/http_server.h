@@ -28,11 +28,23 @@ struct HttpRequest {
   [[nodiscard]] std::string Header(std::string_view lowercase_name) const;
 };
 
+// Bytes of an open file sent as a response body, streamed from the file as the client takes them (a download of
+// any size holds a few kilobytes of memory). Owns `fd`.
+struct FileSlice {
+  FileSlice(int fd, int64_t offset, int64_t length) : fd(fd), offset(offset), length(length) {}
+  FileSlice(FileSlice const&) = delete;
+  FileSlice& operator=(FileSlice const&) = delete;
+  ~FileSlice();
+  int fd;
+  int64_t offset, length;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::shared_ptr<FileSlice> file;  // when set, the body is these bytes, and `body` is ignored
 };
 
 // Runs on a worker thread and may block (a long-poll pull does). Exceptions become a 500.

@@ -295,6 +295,12 @@ int Main(int argc, char** argv) {
                     "TOPIC=SECRET, as in --webhook-secret-file; repeatable. Shows in ps: prefer the file");
   serve->add_option("--allow-host", d.allowed_hosts,
                     "A further name clients may use to reach Ferry (Host and Origin headers); repeatable");
+  serve->add_option("--bucket-root", d.bucket_roots,
+                    "A directory buckets may live in (their paths must be in one); repeatable. Default: the working "
+                    "directory");
+  serve->add_option("--public-url", d.public_url,
+                    "Scheme and address that links in answers point at (e.g. https://ferry.example.com); default: "
+                    "the address the client used, when it names this server");
   serve->add_option("--push-allow", d.push_allow,
                     "An internal address or CIDR block push subscriptions may reach (loopback, private and link-local "
                     "ones are refused otherwise); repeatable");

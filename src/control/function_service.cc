@@ -176,6 +176,25 @@ StatusOr<std::vector<FunctionSpec>> FunctionService::Stored(std::string const& p
   return out;
 }
 
+Status FunctionService::CheckBucketPath(BucketRecord& bucket) const {
+  if (options_.bucket_roots.empty()) return OkStatus();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path path = fs::weakly_canonical(bucket.path, ec);
+  if (ec) return InvalidArgumentError("bucket " + bucket.name + ": bad path: " + ec.message());
+  for (auto const& root : options_.bucket_roots) {
+    fs::path r = fs::weakly_canonical(root, ec);
+    if (ec) continue;
+    auto rel = path.lexically_relative(r);
+    if (!rel.empty() && *rel.begin() != "..") {
+      bucket.path = path.string();
+      return OkStatus();
+    }
+  }
+  return Status(StatusCode::kPermissionDenied, "bucket " + bucket.name + ": " + bucket.path +
+                                                   " is outside the bucket roots (ferry serve --bucket-root)");
+}
+
 StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   std::lock_guard deploy_lock(deploy_mu_);
   if (request.project.empty()) return InvalidArgumentError("the deploy names no project");
@@ -238,6 +257,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
     b.project = request.project;
     if (!IsValidBucketName(b.name)) return InvalidArgumentError("invalid bucket name \"" + b.name + "\"");
     if (b.path.empty() || b.path[0] != '/') return InvalidArgumentError("bucket " + b.name + " needs an absolute path");
+    FERRY_RETURN_IF_ERROR(CheckBucketPath(b));
     if (!bucket_names.insert(b.name).second) return InvalidArgumentError("bucket " + b.name + " is declared twice");
     want_topic(StorageEventsTopic(request.project, b.name));
   }
@@ -357,7 +377,12 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   FERRY_ASSIGN_OR_RETURN(auto bucket_records, store_.ListBuckets());
   std::map<std::string, BucketRecord> old_buckets;
   for (auto const& b : bucket_records) {
-    if (b.project == request.project) old_buckets[b.name] = b;
+    if (b.project == request.project) {
+      old_buckets[b.name] = b;
+    } else if (bucket_names.contains(b.name)) {
+      // Bucket names are global, as Cloud Storage's are: one project cannot take over another's.
+      return AlreadyExistsError("bucket " + b.name + " belongs to project " + b.project);
+    }
   }
   for (auto const& b : request.buckets) {
     auto it = old_buckets.find(b.name);

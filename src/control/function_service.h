@@ -61,6 +61,9 @@ struct FunctionServiceOptions {
   std::string data_dir = "./data";  // builds go under builds/
   std::function<void()> schedules_changed;  // called after a deploy changed schedules (wakes the scheduler)
   std::function<void()> buckets_changed;    // called after a deploy changed buckets (re-reads the watches)
+  // Directories a bucket may live in (ferry serve --bucket-root): its path, links resolved, must be one of them or
+  // below one, so a deploy cannot publish /etc through the storage API. Empty: any absolute path.
+  std::vector<std::string> bucket_roots;
 };
 
 // The functions control plane: applies deploys (plan, build, one store transaction, then the running
@@ -97,6 +100,8 @@ class FunctionService {
   std::string RenderMetrics();
 
  private:
+  // Refuses a bucket whose directory is outside the bucket roots; on success its path is the canonical one.
+  Status CheckBucketPath(BucketRecord& bucket) const;
   struct Running {
     FunctionSpec spec;
     std::string error;  // why it is not running; empty when it is

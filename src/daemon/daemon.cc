@@ -1,8 +1,10 @@
 // The composition root: the only place that names every concrete type.
 #include "daemon/daemon.h"
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -87,16 +89,25 @@ int RunDaemon(DaemonOptions const& options) {
     return called.ok() && called->status == "ok";
   });
   BucketService buckets(**store, broker);
+  std::vector<std::string> bucket_roots = options.bucket_roots;
+  if (bucket_roots.empty()) bucket_roots.push_back(std::filesystem::current_path().string());
   FunctionService functions(**store, broker, **executions, clock,
                             {.data_dir = options.data_dir,
                              .schedules_changed = [&] { scheduler.Wake(); },
-                             .buckets_changed = [&] { buckets.Sync(); }});
+                             .buckets_changed = [&] { buckets.Sync(); },
+                             .bucket_roots = bucket_roots});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   AdminApi admin(functions, scheduler, **executions, options.project);
   FunctionGateway gateway(functions, broker, {options.project, &tokens, options.webhook_secrets});
   HttpGuard guard({.tokens = &tokens, .bound_host = options.host, .allowed_hosts = options.allowed_hosts});
-  StorageApi storage(buckets);
+  std::atomic<uint16_t> bound_port{options.port};  // set once the server is bound
+  StorageApi storage(buckets, [&](HttpRequest const& req) {
+    if (!options.public_url.empty()) return options.public_url;
+    std::string host = req.Header("host");
+    if (!host.empty() && guard.HostAllowed(host)) return "http://" + host;
+    return "http://" + options.host + ":" + std::to_string(bound_port.load());
+  });
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
   auto grpc = PubsubGrpcServer::Start(broker, tokens);
@@ -133,6 +144,7 @@ int RunDaemon(DaemonOptions const& options) {
     return 1;
   }
   uint16_t port = (*server)->port();
+  bound_port = port;
   (*push_policy)->set_self_port(port);
   if (!options.port_file.empty()) {
     std::string tmp = options.port_file + ".tmp";

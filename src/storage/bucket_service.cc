@@ -1,5 +1,6 @@
 #include "storage/bucket_service.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -17,6 +18,8 @@
 #include <openssl/evp.h>
 
 #include "common/base64.h"
+#include "model/json_codec.h"
+#include "storage/beneath.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
 #include "model/function_spec.h"
@@ -94,14 +97,19 @@ bool IsHidden(std::string const& name) {
 // A file's generation: its modification time in microseconds.
 int64_t GenerationOf(struct stat const& st) { return int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000; }
 
-// The object a file is now, its bytes streamed through the checksums; NOT_FOUND when it is gone.
-StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& name, std::string const& path) {
+// The object a file is now, its bytes streamed through the checksums; NOT_FOUND when it is gone (or a link).
+StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& name, std::string const& root) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return NotFoundError("No such object: " + bucket + "/" + name);
-  std::ifstream in(path, std::ios::binary);
+  auto fd = Beneath::OpenFile(root, name, &st);
+  if (!fd.ok()) return NotFoundError("No such object: " + bucket + "/" + name);
   Checksums sums;
   char buf[64 * 1024];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) sums.Update(std::string_view(buf, static_cast<std::size_t>(in.gcount())));
+  while (true) {
+    ssize_t n = ::read(fd->get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    sums.Update(std::string_view(buf, static_cast<std::size_t>(n)));
+  }
   ObjectInfo o;
   o.bucket = bucket;
   o.name = name;
@@ -112,11 +120,11 @@ StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& na
   return o;
 }
 
-// Whether `object` still describes the file at `path` (same generation and size), without reading it.
-bool Unchanged(ObjectInfo const& object, std::string const& path) {
+// Whether `object` still describes its file below `root` (same generation and size), without reading it.
+bool Unchanged(ObjectInfo const& object, std::string const& root) {
   struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && object.generation == GenerationOf(st) &&
-         object.size == static_cast<int64_t>(st.st_size);
+  auto fd = Beneath::OpenFile(root, object.name, &st);
+  return fd.ok() && object.generation == GenerationOf(st) && object.size == static_cast<int64_t>(st.st_size);
 }
 
 }  // namespace
@@ -137,12 +145,12 @@ std::string ObjectInfo::ToJson() const {
                    {"crc32c", crc32c},
                    {"etag", md5_hash}};
   if (!metadata.empty()) j["metadata"] = metadata;
-  return j.dump();
+  return SafeDump(j);
 }
 
 StatusOr<ObjectInfo> ObjectInfo::FromJson(std::string const& json) {
   auto j = nlohmann::json::parse(json, nullptr, false);
-  if (!j.is_object()) return InvalidArgumentError("not an object resource: " + json);
+  if (!j.is_object()) return InvalidArgumentError("not an object resource");
   auto text = [&](char const* key) { return j.value(key, std::string()); };
   ObjectInfo o;
   o.bucket = text("bucket");
@@ -249,14 +257,13 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
   if (first_scan) changes.push_back({"", bucket.record.path});
   bucket.objects.clear();
   for (auto const& name : files) {
-    std::string path = bucket.record.path + "/" + name;
     auto old = known.find(name);
-    if (old != known.end() && !first_scan && Unchanged(old->second, path)) {
+    if (old != known.end() && !first_scan && Unchanged(old->second, bucket.record.path)) {
       bucket.objects[name] = old->second;  // unchanged, with its content type and metadata
       known.erase(old);
       continue;
     }
-    auto object = ReadObject(bucket_name, name, path);
+    auto object = ReadObject(bucket_name, name, bucket.record.path);
     if (!object.ok()) continue;
     if (!first_scan) {
       if (old != known.end()) events.push_back(Event(bucket.record, old->second, GoneEventType(bucket.record)));
@@ -291,10 +298,16 @@ std::vector<std::string> BucketService::AddWatches(std::string const& bucket_nam
     for (auto it = fs::directory_iterator(d, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
       std::string rel = RelativeName(root, it->path().string());
       if (rel.empty() || IsHidden(rel)) continue;
+      if (Status st = CheckObjectName(rel); !st.ok()) {
+        std::fprintf(stderr, "ferry: bucket %s: skipping a file whose name is no object name (%s)\n",
+                     bucket_name.c_str(), st.message().c_str());
+        continue;
+      }
       std::error_code type_ec;
-      if (it->is_directory(type_ec) && !it->is_symlink(type_ec)) {
+      auto type = it->symlink_status(type_ec).type();  // links are never followed: they could lead out
+      if (type == fs::file_type::directory) {
         pending.push_back(it->path().string());
-      } else if (it->is_regular_file(type_ec)) {
+      } else if (type == fs::file_type::regular) {
         files.push_back(rel);
       }
     }
@@ -335,6 +348,11 @@ void BucketService::WatchLoop() {
       }
       std::string name = RelativeName(root, path);
       if (name.empty() || IsHidden(name)) continue;
+      if (Status st = CheckObjectName(name); !st.ok()) {
+        std::fprintf(stderr, "ferry: bucket %s: skipping a file whose name is no object name (%s)\n", bucket.c_str(),
+                     st.message().c_str());
+        continue;
+      }
       if (ev->mask & IN_ISDIR) {
         if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
           std::vector<std::string> files;
@@ -365,8 +383,8 @@ void BucketService::OnFileChanged(std::string const& bucket_name, std::string co
   auto b = buckets_.find(bucket_name);
   if (b == buckets_.end()) return;
   auto& bucket = b->second;
-  auto object = ReadObject(bucket_name, name, bucket.record.path + "/" + name);
-  if (!object.ok()) return;  // gone again already: its delete event follows
+  auto object = ReadObject(bucket_name, name, bucket.record.path);
+  if (!object.ok()) return;  // gone again already (its delete event follows), or a link
   if (auto upload = pending_uploads_.find(bucket_name + "/" + name); upload != pending_uploads_.end()) {
     if (!upload->second.content_type.empty()) object->content_type = upload->second.content_type;
     object->metadata = std::move(upload->second.metadata);
@@ -426,43 +444,74 @@ void BucketService::Commit(BucketRecord const& bucket, std::vector<BucketObjectC
   }
 }
 
-StatusOr<std::string> BucketService::PathOf(std::string const& bucket, std::string const& name,
+StatusOr<std::string> BucketService::RootOf(std::string const& bucket, std::string const& name,
                                             BucketRecord* record) {
-  if (name.empty() || name.size() > 1024 || IsHidden(name) || name.find("..") != std::string::npos ||
-      name.front() == '/' || name.find('\0') != std::string::npos) {
-    return InvalidArgumentError("Invalid object name \"" + name + "\"");
-  }
+  FERRY_RETURN_IF_ERROR(CheckObjectName(name));
   std::lock_guard lock(mu_);
   auto b = buckets_.find(bucket);
   if (b == buckets_.end()) return NotFoundError("The specified bucket does not exist: " + bucket);
   if (record != nullptr) *record = b->second.record;
-  return b->second.record.path + "/" + name;
+  return b->second.record.path;
 }
 
 StatusOr<ObjectInfo> BucketService::Put(std::string const& bucket, std::string const& name, std::string const& bytes,
                                         std::string const& content_type, std::map<std::string, std::string> metadata) {
-  BucketRecord record;
-  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, &record));
-  std::error_code ec;
-  fs::create_directories(fs::path(path).parent_path(), ec);
+  FERRY_ASSIGN_OR_RETURN(auto root, RootOf(bucket, name, nullptr));
   // Written whole under a hidden name, then renamed in: the watcher sees one complete object.
-  static std::atomic<uint64_t> uploads{0};
-  std::string tmp = record.path + "/" + kUploadPrefix + std::to_string(::getpid()) + "-" + std::to_string(++uploads);
+  FERRY_ASSIGN_OR_RETURN(auto tmp, NewUploadFile(bucket));
+  for (std::size_t done = 0; done < bytes.size();) {
+    ssize_t n = ::write(tmp.fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      (void)::unlinkat(tmp.dir.get(), tmp.name.c_str(), 0);
+      return UnavailableError("cannot write the object: " + std::string(std::strerror(errno)));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return Install(bucket, name, root, std::move(tmp), content_type, std::move(metadata));
+}
+
+void BucketService::Discard(UploadFile const& file) {
+  if (file.dir.get() >= 0) (void)::unlinkat(file.dir.get(), file.name.c_str(), 0);
+}
+
+StatusOr<BucketService::UploadFile> BucketService::NewUploadFile(std::string const& bucket) {
+  BucketRecord record;
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) return UnavailableError("cannot write " + tmp);
+    std::lock_guard lock(mu_);
+    auto b = buckets_.find(bucket);
+    if (b == buckets_.end()) return NotFoundError("The specified bucket does not exist: " + bucket);
+    record = b->second.record;
+  }
+  static std::atomic<uint64_t> uploads{0};
+  UploadFile f;
+  f.name = kUploadPrefix + std::to_string(::getpid()) + "-" + std::to_string(++uploads);
+  f.dir = UniqueFd(::open(record.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (f.dir.get() < 0) return UnavailableError("cannot open the bucket directory");
+  f.fd = UniqueFd(::openat(f.dir.get(), f.name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (f.fd.get() < 0) return UnavailableError("cannot create an upload file: " + std::string(std::strerror(errno)));
+  return f;
+}
+
+StatusOr<ObjectInfo> BucketService::Install(std::string const& bucket, std::string const& name,
+                                            std::string const& root, UploadFile file, std::string const& content_type,
+                                            std::map<std::string, std::string> metadata) {
+  std::string leaf;
+  auto parent = Beneath::OpenParent(root, name, true, &leaf);
+  if (!parent.ok()) {
+    (void)::unlinkat(file.dir.get(), file.name.c_str(), 0);
+    return parent.status();
   }
   if (!content_type.empty() || !metadata.empty()) {
     std::lock_guard lock(mu_);
     pending_uploads_[bucket + "/" + name] = {content_type, metadata};
   }
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return UnavailableError("cannot store object " + name + ": " + ec.message());
+  if (::renameat(file.dir.get(), file.name.c_str(), parent->get(), leaf.c_str()) != 0) {
+    int err = errno;
+    (void)::unlinkat(file.dir.get(), file.name.c_str(), 0);
+    return UnavailableError("cannot store object " + name + ": " + std::strerror(err));
   }
-  FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, path));
+  FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, root));
   if (!content_type.empty()) object.content_type = content_type;
   object.metadata = std::move(metadata);
   return object;
@@ -483,22 +532,23 @@ std::vector<BucketRecord> BucketService::Buckets() {
 }
 
 StatusOr<ObjectInfo> BucketService::Get(std::string const& bucket, std::string const& name) {
-  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, nullptr));
+  FERRY_ASSIGN_OR_RETURN(auto root, RootOf(bucket, name, nullptr));
   {
     // What the last event said, while the file is still that: no need to read and checksum it again.
     std::lock_guard lock(mu_);
     auto& known = buckets_[bucket].objects;
-    if (auto it = known.find(name); it != known.end() && Unchanged(it->second, path)) return it->second;
+    if (auto it = known.find(name); it != known.end() && Unchanged(it->second, root)) return it->second;
   }
   // Not seen yet (the watcher is a moment behind): read it as it is now.
-  return ReadObject(bucket, name, path);
+  return ReadObject(bucket, name, root);
 }
 
-StatusOr<std::string> BucketService::Read(std::string const& bucket, std::string const& name) {
-  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, nullptr));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("No such object: " + bucket + "/" + name);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+StatusOr<BucketService::OpenObject> BucketService::Open(std::string const& bucket, std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto root, RootOf(bucket, name, nullptr));
+  struct stat st {};
+  auto fd = Beneath::OpenFile(root, name, &st);
+  if (!fd.ok()) return NotFoundError("No such object: " + bucket + "/" + name);
+  return OpenObject{std::move(*fd), static_cast<int64_t>(st.st_size)};
 }
 
 StatusOr<std::vector<ObjectInfo>> BucketService::List(std::string const& bucket, std::string const& prefix) {
@@ -515,11 +565,12 @@ StatusOr<std::vector<ObjectInfo>> BucketService::List(std::string const& bucket,
        it.increment(ec)) {
     std::string rel = RelativeName(record.path, it->path().string());
     std::error_code type_ec;
-    if (rel.empty() || IsHidden(rel)) {
-      if (it->is_directory(type_ec)) it.disable_recursion_pending();
+    if (rel.empty() || IsHidden(rel) || it->symlink_status(type_ec).type() == fs::file_type::symlink) {
+      if (it->symlink_status(type_ec).type() == fs::file_type::directory) it.disable_recursion_pending();
       continue;
     }
-    if (!it->is_regular_file(type_ec) || rel.rfind(prefix, 0) != 0) continue;
+    if (it->symlink_status(type_ec).type() != fs::file_type::regular || rel.rfind(prefix, 0) != 0) continue;
+    if (!CheckObjectName(rel).ok()) continue;
     auto object = Get(bucket, rel);
     if (object.ok()) out.push_back(*std::move(object));
   }
@@ -528,10 +579,16 @@ StatusOr<std::vector<ObjectInfo>> BucketService::List(std::string const& bucket,
 }
 
 Status BucketService::Delete(std::string const& bucket, std::string const& name) {
-  FERRY_ASSIGN_OR_RETURN(auto path, PathOf(bucket, name, nullptr));
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return NotFoundError("No such object: " + bucket + "/" + name);
-  if (!fs::remove(path, ec) || ec) return UnavailableError("cannot delete " + name + ": " + ec.message());
+  FERRY_ASSIGN_OR_RETURN(auto root, RootOf(bucket, name, nullptr));
+  std::string leaf;
+  auto parent = Beneath::OpenParent(root, name, false, &leaf);
+  struct stat st {};
+  if (!parent.ok() || ::fstatat(parent->get(), leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+    return NotFoundError("No such object: " + bucket + "/" + name);
+  }
+  if (::unlinkat(parent->get(), leaf.c_str(), 0) != 0) {
+    return UnavailableError("cannot delete " + name + ": " + std::strerror(errno));
+  }
   return OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "broker/broker.h"
+#include "storage/beneath.h"
 #include "store/message_store.h"
 
 namespace ferry {
@@ -55,7 +56,27 @@ class BucketService {
   StatusOr<ObjectInfo> Get(std::string const& bucket, std::string const& name);
   StatusOr<BucketRecord> Bucket(std::string const& bucket);
   std::vector<BucketRecord> Buckets();
-  StatusOr<std::string> Read(std::string const& bucket, std::string const& name);
+  // An object's file, open for reading (a download streams it), and its size.
+  struct OpenObject {
+    UniqueFd fd;
+    int64_t size = 0;
+  };
+  StatusOr<OpenObject> Open(std::string const& bucket, std::string const& name);
+  // An upload on its way: a hidden file in the bucket's directory that Install renames into place once whole, so
+  // an upload of any size is spooled to disk, never held in memory. Dropping it leaves the file: the caller
+  // (which knows whether the upload may continue) removes it with Discard.
+  struct UploadFile {
+    UniqueFd dir;  // the bucket's directory
+    UniqueFd fd;   // the file, open for writing
+    std::string name;
+  };
+  StatusOr<UploadFile> NewUploadFile(std::string const& bucket);
+  StatusOr<ObjectInfo> Install(std::string const& bucket, std::string const& name, std::string const& root,
+                               UploadFile file, std::string const& content_type,
+                               std::map<std::string, std::string> metadata);
+  static void Discard(UploadFile const& file);
+  // The bucket's directory, once `name` is known to be a valid object name.
+  StatusOr<std::string> RootOf(std::string const& bucket, std::string const& name, BucketRecord* record);
   StatusOr<std::vector<ObjectInfo>> List(std::string const& bucket, std::string const& prefix);
   Status Delete(std::string const& bucket, std::string const& name);
   StatusOr<ObjectInfo> UpdateMetadata(std::string const& bucket, std::string const& name,
@@ -66,7 +87,6 @@ class BucketService {
     BucketRecord record;
     std::map<std::string, ObjectInfo> objects;  // what the last event said of each object
   };
-  StatusOr<std::string> PathOf(std::string const& bucket, std::string const& name, BucketRecord* record);
   void WatchLoop();
   std::vector<std::string> AddWatches(std::string const& bucket, std::string const& dir);
   void Reconcile(std::string const& bucket, std::vector<std::string> const& files);

@@ -20,7 +20,8 @@ class GcloudTest(unittest.TestCase):
     def setUpClass(cls):
         if GCLOUD is None:
             raise RuntimeError("gcloud is required in CI but is not installed")
-        cls.daemon = harness.Daemon().start()
+        # The push tests' receivers listen on loopback, which push may reach only when allowed.
+        cls.daemon = harness.Daemon(extra_args=["--push-allow", "127.0.0.1"]).start()
         cls.config = tempfile.mkdtemp(prefix="gcloud-config-")
         cls.env = dict(os.environ)
         cls.env.update({

@@ -45,7 +45,9 @@ class Daemon:
         self.log = log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [FERRY, "serve", "--data-dir", self.data_dir, "--port", "0", "--port-file", port_file,
-             "--project", self.project] + self.extra_args,
+             "--project", self.project,
+             # Tests keep their buckets in temporary directories.
+             "--bucket-root", tempfile.gettempdir()] + self.extra_args,
             stdout=log, stderr=log)
         deadline = time.time() + 20
         while time.time() < deadline:

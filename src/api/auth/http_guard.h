@@ -45,10 +45,11 @@ class HttpGuard {
   [[nodiscard]] std::optional<HttpResponse> Refusal(HttpRequest const& request) const;
   // Only the browser checks (Host and Origin), for the gateway's paths, which decide roles themselves.
   [[nodiscard]] std::optional<HttpResponse> BrowserRefusal(HttpRequest const& request) const;
-
- private:
+  // Whether a Host header value names this server: an address literal, localhost, the bound host or an allowed
+  // name. (A name an attacker controls is none of these.)
   [[nodiscard]] bool HostAllowed(std::string_view host_and_port) const;
 
+ private:
   HttpGuardOptions options_;
 };
 

@@ -1,13 +1,19 @@
 #include "api/storage/storage_api.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <optional>
+#include <tuple>
 #include <random>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "common/percent_encode.h"
+#include "model/json_codec.h"
 
 namespace ferry {
 namespace {
@@ -16,9 +22,10 @@ constexpr std::string_view kUpload = "/upload/storage/v1/b/";
 constexpr std::string_view kResumableUpload = "/resumable/upload/storage/v1/b/";  // gcloud's (apitools') path
 constexpr std::string_view kDownload = "/download/storage/v1/b/";
 constexpr std::string_view kBuckets = "/storage/v1/b";
-constexpr auto kResumableIdle = std::chrono::hours(24);
-// A resumable upload is held in memory until its last byte: bounded, so no client can exhaust it.
-constexpr int64_t kMaxResumableBytes = int64_t{1} << 30;
+// Resumable uploads are spooled to disk, and bounded so that no client fills it or holds sessions forever.
+constexpr auto kResumableIdle = std::chrono::minutes(10);
+constexpr int64_t kMaxResumableBytes = int64_t{4} << 30;
+constexpr std::size_t kMaxResumableSessions = 16;
 
 HttpResponse JsonOf(std::string body) { return HttpResponse{200, "application/json", std::move(body), {}}; }
 
@@ -36,7 +43,9 @@ struct ObjectFields {
 StatusOr<ObjectFields> ParseObjectFields(std::string const& text) {
   ObjectFields out;
   if (text.empty()) return out;
-  auto body = nlohmann::json::parse(text, nullptr, false);
+  auto parsed = ParseJsonText(text);
+  if (!parsed.ok()) return parsed.status();
+  auto& body = *parsed;
   if (!body.is_object()) return InvalidArgumentError("Invalid JSON payload received");
   auto string_field = [&](char const* key, std::string& into) -> Status {
     if (!body.contains(key)) return OkStatus();
@@ -49,7 +58,7 @@ StatusOr<ObjectFields> ParseObjectFields(std::string const& text) {
   if (body.contains("metadata") && !body["metadata"].is_null()) {
     if (!body["metadata"].is_object()) return InvalidArgumentError("metadata must be an object");
     for (auto const& [k, v] : body["metadata"].items()) {
-      if (!v.is_string()) return InvalidArgumentError("metadata." + k + " must be a string");
+      if (!v.is_string()) return InvalidArgumentError("metadata values must be strings");
       out.metadata[k] = v.get<std::string>();
     }
   }
@@ -80,47 +89,64 @@ StatusOr<std::vector<Part>> MultipartParts(std::string const& content_type, std:
   std::string boundary = HeaderParam(content_type, "boundary");
   if (boundary.empty()) return InvalidArgumentError("A multipart upload needs Content-Type multipart/related with a boundary");
   std::string delimiter = "--" + boundary;
+  std::string next_delimiter = "\n" + delimiter;
   auto bad = [] { return InvalidArgumentError("Malformed multipart body"); };
-  std::size_t pos = body.find(delimiter);
-  if (pos == std::string::npos) return bad();
+  std::string_view text = body;
+  std::size_t pos = text.find(delimiter);
+  if (pos == std::string_view::npos) return bad();
   pos += delimiter.size();
   std::vector<Part> parts;
-  while (body.compare(pos, 2, "--") != 0) {
-    if (body.compare(pos, 2, "\r\n") == 0) {
+  // Each search runs within one part (up to the next delimiter), and parts do not overlap, so the parse is linear
+  // in the body; and the JSON API's upload has two parts, so a third ends it.
+  while (text.compare(pos, 2, "--") != 0) {
+    if (parts.size() == 2) return InvalidArgumentError("A multipart upload has two parts: metadata, media");
+    if (text.compare(pos, 2, "\r\n") == 0) {
       pos += 2;
-    } else if (body.compare(pos, 1, "\n") == 0) {
+    } else if (text.compare(pos, 1, "\n") == 0) {
       pos += 1;
     }
-    auto crlf = body.find("\r\n\r\n", pos);
-    auto lf = body.find("\n\n", pos);
-    if (crlf == std::string::npos && lf == std::string::npos) return bad();
-    bool crlf_first = crlf != std::string::npos && (lf == std::string::npos || crlf < lf);
-    auto header_end = crlf_first ? crlf : lf;
+    // The part ends where the next delimiter line begins; its headers end at its first blank line.
+    auto next = text.find(next_delimiter, pos > 0 ? pos - 1 : 0);
+    if (next == std::string_view::npos || next < pos - 1) return bad();
+    std::string_view region = text.substr(pos, next + 1 > pos ? next + 1 - pos : 0);
+    auto crlf = region.find("\r\n\r\n");
+    auto lf = region.find("\n\n");
+    if (crlf == std::string_view::npos && lf == std::string_view::npos) return bad();
+    bool crlf_first = crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf);
+    auto header_end = pos + (crlf_first ? crlf : lf);
     Part part;
-    std::string headers = body.substr(pos, header_end - pos);
+    std::string_view headers = text.substr(pos, header_end - pos);
     for (std::size_t line_start = 0; line_start < headers.size();) {
       auto line_end = headers.find('\n', line_start);
-      std::string line = headers.substr(line_start, line_end == std::string::npos ? std::string::npos : line_end - line_start);
+      std::string line(headers.substr(line_start, line_end == std::string_view::npos ? std::string_view::npos
+                                                                                      : line_end - line_start));
       if (!line.empty() && line.back() == '\r') line.pop_back();
       auto colon = line.find(':');
       if (colon != std::string::npos && Lower(line.substr(0, colon)) == "content-type") {
         auto value = line.find_first_not_of(' ', colon + 1);
         part.content_type = value == std::string::npos ? "" : line.substr(value);
       }
-      if (line_end == std::string::npos) break;
+      if (line_end == std::string_view::npos) break;
       line_start = line_end + 1;
     }
     auto content = header_end + (crlf_first ? 4 : 2);
-    auto next = body.find("\n" + delimiter, content > 0 ? content - 1 : 0);
-    if (next == std::string::npos || next + 1 < content) return bad();
-    auto content_end = next;
-    if (content_end > content && body[content_end - 1] == '\r') --content_end;
-    part.body = body.substr(content, content_end > content ? content_end - content : 0);
+    if (content > next + 1) return bad();
+    auto content_end = std::max(content, next);
+    if (content_end > content && text[content_end - 1] == '\r') --content_end;
+    part.body = std::string(text.substr(content, content_end - content));
     parts.push_back(std::move(part));
     pos = next + 1 + delimiter.size();
-    if (pos > body.size()) return bad();
+    if (pos > text.size()) return bad();
   }
   return parts;
+}
+
+// A non-negative decimal number that fits int64: nullopt for anything else ("-5", "", "1e3", 20 digits).
+std::optional<int64_t> Count(std::string_view text) {
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return std::stoll(std::string(text));
 }
 
 // Content-Range of a resumable upload's request: "bytes F-L/T", "bytes F-L/*", "bytes */T" or "bytes */*".
@@ -132,24 +158,26 @@ struct ContentRange {
 
 StatusOr<ContentRange> ParseContentRange(std::string const& value) {
   ContentRange out;
-  auto bad = [&] { return InvalidArgumentError("Invalid Content-Range \"" + value + "\""); };
+  auto bad = [] { return InvalidArgumentError("Invalid Content-Range"); };
   if (value.rfind("bytes ", 0) != 0) return bad();
   std::string spec = value.substr(6);
   auto slash = spec.find('/');
   if (slash == std::string::npos) return bad();
   std::string range = spec.substr(0, slash), total = spec.substr(slash + 1);
-  try {
-    if (total != "*") out.total = std::stoll(total);
-    if (range != "*") {
-      auto dash = range.find('-');
-      if (dash == std::string::npos) return bad();
-      out.first = std::stoll(range.substr(0, dash));
-      out.last = std::stoll(range.substr(dash + 1));
-      out.has_bytes = true;
-      if (out.last < out.first) return bad();
-    }
-  } catch (std::exception const&) {
-    return bad();
+  if (total != "*") {
+    auto t = Count(total);
+    if (!t) return bad();
+    out.total = *t;
+  }
+  if (range != "*") {
+    auto dash = range.find('-');
+    if (dash == std::string::npos) return bad();
+    auto first = Count(std::string_view(range).substr(0, dash));
+    auto last = Count(std::string_view(range).substr(dash + 1));
+    if (!first || !last || *last < *first) return bad();
+    out.first = *first;
+    out.last = *last;
+    out.has_bytes = true;
   }
   return out;
 }
@@ -157,21 +185,25 @@ StatusOr<ContentRange> ParseContentRange(std::string const& value) {
 // A download's Range header ("bytes=F-L", "bytes=F-" or "bytes=-N") against an object of `size` bytes: the
 // first and last byte, within the object.
 StatusOr<std::pair<int64_t, int64_t>> ParseRange(std::string const& value, int64_t size) {
-  auto bad = [&] { return Status(StatusCode::kOutOfRange, "Unsatisfiable Range \"" + value + "\""); };
+  auto bad = [] { return Status(StatusCode::kOutOfRange, "Unsatisfiable Range"); };
   if (value.rfind("bytes=", 0) != 0 || value.find(',') != std::string::npos) return bad();
-  std::string spec = value.substr(6);
+  std::string_view spec = std::string_view(value).substr(6);
   auto dash = spec.find('-');
-  if (dash == std::string::npos) return bad();
+  if (dash == std::string_view::npos) return bad();
   int64_t first = 0, last = size - 1;
-  try {
-    if (dash == 0) {  // the last N bytes
-      first = std::max<int64_t>(0, size - static_cast<int64_t>(std::stoll(spec.substr(1))));
-    } else {
-      first = std::stoll(spec.substr(0, dash));
-      if (dash + 1 < spec.size()) last = std::min<int64_t>(last, std::stoll(spec.substr(dash + 1)));
+  if (dash == 0) {  // the last N bytes
+    auto n = Count(spec.substr(1));
+    if (!n || *n == 0) return bad();
+    first = std::max<int64_t>(0, size - *n);
+  } else {
+    auto f = Count(spec.substr(0, dash));
+    if (!f) return bad();
+    first = *f;
+    if (dash + 1 < spec.size()) {
+      auto l = Count(spec.substr(dash + 1));
+      if (!l) return bad();
+      last = std::min(last, *l);
     }
-  } catch (std::exception const&) {
-    return bad();
   }
   if (first < 0 || first >= size || last < first) return bad();
   return std::make_pair(first, last);
@@ -185,22 +217,17 @@ std::string NewUploadId() {
   return id;
 }
 
-// Where this server is, as the client reached it: links in answers point back here.
-std::string BaseUrl(HttpRequest const& req) {
-  std::string host = req.Header("host");
-  return "http://" + (host.empty() ? std::string("127.0.0.1") : host);
-}
-
-// The object resource with its links, as the API answers it (gcloud downloads from mediaLink).
-nlohmann::json ObjectJson(ObjectInfo const& o, HttpRequest const& req) {
-  auto j = nlohmann::json::parse(o.ToJson());
+nlohmann::json ObjectJson(ObjectInfo const& o, std::string const& base_url) {
+  auto j = nlohmann::json::parse(o.ToJson(), nullptr, false);
   std::string path = "/storage/v1/b/" + o.bucket + "/o/" + PercentEncode(o.name);
-  j["selfLink"] = BaseUrl(req) + path;
-  j["mediaLink"] = BaseUrl(req) + "/download" + path + "?generation=" + std::to_string(o.generation) + "&alt=media";
+  j["selfLink"] = base_url + path;
+  j["mediaLink"] = base_url + "/download" + path + "?generation=" + std::to_string(o.generation) + "&alt=media";
   return j;
 }
 
-HttpResponse ObjectResponse(ObjectInfo const& o, HttpRequest const& req) { return JsonOf(ObjectJson(o, req).dump()); }
+HttpResponse ObjectResponse(ObjectInfo const& o, std::string const& base_url) {
+  return JsonOf(SafeDump(ObjectJson(o, base_url)));
+}
 
 nlohmann::json BucketJson(BucketRecord const& b) {
   return {{"kind", "storage#bucket"},      {"id", b.name},
@@ -256,12 +283,12 @@ HttpResponse StorageApi::Handle(HttpRequest const& req) {
           continue;
         }
       }
-      items.push_back(ObjectJson(o, req));
+      items.push_back(ObjectJson(o, base_url_(req)));
     }
     nlohmann::json out{{"kind", "storage#objects"}};
     if (!items.empty()) out["items"] = std::move(items);
     if (!prefixes.empty()) out["prefixes"] = prefixes;
-    return JsonOf(out.dump());
+    return JsonOf(SafeDump(out));
   }
   if (rest[0] != '/' || rest.size() == 1) return ErrorResponse(NotFoundError("No such path: " + req.path));
   std::string name(rest.substr(1));
@@ -269,23 +296,25 @@ HttpResponse StorageApi::Handle(HttpRequest const& req) {
     auto object = buckets_.Get(bucket, name);
     if (!object.ok()) return ErrorResponse(object.status());
     if (download || req.Query("alt") == "media") {
-      auto bytes = buckets_.Read(bucket, name);
-      if (!bytes.ok()) return ErrorResponse(bytes.status());
-      HttpResponse res{200, object->content_type, *std::move(bytes),
+      // Streamed from the file, and a range read from its place on disk: a download never holds the object.
+      auto file = buckets_.Open(bucket, name);
+      if (!file.ok()) return ErrorResponse(file.status());
+      HttpResponse res{200, object->content_type, "",
                        {{"x-goog-generation", std::to_string(object->generation)},
                         {"x-goog-hash", "crc32c=" + object->crc32c + ",md5=" + object->md5_hash}}};
+      int64_t first = 0, last = file->size - 1;
       if (std::string range = req.Header("range"); !range.empty()) {  // sliced downloads ask for byte ranges
-        auto slice = ParseRange(range, static_cast<int64_t>(res.body.size()));
+        auto slice = ParseRange(range, file->size);
         if (!slice.ok()) return ErrorResponse(slice.status(), 416);
-        auto [first, last] = *slice;
+        std::tie(first, last) = *slice;
         res.headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" + std::to_string(last) +
-                                                      "/" + std::to_string(res.body.size()));
-        res.body = res.body.substr(static_cast<std::size_t>(first), static_cast<std::size_t>(last - first + 1));
+                                                      "/" + std::to_string(file->size));
         res.status = 206;
       }
+      res.file = std::make_shared<FileSlice>(file->fd.release(), first, last - first + 1);
       return res;
     }
-    return ObjectResponse(*object, req);
+    return ObjectResponse(*object, base_url_(req));
   }
   if (download) return ErrorResponse(Status(StatusCode::kUnimplemented, "Use GET"), 405);
   if (req.method == "DELETE") {
@@ -298,7 +327,7 @@ HttpResponse StorageApi::Handle(HttpRequest const& req) {
     if (!fields.ok()) return ErrorResponse(fields.status());
     auto object = buckets_.UpdateMetadata(bucket, name, fields->content_type, std::move(fields->metadata));
     if (!object.ok()) return ErrorResponse(object.status());
-    return ObjectResponse(*object, req);
+    return ObjectResponse(*object, base_url_(req));
   }
   return ErrorResponse(Status(StatusCode::kUnimplemented, "Use GET, PATCH or DELETE"), 405);
 }
@@ -308,7 +337,7 @@ HttpResponse StorageApi::Buckets(HttpRequest const& req, std::string_view name) 
   if (!name.empty()) {
     auto bucket = buckets_.Bucket(std::string(name));
     if (!bucket.ok()) return ErrorResponse(bucket.status());
-    return JsonOf(BucketJson(*bucket).dump());
+    return JsonOf(SafeDump(BucketJson(*bucket)));
   }
   std::string project = req.Query("project");
   nlohmann::json items = nlohmann::json::array();
@@ -317,7 +346,7 @@ HttpResponse StorageApi::Buckets(HttpRequest const& req, std::string_view name) 
   }
   nlohmann::json out{{"kind", "storage#buckets"}};
   if (!items.empty()) out["items"] = std::move(items);
-  return JsonOf(out.dump());
+  return JsonOf(SafeDump(out));
 }
 
 HttpResponse StorageApi::Upload(HttpRequest const& req, std::string const& bucket) {
@@ -347,7 +376,19 @@ HttpResponse StorageApi::Upload(HttpRequest const& req, std::string const& bucke
   if (fields.name.empty()) return ErrorResponse(InvalidArgumentError("Required parameter: name"));
   auto object = buckets_.Put(bucket, fields.name, bytes, fields.content_type, std::move(fields.metadata));
   if (!object.ok()) return ErrorResponse(object.status());
-  return ObjectResponse(*object, req);
+  return ObjectResponse(*object, base_url_(req));
+}
+
+void StorageApi::ExpireIdle() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = resumable_.begin(); it != resumable_.end();) {
+    if (now - it->second.touched > kResumableIdle) {
+      BucketService::Discard(*it->second.file);
+      it = resumable_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 HttpResponse StorageApi::StartResumable(HttpRequest const& req, std::string const& bucket) {
@@ -356,27 +397,44 @@ HttpResponse StorageApi::StartResumable(HttpRequest const& req, std::string cons
   if (!req.Query("name").empty()) fields->name = req.Query("name");
   if (fields->name.empty()) return ErrorResponse(InvalidArgumentError("Required parameter: name"));
   if (fields->content_type.empty()) fields->content_type = req.Header("x-upload-content-type");
-  if (auto b = buckets_.Bucket(bucket); !b.ok()) return ErrorResponse(b.status());
+  if (auto root = buckets_.RootOf(bucket, fields->name, nullptr); !root.ok()) return ErrorResponse(root.status());
   std::string id = NewUploadId();
-  auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(mu_);
-    std::erase_if(resumable_, [&](auto const& u) { return now - u.second.touched > kResumableIdle; });
-    resumable_[id] = {bucket, fields->name, fields->content_type, std::move(fields->metadata), "", now};
+    ExpireIdle();
+    if (resumable_.size() >= kMaxResumableSessions) {
+      return ErrorResponse(Status(StatusCode::kResourceExhausted,
+                                  "Too many resumable uploads in progress; finish or cancel one, or retry later"));
+    }
+    auto file = buckets_.NewUploadFile(bucket);
+    if (!file.ok()) return ErrorResponse(file.status());
+    resumable_[id] = {bucket,
+                      fields->name,
+                      fields->content_type,
+                      std::move(fields->metadata),
+                      std::make_shared<BucketService::UploadFile>(*std::move(file)),
+                      0,
+                      std::chrono::steady_clock::now()};
   }
-  std::string location = BaseUrl(req) + std::string(kUpload) + bucket + "/o?uploadType=resumable&upload_id=" + id;
+  std::string location = base_url_(req) + std::string(kUpload) + bucket + "/o?uploadType=resumable&upload_id=" + id;
   return HttpResponse{200, "", "", {{"Location", location}, {"X-GUploader-UploadID", id}}};
 }
 
 HttpResponse StorageApi::ContinueResumable(HttpRequest const& req, std::string const& upload_id) {
   std::unique_lock lock(mu_);
+  ExpireIdle();
   auto it = resumable_.find(upload_id);
   if (it == resumable_.end()) {
-    return ErrorResponse(NotFoundError("No such resumable upload (it finished, was cancelled or Ferry restarted)"));
+    return ErrorResponse(NotFoundError("No such resumable upload (it finished, was cancelled, sat idle for 10 "
+                                       "minutes, or Ferry restarted)"));
   }
   Resumable& upload = it->second;
-  if (req.method == "DELETE") {
+  auto drop = [&] {
+    BucketService::Discard(*upload.file);
     resumable_.erase(it);
+  };
+  if (req.method == "DELETE") {
+    drop();
     return HttpResponse{499, "", "", {}};
   }
   if (req.method != "PUT" && req.method != "POST") return ErrorResponse(Status(StatusCode::kUnimplemented, "Use PUT"), 405);
@@ -391,9 +449,8 @@ HttpResponse StorageApi::ContinueResumable(HttpRequest const& req, std::string c
     if (!parsed.ok()) return ErrorResponse(parsed.status());
     range = *parsed;
   }
-  auto have = static_cast<int64_t>(upload.bytes.size());
   if (range.total > kMaxResumableBytes || range.last >= kMaxResumableBytes) {
-    resumable_.erase(it);
+    drop();
     return ErrorResponse(Status(StatusCode::kResourceExhausted,
                                 "Ferry takes resumable uploads of up to " + std::to_string(kMaxResumableBytes) +
                                     " bytes"),
@@ -405,18 +462,39 @@ HttpResponse StorageApi::ContinueResumable(HttpRequest const& req, std::string c
                                                 std::to_string(req.body.size()) + " bytes"));
     }
     // A chunk sent again (its answer was lost) overlaps what is here: keep only what is new.
-    if (range.first <= have && range.last >= have) upload.bytes.append(req.body, static_cast<std::size_t>(have - range.first));
+    if (range.first <= upload.have && range.last >= upload.have) {
+      std::string_view fresh = std::string_view(req.body).substr(static_cast<std::size_t>(upload.have - range.first));
+      while (!fresh.empty()) {
+        ssize_t n = ::write(upload.file->fd.get(), fresh.data(), fresh.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          drop();
+          return ErrorResponse(UnavailableError("cannot write the upload to disk"));
+        }
+        fresh.remove_prefix(static_cast<std::size_t>(n));
+        upload.have += n;
+      }
+    }
   }
   upload.touched = std::chrono::steady_clock::now();
-  have = static_cast<int64_t>(upload.bytes.size());
+  int64_t have = upload.have;
   if (range.total >= 0 && have >= range.total) {
     Resumable done = std::move(upload);
     resumable_.erase(it);
     lock.unlock();
-    if (have > range.total) return ErrorResponse(InvalidArgumentError("More bytes than the upload's total"));
-    auto object = buckets_.Put(done.bucket, done.name, done.bytes, done.content_type, std::move(done.metadata));
+    if (have > range.total) {
+      BucketService::Discard(*done.file);
+      return ErrorResponse(InvalidArgumentError("More bytes than the upload's total"));
+    }
+    auto root = buckets_.RootOf(done.bucket, done.name, nullptr);
+    if (!root.ok()) {
+      BucketService::Discard(*done.file);
+      return ErrorResponse(root.status());
+    }
+    auto object = buckets_.Install(done.bucket, done.name, *root, std::move(*done.file), done.content_type,
+                                   std::move(done.metadata));
     if (!object.ok()) return ErrorResponse(object.status());
-    return ObjectResponse(*object, req);
+    return ObjectResponse(*object, base_url_(req));
   }
   // Incomplete: 308 with what the server has, as Cloud Storage answers.
   HttpResponse res{308, "", "", {}};
