@@ -57,21 +57,26 @@ std::string FormatProtoDuration(int64_t millis) {
 StatusOr<int64_t> ParseHumanDuration(std::string_view text) {
   auto bad = [&] { return InvalidArgumentError("invalid duration \"" + std::string(text) + "\""); };
   if (text.empty()) return bad();
+  // Checked: no unit times any count may pass about 10,000 years, so a huge number is an error, not a wrap.
+  constexpr int64_t kMaxMillis = 315576000000LL * 1000;
   int64_t n = 0;
-  if (ParseUint(text, n)) return n * 1000;
+  if (ParseUint(text, n)) return n <= kMaxMillis / 1000 ? StatusOr<int64_t>(n * 1000) : bad();
   int64_t total = 0;
   std::size_t i = 0;
   while (i < text.size()) {
     std::size_t j = i;
     while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j]))) ++j;
     if (j == i || j == text.size() || !ParseUint(text.substr(i, j - i), n)) return bad();
+    int64_t unit = 0;
     switch (std::tolower(static_cast<unsigned char>(text[j]))) {
-      case 's': total += n * 1000; break;
-      case 'm': total += n * 60'000; break;
-      case 'h': total += n * 3'600'000; break;
-      case 'd': total += n * 86'400'000; break;
+      case 's': unit = 1000; break;
+      case 'm': unit = 60'000; break;
+      case 'h': unit = 3'600'000; break;
+      case 'd': unit = 86'400'000; break;
       default: return bad();
     }
+    if (n > kMaxMillis / unit || total > kMaxMillis - n * unit) return bad();
+    total += n * unit;
     i = j + 1;
   }
   return total;

@@ -501,6 +501,7 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
     record.message_id = message.message.message_id;
     invocation = PubsubDispatcher::MakeInvocation(trigger, message, record.execution_id);
   }
+  invocation.bounded_wait = true;  // an admin :call or a schedule waits in the queue of HTTP calls
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
                         record, invocation);
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status, result.body,

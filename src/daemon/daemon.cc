@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include "api/admin/admin_api.h"
 #include "api/auth/http_guard.h"
@@ -62,6 +63,13 @@ int RunDaemon(DaemonOptions const& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // The data directory holds messages, env_vars and logs: only this user may read it. New files are private too
+  // (function instances get 022 back), and a directory made by an older Ferry is closed up.
+  ::umask(077);
+  std::error_code dir_ec;
+  std::filesystem::create_directories(options.data_dir, dir_ec);
+  std::filesystem::permissions(options.data_dir, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace, dir_ec);
   auto store = MakeSqliteMessageStore({.data_dir = options.data_dir, .sync = options.sync});
   if (!store.ok()) {
     std::fprintf(stderr, "ferry: %s\n", store.status().message().c_str());

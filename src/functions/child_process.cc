@@ -1,9 +1,12 @@
 #include "functions/child_process.h"
 
+#include "common/utf8.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,13 +71,48 @@ class Forker {
   std::deque<std::packaged_task<StatusOr<Forked>()>*> queue_;  // GUARDED_BY(mu_)
 };
 
+// Whether a variable of the daemon's environment passes to what it starts. An instance gets an explicit
+// environment, as on Cloud Functions: its own env_vars plus what finding programs and locales needs, never the
+// rest of the daemon's (which may hold FERRY_TOKENS or a database password). Builds (npm ci) also need the proxy,
+// registry and certificate settings.
+bool Inherited(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "PATH",        "HOME",        "USER",          "LOGNAME",        "LANG",          "LANGUAGE",
+      "TZ",          "TMPDIR",      "http_proxy",    "https_proxy",    "no_proxy",      "HTTP_PROXY",
+      "HTTPS_PROXY", "NO_PROXY",    "SSL_CERT_FILE", "SSL_CERT_DIR",   "NODE_EXTRA_CA_CERTS"};
+  static constexpr std::string_view kPrefixes[] = {"LC_", "npm_config_", "NPM_CONFIG_", "PYENV"};
+  for (auto n : kNames) {
+    if (name == n) return true;
+  }
+  for (auto p : kPrefixes) {
+    if (name.substr(0, p.size()) == p) return true;
+  }
+  return false;
+}
+
+// In the child, before exec: every descriptor but stdin, stdout and stderr closes at exec, whatever flags it was
+// opened with (Asio's and gRPC's sockets, the listening socket among them, are not all close-on-exec).
+void CloseOnExecFrom3() {
+#ifdef CLOSE_RANGE_CLOEXEC
+  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+#endif
+  long max = sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536) max = 65536;
+  for (int fd = 3; fd < max; ++fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
+
 StatusOr<Forked> ForkExec(ProcessOptions const& options) {
   // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv(*e);
     auto eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    if (eq != std::string::npos && Inherited(std::string_view(kv).substr(0, eq))) {
+      env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
   }
   for (auto const& [k, v] : options.env) env[k] = v;
   std::vector<std::string> env_strings;
@@ -109,6 +147,8 @@ StatusOr<Forked> ForkExec(ProcessOptions const& options) {
     dup2(err[1], STDERR_FILENO);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    CloseOnExecFrom3();
+    umask(022);  // the daemon's own is 077 (its data is private); an instance's files are its own business
     if (!options.working_dir.empty() && chdir(options.working_dir.c_str()) != 0) {
       int e = errno;
       (void)!write(exec_err[1], &e, sizeof e);
@@ -167,21 +207,39 @@ ChildProcess::~ChildProcess() {
 
 void ChildProcess::ReadLines(int fd, bool is_stderr) {
   pthread_setname_np(pthread_self(), "ferry-fn-output");
+  // A line is what comes before a newline, or kMaxLineBytes of it: a function that writes without newlines
+  // still gives lines, and the buffer never holds more than one. Only newly read bytes are scanned, so the work
+  // is linear in the output. Lines are made valid UTF-8 here, once, so everything after can store and show them.
+  auto emit = [&](std::string_view line) {
+    if (on_line_) on_line_(is_stderr, ToValidUtf8(line));
+  };
   std::string pending;
   char buf[4096];
   while (true) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
-    pending.append(buf, static_cast<std::size_t>(n));
-    std::size_t start = 0;
-    for (auto nl = pending.find('\n', start); nl != std::string::npos; nl = pending.find('\n', start)) {
-      if (on_line_) on_line_(is_stderr, pending.substr(start, nl - start));
-      start = nl + 1;
+    std::string_view chunk(buf, static_cast<std::size_t>(n));
+    while (!chunk.empty()) {
+      auto nl = chunk.find('\n');
+      std::size_t room = kMaxLineBytes - pending.size();
+      if (nl != std::string_view::npos && nl <= room) {
+        pending.append(chunk.substr(0, nl));
+        emit(pending);
+        pending.clear();
+        chunk.remove_prefix(nl + 1);
+      } else if (chunk.size() < room) {
+        pending.append(chunk);
+        chunk = {};
+      } else {
+        pending.append(chunk.substr(0, room));
+        emit(pending);
+        pending.clear();
+        chunk.remove_prefix(room);
+      }
     }
-    pending.erase(0, start);
   }
-  if (!pending.empty() && on_line_) on_line_(is_stderr, pending);
+  if (!pending.empty()) emit(pending);
   close(fd);
 }
 

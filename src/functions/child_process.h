@@ -23,7 +23,10 @@ struct ProcessOptions {
 // Receives each line the child writes; `is_stderr` tells the stream. Called from the child's reader threads.
 using LineHandler = std::function<void(bool is_stderr, std::string line)>;
 
-// A child process with its stdout and stderr read line by line. Killing is SIGKILL to its process group, so
+// The longest line read from a child's output; a longer one is split.
+inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
+
+// A child process with its stdout and stderr read line by line (valid UTF-8, at most kMaxLineBytes each). Killing is SIGKILL to its process group, so
 // whatever it started goes too. Destroying kills and reaps it. Thread-safe.
 class ChildProcess {
  public:

@@ -107,6 +107,8 @@ int ConnectLoopback(int port, beast::error_code& ec) {
 
 http::request<http::string_body> MakeRequest(Invocation const& invocation) {
   http::request<http::string_body> req{http::string_to_verb(invocation.method), invocation.path, 11};
+  // A method Beast has no verb for (FOO) goes as it came; the parser only passed a valid token.
+  if (req.method() == http::verb::unknown) req.method_string(invocation.method);
   req.set(http::field::host, "127.0.0.1");
   req.set(http::field::content_type, "application/json");
   req.set("Function-Execution-Id", invocation.execution_id);
@@ -358,8 +360,9 @@ Supervisor::Usage Supervisor::UsageOf(std::string const& function) {
   return usage;
 }
 
-StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool) {
+StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool, bool bounded) {
   std::unique_lock lock(mu_);
+  auto const wait_until = Steady::now() + pool.spec.timeout;
   while (true) {
     if (stopping_ || pool.removed) return UnavailableError("function " + pool.spec.function + " was removed");
     for (auto& inst : pool.instances) {
@@ -388,9 +391,23 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool) 
       pool.instances.push_back(*started);
       return *started;
     }
+    if (!bounded) {
+      ++pool.waiters;
+      freed_cv_.wait(lock);
+      --pool.waiters;
+      continue;
+    }
+    if (pool.waiters >= kMaxQueuedCalls) {
+      return Status(StatusCode::kResourceExhausted, "too many calls are waiting for an instance of function " +
+                                                        pool.spec.function + "; retry later");
+    }
     ++pool.waiters;
-    freed_cv_.wait(lock);
+    bool timed_out = freed_cv_.wait_until(lock, wait_until) == std::cv_status::timeout;
     --pool.waiters;
+    if (timed_out) {
+      return Status(StatusCode::kResourceExhausted, "no instance of function " + pool.spec.function +
+                                                        " became free within its timeout; retry later");
+    }
   }
 }
 
@@ -493,10 +510,15 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     result.error = "function " + function + " is not deployed";
     return result;
   }
-  auto acquired = Acquire(*pool);
+  auto acquired = Acquire(*pool, invocation.bounded_wait);
   if (!acquired.ok()) {
     result.status = ExecutionStatus::kCrash;
     result.error = acquired.status().message();
+    if (acquired.status().code() == StatusCode::kResourceExhausted) {  // as Cloud Functions: no instance, 429
+      result.status = ExecutionStatus::kError;
+      result.http_status = 429;
+      result.body = acquired.status().message();
+    }
     return result;
   }
   auto inst = *acquired;

@@ -44,7 +44,14 @@ struct Invocation {
   std::string path = "/";
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // A caller that waits on a client (an HTTP function call) waits in a bounded queue and only as long as the
+  // function's timeout: past either, the call is answered 429 instead of holding a thread. Background deliveries
+  // (bounded by their dispatcher's workers) wait for an instance however long it takes.
+  bool bounded_wait = false;
 };
+
+// How many calls may wait for an instance of one function, when they wait bounded.
+inline constexpr int kMaxQueuedCalls = 100;
 
 struct InvocationResult {
   ExecutionStatus status = ExecutionStatus::kOk;
@@ -101,7 +108,8 @@ class Supervisor {
   struct Pool;
 
   std::shared_ptr<Pool> FindPool(std::string const& function);
-  StatusOr<std::shared_ptr<Instance>> Acquire(Pool& pool);
+  // RESOURCE_EXHAUSTED when `bounded` and the queue is full or the function's timeout passed while waiting.
+  StatusOr<std::shared_ptr<Instance>> Acquire(Pool& pool, bool bounded);
   void Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy);
   StatusOr<std::shared_ptr<Instance>> StartInstance(Pool& pool);
   // One try; `picked_port` is the port it gave the instance (0 when it got none).

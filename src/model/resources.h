@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/utf8.h"
 #include "ferry/status.h"
 
 namespace ferry {
@@ -40,8 +41,6 @@ bool IsValidRegionId(std::string_view region);
 // Google's label rule, loosely: at most 64, keys 1 to 63 bytes and values up to 63, valid UTF-8.
 Status ValidateLabels(Attributes const& labels);
 
-// True when `text` is valid UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).
-bool IsValidUtf8(std::string_view text);
 
 // Pub/Sub's id rule: 3 to 255 characters, a letter first, then letters, digits and "-_.~+%", not "goog...".
 bool IsValidResourceId(std::string_view id);

@@ -1,5 +1,7 @@
 #include "schedule/time_zone.h"
 
+#include <filesystem>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -68,20 +70,33 @@ StatusOr<TimeZone> TimeZone::Load(std::string const& name) {
   if (!valid) return InvalidArgumentError("invalid time zone name \"" + name + "\"");
   char const* dir = std::getenv("TZDIR");
   std::string path = std::string(dir != nullptr && *dir != '\0' ? dir : "/usr/share/zoneinfo") + "/" + name;
+  // A directory (America) or anything but a regular file of sane size is no zone.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec) || std::filesystem::file_size(path, ec) > (1u << 20) || ec) {
+    return NotFoundError("unknown time zone \"" + name + "\"");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFoundError("unknown time zone \"" + name + "\" (no " + path + ")");
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto bad = [&] { return InvalidArgumentError("time zone file " + path + " is not a TZif file Ferry can read"); };
   if (data.size() < 44 || data.compare(0, 4, "TZif") != 0 || data[4] < '2') return bad();
   // Skip the version 1 block (32-bit times) to the version 2 header.
-  auto counts = [&](std::size_t at, int64_t c[6]) {
-    for (int i = 0; i < 6; ++i) c[i] = ReadBig(data, at + 20 + static_cast<std::size_t>(i) * 4, 4);
+  // The counts are unsigned 32-bit; each is checked against the file's size before it sizes anything, so the
+  // sums below (at most 9 * 2^20 each) cannot overflow and no read goes past the data.
+  bool counts_ok = true;
+  auto counts = [&](std::size_t at, uint64_t c[6]) {
+    for (int i = 0; i < 6; ++i) {
+      c[i] = static_cast<uint32_t>(ReadBig(data, at + 20 + static_cast<std::size_t>(i) * 4, 4));
+      if (c[i] > data.size()) counts_ok = false;
+    }
   };
-  int64_t c[6];  // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+  uint64_t c[6];  // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
   counts(0, c);
+  if (!counts_ok) return bad();
   std::size_t at = 44 + static_cast<std::size_t>(c[3] * 5 + c[4] * 6 + c[5] + c[2] * 8 + c[1] + c[0]);
   if (data.size() < at + 44 || data.compare(at, 4, "TZif") != 0) return bad();
   counts(at, c);
+  if (!counts_ok) return bad();
   at += 44;
   std::size_t const timecnt = static_cast<std::size_t>(c[3]), typecnt = static_cast<std::size_t>(c[4]);
   if (typecnt == 0 || data.size() < at + timecnt * 9 + typecnt * 6) return bad();

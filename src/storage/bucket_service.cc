@@ -446,6 +446,9 @@ void BucketService::Commit(BucketRecord const& bucket, std::vector<BucketObjectC
 
 StatusOr<std::string> BucketService::RootOf(std::string const& bucket, std::string const& name,
                                             BucketRecord* record) {
+  // "dir/" is a name Cloud Storage allows (a folder placeholder) and clients ask for (gcloud storage ls); here a
+  // directory is never an object, so it is simply not there.
+  if (!name.empty() && name.back() == '/') return NotFoundError("No such object: " + bucket + "/" + name);
   FERRY_RETURN_IF_ERROR(CheckObjectName(name));
   std::lock_guard lock(mu_);
   auto b = buckets_.find(bucket);

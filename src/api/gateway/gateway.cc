@@ -120,6 +120,7 @@ std::optional<FunctionGateway::Call> FunctionGateway::RouteCall(HttpRequest cons
     if (!IsHopByHop(k)) invocation.headers.emplace_back(k, v);
   }
   invocation.body = request.body;
+  invocation.bounded_wait = true;
   return call;
 }
 

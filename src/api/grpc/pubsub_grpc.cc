@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -38,12 +39,19 @@ void SetDuration(int64_t ms, google::protobuf::Duration* out) {
   out->set_seconds(ms / 1000);
   out->set_nanos(static_cast<int32_t>((ms % 1000) * 1'000'000));
 }
-int64_t Millis(google::protobuf::Duration const& d) { return d.seconds() * 1000 + d.nanos() / 1'000'000; }
+// Clamped to protobuf's own range (about 10,000 years), so a hostile value cannot overflow; Normalize then
+// refuses what is out of Pub/Sub's bounds.
+int64_t ClampedMillis(int64_t seconds, int32_t nanos) {
+  constexpr int64_t kMaxSeconds = 315'576'000'000;
+  seconds = std::clamp<int64_t>(seconds, -kMaxSeconds, kMaxSeconds);
+  return seconds * 1000 + nanos / 1'000'000;
+}
+int64_t Millis(google::protobuf::Duration const& d) { return ClampedMillis(d.seconds(), d.nanos()); }
 void SetTimestamp(int64_t ms, google::protobuf::Timestamp* out) {
   out->set_seconds(ms / 1000);
   out->set_nanos(static_cast<int32_t>((ms % 1000) * 1'000'000));
 }
-int64_t Millis(google::protobuf::Timestamp const& t) { return t.seconds() * 1000 + t.nanos() / 1'000'000; }
+int64_t Millis(google::protobuf::Timestamp const& t) { return ClampedMillis(t.seconds(), t.nanos()); }
 
 template <typename Map>
 Attributes ToAttributes(Map const& map) {
