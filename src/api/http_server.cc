@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -143,15 +144,17 @@ class SliceFile {
 class BeastHttpServer : public HttpServer {
  public:
   BeastHttpServer(HttpServerOptions options, HttpHandler handler)
-      : options_(std::move(options)),
-        handler_(std::move(handler)),
-        pool_(static_cast<std::size_t>(std::max(1, options_.worker_threads))),
-        acceptor_(io_) {}
+      : options_(std::move(options)), handler_(std::move(handler)), acceptor_(io_) {
+    if (options_.lane_threads.empty()) options_.lane_threads.push_back(32);
+    for (int threads : options_.lane_threads) {
+      lanes_.push_back(std::make_unique<asio::thread_pool>(static_cast<std::size_t>(std::max(1, threads))));
+    }
+  }
 
   ~BeastHttpServer() override {
     Stop();
     if (io_thread_.joinable()) io_thread_.join();
-    pool_.join();
+    for (auto& lane : lanes_) lane->join();
   }
 
   Status Listen() {
@@ -202,32 +205,44 @@ class BeastHttpServer : public HttpServer {
         if (ec == asio::error::operation_aborted) co_return;
         continue;  // EMFILE and friends: keep serving the connections we have
       }
-      if (connections_.load() >= options_.max_connections) {
+      std::string peer = socket.remote_endpoint(ec).address().to_string();
+      if (ec || connections_.load() >= options_.max_connections ||
+          per_peer_[peer] >= options_.max_connections_per_peer) {
         socket.close(ec);
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(io_, Session(beast::tcp_stream(std::move(socket))), asio::detached);
+      asio::co_spawn(io_, Session(beast::tcp_stream(std::move(socket)), std::move(peer)), asio::detached);
     }
   }
 
-  asio::awaitable<void> Session(beast::tcp_stream stream) {
+  asio::awaitable<void> Session(beast::tcp_stream stream, std::string peer) {
+    // Counted on the I/O thread, where every session starts and ends.
     ++connections_;
+    ++per_peer_[peer];
     struct Guard {
-      std::atomic<std::size_t>& n;
-      ~Guard() { --n; }
-    } guard{connections_};
+      BeastHttpServer& server;
+      std::string const& peer;
+      ~Guard() {
+        --server.connections_;
+        if (--server.per_peer_[peer] == 0) server.per_peer_.erase(peer);
+      }
+    } guard{*this, peer};
 
     if (options_.http2_connections && co_await HandedOverAsHttp2(stream)) co_return;
 
     beast::flat_buffer buffer;
-    while (true) {
+    for (bool first = true;; first = false) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(options_.max_body_bytes);
       parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
-      stream.expires_after(options_.read_timeout);
+      stream.expires_after(first ? options_.header_timeout : options_.read_timeout);
       beast::error_code ec;
-      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec && !parser.is_done()) {
+        stream.expires_after(options_.read_timeout);
+        co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      }
       if (ec) {
         if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
             ec == asio::error::connection_reset || ec == asio::error::operation_aborted) {
@@ -252,8 +267,9 @@ class BeastHttpServer : public HttpServer {
       std::optional<HttpResponse> res;
       if (options_.fast_handler) res = co_await HandleFast(request);
       if (!res) {
+        std::size_t lane = options_.lane ? options_.lane(request) : 0;
         res = co_await asio::co_spawn(
-            pool_,
+            *lanes_[std::min(lane, lanes_.size() - 1)],
             [this, &request]() -> asio::awaitable<HttpResponse> {
               try {
                 co_return handler_(request);
@@ -365,11 +381,12 @@ class BeastHttpServer : public HttpServer {
   HttpServerOptions options_;
   HttpHandler handler_;
   asio::io_context io_{1};
-  asio::thread_pool pool_;
+  std::vector<std::unique_ptr<asio::thread_pool>> lanes_;
   tcp::acceptor acceptor_;
   std::thread io_thread_;
   uint16_t port_ = 0;
   std::atomic<std::size_t> connections_{0};
+  std::unordered_map<std::string, std::size_t> per_peer_;  // only on the I/O thread: connections by address
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -59,14 +59,22 @@ using HttpFastHandler = std::function<bool(HttpRequest const& request, boost::as
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8085;  // 0: pick a free port
-  // Threads that handle requests: bounds how many long-poll pulls wait at once.
-  int worker_threads = 32;
+  // Handlers run on lanes, each a thread pool of its own, so that one kind of slow request (long-poll pulls,
+  // function calls waiting for an instance) cannot take the threads the others need (the admin API, publishing).
+  // `lane` picks a request's lane, an index into lane_threads; without it every request takes lane 0.
+  std::vector<int> lane_threads = {32};
+  std::function<std::size_t(HttpRequest const&)> lane;
   // A body past this is answered 413. Pub/Sub's 10 MB publish limit in base64 JSON stays under it.
   std::size_t max_body_bytes = 16 * 1024 * 1024;
   std::size_t max_header_bytes = 64 * 1024;
   // A request must arrive whole within this, and an idle keep-alive connection is closed after it.
   std::chrono::seconds read_timeout{30};
+  // The first request of a new connection must have sent its headers within this (a slow sender holds nothing
+  // for long).
+  std::chrono::seconds header_timeout{10};
   std::size_t max_connections = 4096;
+  // One address may hold at most this many of them, so one client cannot lock out the others.
+  std::size_t max_connections_per_peer = 1024;
   // When set, a connection that opens with the HTTP/2 client preface ("PRI * HTTP/2.0") is handed over as its
   // socket descriptor (the callee owns it): how gRPC shares the port.
   std::function<void(int fd)> http2_connections;

@@ -310,7 +310,7 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
   while (true) {
     uint64_t generation = Generation(sub.topic);
     FERRY_ASSIGN_OR_RETURN(auto lease, store_.Lease(subscription, max_messages, NowMillis(),
-                                                    options.ack_deadline_seconds));
+                                                    options.ack_deadline_seconds, options.max_bytes));
     if (lease.expired > 0 || lease.dead_lettered > 0 || !lease.messages.empty()) {
       std::lock_guard lock(counters_mu_);
       auto& c = counters_.subscriptions[subscription];

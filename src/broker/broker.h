@@ -106,6 +106,7 @@ class Broker {
     // An empty pull waits until then for a first message; a past time (the default) answers at once.
     std::chrono::steady_clock::time_point wait_until{};
     int ack_deadline_seconds = 0;  // the lease; 0: the subscription's ack deadline
+    int64_t max_bytes = MessageStore::kMaxLeaseBytes;  // a pull's messages stop short of this many bytes
   };
   StatusOr<std::vector<ReceivedMessage>> Pull(std::string const& subscription, PullOptions const& options);
   // On an exactly-once subscription an ack id whose lease is not current fails the call with INVALID_ARGUMENT

@@ -129,7 +129,24 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.port = options.port;
   http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
   // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
+  // Lanes: 0 everything else (admin, publishing, storage), 1 long-poll pulls, 2 function calls that wait for an
+  // instance. A full lane makes its own kind wait, not the others.
+  http_options.lane_threads = {16, 32, 32};
+  http_options.lane = [](HttpRequest const& req) -> std::size_t {
+    auto ends_with = [&](std::string_view suffix) {
+      return req.path.size() >= suffix.size() && req.path.compare(req.path.size() - suffix.size(), suffix.size(),
+                                                                    suffix) == 0;
+    };
+    if (ends_with(":pull")) return 1;
+    if (req.path.rfind("/webhooks/", 0) == 0) return 0;  // a publish
+    if (ends_with(":call") || FunctionGateway::Serves(req.path)) return 2;
+    return 0;
+  };
   http_options.fast_handler = [&](HttpRequest const& req, boost::asio::io_context& io, HttpReply reply) {
+    if (req.path == "/healthz") {  // on the I/O thread: it answers however busy the lanes are
+      reply(HttpResponse{200, "text/plain", "Ok\n", {}});
+      return true;
+    }
     if (!FunctionGateway::Serves(req.path)) return false;
     if (auto refused = guard.Refusal(req)) {
       reply(*std::move(refused));

@@ -144,13 +144,18 @@ class MessageStore {
   [[nodiscard]] virtual StatusOr<std::vector<std::string>> Publish(std::string const& topic,
                                                                    std::vector<PubsubMessage> const& messages,
                                                                    int64_t now_ms) = 0;
-  // Leases up to `max` deliverable messages for `ack_deadline_seconds` (0: the subscription's ack deadline).
-  // Messages whose last lease expired with no attempts left go to the dead-letter topic instead.
+  // Leases up to `max` deliverable messages for `ack_deadline_seconds` (0: the subscription's ack deadline),
+  // and no more than `max_bytes` of them (data, attributes and ordering key; the first message always goes): the
+  // rest stay available, with no delivery attempt counted. Messages whose last lease expired with no attempts
+  // left go to the dead-letter topic instead.
   [[nodiscard]] virtual StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms,
-                                                    int ack_deadline_seconds) = 0;
+                                                    int ack_deadline_seconds, int64_t max_bytes) = 0;
   [[nodiscard]] StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms) {
-    return Lease(subscription, max, now_ms, 0);
+    return Lease(subscription, max, now_ms, 0, kMaxLeaseBytes);
   }
+  // What one pull or StreamingPull response carries at most: a response stays well under gRPC's 64 MB send limit
+  // and a REST answer's memory is bounded, whatever the messages' sizes.
+  static constexpr int64_t kMaxLeaseBytes = 16 * 1000 * 1000;
   // Removes the acknowledged messages (or keeps them as acknowledged, with retainAckedMessages). Malformed ack ids
   // are INVALID_ARGUMENT.
   [[nodiscard]] virtual StatusOr<AckResult> Acknowledge(std::string const& subscription,

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -82,7 +83,9 @@ void PubsubDispatcher::Start(PubsubTriggerSpec spec) {
   auto trigger = std::make_unique<Trigger>();
   trigger->spec = std::move(spec);
   Trigger* t = trigger.get();
-  int workers = std::max(1, t->spec.capacity);
+  // A worker per delivery in flight, up to kMaxWorkersPerTrigger: max_instances x concurrency may be a million,
+  // and a thread per slot would be that many threads. Past the cap, deliveries wait their turn in the broker.
+  int workers = std::clamp(t->spec.capacity, 1, kMaxWorkersPerTrigger);
   t->idle_workers = workers;
   for (int i = 0; i < workers; ++i) t->workers.emplace_back([this, t] { WorkLoop(*t); });
   t->puller = std::thread([this, t] { PullLoop(*t); });

@@ -15,6 +15,10 @@
 
 namespace ferry {
 
+// The most deliveries one trigger has in flight on a node (a thread each), whatever max_instances x concurrency
+// allows: enough for any function a 2-core node can run, and a bound on its threads.
+inline constexpr int kMaxWorkersPerTrigger = 64;
+
 // One function's Pub/Sub trigger: the subscription it consumes and how.
 struct PubsubTriggerSpec {
   std::string function;
@@ -22,7 +26,7 @@ struct PubsubTriggerSpec {
   std::string topic;                 // full name, for the event's resource
   std::string signature = "event";   // "event": legacy background body; "cloudevent": binary-mode CloudEvent
   bool retry = false;                // event_trigger_retry: a failure nacks (true) or is logged and acked
-  int capacity = 1;                  // max_instances x concurrency: invocations in flight at most
+  int capacity = 1;                  // max_instances x concurrency: in flight at most (kMaxWorkersPerTrigger)
   int ack_deadline_seconds = 600;    // the subscription's: how long a pulled message stays leased
   // Set for storage triggers: the messages are the bucket's events (storage/bucket_service.h), delivered as
   // Cloud Storage events instead of Pub/Sub ones.

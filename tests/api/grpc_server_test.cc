@@ -226,5 +226,55 @@ TEST_F(GrpcServerTest, ErrorsUseCanonicalCodes) {
   EXPECT_EQ(publisher_->CreateTopic(&bad, topic, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+class GrpcAuthTest : public GrpcServerTest {
+ protected:
+  void SetUp() override {
+    for (char const* entry : {"admin=grpc-admin-0123456789", "publisher=grpc-publisher-0123456789"}) {
+      auto grant = ParseTokenGrant(entry);
+      ASSERT_THAT(grant, IsOk());
+      grants_.push_back(*grant);
+    }
+    GrpcServerTest::SetUp();
+  }
+};
+
+TEST_F(GrpcAuthTest, CallsNeedABearerTokenWithTheirRole) {
+  pb::Topic topic;
+  topic.set_name(kTopic);
+  pb::Topic out;
+  grpc::ClientContext none;
+  EXPECT_EQ(publisher_->CreateTopic(&none, topic, &out).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext publisher;
+  publisher.AddMetadata("authorization", "Bearer grpc-publisher-0123456789");
+  EXPECT_EQ(publisher_->CreateTopic(&publisher, topic, &out).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  grpc::ClientContext admin;
+  admin.AddMetadata("authorization", "Bearer grpc-admin-0123456789");
+  ASSERT_TRUE(publisher_->CreateTopic(&admin, topic, &out).ok());
+
+  pb::PublishRequest req;
+  req.set_topic(kTopic);
+  req.add_messages()->set_data("x");
+  pb::PublishResponse res;
+  grpc::ClientContext wrong;
+  wrong.AddMetadata("authorization", "Bearer not-the-token-0000000");
+  EXPECT_EQ(publisher_->Publish(&wrong, req, &res).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext ok;
+  ok.AddMetadata("authorization", "Bearer grpc-publisher-0123456789");
+  EXPECT_TRUE(publisher_->Publish(&ok, req, &res).ok());
+
+  // A StreamingPull is refused before it streams anything.
+  grpc::ClientContext stream_ctx;
+  stream_ctx.AddMetadata("authorization", "Bearer grpc-publisher-0123456789");
+  auto stream = subscriber_->StreamingPull(&stream_ctx);
+  pb::StreamingPullRequest first;
+  first.set_subscription(kSub);
+  first.set_stream_ack_deadline_seconds(10);
+  stream->Write(first);
+  stream->WritesDone();
+  pb::StreamingPullResponse response;
+  EXPECT_FALSE(stream->Read(&response));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
 }  // namespace
 }  // namespace ferry

@@ -22,6 +22,7 @@ VIEWER = "viewer-token-0123456789abcdef"
 PUBLISHER = "publisher-token-0123456789abc"
 SUBSCRIBER = "subscriber-token-0123456789ab"
 INVOKER = "invoker-token-0123456789abcdef"
+PYTHON_FUNCTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_function")
 
 
 def raw_request(port, data, timeout=30):
@@ -58,8 +59,12 @@ class OpenLoopbackTest(unittest.TestCase):
             f.write("outside-secret")
         cls.bucket_dir = os.path.join(cls.work, "b1")
         os.makedirs(cls.bucket_dir)
-        cls.daemon = harness.Daemon(project="sec-proj", extra_args=[
-            "--push-allow", "127.0.0.1", "--bucket-root", cls.work]).start()
+        os.environ["FERRY_TEST_DAEMON_ONLY"] = "daemon-secret"  # instances must not see the daemon's environment
+        try:
+            cls.daemon = harness.Daemon(project="sec-proj", extra_args=[
+                "--push-allow", "127.0.0.1", "--bucket-root", cls.work]).start()
+        finally:
+            del os.environ["FERRY_TEST_DAEMON_ONLY"]
         cls.c = cls.daemon.client()
         cls.c.create_topic("top")
         cls.c.create_subscription("top-sub", "top")
@@ -68,14 +73,28 @@ class OpenLoopbackTest(unittest.TestCase):
             f.write(textwrap.dedent("""\
                 project: sec-proj
                 buckets:
-                  - {name: bkt1, path: %s}
+                  - {name: bkt1, path: %(bucket)s}
                 functions:
                   - name: envy
                     runtime: command
                     command: [/bin/sh, -c, "exec sleep 1000"]
                     env_vars: {SECRET: hunter2}
                     trigger_http: true
-                """ % cls.bucket_dir))
+                  - {name: noisy, runtime: python3, source_dir: %(py)s, entry_point: noisy_http, trigger_http: true}
+                  - name: fds
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: fds_http
+                    trigger_http: true
+                    env_vars: {MINE: "1"}
+                  - name: slow
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: hello_http
+                    trigger_http: true
+                    max_instances: 1
+                    timeout: 4
+                """ % {"bucket": cls.bucket_dir, "py": PYTHON_FUNCTIONS}))
         cls.daemon.deploy(deploy)
 
     @classmethod
@@ -325,6 +344,70 @@ class OpenLoopbackTest(unittest.TestCase):
         status, _, _ = self.http("POST", "/upload/storage/v1/b/nobucket/o?uploadType=multipart", body,
                                  {"Content-Type": "multipart/related; boundary=b"})
         self.assertEqual(status, 400)
+        self.assertAlive()
+
+    def test_function_output_is_capped_and_made_utf8(self):  # M10
+        status, _, body = self.http("GET", "/functions/noisy")
+        self.assertEqual(status, 200, body)
+
+        def lines():
+            status, _, body = self.http("GET", "/ferry/v1/projects/sec-proj/functions/noisy/logs?limit=1000")
+            self.assertEqual(status, 200, body[:300])
+            return [e["message"] for e in json.loads(body)["entries"]]
+        got = harness.wait_for(lambda: [l for l in lines() if l.startswith("aaa")], what="the long line")
+        self.assertIn("caf\ufffd", lines())
+        self.assertTrue(all(len(l.encode()) <= 65536 for l in lines()))
+        self.assertEqual(sum(len(l) for l in got), 200000, "the long line is split, not lost")
+
+    def test_instances_inherit_no_descriptors_and_no_environment(self):  # M5
+        status, _, body = self.http("GET", "/functions/fds")
+        self.assertEqual(status, 200, body)
+        seen = json.loads(body)
+        self.assertIn("MINE", seen["env"])
+        self.assertNotIn("FERRY_TEST_DAEMON_ONLY", seen["env"])
+        daemon_sockets = set()
+        for fd in os.listdir("/proc/%d/fd" % self.daemon.proc.pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (self.daemon.proc.pid, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:"):
+                daemon_sockets.add(target)
+        shared = [t for t in seen["fds"].values() if t in daemon_sockets]
+        self.assertEqual(shared, [], "the instance holds the daemon's sockets")
+
+    def test_unknown_method_reaches_the_function_without_killing_it(self):  # L1
+        answer = raw_request(self.daemon.port, b"FOO /functions/fds HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                               b"Connection: close\r\n\r\n")
+        self.assertNotEqual(status_of(answer), 500, answer[:300])
+        status, _, _ = self.http("GET", "/functions/fds")
+        self.assertEqual(status, 200)
+
+    def test_slow_function_calls_leave_the_api_answering(self):  # H9
+        import threading
+        results = []
+
+        def call():
+            try:
+                status, _, _ = harness.http_request(self.daemon.port, "GET", "/functions/slow?sleep=3")
+                results.append(status)
+            except Exception as e:  # noqa: BLE001
+                results.append(repr(e))
+        threads = [threading.Thread(target=call) for _ in range(40)]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        # While 40 calls wait for the one instance, the rest of Ferry answers, each within a few seconds.
+        for path in ("/healthz", "/v1/projects/sec-proj/topics", "/ferry/v1/projects/sec-proj/functions"):
+            conn = __import__("http.client").client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=5)
+            conn.request("GET", path)
+            self.assertEqual(conn.getresponse().status, 200, path)
+            conn.close()
+        for t in threads:
+            t.join(30)
+        self.assertIn(201, results)
+        self.assertIn(429, results, "calls beyond the queue or the timeout are refused, not held")
+        self.assertTrue(all(r in (201, 429) for r in results), results)
         self.assertAlive()
 
     def test_data_directory_is_private(self):  # M11

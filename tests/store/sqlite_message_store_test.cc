@@ -70,6 +70,25 @@ TEST_F(SqliteMessageStoreTest, PublishFansOutToEverySubscription) {
   EXPECT_THAT(Data(b->messages), ElementsAre("m1", "m2"));
 }
 
+TEST_F(SqliteMessageStoreTest, LeaseStopsAtItsByteBudgetWithoutCountingAnAttempt) {
+  CreateTopicAndSub();
+  std::string big(600, 'x');
+  ASSERT_THAT(store_->Publish(kTopic, {Msg(big), Msg(big), Msg(big)}, kNow), IsOk());
+  // 1000 bytes fit one 600-byte message; the others stay available.
+  auto first = store_->Lease(kSub, 10, kNow, 0, 1000);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(first->messages, SizeIs(1));
+  // A message bigger than the budget still goes alone, so nothing is stuck.
+  auto second = store_->Lease(kSub, 10, kNow, 0, 100);
+  ASSERT_THAT(second, IsOk());
+  ASSERT_THAT(second->messages, SizeIs(1));
+  auto rest = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(rest, IsOk());
+  ASSERT_THAT(rest->messages, SizeIs(1));
+  // Each went out once: the ones left behind were not counted as delivered.
+  for (auto const* lease : {&*first, &*second, &*rest}) EXPECT_EQ(lease->messages[0].attempt, 1);
+}
+
 TEST_F(SqliteMessageStoreTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());

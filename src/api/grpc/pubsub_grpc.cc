@@ -769,6 +769,8 @@ class SubscriberService final : public pb::Subscriber::Service, Authorizer {
 
 class GrpcServer final : public PubsubGrpcServer {
  public:
+  static constexpr int kMaxThreads = 256;
+
   GrpcServer(Broker& broker, TokenAuthenticator const& tokens) : publisher_(broker, tokens), subscriber_(broker, tokens) {}
 
   Status Build() {
@@ -778,6 +780,13 @@ class GrpcServer final : public PubsubGrpcServer {
     // A publish may carry 10 MB of data; the default limit is 4 MB.
     builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxPublishRequestBytes) + (1 << 20));
     builder.SetMaxSendMessageSize(64 << 20);
+    // Bounded: the synchronous server holds a thread per call in progress (a StreamingPull holds one for its
+    // life), so at most kMaxThreads calls run at once and a further one is RESOURCE_EXHAUSTED, instead of a
+    // thread per caller without end. A connection may open at most 100 streams.
+    grpc::ResourceQuota quota("ferry-grpc");
+    quota.SetMaxThreads(kMaxThreads);
+    builder.SetResourceQuota(quota);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 100);
     // Client libraries keep idle channels alive with pings; refusing them would close their streams.
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

@@ -445,8 +445,8 @@ class SqliteMessageStore : public MessageStore {
     return ids;
   }
 
-  StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms,
-                              int ack_deadline_seconds) override {
+  StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms, int ack_deadline_seconds,
+                              int64_t max_bytes) override {
     LeaseResult result;
     auto st = Write([&](SqliteDb& db) -> Status {
       result = {};
@@ -468,7 +468,9 @@ class SqliteMessageStore : public MessageStore {
       // Keys whose earlier message this lease just put back to wait out a backoff (the query above sees that only
       // from its next round).
       std::set<std::string> held_keys;
-      while (static_cast<int>(result.messages.size()) < max) {
+      int64_t bytes = 0;
+      bool full = false;  // the byte budget is spent
+      while (!full && static_cast<int>(result.messages.size()) < max) {
         FERRY_ASSIGN_OR_RETURN(
             auto sel, db.Prepare(ordered ? "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, "
                                            "m.data, m.attributes, m.ordering_key "
@@ -519,6 +521,13 @@ class SqliteMessageStore : public MessageStore {
               }
             }
           }
+          int64_t size = static_cast<int64_t>(c.message.data.size() + c.message.ordering_key.size());
+          for (auto const& [k, v] : c.message.attributes) size += static_cast<int64_t>(k.size() + v.size());
+          if (!result.messages.empty() && bytes + size > max_bytes) {
+            full = true;  // it and the rest stay as they are: not leased, no attempt counted
+            break;
+          }
+          bytes += size;
           int attempt = c.attempts + 1;
           leased.push_back(c.msg_id);
           ReceivedMessage r;

@@ -31,3 +31,23 @@ def on_object(data, context):
 
 def on_object_fails(data, context):
     raise RuntimeError("cannot process " + data.get("name", "?"))
+
+
+def noisy_http(request):
+    """Writes a line that is not UTF-8 and one longer than Ferry keeps whole."""
+    import sys
+    sys.stdout.buffer.write(b"caf\xe9\n" + b"a" * 200000 + b"\n")
+    sys.stdout.flush()
+    return "noisy"
+
+
+def fds_http(request):
+    """What this instance inherited: its open descriptors (socket inodes) and its environment's names."""
+    import os
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            pass
+    return json.dumps({"fds": fds, "env": sorted(os.environ)}), 200, {"Content-Type": "application/json"}
