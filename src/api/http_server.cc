@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <condition_variable>
@@ -17,6 +18,10 @@
 #include <unordered_map>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -29,6 +34,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/http/basic_file_body.hpp>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
+
+#include "common/status_macros.h"
 
 namespace ferry {
 namespace {
@@ -158,6 +166,7 @@ class BeastHttpServer : public HttpServer {
   }
 
   Status Listen() {
+    if (!options_.tls_cert_file.empty()) FERRY_RETURN_IF_ERROR(SetUpTls());
     beast::error_code ec;
     auto address = asio::ip::make_address(options_.host, ec);
     if (ec) return InvalidArgumentError("invalid host \"" + options_.host + "\": " + ec.message());
@@ -180,6 +189,37 @@ class BeastHttpServer : public HttpServer {
   }
 
   uint16_t port() const override { return port_; }
+
+  // TLS 1.2 and later with the given certificate chain and key; ALPN picks http/1.1 when the client offers it,
+  // else h2 (gRPC).
+  Status SetUpTls() {
+    tls_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                      asio::ssl::context::single_dh_use);
+    beast::error_code ec;
+    tls_->use_certificate_chain_file(options_.tls_cert_file, ec);
+    if (ec) return InvalidArgumentError("cannot read --tls-cert " + options_.tls_cert_file + ": " + ec.message());
+    tls_->use_private_key_file(options_.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec) return InvalidArgumentError("cannot read --tls-key " + options_.tls_key_file + ": " + ec.message());
+    SSL_CTX_set_alpn_select_cb(
+        tls_->native_handle(),
+        [](SSL*, unsigned char const** out, unsigned char* out_len, unsigned char const* in, unsigned int in_len,
+           void*) -> int {
+          // HTTP/1.1 first: a client that offers both (curl, browsers) wants the REST APIs; gRPC clients offer
+          // h2 alone.
+          static constexpr unsigned char kProtocols[] = "\x08http/1.1\x02h2";
+          unsigned char* selected = nullptr;
+          if (SSL_select_next_proto(&selected, out_len, kProtocols, sizeof kProtocols - 1, in, in_len) !=
+              OPENSSL_NPN_NEGOTIATED) {
+            return SSL_TLSEXT_ERR_NOACK;  // no common protocol: HTTP/1.1, as without ALPN
+          }
+          *out = selected;
+          return SSL_TLSEXT_ERR_OK;
+        },
+        nullptr);
+    return OkStatus();
+  }
 
   void Wait() override {
     std::unique_lock lock(stop_mu_);
@@ -229,18 +269,83 @@ class BeastHttpServer : public HttpServer {
       }
     } guard{*this, peer};
 
+    if (tls_) {
+      co_await TlsSession(std::move(stream));
+      co_return;
+    }
     if (options_.http2_connections && co_await HandedOverAsHttp2(stream)) co_return;
+    co_await Serve(stream);
+  }
 
+  // A TLS connection: the handshake (ALPN picks the protocol), then HTTP/2 to gRPC through a bridge, or
+  // HTTP/1.1 here.
+  asio::awaitable<void> TlsSession(beast::tcp_stream tcp) {
+    auto tls = std::make_shared<beast::ssl_stream<beast::tcp_stream>>(std::move(tcp), *tls_);
+    beast::error_code ec;
+    beast::get_lowest_layer(*tls).expires_after(options_.header_timeout);
+    co_await tls->async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    unsigned char const* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    SSL_get0_alpn_selected(tls->native_handle(), &alpn, &alpn_len);
+    if (std::string_view(reinterpret_cast<char const*>(alpn), alpn_len) == "h2") {
+      if (options_.http2_connections) co_await BridgeHttp2(std::move(tls));
+      co_return;
+    }
+    co_await Serve(*tls);
+  }
+
+  // gRPC takes plain connections only (AddInsecureChannelFromFd), so TLS ends here and the HTTP/2 bytes cross a
+  // socket pair to it, in both directions, until either side closes.
+  asio::awaitable<void> BridgeHttp2(std::shared_ptr<beast::ssl_stream<beast::tcp_stream>> tls) {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) co_return;
+    options_.http2_connections(fds[0]);
+    auto inner = std::make_shared<asio::local::stream_protocol::socket>(io_, asio::local::stream_protocol(), fds[1]);
+    beast::get_lowest_layer(*tls).expires_never();
+    auto close_both = [tls, inner] {
+      beast::error_code ignored;
+      beast::get_lowest_layer(*tls).socket().close(ignored);
+      inner->close(ignored);
+    };
+    asio::co_spawn(
+        io_,
+        [tls, inner]() -> asio::awaitable<void> {
+          std::array<char, 16 * 1024> buf;
+          while (true) {
+            beast::error_code ec;
+            std::size_t n = co_await inner->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) break;
+            co_await asio::async_write(*tls, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) break;
+          }
+        },
+        [close_both](std::exception_ptr) { close_both(); });
+    std::array<char, 16 * 1024> buf;
+    while (true) {
+      beast::error_code ec;
+      std::size_t n = co_await tls->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      co_await asio::async_write(*inner, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
+    close_both();
+  }
+
+  // HTTP/1.1 requests on one connection, plain or TLS, until it closes or a request says so.
+  template <class Stream>
+  asio::awaitable<void> Serve(Stream& stream) {
+    auto& lowest = beast::get_lowest_layer(stream);
     beast::flat_buffer buffer;
     for (bool first = true;; first = false) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(options_.max_body_bytes);
       parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
-      stream.expires_after(first ? options_.header_timeout : options_.read_timeout);
+      lowest.expires_after(first ? options_.header_timeout : options_.read_timeout);
       beast::error_code ec;
       co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       if (!ec && !parser.is_done()) {
-        stream.expires_after(options_.read_timeout);
+        lowest.expires_after(options_.read_timeout);
         co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
       }
       if (ec) {
@@ -262,7 +367,7 @@ class BeastHttpServer : public HttpServer {
       unsigned version = req.version();
       bool keep_alive = req.keep_alive();
       HttpRequest request = ToRequest(std::move(req));
-      stream.expires_never();
+      lowest.expires_never();
       // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
       std::optional<HttpResponse> res;
       if (options_.fast_handler) res = co_await HandleFast(request);
@@ -283,7 +388,7 @@ class BeastHttpServer : public HttpServer {
       if (!co_await Write(stream, *std::move(res), version, keep_alive) || !keep_alive) break;
     }
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   // The fast handler's answer, or nullopt when it left the request to the worker pool. The reply wakes the
@@ -344,7 +449,8 @@ class BeastHttpServer : public HttpServer {
     co_return true;
   }
 
-  asio::awaitable<bool> Write(beast::tcp_stream& stream, HttpResponse res, unsigned version, bool keep_alive) {
+  template <class Stream>
+  asio::awaitable<bool> Write(Stream& stream, HttpResponse res, unsigned version, bool keep_alive) {
     if (res.file) co_return co_await WriteFile(stream, std::move(res), version, keep_alive);
     http::response<http::string_body> out{static_cast<http::status>(res.status), version};
     out.set(http::field::server, "ferry");
@@ -353,13 +459,14 @@ class BeastHttpServer : public HttpServer {
     out.keep_alive(keep_alive);
     out.body() = std::move(res.body);
     out.prepare_payload();
-    stream.expires_after(options_.read_timeout);
+    beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
     beast::error_code ec;
     co_await http::async_write(stream, out, asio::redirect_error(asio::use_awaitable, ec));
     co_return !ec;
   }
 
-  asio::awaitable<bool> WriteFile(beast::tcp_stream& stream, HttpResponse res, unsigned version, bool keep_alive) {
+  template <class Stream>
+  asio::awaitable<bool> WriteFile(Stream& stream, HttpResponse res, unsigned version, bool keep_alive) {
     http::response<http::basic_file_body<SliceFile>> out{static_cast<http::status>(res.status), version};
     out.set(http::field::server, "ferry");
     if (!res.content_type.empty()) out.set(http::field::content_type, res.content_type);
@@ -369,10 +476,9 @@ class BeastHttpServer : public HttpServer {
     out.body().reset(SliceFile(std::move(res.file)), ec);
     out.prepare_payload();
     // A slow reader may take its time with a large body, but must keep taking it.
-    stream.expires_after(options_.read_timeout);
     http::response_serializer<http::basic_file_body<SliceFile>> serializer(out);
     while (!ec && !serializer.is_done()) {
-      stream.expires_after(options_.read_timeout);
+      beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
       co_await http::async_write_some(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
     }
     co_return !ec;
@@ -381,6 +487,7 @@ class BeastHttpServer : public HttpServer {
   HttpServerOptions options_;
   HttpHandler handler_;
   asio::io_context io_{1};
+  std::unique_ptr<asio::ssl::context> tls_;  // set: every connection speaks TLS
   std::vector<std::unique_ptr<asio::thread_pool>> lanes_;
   tcp::acceptor acceptor_;
   std::thread io_thread_;

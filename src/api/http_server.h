@@ -78,6 +78,10 @@ struct HttpServerOptions {
   // When set, a connection that opens with the HTTP/2 client preface ("PRI * HTTP/2.0") is handed over as its
   // socket descriptor (the callee owns it): how gRPC shares the port.
   std::function<void(int fd)> http2_connections;
+  // When set (PEM files), every connection speaks TLS: a client offering only "h2" in ALPN (gRPC's) goes to
+  // http2_connections through a bridge; one offering "http/1.1" (curl, browsers) or nothing, to the HTTP server.
+  // A plain connection then fails its handshake.
+  std::string tls_cert_file, tls_key_file;
   HttpFastHandler fast_handler;
 };
 

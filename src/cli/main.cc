@@ -298,6 +298,8 @@ int Main(int argc, char** argv) {
   serve->add_option("--bucket-root", d.bucket_roots,
                     "A directory buckets may live in (their paths must be in one); repeatable. Default: the working "
                     "directory");
+  serve->add_option("--tls-cert", d.tls_cert, "PEM certificate chain: serve HTTPS and gRPC over TLS on the port");
+  serve->add_option("--tls-key", d.tls_key, "PEM private key of --tls-cert");
   serve->add_option("--public-url", d.public_url,
                     "Scheme and address that links in answers point at (e.g. https://ferry.example.com); default: "
                     "the address the client used, when it names this server");
@@ -341,6 +343,10 @@ int Main(int argc, char** argv) {
         return;
       }
       d.tokens.insert(d.tokens.end(), grants->begin(), grants->end());
+    }
+    if (d.tls_cert.empty() != d.tls_key.empty()) {
+      rc = Fail(InvalidArgumentError("--tls-cert and --tls-key go together"));
+      return;
     }
     if (!webhook_secret_file.empty()) {
       auto text = read_file(webhook_secret_file);

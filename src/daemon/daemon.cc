@@ -113,8 +113,9 @@ int RunDaemon(DaemonOptions const& options) {
   StorageApi storage(buckets, [&](HttpRequest const& req) {
     if (!options.public_url.empty()) return options.public_url;
     std::string host = req.Header("host");
-    if (!host.empty() && guard.HostAllowed(host)) return "http://" + host;
-    return "http://" + options.host + ":" + std::to_string(bound_port.load());
+    std::string scheme = options.tls_cert.empty() ? "http://" : "https://";
+    if (!host.empty() && guard.HostAllowed(host)) return scheme + host;
+    return scheme + options.host + ":" + std::to_string(bound_port.load());
   });
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
@@ -128,6 +129,8 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.host = options.host;
   http_options.port = options.port;
   http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
+  http_options.tls_cert_file = options.tls_cert;
+  http_options.tls_key_file = options.tls_key;
   // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
   // Lanes: 0 everything else (admin, publishing, storage), 1 long-poll pulls, 2 function calls that wait for an
   // instance. A full lane makes its own kind wait, not the others.
@@ -176,8 +179,9 @@ int RunDaemon(DaemonOptions const& options) {
     std::ofstream(tmp) << port << "\n";
     std::rename(tmp.c_str(), options.port_file.c_str());
   }
-  std::fprintf(stderr, "ferry: serving Pub/Sub REST and gRPC on %s:%u (data: %s, project: %s)\n",
-               options.host.c_str(), port, options.data_dir.c_str(), options.project.c_str());
+  std::fprintf(stderr, "ferry: serving Pub/Sub REST and gRPC%s on %s:%u (data: %s, project: %s%s)\n",
+               options.tls_cert.empty() ? "" : " over TLS", options.host.c_str(), port, options.data_dir.c_str(),
+               options.project.c_str(), tokens.enabled() ? ", tokens required" : ", no tokens: loopback only");
 
   PushDelivery push(broker, **push_policy);
   push.Start();

@@ -26,6 +26,7 @@ struct DaemonOptions {
   bool insecure = false;                               // serve a non-loopback address without tokens
   std::vector<std::string> allowed_hosts;              // further names for Host and Origin (DNS rebinding)
   std::vector<std::string> bucket_roots;               // where buckets may live; default: the working directory
+  std::string tls_cert, tls_key;                       // PEM files: serve HTTPS and gRPC over TLS on the port
   std::string public_url;                              // links in answers point here; default: as reached
   std::vector<std::string> push_allow;                 // internal addresses push may reach (CIDR blocks)
 };
