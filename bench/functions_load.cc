@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <regex>
 #include <thread>
 
@@ -22,6 +23,12 @@
 #include "common/base64.h"
 
 namespace {
+
+// A bearer token for a Ferry that wants one (FERRY_TOKEN), as the ferry CLI takes it.
+std::string TokenFromEnvironment() {
+  char const* token = std::getenv("FERRY_TOKEN");
+  return token != nullptr ? token : "";
+}
 
 using Json = nlohmann::json;
 using Steady = std::chrono::steady_clock;
@@ -45,7 +52,7 @@ struct Options {
 }
 
 std::unique_ptr<ferry::HttpClient> Connect(std::string const& endpoint) {
-  auto c = ferry::HttpClient::Make(endpoint);
+  auto c = ferry::HttpClient::Make(endpoint, TokenFromEnvironment());
   if (!c.ok()) Die(c.status().message());
   return *std::move(c);
 }

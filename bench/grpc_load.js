@@ -6,7 +6,22 @@ const {PubSub} = require('@google-cloud/pubsub');
 
 const messages = Number(process.env.MESSAGES || 100000);
 const tag = process.env.TAG || 'load';
-const pubsub = new PubSub({projectId: 'bench'});
+// With FERRY_CA (and FERRY_ADDRESS, FERRY_TOKEN): over TLS with a bearer token, as README's "Run Ferry on a network"
+// shows; else PUBSUB_EMULATOR_HOST's plaintext.
+function makeClient() {
+  if (!process.env.FERRY_CA) return new PubSub({projectId: 'bench'});
+  const fs = require('node:fs');
+  const grpc = require('@grpc/grpc-js');
+  const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${process.env.FERRY_TOKEN}`);
+    callback(null, metadata);
+  });
+  const sslCreds = grpc.credentials.combineChannelCredentials(
+      grpc.credentials.createSsl(fs.readFileSync(process.env.FERRY_CA)), bearer);
+  return new PubSub({projectId: 'bench', apiEndpoint: process.env.FERRY_ADDRESS, emulatorMode: false, sslCreds});
+}
+const pubsub = makeClient();
 
 async function main() {
   const [topic] = await pubsub.createTopic(`${tag}-topic`);

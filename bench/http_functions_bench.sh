@@ -4,6 +4,8 @@
 # same run, with the same load generator (4 keep-alive connections). A peer for scale: nginx as a plain reverse
 # proxy (keep-alive upstream, no access log) in front of the directly started function, same run.
 #   bench/http_functions_bench.sh          # REQUESTS=20000 by default
+#   MODES="open tokens tls" bench/http_functions_bench.sh   # also a private function called with a token, and
+#                                                            # that over TLS (lib.sh)
 source "$(dirname "$0")/lib.sh"
 REQUESTS=${REQUESTS:-20000}
 LOAD=build/bin/ferry_functions_load
@@ -35,28 +37,44 @@ CONF
 nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" &
 pids+=("$!")
 
-cat >"$work/ferry.yaml" <<YAML
+MODES=${MODES:-open}
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$DIRECT_PORT/" -o /dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/" -o /dev/null && break; sleep 0.1; done
+"$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests 2000 >/dev/null
+"$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests 2000 >/dev/null
+
+throughs=()
+for mode in $MODES; do
+  ferry_mode "$mode"
+  # Open: a public function. With tokens: a private one, so every call's token is checked.
+  public=true
+  [[ $mode == open ]] || public=false
+  cat >"$work/ferry.yaml" <<YAML
 project: bench
 functions:
   - name: hello
     runtime: command
     command: [$FN]
     trigger_http: true
-    allow_unauthenticated: true
+    allow_unauthenticated: $public
     max_instances: 4
     min_instances: 4
     concurrency: 1
 YAML
-start_ferry "$work/ferry.yaml"
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$DIRECT_PORT/" -o /dev/null && break; sleep 0.1; done
-for _ in $(seq 1 100); do curl -sf "$FERRY/functions/hello" -o /dev/null && break; sleep 0.1; done
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/" -o /dev/null && break; sleep 0.1; done
-
-# Warm-ups, then the measured runs.
-"$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests 2000 >/dev/null
-"$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests 2000 >/dev/null
-"$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests 2000 >/dev/null
-through=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$REQUESTS" --connections 4)
+  start_ferry "$work/ferry.yaml"
+  auth=()
+  [[ -z ${FERRY_TOKEN:-} ]] || auth=(-H "Authorization: Bearer $FERRY_TOKEN")
+  for _ in $(seq 1 100); do
+    curl -sf --cacert "$work/cert.pem" "${auth[@]}" "$FERRY/functions/hello" -o /dev/null 2>/dev/null && break
+    curl -sf "${auth[@]}" "$FERRY/functions/hello" -o /dev/null 2>/dev/null && break
+    sleep 0.1
+  done
+  "$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests 2000 >/dev/null
+  throughs+=("$mode" "$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$REQUESTS" --connections 4)")
+  stop_ferry
+done
+ferry_mode open
+through=${throughs[1]}
 direct=$("$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests "$REQUESTS" --connections 4)
 nginx=$("$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests "$REQUESTS" --connections 4)
 
@@ -71,4 +89,13 @@ print("%-14s %14.0f %10.0f %14.0f   ferry/direct %.2f (target >= 0.5), nginx/dir
 print("%-14s %14.3f %10.3f %14.3f   ferry adds %.3f ms (target <= 0.5), nginx %.3f ms" % (
     "p50 ms", t["p50_ms"], d["p50_ms"], n["p50_ms"], t["p50_ms"] - d["p50_ms"], n["p50_ms"] - d["p50_ms"]))
 print("%-14s %14.3f %10.3f %14.3f" % ("p99 ms", t["p99_ms"], d["p99_ms"], n["p99_ms"]))
+PY
+
+python3 - "${throughs[@]}" <<'PY'
+import json, sys
+rest = sys.argv[1:]
+runs = [(rest[i], json.loads(rest[i + 1])) for i in range(0, len(rest), 2)]
+if len(runs) > 1:
+    print("through ferry by mode: " + ", ".join("%s %.0f req/s (p50 %.3f ms, p99 %.3f ms)" % (
+        name, r["requests_per_s"], r["p50_ms"], r["p99_ms"]) for name, r in runs))
 PY

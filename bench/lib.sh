@@ -19,13 +19,43 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.5; done; return 1; }
 
-# start_ferry [DEPLOY_FILE]: Ferry on a free port with fsync on, its data in $work/data; waits until it listens
-# (and has deployed the file). Sets FERRY_PORT, FERRY (its URL) and ferry_pid.
+# The auth modes a bench can run Ferry in (MODES="open tokens tls"): open (no tokens, loopback), tokens (every call
+# carries an admin bearer token) and tls (tokens, and TLS on the port with a self-signed certificate).
+# ferry_mode MODE sets FERRY_ARGS for start_ferry, FERRY_TOKEN for the load generators, and FERRY_SCHEME.
+BENCH_TOKEN=bench-admin-token-0123456789abcdef
+ferry_mode() {
+  FERRY_ARGS=()
+  FERRY_SCHEME=http
+  unset FERRY_TOKEN
+  case $1 in
+    open) ;;
+    tokens | tls)
+      printf 'admin=%s\n' "$BENCH_TOKEN" >"$work/tokens.txt"
+      FERRY_ARGS+=(--token-file "$work/tokens.txt")
+      export FERRY_TOKEN=$BENCH_TOKEN
+      ;;&
+    tls)
+      [[ -s $work/cert.pem ]] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" \
+        -out "$work/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+      FERRY_ARGS+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+      FERRY_SCHEME=https
+      export SSL_CERT_FILE=$work/cert.pem  # the load generators trust it
+      ;;
+    tokens) ;;
+    *) echo "unknown mode $1 (open, tokens, tls)"; exit 1 ;;
+  esac
+}
+FERRY_ARGS=()
+FERRY_SCHEME=http
+
+# start_ferry [DEPLOY_FILE]: Ferry on a free port with fsync on, its data in a fresh directory, with FERRY_ARGS;
+# waits until it listens (and has deployed the file). Sets FERRY_PORT, FERRY (its URL) and ferry_pid.
 start_ferry() {
   local deploy=()
   [[ $# -eq 0 ]] || deploy=(--deploy "$1")
-  "$ferry" serve --data-dir "$work/data" --port 0 --port-file "$work/ferry.port" --project bench "${deploy[@]}" \
-    2>"$work/ferry.log" &
+  rm -f "$work/ferry.port"
+  "$ferry" serve --data-dir "$(mktemp -d -p "$work")" --port 0 --port-file "$work/ferry.port" --project bench \
+    "${deploy[@]}" "${FERRY_ARGS[@]}" 2>"$work/ferry.log" &
   ferry_pid=$!
   pids+=("$ferry_pid")
   for _ in $(seq 1 200); do
@@ -33,7 +63,13 @@ start_ferry() {
     sleep 0.05
   done
   FERRY_PORT=$(cat "$work/ferry.port")
-  FERRY="http://127.0.0.1:$FERRY_PORT"
+  FERRY="$FERRY_SCHEME://127.0.0.1:$FERRY_PORT"
+  [[ $FERRY_SCHEME == http ]] || FERRY="$FERRY_SCHEME://localhost:$FERRY_PORT"
+}
+
+stop_ferry() {
+  kill "$ferry_pid" 2>/dev/null || true
+  wait "$ferry_pid" 2>/dev/null || true
 }
 
 # start_emulator: Google's Pub/Sub emulator (a JVM started by gcloud) on a free port. Sets EMU_PORT and emu_pid.

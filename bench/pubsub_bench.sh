@@ -4,30 +4,43 @@
 # rates, their ratios and each server's peak resident memory.
 #   bench/pubsub_bench.sh            # 100,000 messages
 #   MESSAGES=20000 bench/pubsub_bench.sh
+#   MODES="open tokens tls" bench/pubsub_bench.sh   # Ferry also with tokens, and with tokens and TLS (lib.sh)
 source "$(dirname "$0")/lib.sh"
 MESSAGES=${MESSAGES:-100000}
 BENCH=build/bin/ferry_pubsub_rest_bench
 peak_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
-start_ferry
-start_emulator
+MODES=${MODES:-open}
 
-run() {  # run NAME PORT: a warm-up round on its own topic, then the measured one
-  "$BENCH" --endpoint "http://127.0.0.1:$2" --messages 10000 --topic warmup --subscription warmup-sub >/dev/null
-  "$BENCH" --endpoint "http://127.0.0.1:$2" --messages "$MESSAGES"
+run() {  # run URL: a warm-up round on its own topic, then the measured one
+  "$BENCH" --endpoint "$1" --messages 10000 --topic warmup --subscription warmup-sub >/dev/null
+  "$BENCH" --endpoint "$1" --messages "$MESSAGES"
 }
-ferry_json=$(run ferry "$FERRY_PORT")
-emu_json=$(run emulator "$EMU_PORT")
-ferry_kb=$(peak_kb "$ferry_pid")
-emu_kb=$(peak_kb "$emu_pid")
+results=()
+for mode in $MODES; do
+  ferry_mode "$mode"
+  start_ferry
+  results+=("$mode" "$(run "$FERRY")" "$(peak_kb "$ferry_pid")")
+  stop_ferry
+done
+ferry_mode open
+start_emulator
+results+=(emulator "$(run "http://127.0.0.1:$EMU_PORT")" "$(peak_kb "$emu_pid")")
 
-python3 - "$ferry_json" "$emu_json" "$ferry_kb" "$emu_kb" "$MESSAGES" <<'PY'
+python3 - "$MESSAGES" "${results[@]}" <<'PY'
 import json, sys
-f, e = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-fk, ek, n = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+n, rest = int(sys.argv[1]), sys.argv[2:]
+runs = [(rest[i], json.loads(rest[i + 1]), int(rest[i + 2])) for i in range(0, len(rest), 3)]
+names = ["ferry " + name if name != "emulator" else name for name, _, _ in runs]
 print("Pub/Sub REST, %d messages of 100 B, batches of 1000, 4 client connections each way" % n)
-print("%-22s %14s %14s %8s" % ("", "ferry", "emulator", "ratio"))
+print("%-22s" % "" + "".join("%16s" % name for name in names) + "   ferry/emulator")
+emu = runs[-1][1]
 for key, label in (("publish_msgs_per_s", "publish msg/s"), ("pull_ack_msgs_per_s", "pull+ack msg/s")):
-    print("%-22s %14.0f %14.0f %7.1fx" % (label, f[key], e[key], f[key] / e[key]))
-print("%-22s %14.1f %14.1f %7.1fx" % ("peak memory MB", fk / 1024, ek / 1024, ek / fk))
+    print("%-22s" % label + "".join("%16.0f" % r[key] for _, r, _ in runs) + "   " +
+          " ".join("%.1fx" % (r[key] / emu[key]) for _, r, _ in runs[:-1]))
+print("%-22s" % "peak memory MB" + "".join("%16.1f" % (kb / 1024) for _, _, kb in runs))
+if runs[0][0] == "open":
+    for name, r, _ in runs[1:-1]:
+        print("%s vs open: publish %+.1f%%, pull+ack %+.1f%%" % (name, 100 * (r["publish_msgs_per_s"] / runs[0][1]["publish_msgs_per_s"] - 1),
+              100 * (r["pull_ack_msgs_per_s"] / runs[0][1]["pull_ack_msgs_per_s"] - 1)))
 PY

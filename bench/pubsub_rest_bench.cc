@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <thread>
 
@@ -15,6 +16,12 @@
 #include "common/base64.h"
 
 namespace {
+
+// A bearer token for a Ferry that wants one (FERRY_TOKEN), as the ferry CLI takes it.
+std::string TokenFromEnvironment() {
+  char const* token = std::getenv("FERRY_TOKEN");
+  return token != nullptr ? token : "";
+}
 
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -32,7 +39,7 @@ struct Options {
 };
 
 std::unique_ptr<ferry::HttpClient> Connect(Options const& o) {
-  auto c = ferry::HttpClient::Make(o.endpoint);
+  auto c = ferry::HttpClient::Make(o.endpoint, TokenFromEnvironment());
   if (!c.ok()) {
     std::fprintf(stderr, "bench: %s\n", c.status().message().c_str());
     std::exit(1);

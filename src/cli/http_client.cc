@@ -1,10 +1,17 @@
 #include "cli/http_client.h"
 
+#include <openssl/ssl.h>
+
+#include <optional>
+#include <type_traits>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 namespace ferry {
 namespace {
@@ -14,78 +21,106 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+struct Target {
+  std::string endpoint, host, port, authorization;
+};
+
+// One keep-alive connection, plain (beast::tcp_stream) or TLS (beast::ssl_stream over it).
+template <class Stream>
 class BeastHttpClient : public HttpClient {
  public:
-  BeastHttpClient(std::string endpoint, std::string host, std::string port, std::string token)
-      : endpoint_(std::move(endpoint)),
-        host_(std::move(host)),
-        port_(std::move(port)),
-        authorization_(token.empty() ? "" : "Bearer " + token),
-        stream_(io_) {}
+  explicit BeastHttpClient(Target target) : target_(std::move(target)) {
+    if constexpr (kTls) {
+      // The system's CA store (SSL_CERT_FILE / SSL_CERT_DIR point OpenSSL at another), and the host checked
+      // against the certificate.
+      tls_.set_default_verify_paths();
+      tls_.set_verify_mode(asio::ssl::verify_peer);
+    }
+  }
 
   StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body,
                             std::string const& content_type) override {
     // One retry on a fresh connection: the daemon may have closed an idle keep-alive connection.
     for (int attempt = 0; attempt < 2; ++attempt) {
       beast::error_code ec;
-      if (!connected_) {
-        tcp::resolver resolver(io_);
-        auto results = resolver.resolve(host_, port_, ec);
-        if (!ec) stream_.connect(results, ec);
-        if (ec) return UnavailableError("cannot reach ferry at " + endpoint_ + ": " + ec.message());
-        connected_ = true;
+      if (!stream_) {
+        if (Status st = Connect(); !st.ok()) return st;
       }
       http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-      req.set(http::field::host, host_);
+      req.set(http::field::host, target_.host);
       req.set(http::field::user_agent, "ferry-cli");
-      if (!authorization_.empty()) req.set(http::field::authorization, authorization_);
+      if (!target_.authorization.empty()) req.set(http::field::authorization, target_.authorization);
       // Also on a POST without a body: Ferry refuses mutating calls that are not JSON (a browser's cross-site
       // "simple request" is not).
       bool mutating = method == "POST" || method == "PUT" || method == "PATCH";
       if ((!body.empty() || mutating) && !content_type.empty()) req.set(http::field::content_type, content_type);
       req.body() = body;
       req.prepare_payload();
-      http::write(stream_, req, ec);
+      http::write(*stream_, req, ec);
       beast::flat_buffer buffer;
       http::response_parser<http::string_body> parser;
       parser.body_limit(256 * 1024 * 1024);
-      if (!ec) http::read(stream_, buffer, parser, ec);
+      if (!ec) http::read(*stream_, buffer, parser, ec);
       if (ec) {
-        stream_.close();
-        connected_ = false;
+        stream_.reset();
         if (attempt == 0) continue;
-        return UnavailableError("request to " + endpoint_ + " failed: " + ec.message());
+        return UnavailableError("request to " + target_.endpoint + " failed: " + ec.message());
       }
       auto res = parser.release();
-      if (!res.keep_alive()) {
-        stream_.close();
-        connected_ = false;
-      }
+      if (!res.keep_alive()) stream_.reset();
       return HttpResult{static_cast<int>(res.result_int()), std::move(res.body())};
     }
-    return UnavailableError("request to " + endpoint_ + " failed");
+    return UnavailableError("request to " + target_.endpoint + " failed");
   }
 
  private:
-  std::string endpoint_, host_, port_, authorization_;
+  static constexpr bool kTls = std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>;
+
+  Status Connect() {
+    beast::error_code ec;
+    tcp::resolver resolver(io_);
+    auto results = resolver.resolve(target_.host, target_.port, ec);
+    if constexpr (kTls) {
+      stream_.emplace(io_, tls_);
+      SSL_set_tlsext_host_name(stream_->native_handle(), target_.host.c_str());
+      stream_->set_verify_callback(asio::ssl::host_name_verification(target_.host));
+      static constexpr unsigned char kAlpn[] = "\x08http/1.1";
+      SSL_set_alpn_protos(stream_->native_handle(), kAlpn, sizeof kAlpn - 1);
+    } else {
+      stream_.emplace(io_);
+    }
+    if (!ec) beast::get_lowest_layer(*stream_).connect(results, ec);
+    if constexpr (kTls) {
+      if (!ec) stream_->handshake(asio::ssl::stream_base::client, ec);
+    }
+    if (ec) {
+      stream_.reset();
+      return UnavailableError("cannot reach ferry at " + target_.endpoint + ": " + ec.message());
+    }
+    return OkStatus();
+  }
+
+  Target target_;
   asio::io_context io_;
-  beast::tcp_stream stream_;
-  bool connected_ = false;
+  asio::ssl::context tls_{asio::ssl::context::tls_client};
+  std::optional<Stream> stream_;
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<HttpClient>> HttpClient::Make(std::string const& endpoint, std::string token) {
   std::string rest = endpoint;
+  bool tls = rest.rfind("https://", 0) == 0;
   if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
-  if (rest.rfind("https://", 0) == 0) return InvalidArgumentError("https endpoints are not supported: " + endpoint);
+  if (tls) rest = rest.substr(8);
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   auto colon = rest.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size()) {
-    return InvalidArgumentError("endpoint must be http://HOST:PORT, got \"" + endpoint + "\"");
+    return InvalidArgumentError("endpoint must be http(s)://HOST:PORT, got \"" + endpoint + "\"");
   }
-  return std::unique_ptr<HttpClient>(
-      new BeastHttpClient(endpoint, rest.substr(0, colon), rest.substr(colon + 1), std::move(token)));
+  Target target{endpoint, rest.substr(0, colon), rest.substr(colon + 1), token.empty() ? "" : "Bearer " + token};
+  if (tls) return std::unique_ptr<HttpClient>(new BeastHttpClient<beast::ssl_stream<beast::tcp_stream>>(target));
+  return std::unique_ptr<HttpClient>(new BeastHttpClient<beast::tcp_stream>(target));
 }
 
 }  // namespace ferry

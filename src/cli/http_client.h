@@ -15,7 +15,8 @@ struct HttpResult {
 // A blocking HTTP/1.1 client for the CLI: one keep-alive connection to one endpoint. Not thread-safe.
 class HttpClient {
  public:
-  // endpoint: "http://host:port" (or "host:port"). A non-empty `token` goes with every request as a bearer token.
+  // endpoint: "http://host:port", "https://host:port" (TLS, verified against the system CA store or SSL_CERT_FILE)
+  // or "host:port". A non-empty `token` goes with every request as a bearer token.
   static StatusOr<std::unique_ptr<HttpClient>> Make(std::string const& endpoint, std::string token = "");
   virtual ~HttpClient() = default;
   // UNAVAILABLE when the daemon cannot be reached.
