@@ -9,6 +9,7 @@ K_SERVICE. Calls are made as Google's Python Functions Framework makes them:
   http:       fn(request) with a Flask-like request; returns a body, (body, status) or (body, status, headers)
 An exception answers 500 and its traceback goes to stderr, which Ferry keeps in the execution's log.
 """
+import hmac
 import http.server
 import importlib
 import json
@@ -156,6 +157,7 @@ def main():
     setup_logging()
     fn = load_function()
     signature = os.environ.get("FUNCTION_SIGNATURE_TYPE", "http")
+    secret = os.environ.get("FERRY_INSTANCE_SECRET", "")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -163,7 +165,15 @@ def main():
         def handle_call(self):
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
+            # Under Ferry only Ferry may call: it sends the instance's secret, which no other local user knows.
+            if secret and not hmac.compare_digest(self.headers.get("x-ferry-instance-secret", ""), secret):
+                out = b"Forbidden: this instance serves Ferry only\n"
+                self.send_response(403)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                return
+            headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "x-ferry-instance-secret"}
             parsed = urllib.parse.urlsplit(self.path)
             try:
                 if signature == "event":

@@ -1,5 +1,6 @@
 #include "functions/supervisor.h"
 
+#include "common/check.h"
 #include "common/deadline_stream.h"
 
 #include "functions/memory_cgroup.h"
@@ -13,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -105,7 +107,20 @@ int ConnectLoopback(int port, beast::error_code& ec) {
   return fd;
 }
 
-http::request<http::string_body> MakeRequest(Invocation const& invocation) {
+// A fresh secret for one instance: 128 random bits in hex, from the kernel.
+std::string NewInstanceSecret() {
+  unsigned char bytes[16] = {};
+  FERRY_CHECK(getrandom(bytes, sizeof bytes, 0) == static_cast<ssize_t>(sizeof bytes));
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+http::request<http::string_body> MakeRequest(Invocation const& invocation, std::string const& instance_secret) {
   http::request<http::string_body> req{http::string_to_verb(invocation.method), invocation.path, 11};
   // A method Beast has no verb for (FOO) goes as it came; the parser only passed a valid token.
   if (req.method() == http::verb::unknown) req.method_string(invocation.method);
@@ -113,6 +128,8 @@ http::request<http::string_body> MakeRequest(Invocation const& invocation) {
   req.set(http::field::content_type, "application/json");
   req.set("Function-Execution-Id", invocation.execution_id);
   for (auto const& [k, v] : invocation.headers) req.set(k, v);
+  // Set after the caller's headers, so no caller can send its own: the instance serves only Ferry (kInstanceSecret).
+  req.set(kInstanceSecretHeader, instance_secret);
   req.body() = invocation.body;
   req.keep_alive(true);
   req.prepare_payload();
@@ -219,6 +236,7 @@ std::atomic<uint64_t> next_instance_id{1};
 struct Supervisor::Instance {
   uint64_t id = next_instance_id++;
   int port = 0;
+  std::string secret = NewInstanceSecret();  // its requests carry it; the runtimes Ferry controls check it
   std::mutex conns_mu;
   std::vector<std::unique_ptr<Connection>> idle_conns;  // GUARDED_BY(conns_mu)
 
@@ -452,6 +470,7 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
   options.env["FUNCTION_TARGET"] = spec.entry_point;
   options.env["FUNCTION_SIGNATURE_TYPE"] = spec.signature;
   options.env["K_SERVICE"] = spec.service.empty() ? spec.function : spec.service;
+  options.env["FERRY_INSTANCE_SECRET"] = inst->secret;
   inst->cgroup = MemoryCgroup::Create(spec.memory_mb * 1024 * 1024);
   if (inst->cgroup) options.cgroup_procs_fd = inst->cgroup->procs_fd();
   Instance* raw = inst.get();  // the process, and so its reader threads, die before the Instance
@@ -523,7 +542,7 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
   }
   auto inst = *acquired;
   inst->SetCurrentExecution(invocation.execution_id);
-  auto req = MakeRequest(invocation);
+  auto req = MakeRequest(invocation, inst->secret);
 
   // On a reused connection the instance may have closed it just as we wrote; with no byte of an answer yet, the
   // request was not taken, and it goes once more on a new connection.
@@ -586,7 +605,7 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
 
   // The same exchange as Invoke's, as a coroutine on `io`. The timer may fire after the coroutine's frame is
   // gone, so what it touches is shared.
-  auto exchange = [this, &io, pool, inst, req = MakeRequest(invocation),
+  auto exchange = [this, &io, pool, inst, req = MakeRequest(invocation, inst->secret),
                    done = std::move(done)]() -> asio::awaitable<void> {
     struct Deadline {
       std::shared_ptr<tcp::socket> socket;  // the one in use

@@ -50,6 +50,12 @@ struct Invocation {
   bool bounded_wait = false;
 };
 
+// An instance listens on a loopback port, which any local user can reach. Ferry sends every request with this
+// header, holding the instance's own secret (its environment's FERRY_INSTANCE_SECRET); the C++ SDK and the
+// Python runner answer 403 to a request without it, so a private function cannot be called around Ferry's token
+// check. (Google's Functions Framework for Node.js does not check it.)
+inline constexpr char kInstanceSecretHeader[] = "X-Ferry-Instance-Secret";
+
 // How many calls may wait for an instance of one function, when they wait bounded.
 inline constexpr int kMaxQueuedCalls = 100;
 

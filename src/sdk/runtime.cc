@@ -198,10 +198,21 @@ std::pair<bool, std::string> Guarded(std::string const& name, std::string const&
   }
 }
 
+// Compares in time that depends on the length only, so the answer's timing tells nothing of a guess. (By hand: the
+// SDK links nothing but Boost's headers, and one loop is all this needs.)
+bool SameSecret(std::string const& given, std::string const& want) {
+  if (given.size() != want.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ want[i]);
+  return diff == 0;
+}
+
 class Server {
  public:
   Server(std::string target, EventFunction event_fn, HttpFunction http_fn)
-      : target_(std::move(target)), event_fn_(std::move(event_fn)), http_fn_(std::move(http_fn)) {}
+      : target_(std::move(target)), event_fn_(std::move(event_fn)), http_fn_(std::move(http_fn)) {
+    if (char const* secret = std::getenv("FERRY_INSTANCE_SECRET"); secret != nullptr) secret_ = secret;
+  }
 
   void Serve(tcp::socket socket) {
     beast::flat_buffer buffer;
@@ -222,6 +233,16 @@ class Server {
 
  private:
   http::response<http::string_body> Handle(http::request<http::string_body> const& req) {
+    // Under Ferry, only Ferry may call: it sends the instance's secret (see FERRY_INSTANCE_SECRET).
+    if (!secret_.empty()) {
+      std::string given = Header(req, "x-ferry-instance-secret");
+      if (!SameSecret(given, secret_)) {
+        http::response<http::string_body> res{http::status::forbidden, req.version()};
+        res.body() = "Forbidden: this instance serves Ferry only\n";
+        res.prepare_payload();
+        return res;
+      }
+    }
     std::string execution_id = Header(req, "function-execution-id");
     if (execution_id.empty()) execution_id = NewExecutionId();
     sdk::InvocationScope scope(execution_id);
@@ -235,6 +256,7 @@ class Server {
       for (auto const& f : req) {
         std::string name(f.name_string());
         for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (name == "x-ferry-instance-secret") continue;  // Ferry's, not the caller's
         request.headers[name] = std::string(f.value());
       }
       request.body = req.body();
@@ -263,6 +285,7 @@ class Server {
   }
 
   std::string target_;
+  std::string secret_;  // FERRY_INSTANCE_SECRET: when set, a request without it is refused
   EventFunction event_fn_;
   HttpFunction http_fn_;
 };

@@ -376,6 +376,17 @@ class OpenLoopbackTest(unittest.TestCase):
         shared = [t for t in seen["fds"].values() if t in daemon_sockets]
         self.assertEqual(shared, [], "the instance holds the daemon's sockets")
 
+    def test_instances_serve_ferry_only(self):  # L11
+        status, _, body = self.http("GET", "/functions/fds", headers={"X-Ferry-Instance-Secret": "guess"})
+        self.assertEqual(status, 200, body)
+        seen = json.loads(body)
+        self.assertNotIn("x-ferry-instance-secret", seen["headers"])  # Ferry's, not shown to the function
+        # Around Ferry, straight to the instance's port: refused.
+        status, _, _ = harness.http_request(int(seen["port"]), "GET", "/")
+        self.assertEqual(status, 403)
+        status, _, _ = harness.http_request(int(seen["port"]), "GET", "/", headers={"X-Ferry-Instance-Secret": "x"})
+        self.assertEqual(status, 403)
+
     def test_unknown_method_reaches_the_function_without_killing_it(self):  # L1
         answer = raw_request(self.daemon.port, b"FOO /functions/fds HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                                b"Connection: close\r\n\r\n")

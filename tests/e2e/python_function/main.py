@@ -50,4 +50,5 @@ def fds_http(request):
             fds[fd] = os.readlink("/proc/self/fd/" + fd)
         except OSError:
             pass
-    return json.dumps({"fds": fds, "env": sorted(os.environ)}), 200, {"Content-Type": "application/json"}
+    return json.dumps({"fds": fds, "env": sorted(os.environ), "port": os.environ.get("PORT"),
+                       "headers": sorted(k.lower() for k in request.headers)}), 200, {"Content-Type": "application/json"}
