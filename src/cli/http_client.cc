@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 
+#include <cctype>
 #include <optional>
 #include <type_traits>
 
@@ -39,7 +40,7 @@ class BeastHttpClient : public HttpClient {
   }
 
   StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body,
-                            std::string const& content_type) override {
+                            std::string const& content_type, HttpHeaders const& headers) override {
     // One retry on a fresh connection: the daemon may have closed an idle keep-alive connection.
     for (int attempt = 0; attempt < 2; ++attempt) {
       beast::error_code ec;
@@ -54,6 +55,7 @@ class BeastHttpClient : public HttpClient {
       // "simple request" is not).
       bool mutating = method == "POST" || method == "PUT" || method == "PATCH";
       if ((!body.empty() || mutating) && !content_type.empty()) req.set(http::field::content_type, content_type);
+      for (auto const& [k, v] : headers) req.set(k, v);
       req.body() = body;
       req.prepare_payload();
       http::write(*stream_, req, ec);
@@ -68,7 +70,13 @@ class BeastHttpClient : public HttpClient {
       }
       auto res = parser.release();
       if (!res.keep_alive()) stream_.reset();
-      return HttpResult{static_cast<int>(res.result_int()), std::move(res.body())};
+      HttpResult result{static_cast<int>(res.result_int()), std::move(res.body()), {}};
+      for (auto const& f : res) {
+        std::string name(f.name_string());
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        result.headers.emplace_back(std::move(name), std::string(f.value()));
+      }
+      return result;
     }
     return UnavailableError("request to " + target_.endpoint + " failed");
   }

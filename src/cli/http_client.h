@@ -2,6 +2,9 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "ferry/status.h"
 
@@ -10,7 +13,17 @@ namespace ferry {
 struct HttpResult {
   int status = 0;
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
+
+  [[nodiscard]] std::string Header(std::string_view lowercase_name) const {
+    for (auto const& [k, v] : headers) {
+      if (k == lowercase_name) return v;
+    }
+    return {};
+  }
 };
+
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
 // A blocking HTTP/1.1 client for the CLI: one keep-alive connection to one endpoint. Not thread-safe.
 class HttpClient {
@@ -21,7 +34,8 @@ class HttpClient {
   virtual ~HttpClient() = default;
   // UNAVAILABLE when the daemon cannot be reached.
   virtual StatusOr<HttpResult> Send(std::string const& method, std::string const& target, std::string const& body,
-                                    std::string const& content_type = "application/json") = 0;
+                                    std::string const& content_type = "application/json",
+                                    HttpHeaders const& headers = {}) = 0;
 };
 
 }  // namespace ferry

@@ -139,9 +139,9 @@ class Cli {
 
   // A request whose body (either way) is not JSON: the answer's status and bytes.
   StatusOr<HttpResult> Raw(std::string const& method, std::string const& target, std::string const& body,
-                           std::string const& content_type) {
+                           std::string const& content_type, HttpHeaders const& headers = {}) {
     if (!client_) FERRY_RETURN_IF_ERROR(Connect());
-    return client_->Send(method, target, body, content_type);
+    return client_->Send(method, target, body, content_type, headers);
   }
 
  private:
@@ -254,6 +254,15 @@ void PrintSubscriptions(Cli& cli, Json const& list) {
                     dlt, attempts, retry});
   }
   PrintTable({"NAME", "TOPIC", "ACK_DEADLINE", "DEAD_LETTER_TOPIC", "MAX_ATTEMPTS", "RETRY_DELAY"}, rows);
+}
+
+// An upload's failure, in the server's own words when it gave them.
+Status UploadFailed(HttpResult const& res) {
+  auto body = Json::parse(res.body, nullptr, false);
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    return Status(StatusCode::kUnknown, "upload failed: " + body["error"].value("message", res.body));
+  }
+  return Status(StatusCode::kUnknown, "upload failed: HTTP " + std::to_string(res.status) + ": " + res.body);
 }
 
 int Main(int argc, char** argv) {
@@ -739,14 +748,39 @@ int Main(int argc, char** argv) {
     if (upload == download) return InvalidArgumentError("one of FROM and TO must be gs://BUCKET/OBJECT");
     if (upload) {
       FERRY_ASSIGN_OR_RETURN(auto target, split(cp_to));
-      std::ifstream in(cp_from, std::ios::binary);
+      std::ifstream in(cp_from, std::ios::binary | std::ios::ate);
       if (!in) return NotFoundError("cannot read " + cp_from);
-      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      FERRY_ASSIGN_OR_RETURN(auto res, cli.Raw("POST", "/upload/storage/v1/b/" + target.first +
-                                                           "/o?uploadType=media&name=" + PercentEncode(target.second),
-                                               bytes, cp_type));
-      if (res.status != 200) return Status(StatusCode::kUnknown, "upload failed: HTTP " + std::to_string(res.status) + ": " + res.body);
-      std::cerr << "Copied " << cp_from << " to " << cp_to << " (" << bytes.size() << " bytes).\n";
+      auto const total = static_cast<int64_t>(in.tellg());
+      in.seekg(0);
+      // A resumable upload in chunks, as gcloud does for large files: any size goes, one chunk in memory at a
+      // time, and the server's limits answer in its own words.
+      Json meta = Json::object();
+      if (!cp_type.empty()) meta["contentType"] = cp_type;
+      FERRY_ASSIGN_OR_RETURN(auto started, cli.Raw("POST", "/upload/storage/v1/b/" + target.first +
+                                                               "/o?uploadType=resumable&name=" + PercentEncode(target.second),
+                                                   meta.dump(), "application/json"));
+      if (started.status != 200) return UploadFailed(started);
+      std::string id = started.Header("x-guploader-uploadid");
+      if (id.empty()) return UnavailableError("the server gave no upload id");
+      std::string path = "/upload/storage/v1/b/" + target.first + "/o?uploadType=resumable&upload_id=" + id;
+      constexpr int64_t kChunk = 8 << 20;
+      std::string chunk;
+      int64_t sent = 0;
+      do {
+        chunk.resize(static_cast<std::size_t>(std::min(kChunk, total - sent)));
+        in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+        if (!in) return UnavailableError("cannot read " + cp_from);
+        std::string range = chunk.empty() ? "bytes */" + std::to_string(total)
+                                          : "bytes " + std::to_string(sent) + "-" +
+                                                std::to_string(sent + static_cast<int64_t>(chunk.size()) - 1) + "/" +
+                                                std::to_string(total);
+        FERRY_ASSIGN_OR_RETURN(auto res, cli.Raw("PUT", path, chunk, "application/octet-stream",
+                                                 {{"Content-Range", range}}));
+        sent += static_cast<int64_t>(chunk.size());
+        if (sent < total && res.status != 308) return UploadFailed(res);
+        if (sent >= total && res.status != 200) return UploadFailed(res);
+      } while (sent < total);
+      std::cerr << "Copied " << cp_from << " to " << cp_to << " (" << total << " bytes).\n";
       return OkStatus();
     }
     FERRY_ASSIGN_OR_RETURN(auto source, split(cp_from));

@@ -339,6 +339,21 @@ class OpenLoopbackTest(unittest.TestCase):
         self.assertFalse([n for n in os.listdir(self.bucket_dir) if n.startswith(".ferry-upload-")],
                          "a cancelled upload left its spool file")
 
+    def test_ferry_cp_uploads_a_file_past_the_body_limit(self):  # L10
+        src = os.path.join(self.work, "17m.bin")
+        with open(src, "wb") as f:
+            f.write(os.urandom(17 * 1024 * 1024))
+        env = dict(os.environ, FERRY_ENDPOINT=self.daemon.endpoint)
+        proc = subprocess.run([harness.FERRY, "cp", src, "gs://bkt1/big/17m.bin"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        with open(src, "rb") as a, open(os.path.join(self.bucket_dir, "big", "17m.bin"), "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        proc = subprocess.run([harness.FERRY, "cp", src, "gs://bkt1/../escape.bin"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("Invalid object name", proc.stderr)
+
     def test_multipart_with_many_parts_is_refused(self):  # M4
         body = b"--b\n\n\n" * 200000
         status, _, _ = self.http("POST", "/upload/storage/v1/b/nobucket/o?uploadType=multipart", body,
