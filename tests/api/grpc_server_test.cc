@@ -226,6 +226,31 @@ TEST_F(GrpcServerTest, ErrorsUseCanonicalCodes) {
   EXPECT_EQ(publisher_->CreateTopic(&bad, topic, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(GrpcServerTest, TextThatIsNotUtf8IsInvalidArgument) {
+  grpc::ClientContext c1;
+  pb::Topic topic;
+  topic.set_name("projects/p/topics/caf\xE9-topic");
+  pb::Topic out;
+  EXPECT_EQ(publisher_->CreateTopic(&c1, topic, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext c2;
+  topic.set_name("projects/\xFF/topics/abc");
+  EXPECT_EQ(publisher_->CreateTopic(&c2, topic, &out).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  CreateTopicAndSub();
+  grpc::ClientContext c3;
+  pb::PublishRequest req;
+  req.set_topic(kTopic);
+  auto* entry = req.add_messages()->add_attributes();
+  entry->set_key("k");
+  entry->set_value("caf\xE9");
+  pb::PublishResponse res;
+  EXPECT_EQ(publisher_->Publish(&c3, req, &res).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext c4;
+  req.mutable_messages(0)->set_ordering_key("\xC0\xAF");
+  req.mutable_messages(0)->mutable_attributes(0)->set_value("fine");
+  EXPECT_EQ(publisher_->Publish(&c4, req, &res).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 class GrpcAuthTest : public GrpcServerTest {
  protected:
   void SetUp() override {

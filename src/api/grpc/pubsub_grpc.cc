@@ -149,7 +149,11 @@ Subscription FromProto(pb::Subscription const& in) {
 
 void ToProto(PubsubMessage const& m, pb::PubsubMessage* out) {
   out->set_data(m.data);
-  out->mutable_attributes()->insert(m.attributes.begin(), m.attributes.end());
+  for (auto const& [k, v] : m.attributes) {
+    auto* entry = out->add_attributes();
+    entry->set_key(k);
+    entry->set_value(v);
+  }
   out->set_message_id(m.message_id);
   SetTimestamp(m.publish_time_ms, out->mutable_publish_time());
   out->set_ordering_key(m.ordering_key);
@@ -395,7 +399,7 @@ class PublisherService final : public pb::Publisher::Service, Authorizer {
     for (auto const& m : req->messages()) {
       PubsubMessage message;
       message.data = m.data();
-      message.attributes = ToAttributes(m.attributes());
+      for (auto const& entry : m.attributes()) message.attributes[entry.key()] = entry.value();  // the last wins
       message.ordering_key = m.ordering_key();
       messages.push_back(std::move(message));
     }
