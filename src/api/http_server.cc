@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -373,6 +374,10 @@ class BeastHttpServer : public HttpServer {
       if (options_.fast_handler) res = co_await HandleFast(request);
       if (!res) {
         std::size_t lane = options_.lane ? options_.lane(request) : 0;
+        // While a worker has the request, the I/O thread watches the connection for the client's leaving.
+        request.client_gone = std::make_shared<std::atomic<bool>>(false);
+        auto handled = std::make_shared<bool>(false);
+        if (buffer.size() == 0) asio::co_spawn(io_, WatchForHangUp(lowest.socket(), request.client_gone, handled), asio::detached);
         res = co_await asio::co_spawn(
             *lanes_[std::min(lane, lanes_.size() - 1)],
             [this, &request]() -> asio::awaitable<HttpResponse> {
@@ -383,12 +388,28 @@ class BeastHttpServer : public HttpServer {
               }
             },
             asio::use_awaitable);
+        *handled = true;
+        beast::error_code ignored;
+        lowest.socket().cancel(ignored);  // ends the watch; nothing else waits on the socket now
       }
       // Back on the I/O thread: co_spawn resumes us on the session's executor.
       if (!co_await Write(stream, *std::move(res), version, keep_alive) || !keep_alive) break;
     }
     beast::error_code ignored;
     lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  // Waits for the socket to become readable while a handler runs: end of stream or an error means the client
+  // left (`gone`); bytes (a pipelined request) end the watch, as nothing can be told from them. `handled` says
+  // the handler finished and the session has the socket again, so a late wake-up must not touch it.
+  asio::awaitable<void> WatchForHangUp(tcp::socket& socket, std::shared_ptr<std::atomic<bool>> gone,
+                                       std::shared_ptr<bool> handled) {
+    beast::error_code ec;
+    co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+    if (*handled || ec == asio::error::operation_aborted) co_return;
+    char byte;
+    ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (ec || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) gone->store(true);
   }
 
   // The fast handler's answer, or nullopt when it left the request to the worker pool. The reply wakes the

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -22,6 +23,9 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
   std::string body;
+  // Set (by the server's I/O thread) once the client has gone away while a worker handles the request, so a
+  // handler that waits (a call queued for a busy function) can give up instead of holding its thread.
+  std::shared_ptr<std::atomic<bool>> client_gone;
 
   // The first value of a query parameter, or "".
   [[nodiscard]] std::string Query(std::string_view name) const;

@@ -378,7 +378,8 @@ Supervisor::Usage Supervisor::UsageOf(std::string const& function) {
   return usage;
 }
 
-StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool, bool bounded) {
+StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool, bool bounded,
+                                                                   std::atomic<bool> const* client_gone) {
   std::unique_lock lock(mu_);
   auto const wait_until = Steady::now() + pool.spec.timeout;
   while (true) {
@@ -420,8 +421,15 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool, 
                                                         pool.spec.function + "; retry later");
     }
     ++pool.waiters;
-    bool timed_out = freed_cv_.wait_until(lock, wait_until) == std::cv_status::timeout;
+    // In slices, to notice a caller that left (the server's I/O thread sets the flag; nothing notifies).
+    constexpr auto kSlice = std::chrono::milliseconds(100);
+    bool timed_out = freed_cv_.wait_until(lock, std::min(wait_until, Steady::now() + kSlice)) ==
+                         std::cv_status::timeout &&
+                     Steady::now() >= wait_until;
     --pool.waiters;
+    if (client_gone != nullptr && client_gone->load()) {
+      return Status(StatusCode::kCancelled, "the caller went away while waiting for an instance");
+    }
     if (timed_out) {
       return Status(StatusCode::kResourceExhausted, "no instance of function " + pool.spec.function +
                                                         " became free within its timeout; retry later");
@@ -529,13 +537,17 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     result.error = "function " + function + " is not deployed";
     return result;
   }
-  auto acquired = Acquire(*pool, invocation.bounded_wait);
+  auto acquired = Acquire(*pool, invocation.bounded_wait, invocation.client_gone.get());
   if (!acquired.ok()) {
     result.status = ExecutionStatus::kCrash;
     result.error = acquired.status().message();
     if (acquired.status().code() == StatusCode::kResourceExhausted) {  // as Cloud Functions: no instance, 429
       result.status = ExecutionStatus::kError;
       result.http_status = 429;
+      result.body = acquired.status().message();
+    } else if (acquired.status().code() == StatusCode::kCancelled) {  // nobody to answer: nginx's 499
+      result.status = ExecutionStatus::kError;
+      result.http_status = 499;
       result.body = acquired.status().message();
     }
     return result;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -48,6 +49,8 @@ struct Invocation {
   // function's timeout: past either, the call is answered 429 instead of holding a thread. Background deliveries
   // (bounded by their dispatcher's workers) wait for an instance however long it takes.
   bool bounded_wait = false;
+  // Set when the client who waits has gone: the call leaves the queue (its thread is free again).
+  std::shared_ptr<std::atomic<bool>> client_gone;
 };
 
 // An instance listens on a loopback port, which any local user can reach. Ferry sends every request with this
@@ -115,7 +118,8 @@ class Supervisor {
 
   std::shared_ptr<Pool> FindPool(std::string const& function);
   // RESOURCE_EXHAUSTED when `bounded` and the queue is full or the function's timeout passed while waiting.
-  StatusOr<std::shared_ptr<Instance>> Acquire(Pool& pool, bool bounded);
+  // CANCELLED when `client_gone` is set while it waits.
+  StatusOr<std::shared_ptr<Instance>> Acquire(Pool& pool, bool bounded, std::atomic<bool> const* client_gone);
   void Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy);
   StatusOr<std::shared_ptr<Instance>> StartInstance(Pool& pool);
   // One try; `picked_port` is the port it gave the instance (0 when it got none).

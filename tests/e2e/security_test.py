@@ -94,6 +94,13 @@ class OpenLoopbackTest(unittest.TestCase):
                     trigger_http: true
                     max_instances: 1
                     timeout: 4
+                  - name: patient
+                    runtime: python3
+                    source_dir: %(py)s
+                    entry_point: hello_http
+                    trigger_http: true
+                    max_instances: 1
+                    timeout: 120
                 """ % {"bucket": cls.bucket_dir, "py": PYTHON_FUNCTIONS}))
         cls.daemon.deploy(deploy)
 
@@ -435,6 +442,31 @@ class OpenLoopbackTest(unittest.TestCase):
         self.assertIn(429, results, "calls beyond the queue or the timeout are refused, not held")
         self.assertTrue(all(r in (201, 429) for r in results), results)
         self.assertAlive()
+
+    def test_calls_whose_caller_left_leave_the_queue(self):  # H9
+        import threading
+        status, _, _ = self.http("GET", "/functions/patient")  # its instance is up
+        self.assertEqual(status, 201)
+
+        def impatient():
+            try:
+                conn = __import__("http.client").client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=1)
+                conn.request("GET", "/functions/patient?sleep=2")
+                conn.getresponse().read()
+            except OSError:
+                pass  # gave up after a second, as intended
+        threads = [threading.Thread(target=impatient) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # 19 of them were queued behind the one the instance took (2 s). Had they stayed queued after their
+        # callers left, the instance would serve them for 38 s more (the function's timeout is 120 s); they left,
+        # so a new call is served once that one call ends.
+        conn = __import__("http.client").client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=15)
+        conn.request("GET", "/functions/patient")
+        self.assertEqual(conn.getresponse().status, 201)
+        conn.close()
 
     def test_data_directory_is_private(self):  # M11
         mode = stat.S_IMODE(os.stat(self.daemon.data_dir).st_mode)
