@@ -418,8 +418,14 @@ void Broker::Notify(std::string const& topic) {
   {
     std::lock_guard lock(wait_mu_);
     ++generations_[topic];
+    if (work_listener_) work_listener_(topic);
   }
   wait_cv_.notify_all();
+}
+
+void Broker::SetWorkListener(std::function<void(std::string const& topic)> listener) {
+  std::lock_guard lock(wait_mu_);
+  work_listener_ = std::move(listener);
 }
 
 uint64_t Broker::Generation(std::string const& topic) {

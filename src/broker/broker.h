@@ -126,6 +126,10 @@ class Broker {
   // retention_interval has passed since it last ran (always on the first round).
   Status RunMaintenance();
 
+  // Called (on whatever thread made the change, so it must be quick) each time a topic's subscriptions may have
+  // new work: a publish, a nack, a seek. For consumers that serve many subscriptions from a few threads.
+  void SetWorkListener(std::function<void(std::string const& topic)> listener);
+
   BrokerCounters Counters() const;
   StatusOr<std::vector<SubscriptionStats>> Stats() { return store_.Stats(); }
   int64_t NowMillis() const { return ToUnixMillis(clock_.Now()); }
@@ -145,6 +149,7 @@ class Broker {
   std::mutex wait_mu_;
   std::condition_variable wait_cv_;
   std::map<std::string, uint64_t> generations_;  // GUARDED_BY(wait_mu_): bumped when a topic's subs gain work
+  std::function<void(std::string const&)> work_listener_;  // GUARDED_BY(wait_mu_)
   bool stopping_ = false;                        // GUARDED_BY(wait_mu_)
 
   mutable std::mutex counters_mu_;

@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -98,28 +101,44 @@ StatusOr<int> Post(PushPolicy const& policy, PushEndpoint const& e, PushDelivery
 
 }  // namespace
 
-struct PushDelivery::Worker {
-  Subscription sub;
-  std::atomic<bool> stop{false};
-  std::thread thread;
-};
-
 PushDelivery::PushDelivery(Broker& broker, PushPolicy const& policy, PushOptions options)
     : broker_(broker), policy_(policy), options_(options) {}
 
 PushDelivery::~PushDelivery() { Stop(); }
 
 void PushDelivery::Start() {
+  broker_.SetWorkListener([this](std::string const& topic) { OnWork(topic); });
   manager_ = std::thread([this] { ManageLoop(); });
+  for (int i = 0; i < std::max(1, options_.workers); ++i) workers_.emplace_back([this] { WorkLoop(); });
 }
 
 void PushDelivery::Stop() {
   {
     std::lock_guard lock(mu_);
+    if (stopping_) return;
     stopping_ = true;
   }
+  broker_.SetWorkListener(nullptr);
   cv_.notify_all();
   if (manager_.joinable()) manager_.join();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+}
+
+void PushDelivery::OnWork(std::string const& topic) {
+  bool due = false;
+  {
+    std::lock_guard lock(mu_);
+    auto now = Steady::now();
+    for (auto& [name, e] : entries_) {
+      // A subscription in backoff waits it out; an idle one is due now.
+      if (e.sub.topic == topic && e.backoff.count() == 0 && e.next_round > now) {
+        e.next_round = now;
+        due = true;
+      }
+    }
+  }
+  if (due) cv_.notify_all();
 }
 
 PushDelivery::Request PushDelivery::MakeRequest(Subscription const& sub, ReceivedMessage const& received) {
@@ -156,10 +175,6 @@ void PushDelivery::ManageLoop() {
     lock.lock();
     cv_.wait_for(lock, options_.rescan, [&] { return stopping_; });
   }
-  lock.unlock();
-  for (auto& [name, worker] : workers_) worker->stop = true;
-  for (auto& [name, worker] : workers_) worker->thread.join();
-  workers_.clear();
 }
 
 void PushDelivery::Rescan() {
@@ -168,76 +183,102 @@ void PushDelivery::Rescan() {
     std::fprintf(stderr, "ferry: push: cannot list subscriptions: %s\n", subs.status().message().c_str());
     return;
   }
-  std::map<std::string, Subscription> wanted;
-  for (auto& s : *subs) wanted.emplace(s.name, std::move(s));
-  for (auto it = workers_.begin(); it != workers_.end();) {
-    auto w = wanted.find(it->first);
-    auto const& have = it->second->sub;
-    bool same = w != wanted.end() && SubscriptionToJson(w->second) == SubscriptionToJson(have);
-    if (same) {
-      ++it;
+  {
+    std::lock_guard lock(mu_);
+    std::map<std::string, Entry> next;
+    for (auto& s : *subs) {
+      auto it = entries_.find(s.name);
+      Entry e = it != entries_.end() ? std::move(it->second) : Entry{{}, Steady::now(), {}, false};
+      // A changed subscription (a new endpoint) starts again with no backoff.
+      if (it != entries_.end() && SubscriptionToJson(e.sub) != SubscriptionToJson(s)) {
+        e.backoff = {};
+        e.next_round = Steady::now();
+      }
+      e.sub = std::move(s);
+      next.emplace(e.sub.name, std::move(e));
+    }
+    entries_ = std::move(next);  // a busy entry that went: its worker finds it gone and drops its round's result
+  }
+  cv_.notify_all();
+}
+
+void PushDelivery::WorkLoop() {
+  pthread_setname_np(pthread_self(), "ferry-push");
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    // The entry due first that no worker has.
+    auto now = Steady::now();
+    Entry* due = nullptr;
+    Steady::time_point wake = now + options_.rescan;
+    for (auto& [name, e] : entries_) {
+      if (e.busy) continue;
+      if (e.next_round <= now && (due == nullptr || e.next_round < due->next_round)) due = &e;
+      wake = std::min(wake, e.next_round);
+    }
+    if (due == nullptr) {
+      cv_.wait_until(lock, wake);
       continue;
     }
-    it->second->stop = true;
-    it->second->thread.join();
-    it = workers_.erase(it);
-  }
-  for (auto& [name, sub] : wanted) {
-    if (workers_.count(name) > 0) continue;
-    auto worker = std::make_unique<Worker>();
-    worker->sub = sub;
-    Worker* w = worker.get();
-    worker->thread = std::thread([this, w] { WorkLoop(*w); });
-    workers_.emplace(name, std::move(worker));
+    due->busy = true;
+    Subscription sub = due->sub;
+    auto backoff = due->backoff;
+    lock.unlock();
+    bool leased = false;
+    try {
+      leased = Round(sub, backoff);
+    } catch (std::exception const& e) {  // a worker serves every subscription: nothing one does may end it
+      std::fprintf(stderr, "ferry: push %s: %s\n", sub.name.c_str(), e.what());
+      backoff = std::clamp(backoff * 2, options_.min_backoff, options_.max_backoff);
+    }
+    lock.lock();
+    auto it = entries_.find(sub.name);
+    if (it == entries_.end()) continue;  // deleted meanwhile
+    Entry& e = it->second;
+    e.busy = false;
+    if (SubscriptionToJson(e.sub) != SubscriptionToJson(sub)) continue;  // changed meanwhile: Rescan set it due
+    e.backoff = backoff;
+    now = Steady::now();
+    e.next_round = backoff.count() > 0 ? now + backoff : leased ? now : now + options_.idle_recheck;
+    if (leased || backoff.count() > 0) cv_.notify_one();
   }
 }
 
-void PushDelivery::WorkLoop(Worker& worker) {
-  auto const& sub = worker.sub;
+bool PushDelivery::Round(Subscription const& sub, std::chrono::milliseconds& backoff) {
   auto endpoint = ParsePushEndpoint(sub.push_config.push_endpoint);
-  std::chrono::milliseconds backoff{0};
-  auto pause = [&](std::chrono::milliseconds d) {
-    for (auto until = Steady::now() + d; !worker.stop && Steady::now() < until;) {
-      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(d, std::chrono::milliseconds(50)));
-    }
-  };
-  while (!worker.stop) {
-    // While the endpoint fails, one message at a time: a leased message counts a delivery attempt.
-    int const batch = backoff.count() > 0 ? 1 : options_.batch;
-    auto pulled = broker_.Pull(sub.name, {.max_messages = batch,
-                                          .wait_until = Steady::now() + std::chrono::milliseconds(500)});
-    if (!pulled.ok()) {
-      pause(std::chrono::milliseconds(500));  // deleted or changed: the manager stops or replaces this worker
+  // While the endpoint fails, one message at a time: a leased message counts a delivery attempt.
+  int const batch = backoff.count() > 0 ? 1 : options_.batch;
+  auto pulled = broker_.Pull(sub.name, {.max_messages = batch});  // never waits: the schedule does
+  if (!pulled.ok()) {
+    backoff = std::clamp(backoff * 2, std::chrono::milliseconds(500), options_.max_backoff);  // deleted or changed
+    return false;
+  }
+  std::vector<std::string> acks, unsent;
+  bool failed = false;
+  for (auto const& received : *pulled) {
+    if (failed) {
+      unsent.push_back(received.ack_id);  // the endpoint just failed: they go again later
       continue;
     }
-    std::vector<std::string> acks, unsent;
-    bool failed = false;
-    for (auto const& received : *pulled) {
-      if (worker.stop || failed) {
-        unsent.push_back(received.ack_id);  // stopping, or the endpoint just failed: they go again later
-        continue;
-      }
-      StatusOr<int> status = endpoint.status();
-      if (endpoint.ok()) {
-        status = Post(policy_, *endpoint, MakeRequest(sub, received),
-                      Steady::now() + std::chrono::seconds(sub.ack_deadline_seconds));
-      }
-      if (status.ok() && *status >= 200 && *status < 300) {
-        acks.push_back(received.ack_id);
-        backoff = std::chrono::milliseconds(0);
-        continue;
-      }
-      std::string error = status.ok() ? "push endpoint " + sub.push_config.push_endpoint + " answered HTTP " +
-                                            std::to_string(*status)
-                                      : status.status().message();
-      (void)broker_.Nack(sub.name, received.ack_id, error);
-      backoff = std::clamp(backoff * 2, options_.min_backoff, options_.max_backoff);
-      failed = true;
+    StatusOr<int> status = endpoint.status();
+    if (endpoint.ok()) {
+      status = Post(policy_, *endpoint, MakeRequest(sub, received),
+                    Steady::now() + std::chrono::seconds(sub.ack_deadline_seconds));
     }
-    if (!acks.empty()) (void)broker_.Acknowledge(sub.name, acks);
-    if (!unsent.empty()) (void)broker_.ModifyAckDeadline(sub.name, unsent, 0);
-    if (failed) pause(backoff);
+    if (status.ok() && *status >= 200 && *status < 300) {
+      acks.push_back(received.ack_id);
+      backoff = std::chrono::milliseconds(0);
+      continue;
+    }
+    std::string error = status.ok() ? "push endpoint " + sub.push_config.push_endpoint + " answered HTTP " +
+                                          std::to_string(*status)
+                                    : status.status().message();
+    (void)broker_.Nack(sub.name, received.ack_id, error);
+    backoff = std::clamp(backoff * 2, options_.min_backoff, options_.max_backoff);
+    failed = true;
   }
+  if (!acks.empty()) (void)broker_.Acknowledge(sub.name, acks);
+  if (!unsent.empty()) (void)broker_.ModifyAckDeadline(sub.name, unsent, 0);
+  return !pulled->empty();
 }
 
 }  // namespace ferry

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "broker/broker.h"
 #include "push/push_policy.h"
@@ -22,13 +23,20 @@ struct PushOptions {
   // Pub/Sub slows pushes to a failing endpoint.
   std::chrono::milliseconds min_backoff{100};
   std::chrono::milliseconds max_backoff{10'000};
+  // Threads that push, whatever the number of push subscriptions; each serves one subscription at a time.
+  int workers = 8;
+  // An idle subscription is looked at again this often even without a publish (a nacked message's backoff
+  // ends without one).
+  std::chrono::milliseconds idle_recheck{500};
 };
 
 // Push subscriptions: POSTs each message to the subscription's pushEndpoint, in Pub/Sub's wrapped body
 // {"message": {...}, "subscription": "..."} or, with noWrapper, the data alone (attributes and metadata as
 // headers with writeMetadata; an attribute that is not a valid header is left out). Only to addresses `policy`
 // allows. A 2xx answer acks; anything else, or no answer within the ack deadline, nacks
-// under the subscription's retry and dead-letter policies. One thread per push subscription.
+// under the subscription's retry and dead-letter policies. A fixed pool of workers serves every push subscription:
+// a publish wakes the subscriptions of its topic; each subscription is served by one worker at a time, in rounds
+// of up to `batch` messages.
 class PushDelivery {
  public:
   // `policy` (which addresses may be pushed to) must outlive this.
@@ -48,19 +56,31 @@ class PushDelivery {
   static Request MakeRequest(Subscription const& sub, ReceivedMessage const& message);
 
  private:
-  struct Worker;
+  using Steady = std::chrono::steady_clock;
+  // One push subscription's place in the schedule.
+  struct Entry {
+    Subscription sub;
+    Steady::time_point next_round;            // not before then (a backoff, or the idle recheck)
+    std::chrono::milliseconds backoff{0};     // doubles per failed push in a row
+    bool busy = false;                        // a worker has it
+  };
   void ManageLoop();
   void Rescan();
-  void WorkLoop(Worker& worker);
+  void WorkLoop();
+  // One round for one subscription: lease up to a batch, push each, ack or nack. Returns whether it leased
+  // anything, and the backoff it ends with.
+  bool Round(Subscription const& sub, std::chrono::milliseconds& backoff);
+  void OnWork(std::string const& topic);
 
   Broker& broker_;
   PushPolicy const& policy_;
   PushOptions options_;
   std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                                 // GUARDED_BY(mu_)
-  std::map<std::string, std::unique_ptr<Worker>> workers_;  // by subscription name; only on manager_
+  std::condition_variable cv_;                    // workers: an entry may be due; the manager: stopping
+  bool stopping_ = false;                         // GUARDED_BY(mu_)
+  std::map<std::string, Entry> entries_;          // GUARDED_BY(mu_): by subscription name
   std::thread manager_;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace ferry

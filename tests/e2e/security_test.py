@@ -468,6 +468,37 @@ class OpenLoopbackTest(unittest.TestCase):
         self.assertEqual(conn.getresponse().status, 201)
         conn.close()
 
+    def threads(self):
+        with open("/proc/%d/status" % self.daemon.proc.pid) as f:
+            return int([l for l in f if l.startswith("Threads:")][0].split()[1])
+
+    def test_push_subscriptions_and_triggers_run_on_bounded_threads(self):  # M6
+        before = self.threads()
+        with harness.PushReceiver() as receiver:
+            self.c.create_topic("fanout")
+            for i in range(40):
+                self.c.create_subscription("fanout-push-%d" % i, "fanout",
+                                           pushConfig={"pushEndpoint": receiver.url + "/p%d" % i})
+            time.sleep(1.5)  # the push manager has read them all
+            self.c.publish("fanout", ["to all"])
+            got = receiver.wait_for(40, timeout=30)
+            self.assertEqual(sorted(r["path"] for r in got), sorted("/p%d" % i for i in range(40)))
+            self.assertLess(self.threads() - before, 20, "a thread per push subscription")
+            for i in range(40):
+                self.c.request("DELETE", "/v1/projects/sec-proj/subscriptions/fanout-push-%d" % i)
+        body = json.dumps({"project": "sec-proj", "topics": ["wide"], "functions": [{
+            "name": "wide", "runtime": "python3", "source_dir": PYTHON_FUNCTIONS, "entry_point": "hello_pubsub",
+            "event_trigger_type": "google.pubsub.topic.publish", "event_trigger_resource": "wide",
+            "max_instances": 100, "concurrency": 100}], "buckets": [{"name": "bkt1", "path": self.bucket_dir}]})
+        before = self.threads()
+        status, _, answer = self.http("POST", "/ferry/v1/deploy", body.encode(), {"Content-Type": "application/json"})
+        self.assertEqual(status, 200, answer)
+        try:
+            self.assertLess(self.threads() - before, 100, "a thread per max_instances x concurrency slot")
+        finally:
+            # Back to the class's functions.
+            self.daemon.deploy(os.path.join(self.work, "ferry.yaml"))
+
     def test_data_directory_is_private(self):  # M11
         mode = stat.S_IMODE(os.stat(self.daemon.data_dir).st_mode)
         self.assertEqual(mode, 0o700)
