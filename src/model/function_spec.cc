@@ -117,7 +117,10 @@ json FunctionSpecToJson(FunctionSpec const& s) {
 StatusOr<FunctionSpec> FunctionSpecFromJson(json const& j) {
   if (!j.is_object()) return InvalidArgumentError("a function must be an object");
   FunctionSpec s;
-  for (auto const& [key, value] : j.items()) {
+  for (auto const& item : j.items()) {
+    // Named, not bound: the lambdas below capture them, which clang 14 (the fuzz build's) allows only for names.
+    std::string const& key = item.key();
+    json const& value = item.value();
     auto expect = [&](bool ok, char const* what) -> Status {
       if (ok) return OkStatus();
       return InvalidArgumentError("function setting \"" + key + "\" must be " + what);

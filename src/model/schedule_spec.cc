@@ -29,7 +29,10 @@ nlohmann::json ScheduleSpecToJson(ScheduleSpec const& s) {
 StatusOr<ScheduleSpec> ScheduleSpecFromJson(nlohmann::json const& json) {
   if (!json.is_object()) return InvalidArgumentError("a schedule must be an object");
   ScheduleSpec s;
-  for (auto const& [key, v] : json.items()) {
+  for (auto const& item : json.items()) {
+    // Named, not bound: the lambda below captures them, which clang 14 (the fuzz build's) allows only for names.
+    std::string const& key = item.key();
+    nlohmann::json const& v = item.value();
     auto wrong = [&](char const* type) {
       return InvalidArgumentError("schedule setting \"" + key + "\" must be " + type);
     };

@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "model/resources.h"
+#include "common/utf8.h"
 
 namespace ferry {
 
