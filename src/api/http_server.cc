@@ -309,28 +309,23 @@ class BeastHttpServer : public HttpServer {
       beast::get_lowest_layer(*tls).socket().close(ignored);
       inner->close(ignored);
     };
-    asio::co_spawn(
-        io_,
-        [tls, inner]() -> asio::awaitable<void> {
-          std::array<char, 16 * 1024> buf;
-          while (true) {
-            beast::error_code ec;
-            std::size_t n = co_await inner->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) break;
-            co_await asio::async_write(*tls, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) break;
-          }
-        },
-        [close_both](std::exception_ptr) { close_both(); });
+    asio::co_spawn(io_, Pump(*inner, *tls, inner, tls), [close_both](std::exception_ptr) { close_both(); });
+    co_await Pump(*tls, *inner, tls, inner);
+    close_both();
+  }
+
+  // Copies bytes from one stream to the other until either fails or closes; the keep_ pointers hold both alive.
+  template <class From, class To>
+  static asio::awaitable<void> Pump(From& from, To& to, std::shared_ptr<void> keep_from,
+                                    std::shared_ptr<void> keep_to) {
     std::array<char, 16 * 1024> buf;
     while (true) {
       beast::error_code ec;
-      std::size_t n = co_await tls->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await from.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
-      co_await asio::async_write(*inner, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
+      co_await asio::async_write(to, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
     }
-    close_both();
   }
 
   // HTTP/1.1 requests on one connection, plain or TLS, until it closes or a request says so.
