@@ -352,6 +352,12 @@ int Main(int argc, char** argv) {
         return;
       }
       d.tokens.insert(d.tokens.end(), grants->begin(), grants->end());
+      for (auto const& g : *grants) {
+        if (g.short_secret) {
+          std::fprintf(stderr, "ferry: warning: a token from %s is shorter than %zu characters and easy to guess "
+                               "(try: openssl rand -hex 24)\n", origin.c_str(), kMinSecretBytes);
+        }
+      }
     }
     if (d.tls_cert.empty() != d.tls_key.empty()) {
       rc = Fail(InvalidArgumentError("--tls-cert and --tls-key go together"));

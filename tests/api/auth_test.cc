@@ -66,7 +66,10 @@ TEST(TokensTest, NoTokensMeansNoChecks) {
 
 TEST(TokensTest, RefusesBadEntries) {
   EXPECT_FALSE(ParseTokenGrant("root=0123456789abcdef0123").ok());     // unknown role
-  EXPECT_FALSE(ParseTokenGrant("admin=short").ok());                   // a guessable secret
+  auto weak = ParseTokenGrant("admin=short");                          // guessable: accepted, marked for a warning
+  ASSERT_THAT(weak, IsOk());
+  EXPECT_TRUE(weak->short_secret);
+  EXPECT_FALSE(ParseTokenGrant("admin=").ok());                        // no secret
   EXPECT_FALSE(ParseTokenGrant("0123456789abcdef0123").ok());          // no role
   EXPECT_FALSE(ParseTokenGrant("admin=0123456789abcdef\x01x").ok());   // not printable
   auto list = ParseTokenList("admin=0123456789abcdef0123\nbogus", "tokens.txt");

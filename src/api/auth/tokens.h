@@ -24,10 +24,14 @@ std::string_view RoleName(Role role);
 struct TokenGrant {
   std::array<unsigned char, 32> digest{};
   uint8_t roles = 0;
+  bool short_secret = false;  // under kMinSecretBytes: accepted (tests and old scripts use such), with a warning
 };
 
-// "ROLE[,ROLE...]=SECRET", as in --token, FERRY_TOKENS and a token file. The secret is at least 16 bytes of
-// printable ASCII, so it travels in a header unchanged and cannot be guessed quickly.
+// A secret shorter than this is easy to guess; `ferry serve` warns about it.
+inline constexpr std::size_t kMinSecretBytes = 16;
+
+// "ROLE[,ROLE...]=SECRET", as in --token, FERRY_TOKENS and a token file. The secret is printable ASCII without
+// spaces, so it travels in a header unchanged.
 StatusOr<TokenGrant> ParseTokenGrant(std::string_view entry);
 // Entries separated by newlines (a token file: blank lines and lines starting with '#' are skipped) or, for the
 // environment, by whitespace. `origin` names the source in errors.
