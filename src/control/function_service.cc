@@ -144,7 +144,7 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     instance.process.argv = spec.command;
   } else if (spec.runtime == "nodejs") {
     // Google's Functions Framework from the function's own node_modules; it reads the contract's environment.
-    instance.process.argv = NodeFrameworkCommand();
+    FERRY_ASSIGN_OR_RETURN(instance.process.argv, NodeFrameworkCommand(options_.data_dir));
   } else if (spec.runtime == "python3") {
     FERRY_ASSIGN_OR_RETURN(instance.process.argv, PythonRunnerCommand(options_.data_dir));
   } else {

@@ -31,11 +31,14 @@ std::string PythonInterpreter() {
   return fs::exists("/usr/bin/python3", ec) ? "/usr/bin/python3" : "python3";
 }
 
-StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_dir) {
-  // Written once per content: a newer Ferry replaces it; a running instance keeps the file it opened.
-  std::string_view source = PythonRunnerSource();
+namespace {
+
+// A file of the data directory's runtimes/ with this content, written once per content: a newer Ferry adds its
+// own, and a running instance keeps the file it opened.
+StatusOr<std::string> RuntimeFile(std::string const& data_dir, std::string const& stem, std::string const& extension,
+                                  std::string_view source) {
   fs::path dir = fs::absolute(data_dir) / "runtimes";
-  fs::path path = dir / ("ferry_runner_" + Digest(source) + ".py");
+  fs::path path = dir / (stem + "_" + Digest(source) + extension);
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     fs::create_directories(dir, ec);
@@ -43,13 +46,45 @@ StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_d
     tmp += ".tmp";
     std::ofstream(tmp, std::ios::binary) << source;
     fs::rename(tmp, path, ec);
-    if (ec) return UnavailableError("cannot write the Python runner to " + path.string() + ": " + ec.message());
+    if (ec) return UnavailableError("cannot write " + path.string() + ": " + ec.message());
   }
-  return std::vector<std::string>{PythonInterpreter(), "-u", path.string()};
+  return path.string();
 }
 
-std::vector<std::string> NodeFrameworkCommand() {
-  return {"node", "node_modules/@google-cloud/functions-framework/build/src/main.js"};
+// Preloaded into Google's Functions Framework (node --require): a request without the instance's secret (see
+// kInstanceSecretHeader) is answered 403 before the framework sees it, and the header is hidden from the function.
+constexpr std::string_view kNodeGuard = R"JS('use strict';
+// Written by Ferry: this instance serves Ferry only (X-Ferry-Instance-Secret).
+const http = require('node:http');
+const crypto = require('node:crypto');
+const secret = Buffer.from(process.env.FERRY_INSTANCE_SECRET || '');
+if (secret.length > 0) {
+  const emit = http.Server.prototype.emit;
+  http.Server.prototype.emit = function (event, req, res) {
+    if (event === 'request') {
+      const given = Buffer.from(String(req.headers['x-ferry-instance-secret'] || ''));
+      delete req.headers['x-ferry-instance-secret'];
+      if (given.length !== secret.length || !crypto.timingSafeEqual(given, secret)) {
+        res.statusCode = 403;
+        res.end('Forbidden: this instance serves Ferry only\n');
+        return true;
+      }
+    }
+    return emit.apply(this, arguments);
+  };
+}
+)JS";
+
+}  // namespace
+
+StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_dir) {
+  FERRY_ASSIGN_OR_RETURN(auto path, RuntimeFile(data_dir, "ferry_runner", ".py", PythonRunnerSource()));
+  return std::vector<std::string>{PythonInterpreter(), "-u", path};
+}
+
+StatusOr<std::vector<std::string>> NodeFrameworkCommand(std::string const& data_dir) {
+  FERRY_ASSIGN_OR_RETURN(auto guard, RuntimeFile(data_dir, "ferry_node_guard", ".js", kNodeGuard));
+  return std::vector<std::string>{"node", "--require", guard, std::string(kNodeFrameworkMain)};
 }
 
 Status PrepareNodeFunction(std::string const& source_dir) {
@@ -71,7 +106,7 @@ Status PrepareNodeFunction(std::string const& source_dir) {
       std::ofstream(stamp, std::ios::binary) << want;
     }
   }
-  if (!fs::exists(dir / NodeFrameworkCommand()[1], ec)) {
+  if (!fs::exists(dir / kNodeFrameworkMain, ec)) {
     return FailedPreconditionError("a nodejs function needs @google-cloud/functions-framework in " + source_dir +
                                    "/node_modules (list it in package.json with a package-lock.json, and deploy "
                                    "runs npm ci)");

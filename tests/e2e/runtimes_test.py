@@ -174,6 +174,29 @@ class RuntimesTest(unittest.TestCase):
         self.assertEqual(headers["x-echo"], "42")
         self.assertEqual(json.loads(body), {"method": "PUT", "path": "/x/y", "body": {"a": 1}, "runtime": "node"})
 
+    def test_instances_of_every_runtime_serve_ferry_only(self):  # security audit L11
+        # Warm both, then find their processes: each listens on a loopback port any local user could call.
+        self.assertEqual(self.http("GET", "/functions/node-web")[0], 201)
+        self.assertEqual(self.http("GET", "/functions/py-web")[0], 201)
+        ports = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmdline = f.read().decode(errors="replace")
+                with open("/proc/%s/environ" % pid, "rb") as f:
+                    env = dict(e.split("=", 1) for e in f.read().decode(errors="replace").split("\0") if "=" in e)
+            except OSError:
+                continue
+            if env.get("K_SERVICE") in ("node-web", "py-web") and "PORT" in env:
+                ports[env["K_SERVICE"] + (" guard" if "ferry_node_guard" in cmdline else "")] = int(env["PORT"])
+        self.assertIn("node-web guard", ports, "the Node.js instance runs with Ferry's guard preloaded")
+        self.assertIn("py-web", ports)
+        for name, port in ports.items():
+            status, _, _ = harness.http_request(port, "GET", "/", headers={"X-Ferry-Instance-Secret": "a guess"})
+            self.assertEqual(status, 403, name)
+
     def test_webhooks_publish_and_check_signatures(self):
         self.client.create_subscription("hooks-sub", "hooks")
         # With tokens on, a webhook without a secret needs a publisher token.

@@ -791,6 +791,9 @@ class GrpcServer final : public PubsubGrpcServer {
     quota.SetMaxThreads(kMaxThreads);
     builder.SetResourceQuota(quota);
     builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 100);
+    // Connections handed over from the HTTP server leave its connection count; an idle one (no call for 5
+    // minutes) is closed (GOAWAY; clients reconnect on their next call), so idle connections cannot pile up.
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 5 * 60 * 1000);
     // Client libraries keep idle channels alive with pings; refusing them would close their streams.
     builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
