@@ -2,6 +2,7 @@
 
 #include "common/check.h"
 #include "common/deadline_stream.h"
+#include "common/json_depth.h"
 
 #include "functions/memory_cgroup.h"
 
@@ -487,7 +488,7 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
                                                   bool is_stderr, std::string line) {
     InstanceLine out;
     out.is_stderr = is_stderr;
-    if (!line.empty() && line.front() == '{') {
+    if (!line.empty() && line.front() == '{' && JsonNestingWithin(line)) {  // a deeper one stays plain text
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_object()) {
         auto text = [&](char const* key) {

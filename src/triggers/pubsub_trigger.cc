@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/base64.h"
+#include "common/json_depth.h"
 #include "common/time_util.h"
 
 namespace ferry {
@@ -163,7 +164,12 @@ void PubsubDispatcher::WorkLoop(Trigger& t) {
       --t.idle_workers;
     }
     auto started = std::chrono::steady_clock::now();
-    Deliver(t, message);
+    try {
+      Deliver(t, message);
+    } catch (std::exception const& e) {  // one message must not end the worker: it goes back, to be retried
+      std::fprintf(stderr, "ferry: %s: delivery failed: %s\n", t.spec.function.c_str(), e.what());
+      (void)broker_.Nack(t.spec.subscription, message.ack_id, std::string("internal error: ") + e.what());
+    }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
     {
       std::lock_guard lock(t.mu);
@@ -274,7 +280,10 @@ Invocation PubsubDispatcher::MakeStorageInvocation(PubsubTriggerSpec const& spec
     inv.body = m.data;
     return inv;
   }
-  nlohmann::json data = nlohmann::json::parse(m.data, nullptr, false);
+  // A storage event's data is Ferry's own object resource, but anyone who may publish could put something else
+  // on the topic: too deep a document is treated as no document.
+  nlohmann::json data =
+      JsonNestingWithin(m.data) ? nlohmann::json::parse(m.data, nullptr, false) : nlohmann::json::object();
   if (data.is_discarded()) data = nlohmann::json::object();
   nlohmann::json body{{"context",
                        {{"eventId", m.message_id},
