@@ -132,9 +132,9 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.tls_cert_file = options.tls_cert;
   http_options.tls_key_file = options.tls_key;
   // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
-  // Lanes: 0 everything else (admin, publishing, storage), 1 long-poll pulls, 2 function calls that wait for an
-  // instance. A full lane makes its own kind wait, not the others.
-  http_options.lane_threads = {16, 32, 32};
+  // Lanes: 0 everything else (publishing, storage), 1 long-poll pulls, 2 function calls that wait for an
+  // instance, 3 the admin API (deploys, the CLI). A full lane makes its own kind wait, not the others.
+  http_options.lane_threads = {16, 32, 32, 8};
   http_options.lane = [](HttpRequest const& req) -> std::size_t {
     auto ends_with = [&](std::string_view suffix) {
       return req.path.size() >= suffix.size() && req.path.compare(req.path.size() - suffix.size(), suffix.size(),
@@ -143,6 +143,7 @@ int RunDaemon(DaemonOptions const& options) {
     if (ends_with(":pull")) return 1;
     if (req.path.rfind("/webhooks/", 0) == 0) return 0;  // a publish
     if (ends_with(":call") || FunctionGateway::Serves(req.path)) return 2;
+    if (req.path.rfind("/ferry/", 0) == 0) return 3;
     return 0;
   };
   http_options.fast_handler = [&](HttpRequest const& req, boost::asio::io_context& io, HttpReply reply) {
