@@ -359,6 +359,10 @@ int Main(int argc, char** argv) {
         }
       }
     }
+    if (!IsValidProjectId(d.project)) {
+      rc = Fail(InvalidArgumentError("--project must be a project id (lowercase letters, digits and '-')"));
+      return;
+    }
     if (d.tls_cert.empty() != d.tls_key.empty()) {
       rc = Fail(InvalidArgumentError("--tls-cert and --tls-key go together"));
       return;

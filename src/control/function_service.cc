@@ -2,6 +2,7 @@
 
 #include "control/scheduler.h"
 #include "functions/runtimes.h"
+#include "model/json_codec.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -330,7 +331,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
       if (r != running_.end() && r->second.error.empty()) continue;  // running as deployed
     }
     to_launch.push_back(fn);
-    change.put_functions.push_back({name, FunctionSpecToJson(fn).dump()});
+    change.put_functions.push_back({name, SafeDump(FunctionSpecToJson(fn))});
   }
   for (auto const& [name, spec] : old) {
     if (seen.contains(spec.name)) continue;
@@ -368,7 +369,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
     }
     result.plan.push_back({it == old_schedules.end() ? "create" : "change", "schedule", name});
     if (it != old_schedules.end()) old_schedules.erase(it);
-    change.put_schedules.push_back({name, ScheduleSpecToJson(s).dump(), Scheduler::NextFire(s, now)});
+    change.put_schedules.push_back({name, SafeDump(ScheduleSpecToJson(s)), Scheduler::NextFire(s, now)});
   }
   for (auto const& [name, spec] : old_schedules) {
     result.plan.push_back({"delete", "schedule", name});
