@@ -91,8 +91,9 @@ std::optional<HttpResponse> HttpGuard::BrowserRefusal(HttpRequest const& request
   std::string host = request.Header("host");
   bool open = options_.tokens == nullptr || !options_.tokens->enabled();
   // Without tokens, whoever reaches the port may do anything, so the port must not be reachable through a name
-  // that a web page controls (DNS rebinding). With tokens, a page cannot learn one, and any name may be used.
-  if (open && !HostAllowed(host)) {
+  // that a web page controls (DNS rebinding). With tokens, a page cannot learn one, and any name may be used. A
+  // request without Host (HTTP/1.0 tools) is no browser's.
+  if (open && !host.empty() && !HostAllowed(host)) {
     return Refuse(StatusCode::kPermissionDenied,
                   "Host \"" + std::string(HostPart(host)) +
                       "\" is not this server's address; add it with ferry serve --allow-host if it is");
