@@ -131,7 +131,6 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
   http_options.tls_cert_file = options.tls_cert;
   http_options.tls_key_file = options.tls_key;
-  // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
   // Lanes: 0 everything else (publishing, storage), 1 long-poll pulls, 2 function calls that wait for an
   // instance, 3 the admin API (deploys, the CLI). A full lane makes its own kind wait, not the others.
   http_options.lane_threads = {16, 32, 32, 8};
@@ -146,6 +145,7 @@ int RunDaemon(DaemonOptions const& options) {
     if (req.path.rfind("/ferry/", 0) == 0) return 3;
     return 0;
   };
+  // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
   http_options.fast_handler = [&](HttpRequest const& req, boost::asio::io_context& io, HttpReply reply) {
     if (req.path == "/healthz") {  // on the I/O thread: it answers however busy the lanes are
       reply(HttpResponse{200, "text/plain", "Ok\n", {}});
