@@ -4,7 +4,11 @@
 #include <ifaddrs.h>
 #include <netdb.h>
 
+#include <array>
+#include <chrono>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 namespace ferry {
 namespace {
@@ -76,18 +80,37 @@ bool IsLocalhost(unsigned char const* a) {
   return IsV4Mapped(a) && (a[12] == 127 || (a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 0));
 }
 
+// The addresses of this machine's interfaces, read again at most every 10 s (a push looks them up per delivery).
+std::vector<std::array<unsigned char, 16>> InterfaceAddresses() {
+  static std::mutex mu;
+  static std::vector<std::array<unsigned char, 16>> cached;
+  static std::chrono::steady_clock::time_point read_at;
+  std::lock_guard lock(mu);
+  auto now = std::chrono::steady_clock::now();
+  if (read_at.time_since_epoch().count() != 0 && now - read_at < std::chrono::seconds(10)) return cached;
+  cached.clear();
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) == 0) {
+    for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+      Address local;
+      if (i->ifa_addr == nullptr || !ToAddress(*i->ifa_addr, local)) continue;
+      std::array<unsigned char, 16> bytes{};
+      std::memcpy(bytes.data(), local.bytes, 16);
+      cached.push_back(bytes);
+    }
+    freeifaddrs(list);
+  }
+  read_at = now;
+  return cached;
+}
+
 // This machine: localhost, or an address of one of its interfaces.
 bool IsOwnAddress(unsigned char const* a) {
   if (IsLocalhost(a)) return true;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return false;
-  bool own = false;
-  for (ifaddrs* i = list; i != nullptr && !own; i = i->ifa_next) {
-    Address local;
-    if (i->ifa_addr != nullptr && ToAddress(*i->ifa_addr, local)) own = std::memcmp(local.bytes, a, 16) == 0;
+  for (auto const& local : InterfaceAddresses()) {
+    if (std::memcmp(local.data(), a, 16) == 0) return true;
   }
-  freeifaddrs(list);
-  return own;
+  return false;
 }
 
 }  // namespace
