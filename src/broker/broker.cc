@@ -375,6 +375,14 @@ Status Broker::Nack(std::string const& subscription, std::string const& ack_id, 
   return OkStatus();
 }
 
+Status Broker::ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  if (ack_ids.empty()) return OkStatus();
+  FERRY_ASSIGN_OR_RETURN(int returned, store_.ReturnUnsent(subscription, ack_ids, NowMillis()));
+  if (returned > 0) WakeSubscribersOf(subscription);
+  return OkStatus();
+}
+
 void Broker::CountNacked(std::string const& subscription, ModifyResult const& result) {
   if (result.nacked == 0) return;
   {

@@ -117,6 +117,9 @@ class Broker {
                            int ack_deadline_seconds, std::vector<std::string>* invalid_ack_ids = nullptr);
   // A nack that keeps the error; a dead-lettered message carries it (kLastErrorAttribute).
   Status Nack(std::string const& subscription, std::string const& ack_id, std::string const& error);
+  // Leases that never reached a subscriber (its stream or connection ended first): available again at once, to
+  // whoever pulls next, with no delivery attempt counted and no backoff. Not a nack.
+  Status ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids);
 
   // Wakes every waiting pull (they answer empty) and stops background work; later pulls do not wait. For an
   // orderly stop: call before stopping the servers that call in.

@@ -277,7 +277,7 @@ bool PushDelivery::Round(Subscription const& sub, std::chrono::milliseconds& bac
     failed = true;
   }
   if (!acks.empty()) (void)broker_.Acknowledge(sub.name, acks);
-  if (!unsent.empty()) (void)broker_.ModifyAckDeadline(sub.name, unsent, 0);
+  if (!unsent.empty()) (void)broker_.ReturnUnsent(sub.name, unsent);
   return !pulled->empty();
 }
 

@@ -166,6 +166,13 @@ class MessageStore {
                                                                  std::vector<std::string> const& ack_ids,
                                                                  int seconds, int64_t now_ms) = 0;
 
+  // Gives back leases whose messages never reached a subscriber (the stream they were leased for ended before
+  // they were sent): available again at once, and their delivery attempt not counted, so the next delivery has
+  // the attempt number this one would have had. Ack ids whose lease is no longer current are skipped. Returns how
+  // many came back.
+  [[nodiscard]] virtual StatusOr<int> ReturnUnsent(std::string const& subscription,
+                                                   std::vector<std::string> const& ack_ids, int64_t now_ms) = 0;
+
   // A nack (as ModifyAckDeadline with 0) that keeps `error` with the delivery: when the message is
   // dead-lettered, the error travels with it in the kLastErrorAttribute attribute.
   [[nodiscard]] virtual StatusOr<ModifyResult> Nack(std::string const& subscription, std::string const& ack_id,

@@ -148,7 +148,7 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
     for (auto& m : t.queue) unstarted.push_back(m.ack_id);
     t.queue.clear();
   }
-  if (!unstarted.empty()) (void)broker_.ModifyAckDeadline(t.spec.subscription, unstarted, 0);
+  if (!unstarted.empty()) (void)broker_.ReturnUnsent(t.spec.subscription, unstarted);
 }
 
 void PubsubDispatcher::WorkLoop(Trigger& t) {

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "google/pubsub/v1/pubsub.grpc.pb.h"
 #include "google/rpc/status.pb.h"
+#include "store/ack_id.h"
 #include "store/message_store.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -249,6 +250,39 @@ TEST_F(GrpcServerTest, TextThatIsNotUtf8IsInvalidArgument) {
   req.mutable_messages(0)->set_ordering_key("\xC0\xAF");
   req.mutable_messages(0)->mutable_attributes(0)->set_value("fine");
   EXPECT_EQ(publisher_->Publish(&c4, req, &res).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(GrpcServerTest, MessagesLeasedForAStreamThatEndedGoBackUncounted) {
+  CreateTopicAndSub();
+  {
+    // A stream that waits for messages, and a client that leaves while it waits: a publish right after lands in
+    // the stream's pull, which finds the client gone.
+    grpc::ClientContext ctx;
+    auto stream = OpenStream(ctx, 10, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the server is waiting in its pull
+    stream->WritesDone();
+    ctx.TryCancel();
+    Publish(1);
+    pb::StreamingPullResponse response;
+    while (stream->Read(&response)) {
+    }
+    (void)stream->Finish();
+  }
+  // The message is there at once for the next subscriber, as its first delivery.
+  grpc::ClientContext pull_ctx;
+  pb::PullRequest pull;
+  pull.set_subscription(kSub);
+  pull.set_max_messages(10);
+  pb::PullResponse got;
+  ASSERT_TRUE(subscriber_->Pull(&pull_ctx, pull, &got).ok());
+  ASSERT_EQ(got.received_messages_size(), 1);
+  auto lease = store_->Lease(kSub, 10, ToUnixMillis(clock_.Now()));  // nothing else is out
+  ASSERT_THAT(lease, IsOk());
+  EXPECT_TRUE(lease->messages.empty());
+  // The attempt is in the ack id: the first one.
+  auto ref = DecodeAckId(got.received_messages(0).ack_id());
+  ASSERT_TRUE(ref.has_value());
+  EXPECT_EQ(ref->attempt, 1);
 }
 
 class GrpcAuthTest : public GrpcServerTest {

@@ -61,6 +61,9 @@ class NodeClientTest(unittest.TestCase):
     def test_snapshots_and_seek(self):
         self.run_scenario("seek")
 
+    def test_a_subscriber_reopened_after_close_gets_the_next_message_at_once(self):
+        self.run_scenario("reopen")
+
 
 class NodeCrashTest(unittest.TestCase):
     def test_kill9_under_streaming_pull_loses_no_acknowledged_publish(self):

@@ -651,7 +651,7 @@ class SubscriberService final : public pb::Subscriber::Service, Authorizer {
       }
       if (pulled->empty()) continue;
       if (leases->closed() || ctx->IsCancelled()) {
-        NackUnsent(subscription, *pulled);  // the client left while we waited for messages
+        ReturnUnsent(subscription, *pulled);  // the client left while we waited for messages
         break;
       }
       pb::StreamingPullResponse response;
@@ -668,7 +668,7 @@ class SubscriberService final : public pb::Subscriber::Service, Authorizer {
       properties->set_exactly_once_delivery_enabled(exactly_once);
       properties->set_message_ordering_enabled(sub->enable_message_ordering);
       if (!write(response)) {
-        NackUnsent(subscription, *pulled);  // the client went away before they reached it
+        ReturnUnsent(subscription, *pulled);  // the client went away before they reached it
         break;
       }
     }
@@ -747,11 +747,13 @@ class SubscriberService final : public pb::Subscriber::Service, Authorizer {
 
  private:
   // Gives back messages a stream leased and could not send, so they go out again now, not at their deadline.
-  void NackUnsent(std::string const& subscription, std::vector<ReceivedMessage> const& messages) {
+  // Messages leased for a stream that ended before they were sent go back at once, their attempt not counted:
+  // the next subscriber gets them as the same delivery attempt, with no backoff.
+  void ReturnUnsent(std::string const& subscription, std::vector<ReceivedMessage> const& messages) {
     std::vector<std::string> ids;
     for (auto const& r : messages) ids.push_back(r.ack_id);
     leases_.Settle(ids);
-    (void)broker_.ModifyAckDeadline(subscription, ids, 0);
+    (void)broker_.ReturnUnsent(subscription, ids);
   }
 
   template <typename Confirmation>

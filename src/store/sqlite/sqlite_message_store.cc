@@ -590,6 +590,29 @@ class SqliteMessageStore : public MessageStore {
     return Modify(subscription, refs, seconds, nullptr, now_ms);
   }
 
+  StatusOr<int> ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                             int64_t now_ms) override {
+    FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+    int returned = 0;
+    auto st = Write([&](SqliteDb& db) -> Status {
+      returned = 0;
+      FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+      if (!sub) return NotFoundError("Subscription does not exist");
+      // The lease's own attempt, still held: the lease is current, so taking its attempt back is exact.
+      FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET leased = 0, visible_at = ?4, "
+                                                  "attempts = attempts - 1 WHERE sub_id = ?1 AND msg_id = ?2 AND "
+                                                  "attempts = ?3 AND leased = 1"));
+      for (auto const& ref : refs) {
+        if (ref.subscription_id != sub->id) continue;
+        FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms).Exec());
+        returned += db.Changes();
+      }
+      return OkStatus();
+    }, /*durable=*/false);  // as a lease is: a crash before the next commit leaves it leased until its deadline
+    if (!st.ok()) return st;
+    return returned;
+  }
+
   StatusOr<ModifyResult> Nack(std::string const& subscription, std::string const& ack_id, std::string const& error,
                               int64_t now_ms) override {
     FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll({ack_id}));

@@ -105,6 +105,36 @@ const scenarios = {
     assert.notEqual(dead[0].id, id);
   },
 
+  // Close a subscriber, publish, open a new one on the same subscription in the same process (issue 12): the
+  // message reaches the new one within a second as its first delivery attempt, and five nacks give attempts 1 to 5
+  // and then the dead-letter topic. The closed subscriber's streams get nothing, and count no attempt.
+  async reopen() {
+    const [topic] = await pubsub.createTopic('reopen');
+    const [dlt] = await pubsub.createTopic('reopen-failed');
+    const [dltSub] = await dlt.createSubscription('reopen-failed-sub');
+    const [sub] = await topic.createSubscription('reopen-worker', {
+      deadLetterPolicy: {deadLetterTopic: dlt.name, maxDeliveryAttempts: 5},
+    });
+    // The subscriber receives nothing, then closes; the same subscription object is opened again afterwards.
+    sub.on('message', m => m.nack());
+    await new Promise(resolve => setTimeout(resolve, 1500));  // its streams are open and waiting
+    sub.removeAllListeners('message');
+    await sub.close();
+    const published = Date.now();
+    await topic.publishMessage({data: Buffer.from('after close')});
+    const attempts = [];
+    let firstAt = 0;
+    await receive(sub, m => {
+      if (attempts.length === 0) firstAt = Date.now();
+      attempts.push(m.deliveryAttempt);
+      m.nack();
+    }, r => r.length === 5);
+    assert.ok(firstAt - published < 1000, `the reopened subscriber waited ${firstAt - published} ms`);
+    assert.deepEqual(attempts, [1, 2, 3, 4, 5]);
+    const dead = await receive(dltSub, m => m.ack(), r => r.length === 1);
+    assert.equal(dead[0].data.toString(), 'after close');
+  },
+
   // Messages with the same ordering key arrive in publish order; a nack holds its key back.
   async ordering_keys() {
     const [topic] = await pubsub.createTopic('ledger');
