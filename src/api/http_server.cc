@@ -370,9 +370,12 @@ class BeastHttpServer : public HttpServer {
       if (!res) {
         std::size_t lane = options_.lane ? options_.lane(request) : 0;
         // While a worker has the request, the I/O thread watches the connection for the client's leaving.
-        request.client_gone = std::make_shared<std::atomic<bool>>(false);
-        auto handled = std::make_shared<bool>(false);
-        if (buffer.size() == 0) asio::co_spawn(io_, WatchForHangUp(lowest.socket(), request.client_gone, handled), asio::detached);
+        std::shared_ptr<bool> handled;
+        if (options_.watch_client && options_.watch_client(request) && buffer.size() == 0) {
+          request.client_gone = std::make_shared<std::atomic<bool>>(false);
+          handled = std::make_shared<bool>(false);
+          asio::co_spawn(io_, WatchForHangUp(lowest.socket(), request.client_gone, handled), asio::detached);
+        }
         res = co_await asio::co_spawn(
             *lanes_[std::min(lane, lanes_.size() - 1)],
             [this, &request]() -> asio::awaitable<HttpResponse> {
@@ -383,9 +386,11 @@ class BeastHttpServer : public HttpServer {
               }
             },
             asio::use_awaitable);
-        *handled = true;
-        beast::error_code ignored;
-        lowest.socket().cancel(ignored);  // ends the watch; nothing else waits on the socket now
+        if (handled) {
+          *handled = true;
+          beast::error_code ignored;
+          lowest.socket().cancel(ignored);  // ends the watch; nothing else waits on the socket now
+        }
       }
       // Back on the I/O thread: co_spawn resumes us on the session's executor.
       if (!co_await Write(stream, *std::move(res), version, keep_alive) || !keep_alive) break;

@@ -24,7 +24,8 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
   std::string body;
   // Set (by the server's I/O thread) once the client has gone away while a worker handles the request, so a
-  // handler that waits (a call queued for a busy function) can give up instead of holding its thread.
+  // handler that waits (a call queued for a busy function) can give up instead of holding its thread. Only for
+  // requests HttpServerOptions::watch_client picks; null for the others.
   std::shared_ptr<std::atomic<bool>> client_gone;
 
   // The first value of a query parameter, or "".
@@ -68,6 +69,10 @@ struct HttpServerOptions {
   // `lane` picks a request's lane, an index into lane_threads; without it every request takes lane 0.
   std::vector<int> lane_threads = {32};
   std::function<std::size_t(HttpRequest const&)> lane;
+  // Requests whose handler may wait on the client's behalf (a call queued for a busy function): while a worker has
+  // one, the I/O thread watches its connection and sets HttpRequest::client_gone when the client leaves. Others
+  // are not watched, which costs nothing.
+  std::function<bool(HttpRequest const&)> watch_client;
   // A body past this is answered 413. Pub/Sub's 10 MB publish limit in base64 JSON stays under it.
   std::size_t max_body_bytes = 16 * 1024 * 1024;
   std::size_t max_header_bytes = 64 * 1024;

@@ -145,6 +145,8 @@ int RunDaemon(DaemonOptions const& options) {
     if (req.path.rfind("/ferry/", 0) == 0) return 3;
     return 0;
   };
+  // A call waiting for a busy instance leaves the queue when its client leaves.
+  http_options.watch_client = [](HttpRequest const& req) { return FunctionGateway::Serves(req.path); };
   // HTTP function calls go from the I/O thread to a free instance and back without a worker thread.
   http_options.fast_handler = [&](HttpRequest const& req, boost::asio::io_context& io, HttpReply reply) {
     if (req.path == "/healthz") {  // on the I/O thread: it answers however busy the lanes are

@@ -659,6 +659,30 @@ class TokensTest(unittest.TestCase):
         self.assertEqual(self.call("POST", "/webhooks/top", None, b"{}")[0], 401)
         self.assertEqual(self.call("POST", "/webhooks/top", PUBLISHER, b"{}")[0], 202)
 
+    def test_the_rest_of_the_surfaces_check_their_roles_both_ways(self):  # C1
+        # Any token reads the daemon's info (the CLI asks it for the default project).
+        self.assertEqual(self.call("GET", "/ferry/v1/info", None)[0], 401)
+        self.assertEqual(self.call("GET", "/ferry/v1/info", PUBLISHER)[0], 200)
+        # Schedule actions are an admin's: a viewer is refused; an admin passes the guard (no such job: 404).
+        self.assertEqual(self.call("POST", "/ferry/v1/projects/tok-proj/jobs/nojob:run", VIEWER, b"{}")[0], 403)
+        self.assertEqual(self.call("POST", "/ferry/v1/projects/tok-proj/jobs/nojob:run", ADMIN, b"{}")[0], 404)
+        # Acknowledge, modifyAckDeadline and seek are a subscriber's.
+        sub = "/v1/projects/tok-proj/subscriptions/top-sub"
+        for verb, body in ((":acknowledge", {"ackIds": ["x"]}), (":modifyAckDeadline", {"ackIds": ["x"],
+                           "ackDeadlineSeconds": 10}), (":seek", {"time": "2026-01-01T00:00:00Z"})):
+            self.assertEqual(self.call("POST", sub + verb, PUBLISHER, json.dumps(body).encode())[0], 403, verb)
+            self.assertNotIn(self.call("POST", sub + verb, SUBSCRIBER, json.dumps(body).encode())[0], (401, 403), verb)
+        # Deleting an object is a storage write.
+        upload = "/upload/storage/v1/b/tokb/o?uploadType=media&name=del.txt"
+        self.assertEqual(self.call("POST", upload, PUBLISHER, b"x", "text/plain")[0], 200)
+        self.assertEqual(self.call("DELETE", "/storage/v1/b/tokb/o/del.txt", SUBSCRIBER, ctype=None)[0], 403)
+        self.assertEqual(self.call("DELETE", "/storage/v1/b/tokb/o/del.txt", PUBLISHER, ctype=None)[0], 204)
+        # A private function by its full name, as by its short one.
+        path = "/projects/tok-proj/locations/local/functions/private-fn"
+        self.assertEqual(self.call("GET", path, None, ctype=None)[0], 401)
+        self.assertEqual(self.call("GET", path, VIEWER, ctype=None)[0], 403)
+        self.assertEqual(self.call("GET", path, INVOKER, ctype=None)[0], 201)
+
     def test_any_host_name_works_with_tokens(self):
         status, _, _ = harness.http_request(self.daemon.port, "GET", "/v1/projects/tok-proj/topics",
                                             headers={"Host": "ferry.example.com", "Authorization": "Bearer " + VIEWER})

@@ -30,6 +30,12 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
+Status Unauthenticated(std::string_view authorization) {
+  return Status(StatusCode::kUnauthenticated, authorization.empty()
+                                                  ? "Request is missing a bearer token (Authorization: Bearer TOKEN)"
+                                                  : "The bearer token is not valid");
+}
+
 }  // namespace
 
 std::string_view RoleName(Role role) {
@@ -113,11 +119,7 @@ int TokenAuthenticator::RolesOf(std::string_view authorization) const {
 Status TokenAuthenticator::Check(std::string_view authorization, Role role) const {
   if (!enabled()) return OkStatus();
   int roles = RolesOf(authorization);
-  if (roles < 0) {
-    return Status(StatusCode::kUnauthenticated,
-                  authorization.empty() ? "Request is missing a bearer token (Authorization: Bearer TOKEN)"
-                                        : "The bearer token is not valid");
-  }
+  if (roles < 0) return Unauthenticated(authorization);
   if ((roles & (static_cast<int>(Role::kAdmin) | static_cast<int>(role))) == 0) {
     return Status(StatusCode::kPermissionDenied,
                   "The token does not have the " + std::string(RoleName(role)) + " role needed for this call");
@@ -127,9 +129,7 @@ Status TokenAuthenticator::Check(std::string_view authorization, Role role) cons
 
 Status TokenAuthenticator::CheckAny(std::string_view authorization) const {
   if (!enabled() || RolesOf(authorization) >= 0) return OkStatus();
-  return Status(StatusCode::kUnauthenticated, authorization.empty()
-                                                  ? "Request is missing a bearer token (Authorization: Bearer TOKEN)"
-                                                  : "The bearer token is not valid");
+  return Unauthenticated(authorization);
 }
 
 }  // namespace ferry
