@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
-#include <vector>
 
 #include "ferry/status.h"
+
+namespace date {
+class time_zone;
+}  // namespace date
 
 namespace ferry {
 
@@ -18,10 +20,9 @@ struct LocalTime {
 int64_t LocalSeconds(LocalTime const& t);
 LocalTime FromLocalSeconds(int64_t local_seconds);
 
-// An IANA time zone read from the system's tz database (/usr/share/zoneinfo, or $TZDIR): its UTC offsets and
-// the instants they change. Written by hand: libstdc++ 12 has no std::chrono::tzdb, and localtime_r works only
-// in the process's one TZ. Reads the version 2 data (64-bit transition times); past its last transition (2037 in
-// Debian's files) the last offset holds.
+// An IANA time zone from the system's tz database (/usr/share/zoneinfo), read by Howard Hinnant's date/tz library
+// (Debian's libhowardhinnant-date-dev, the basis of C++20's std::chrono::tzdb, which libstdc++ 12 lacks): its
+// UTC offsets and the instants they change. Ferry keeps only the name checks; the TZif parsing is the library's.
 class TimeZone {
  public:
   // NOT_FOUND for an unknown zone name, INVALID_ARGUMENT for a malformed file or name.
@@ -44,9 +45,7 @@ class TimeZone {
 
  private:
   std::string name_;
-  std::vector<int64_t> transitions_;  // unix seconds, ascending
-  std::vector<int32_t> offsets_;      // offsets_[i] holds from transitions_[i]; offsets_.back() before the first
-  int32_t initial_offset_ = 0;
+  date::time_zone const* zone_ = nullptr;  // the library's, alive for the process; null for UTC
 };
 
 }  // namespace ferry

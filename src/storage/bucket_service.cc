@@ -7,13 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <array>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
+#include <boost/crc.hpp>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
@@ -32,23 +32,14 @@ namespace fs = std::filesystem;
 // Files Ferry writes while an upload is on its way; renamed into place when whole, never objects themselves.
 constexpr char kUploadPrefix[] = ".ferry-upload-";
 
-// The checksums Cloud Storage gives an object: MD5 (OpenSSL) and CRC32C (Castagnoli; hand-written, a table and a
-// loop, where Debian's libraries offer it only inside larger ones), fed the bytes in pieces.
+// The checksums Cloud Storage gives an object: MD5 (OpenSSL) and CRC32C (Castagnoli, Boost.CRC), fed the bytes in
+// pieces.
 class Checksums {
  public:
   Checksums() { EVP_DigestInit_ex(md5_.get(), EVP_md5(), nullptr); }
 
   void Update(std::string_view bytes) {
-    static std::array<uint32_t, 256> const kTable = [] {
-      std::array<uint32_t, 256> table{};
-      for (uint32_t i = 0; i < 256; ++i) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-        table[i] = c;
-      }
-      return table;
-    }();
-    for (unsigned char b : bytes) crc_ = kTable[(crc_ ^ b) & 0xFF] ^ (crc_ >> 8);
+    crc_.process_bytes(bytes.data(), bytes.size());
     EVP_DigestUpdate(md5_.get(), bytes.data(), bytes.size());
     size_ += static_cast<int64_t>(bytes.size());
   }
@@ -59,7 +50,7 @@ class Checksums {
     unsigned int len = 0;
     EVP_DigestFinal_ex(md5_.get(), digest, &len);
     o.md5_hash = Base64Encode(std::string_view(reinterpret_cast<char const*>(digest), len));
-    uint32_t crc = crc_ ^ 0xFFFFFFFFu;
+    uint32_t const crc = crc_.checksum();
     char be[4] = {static_cast<char>(crc >> 24), static_cast<char>(crc >> 16), static_cast<char>(crc >> 8),
                   static_cast<char>(crc)};
     o.crc32c = Base64Encode(std::string_view(be, 4));
@@ -68,7 +59,8 @@ class Checksums {
 
  private:
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> md5_{EVP_MD_CTX_new(), EVP_MD_CTX_free};
-  uint32_t crc_ = 0xFFFFFFFFu;
+  // CRC-32C: polynomial 0x1EDC6F41, reflected, initial and final XOR all ones.
+  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc_;
   int64_t size_ = 0;
 };
 

@@ -115,7 +115,10 @@ const scenarios = {
     const [sub] = await topic.createSubscription('reopen-worker', {
       deadLetterPolicy: {deadLetterTopic: dlt.name, maxDeliveryAttempts: 5},
     });
-    // The subscriber receives nothing, then closes; the same subscription object is opened again afterwards.
+    // The subscriber receives and acks one message, then waits with its streams open, then closes; the same
+    // subscription object is opened again afterwards.
+    await topic.publishMessage({data: Buffer.from('before close')});
+    await receive(sub, m => m.ack(), r => r.length === 1);
     sub.on('message', m => m.nack());
     await new Promise(resolve => setTimeout(resolve, 1500));  // its streams are open and waiting
     sub.removeAllListeners('message');
