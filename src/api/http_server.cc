@@ -99,6 +99,28 @@ HttpRequest ToRequest(http::request<http::string_body>&& req) {
   return out;
 }
 
+}  // namespace
+
+std::optional<HttpRequest> ParseHttpRequest(std::string_view bytes, std::size_t max_body_bytes,
+                                            std::size_t max_header_bytes) {
+  http::request_parser<http::string_body> parser;
+  parser.eager(true);
+  parser.body_limit(max_body_bytes);
+  parser.header_limit(static_cast<std::uint32_t>(max_header_bytes));
+  beast::error_code ec;
+  while (!bytes.empty() && !parser.is_done()) {
+    std::size_t used = parser.put(asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec == http::error::need_more) break;
+    if (ec) return std::nullopt;
+    bytes.remove_prefix(used);
+    if (used == 0) break;
+  }
+  if (!parser.is_done()) return std::nullopt;
+  return ToRequest(parser.release());
+}
+
+namespace {
+
 // Beast's File concept over a FileSlice: a file that is just the slice's bytes, read with pread, so a range of a
 // large object streams without a seek shared between readers.
 class SliceFile {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -93,6 +94,11 @@ struct HttpServerOptions {
   std::string tls_cert_file, tls_key_file;
   HttpFastHandler fast_handler;
 };
+
+// Reads one whole HTTP/1.1 request from `bytes` with the server's parser and decoding (path, query, headers), with
+// no network: nullopt when it is malformed, incomplete or over a limit. What the fuzz target drives.
+std::optional<HttpRequest> ParseHttpRequest(std::string_view bytes, std::size_t max_body_bytes = 16 << 20,
+                                            std::size_t max_header_bytes = 64 << 10);
 
 // An HTTP/1.1 server on Boost.Beast: keep-alive, bounded header and body sizes, a deadline on every read, so no
 // client can hold it. Network I/O runs on one thread with coroutines; handlers run on a worker pool, except what

@@ -5,7 +5,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
-#include <regex>
+#include <fstream>
+#include <iterator>
+#include <cctype>
+#include <charconv>
+#include <string_view>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -34,15 +38,15 @@ class Reader {
   }
 
   StatusOr<int64_t> Integer(YAML::Node const& node, std::string const& what) const {
-    static std::regex const kInt("-?[0-9]+");
-    if (!node.IsScalar() || !std::regex_match(node.Scalar(), kInt)) {
+    if (!node.IsScalar()) return Error(node.Mark(), what + " must be a whole number");
+    std::string const& text = node.Scalar();
+    int64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec == std::errc::result_out_of_range) return Error(node.Mark(), what + " is out of range");
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || text[0] == '+') {
       return Error(node.Mark(), what + " must be a whole number");
     }
-    try {
-      return std::stoll(node.Scalar());
-    } catch (...) {
-      return Error(node.Mark(), what + " is out of range");
-    }
+    return n;
   }
 
   StatusOr<bool> Bool(YAML::Node const& node, std::string const& what) const {
@@ -173,12 +177,17 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
     else if (key == "memory_mb") FERRY_YAML_ASSIGN(s.memory_mb, r.Integer(v, what));
     else if (key == "memory") {
       // gcloud's form: 512MB, 1GB, or a number of megabytes.
-      static std::regex const kMemory("([0-9]+)\\s*(MB|MiB|M|GB|GiB|G)?");
-      std::smatch m;
-      std::string text = v.IsScalar() ? v.Scalar() : "";
-      if (!std::regex_match(text, m, kMemory)) return r.Error(v.Mark(), what + " must be a size such as 512MB");
-      int64_t n = std::stoll(m[1]);
-      s.memory_mb = (m[2] == "GB" || m[2] == "GiB" || m[2] == "G") ? n * 1024 : n;
+      std::string_view text = v.IsScalar() ? std::string_view(v.Scalar()) : std::string_view();
+      int64_t n = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      std::string_view unit = ec == std::errc() ? text.substr(static_cast<std::size_t>(end - text.data())) : "";
+      while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.front()))) unit.remove_prefix(1);
+      bool giga = unit == "GB" || unit == "GiB" || unit == "G";
+      if (ec != std::errc() || n < 0 || !(giga || unit.empty() || unit == "MB" || unit == "MiB" || unit == "M") ||
+          n > (giga ? int64_t{1} << 30 : int64_t{1} << 40)) {
+        return r.Error(v.Mark(), what + " must be a size such as 512MB");
+      }
+      s.memory_mb = giga ? n * 1024 : n;
     } else if (key == "timeout") {
       int64_t ms = 0;
       FERRY_YAML_ASSIGN(ms, r.Duration(v, what));
@@ -202,13 +211,22 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
 }  // namespace
 
 StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string const& default_project) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgumentError(path + ": cannot read the file");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return InvalidArgumentError(path + ": cannot read the file");
+  return ParseDeployText(text, path, default_project);
+}
+
+StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string const& path,
+                                        std::string const& default_project) {
   Reader r(path);
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (YAML::BadFile const&) {
-    return InvalidArgumentError(path + ": cannot read the file");
+    root = YAML::Load(text);
   } catch (YAML::ParserException const& e) {
+    return r.Error(e.mark, e.msg);
+  } catch (YAML::Exception const& e) {  // a nesting too deep for the parser, among others
     return r.Error(e.mark, e.msg);
   }
   if (!root.IsMap()) return r.Error(root.Mark(), "a deploy file is a map with project, topics and functions");

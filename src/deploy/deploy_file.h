@@ -14,6 +14,9 @@ namespace ferry {
 // Errors are INVALID_ARGUMENT "FILE:LINE:COLUMN: what is wrong", so a broken file is refused whole.
 // `default_project` applies when the file names none.
 StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string const& default_project);
+// The same for a file's text; `path` names it in messages and anchors its relative paths.
+StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string const& path,
+                                        std::string const& default_project);
 
 // The request as the admin API takes it (POST /ferry/v1/deploy).
 nlohmann::json DeployRequestToJson(DeployRequest const& request);

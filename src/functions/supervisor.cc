@@ -486,29 +486,15 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
   bool tag_plain_lines = spec.concurrency == 1;
   auto process = ChildProcess::Spawn(options, [this, raw, function = spec.function, tag_plain_lines](
                                                   bool is_stderr, std::string line) {
-    InstanceLine out;
-    out.is_stderr = is_stderr;
-    if (!line.empty() && line.front() == '{' && JsonNestingWithin(line)) {  // a deeper one stays plain text
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_object()) {
-        auto text = [&](char const* key) {
-          auto it = j.find(key);
-          return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-        };
-        out.execution_id = text("execution_id");
-        out.severity = text("severity");
-        if (auto it = j.find("message"); it != j.end() && it->is_string()) out.message = it->get<std::string>();
-      }
-    }
+    InstanceLine out = ParseInstanceLine(is_stderr, line);
     {
       std::lock_guard lock(raw->lines_mu);
       if (out.execution_id.empty() && tag_plain_lines) out.execution_id = raw->current_execution;
       if (is_stderr) {
-        raw->last_stderr.push_back(line);
+        raw->last_stderr.push_back(std::move(line));
         if (raw->last_stderr.size() > kStderrLinesKept) raw->last_stderr.pop_front();
       }
     }
-    if (out.message.empty()) out.message = std::move(line);
     if (sink_) sink_(function, std::move(out));
   });
   if (!process.ok()) return process.status();

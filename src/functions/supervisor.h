@@ -13,6 +13,7 @@
 
 #include "ferry/status.h"
 #include "functions/child_process.h"
+#include "functions/instance_line.h"
 
 namespace boost::asio {
 class io_context;
@@ -70,15 +71,6 @@ struct InvocationResult {
   std::string error;  // why it failed, for the execution record
 };
 
-// One line an instance wrote. A structured line (a JSON object with "message", as Cloud Logging reads
-// stdout) gives its message, severity and execution id; a plain line is its own message, tied to the execution
-// running when the instance serves one at a time.
-struct InstanceLine {
-  std::string execution_id;  // "" when unknown
-  bool is_stderr = false;
-  std::string severity;      // from a structured line, else ""
-  std::string message;
-};
 // Receives every line an instance writes.
 using InstanceLogSink = std::function<void(std::string const& function, InstanceLine line)>;
 

@@ -835,12 +835,101 @@ class GrpcServer final : public PubsubGrpcServer {
   bool stopped_ = false;  // GUARDED_BY(mu_): later connections are closed, not adopted
 };
 
+// Unary methods by name, each parsing its request from bytes, as gRPC does before it calls the service.
+class UnaryMethods final : public PubsubGrpcMethods {
+ public:
+  explicit UnaryMethods(Broker& broker) : publisher_(broker, no_tokens_), subscriber_(broker, no_tokens_) {}
+
+  int CallUnary(std::string_view method, std::string_view request_bytes) override {
+    using P = PublisherService;
+    using S = SubscriberService;
+    if (method == "CreateTopic") return Call<pb::Topic, pb::Topic>(publisher_, &P::CreateTopic, request_bytes);
+    if (method == "UpdateTopic") return Call<pb::UpdateTopicRequest, pb::Topic>(publisher_, &P::UpdateTopic, request_bytes);
+    if (method == "Publish") return Call<pb::PublishRequest, pb::PublishResponse>(publisher_, &P::Publish, request_bytes);
+    if (method == "GetTopic") return Call<pb::GetTopicRequest, pb::Topic>(publisher_, &P::GetTopic, request_bytes);
+    if (method == "ListTopics") {
+      return Call<pb::ListTopicsRequest, pb::ListTopicsResponse>(publisher_, &P::ListTopics, request_bytes);
+    }
+    if (method == "ListTopicSubscriptions") {
+      return Call<pb::ListTopicSubscriptionsRequest, pb::ListTopicSubscriptionsResponse>(
+          publisher_, &P::ListTopicSubscriptions, request_bytes);
+    }
+    if (method == "ListTopicSnapshots") {
+      return Call<pb::ListTopicSnapshotsRequest, pb::ListTopicSnapshotsResponse>(publisher_, &P::ListTopicSnapshots,
+                                                                                 request_bytes);
+    }
+    if (method == "DeleteTopic") return Call<pb::DeleteTopicRequest, Empty>(publisher_, &P::DeleteTopic, request_bytes);
+    if (method == "DetachSubscription") {
+      return Call<pb::DetachSubscriptionRequest, pb::DetachSubscriptionResponse>(publisher_, &P::DetachSubscription,
+                                                                                 request_bytes);
+    }
+    if (method == "CreateSubscription") {
+      return Call<pb::Subscription, pb::Subscription>(subscriber_, &S::CreateSubscription, request_bytes);
+    }
+    if (method == "GetSubscription") {
+      return Call<pb::GetSubscriptionRequest, pb::Subscription>(subscriber_, &S::GetSubscription, request_bytes);
+    }
+    if (method == "UpdateSubscription") {
+      return Call<pb::UpdateSubscriptionRequest, pb::Subscription>(subscriber_, &S::UpdateSubscription, request_bytes);
+    }
+    if (method == "ListSubscriptions") {
+      return Call<pb::ListSubscriptionsRequest, pb::ListSubscriptionsResponse>(subscriber_, &S::ListSubscriptions,
+                                                                               request_bytes);
+    }
+    if (method == "DeleteSubscription") {
+      return Call<pb::DeleteSubscriptionRequest, Empty>(subscriber_, &S::DeleteSubscription, request_bytes);
+    }
+    if (method == "ModifyAckDeadline") {
+      return Call<pb::ModifyAckDeadlineRequest, Empty>(subscriber_, &S::ModifyAckDeadline, request_bytes);
+    }
+    if (method == "Acknowledge") return Call<pb::AcknowledgeRequest, Empty>(subscriber_, &S::Acknowledge, request_bytes);
+    if (method == "Pull") return Call<pb::PullRequest, pb::PullResponse>(subscriber_, &S::Pull, request_bytes);
+    if (method == "ModifyPushConfig") {
+      return Call<pb::ModifyPushConfigRequest, Empty>(subscriber_, &S::ModifyPushConfig, request_bytes);
+    }
+    if (method == "GetSnapshot") return Call<pb::GetSnapshotRequest, pb::Snapshot>(subscriber_, &S::GetSnapshot, request_bytes);
+    if (method == "ListSnapshots") {
+      return Call<pb::ListSnapshotsRequest, pb::ListSnapshotsResponse>(subscriber_, &S::ListSnapshots, request_bytes);
+    }
+    if (method == "CreateSnapshot") {
+      return Call<pb::CreateSnapshotRequest, pb::Snapshot>(subscriber_, &S::CreateSnapshot, request_bytes);
+    }
+    if (method == "UpdateSnapshot") {
+      return Call<pb::UpdateSnapshotRequest, pb::Snapshot>(subscriber_, &S::UpdateSnapshot, request_bytes);
+    }
+    if (method == "DeleteSnapshot") {
+      return Call<pb::DeleteSnapshotRequest, Empty>(subscriber_, &S::DeleteSnapshot, request_bytes);
+    }
+    if (method == "Seek") return Call<pb::SeekRequest, pb::SeekResponse>(subscriber_, &S::Seek, request_bytes);
+    return -1;
+  }
+
+ private:
+  template <class Request, class Response, class Service>
+  static int Call(Service& service, grpc::Status (Service::*method)(grpc::ServerContext*, Request const*, Response*),
+                  std::string_view bytes) {
+    Request request;
+    if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return -1;
+    Response response;
+    grpc::ServerContext ctx;
+    return static_cast<int>((service.*method)(&ctx, &request, &response).error_code());
+  }
+
+  TokenAuthenticator no_tokens_{{}};
+  PublisherService publisher_;
+  SubscriberService subscriber_;
+};
+
 }  // namespace
 
 StatusOr<std::unique_ptr<PubsubGrpcServer>> PubsubGrpcServer::Start(Broker& broker, TokenAuthenticator const& tokens) {
   auto server = std::make_unique<GrpcServer>(broker, tokens);
   FERRY_RETURN_IF_ERROR(server->Build());
   return std::unique_ptr<PubsubGrpcServer>(std::move(server));
+}
+
+std::unique_ptr<PubsubGrpcMethods> PubsubGrpcMethods::Create(Broker& broker) {
+  return std::make_unique<UnaryMethods>(broker);
 }
 
 }  // namespace ferry

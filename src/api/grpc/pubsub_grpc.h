@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "api/auth/tokens.h"
 #include "broker/broker.h"
@@ -23,6 +24,17 @@ class PubsubGrpcServer {
   virtual void AdoptConnection(int fd) = 0;
   // Ends open streams and stops serving. Call after Broker::Shutdown, so no handler waits in a pull.
   virtual void Stop() = 0;
+};
+
+// The unary methods of the service, called on serialized requests as the server calls them once a call has
+// arrived, with no network and no token check: what the gRPC fuzz target drives.
+class PubsubGrpcMethods {
+ public:
+  static std::unique_ptr<PubsubGrpcMethods> Create(Broker& broker);
+  virtual ~PubsubGrpcMethods() = default;
+  // `method` is the short name ("Publish"). The call's gRPC status code, or -1 for an unknown method or bytes
+  // that are not its request message.
+  virtual int CallUnary(std::string_view method, std::string_view request_bytes) = 0;
 };
 
 }  // namespace ferry
