@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -15,9 +16,10 @@ FERRY = os.environ.get("FERRY_BIN", "")
 class Daemon:
     """A `ferry serve` on a free port with its own data directory; restartable on the same data."""
 
-    def __init__(self, data_dir=None, project="test-proj", extra_args=(), tokens=None):
+    def __init__(self, data_dir=None, project="test-proj", extra_args=(), tokens=None, port=0):
         """tokens: {"admin": SECRET, "publisher,subscriber": SECRET2, ...}, written to a token file the daemon
-        reads with --token-file. The client(), deploy() and log_messages() helpers then send the admin token."""
+        reads with --token-file. The client(), deploy() and log_messages() helpers then send the admin token.
+        port: 0 picks a free port at each start; a fixed one lets clients reconnect across restarts."""
         self.owned_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="ferry-e2e-")
         self.project = project
@@ -32,6 +34,7 @@ class Daemon:
                     f.write("%s=%s\n" % (roles, secret))
             self.extra_args += ["--token-file", path]
         self.proc = None
+        self.fixed_port = port
         self.port = None
         self.log = None
         self.log_path = os.path.join(self.data_dir, "daemon.log")
@@ -44,7 +47,7 @@ class Daemon:
             self.log.close()
         self.log = log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [FERRY, "serve", "--data-dir", self.data_dir, "--port", "0", "--port-file", port_file,
+            [FERRY, "serve", "--data-dir", self.data_dir, "--port", str(self.fixed_port), "--port-file", port_file,
              "--project", self.project,
              # Tests keep their buckets in temporary directories.
              "--bucket-root", tempfile.gettempdir()] + self.extra_args,
@@ -203,6 +206,13 @@ class Client:
     def nack(self, s, ack_ids):
         return self.ok("POST", "/v1/%s:modifyAckDeadline" % self.sub(s),
                        {"ackIds": ack_ids, "ackDeadlineSeconds": 0})
+
+
+def free_port():
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
