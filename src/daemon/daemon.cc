@@ -25,6 +25,7 @@
 #include "push/push_delivery.h"
 #include "store/execution_log.h"
 #include "store/message_store.h"
+#include "store/sqlite/storage_faults.h"
 
 namespace ferry {
 namespace {
@@ -70,6 +71,9 @@ int RunDaemon(DaemonOptions const& options) {
   std::filesystem::create_directories(options.data_dir, dir_ec);
   std::filesystem::permissions(options.data_dir, std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::replace, dir_ec);
+  if (InstallStorageFaultsFromEnvironment()) {
+    std::fprintf(stderr, "ferry: warning: storage faults are injected on demand (FERRY_FAULT_FILE): for tests only\n");
+  }
   auto store = MakeSqliteMessageStore({.data_dir = options.data_dir, .sync = options.sync});
   if (!store.ok()) {
     std::fprintf(stderr, "ferry: %s\n", store.status().message().c_str());

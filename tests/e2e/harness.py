@@ -16,10 +16,11 @@ FERRY = os.environ.get("FERRY_BIN", "")
 class Daemon:
     """A `ferry serve` on a free port with its own data directory; restartable on the same data."""
 
-    def __init__(self, data_dir=None, project="test-proj", extra_args=(), tokens=None, port=0):
+    def __init__(self, data_dir=None, project="test-proj", extra_args=(), tokens=None, port=0, env=None):
         """tokens: {"admin": SECRET, "publisher,subscriber": SECRET2, ...}, written to a token file the daemon
         reads with --token-file. The client(), deploy() and log_messages() helpers then send the admin token.
-        port: 0 picks a free port at each start; a fixed one lets clients reconnect across restarts."""
+        port: 0 picks a free port at each start; a fixed one lets clients reconnect across restarts.
+        env: further environment variables for the daemon."""
         self.owned_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="ferry-e2e-")
         self.project = project
@@ -35,6 +36,7 @@ class Daemon:
             self.extra_args += ["--token-file", path]
         self.proc = None
         self.fixed_port = port
+        self.env = dict(os.environ, **(env or {}))
         self.port = None
         self.log = None
         self.log_path = os.path.join(self.data_dir, "daemon.log")
@@ -51,7 +53,7 @@ class Daemon:
              "--project", self.project,
              # Tests keep their buckets in temporary directories.
              "--bucket-root", tempfile.gettempdir()] + self.extra_args,
-            stdout=log, stderr=log)
+            stdout=log, stderr=log, env=self.env)
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -285,3 +287,7 @@ class PushReceiver:
 
 def data_of(received):
     return base64.b64decode(received["message"].get("data", "")).decode()
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()

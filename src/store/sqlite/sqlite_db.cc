@@ -4,6 +4,23 @@
 
 namespace ferry {
 
+// A failed SQLite call as a Status whose code says what a client can do: retry later (busy, an I/O error),
+// free space (a full disk), or nothing (anything else is a bug or corruption).
+Status SqliteError(sqlite3* db, int rc) {
+  std::string message = std::string("sqlite: ") + sqlite3_errmsg(db);
+  switch (rc & 0xFF) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+      return Status(StatusCode::kUnavailable, message);
+    case SQLITE_FULL:
+      return Status(StatusCode::kResourceExhausted, message);
+    default:
+      return Status(StatusCode::kInternal, message);
+  }
+}
+
+
 SqliteStmt::~SqliteStmt() { sqlite3_finalize(stmt_); }
 
 SqliteStmt& SqliteStmt::Bind(int index, int64_t value) {
@@ -30,8 +47,7 @@ StatusOr<bool> SqliteStmt::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  return Status(rc == SQLITE_BUSY ? StatusCode::kUnavailable : StatusCode::kInternal,
-                std::string("sqlite: ") + sqlite3_errmsg(db_));
+  return SqliteError(db_, rc);
 }
 
 Status SqliteStmt::Exec() {
@@ -83,10 +99,9 @@ SqliteDb::~SqliteDb() {
 Status SqliteDb::Exec(std::string_view sql) {
   std::string s(sql);
   char* err = nullptr;
-  if (sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
+  if (int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
     sqlite3_free(err);
-    return InternalError("sqlite: " + msg);
+    return SqliteError(db_, rc);
   }
   return OkStatus();
 }

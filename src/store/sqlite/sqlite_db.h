@@ -15,6 +15,10 @@ struct sqlite3_stmt;
 
 namespace ferry {
 
+// A failed SQLite call (result code `rc`) as a Status: UNAVAILABLE for busy and I/O errors (retry later),
+// RESOURCE_EXHAUSTED for a full disk, INTERNAL for the rest.
+Status SqliteError(sqlite3* db, int rc);
+
 // A prepared statement. Bind parameters are 1-based, columns 0-based. Not thread-safe.
 class SqliteStmt {
  public:

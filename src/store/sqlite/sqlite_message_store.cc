@@ -8,6 +8,7 @@
 // file and only then answers the requests of every batch committed before that sync. The writer meanwhile runs
 // the next batch, so fsync latency overlaps work instead of adding to it. Nothing is answered before it is on
 // disk; what another request may read earlier is a prefix of the WAL and is lost together, if at all.
+#include <atomic>
 #include <cerrno>
 #include <array>
 #include <condition_variable>
@@ -37,6 +38,7 @@
 #include "store/ack_id.h"
 #include "store/message_store.h"
 #include "store/sqlite/sqlite_db.h"
+#include "store/sqlite/storage_faults.h"
 
 namespace ferry {
 namespace {
@@ -1143,6 +1145,7 @@ class SqliteMessageStore : public MessageStore {
   // fsync that makes it survive a power loss. Leases are not durable: one lost in a crash only means the message
   // is delivered again, which at-least-once delivery allows; everything else a client is told is done, is.
   Status Write(std::function<Status(SqliteDb&)> fn, bool durable = true) {
+    if (sync_failed_) return UnavailableError("the disk failed to sync the store; restart Ferry");
     WriteJob job{std::move(fn), {}, durable};
     auto result = job.done.get_future();
     {
@@ -1203,7 +1206,9 @@ class SqliteMessageStore : public MessageStore {
       if (!txn.ok()) {
         (void)writer_->Exec("ROLLBACK");
         sub_cache_.clear();  // it may hold what the rollback undid
-        for (auto& r : results) r = UnavailableError("store commit failed: " + txn.message());
+        // A full disk is the client's to know (RESOURCE_EXHAUSTED); anything else, retry later (UNAVAILABLE).
+        StatusCode code = txn.code() == StatusCode::kResourceExhausted ? txn.code() : StatusCode::kUnavailable;
+        for (auto& r : results) r = Status(code, "store commit failed: " + txn.message());
       }
       if (wal_fd_ < 0 || !txn.ok()) {
         b.Answer();
@@ -1229,13 +1234,26 @@ class SqliteMessageStore : public MessageStore {
         if (sync_queue_.empty()) return;  // sync_stop_ and drained
         std::swap(ready, sync_queue_);
       }
-      if (fdatasync(wal_fd_) != 0) {
-        // After a failed fsync the kernel may have dropped the dirty pages: nothing written since the last good
-        // sync can be trusted. Stop, and let recovery replay the WAL on restart (as PostgreSQL does).
-        std::fprintf(stderr, "ferry: fdatasync of the write-ahead log failed: %s; stopping\n", std::strerror(errno));
-        std::abort();
+      bool synced = false;
+      if (CurrentStorageFault() == StorageFault::kSyncFails) {
+        errno = EIO;
+      } else {
+        synced = fdatasync(wal_fd_) == 0;
       }
-      for (auto& b : ready) b.Answer();
+      if (!synced && !sync_failed_.exchange(true)) {
+        // After a failed fsync the kernel may have marked the unwritten pages clean: what was written since the
+        // last good sync may not be on disk, though reads still show it, and a later sync that succeeds proves
+        // nothing about it (PostgreSQL's "fsyncgate"). So nothing more is answered as durable: these batches
+        // and every write after them are refused, reads go on, and a restart recovers from what is on disk.
+        std::fprintf(stderr, "ferry: fdatasync of the write-ahead log failed: %s; refusing writes until Ferry is "
+                     "restarted\n", std::strerror(errno));
+      }
+      for (auto& b : ready) {
+        if (!synced) {
+          for (auto& r : b.results) r = UnavailableError("the disk failed to sync the store; restart Ferry");
+        }
+        b.Answer();
+      }
       ready.clear();
     }
   }
@@ -1616,6 +1634,7 @@ class SqliteMessageStore : public MessageStore {
   std::condition_variable sync_cv_;
   std::vector<Batch> sync_queue_;  // GUARDED_BY(sync_mu_): committed, not yet fsynced
   bool sync_stop_ = false;         // GUARDED_BY(sync_mu_)
+  std::atomic<bool> sync_failed_{false};  // an fsync failed: every write is refused from then on
 
   std::thread thread_;
   std::thread sync_thread_;
