@@ -22,6 +22,7 @@
 #include "broker/broker.h"
 #include "common/clock.h"
 #include "control/scheduler.h"
+#include "functions/instance_cgroup.h"
 #include "push/push_delivery.h"
 #include "store/execution_log.h"
 #include "store/message_store.h"
@@ -73,6 +74,10 @@ int RunDaemon(DaemonOptions const& options) {
                                std::filesystem::perm_options::replace, dir_ec);
   if (InstallStorageFaultsFromEnvironment()) {
     std::fprintf(stderr, "ferry: warning: storage faults are injected on demand (FERRY_FAULT_FILE): for tests only\n");
+  }
+  if (int n = InstanceCgroup::CleanUpAfterDeadDaemons(); n > 0) {
+    std::fprintf(stderr, "ferry: removed %d cgroup(s) of instances of a Ferry that was killed, and what ran in them\n",
+                 n);
   }
   auto store = MakeSqliteMessageStore({.data_dir = options.data_dir, .sync = options.sync});
   if (!store.ok()) {

@@ -3,8 +3,10 @@
 #include "common/utf8.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -138,10 +140,12 @@ StatusOr<Forked> ForkExec(ProcessOptions const& options) {
     // (The signal follows the forking thread; Ferry forks from threads that outlive their instances.)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the daemon died before prctl took effect
-    if (options.cgroup_procs_fd >= 0 && write(options.cgroup_procs_fd, "0", 1) != 1) {
-      int e = errno;
-      (void)!write(exec_err[1], &e, sizeof e);
-      _exit(127);
+    for (int fd : options.cgroup_procs_fds) {
+      if (write(fd, "0", 1) != 1) {
+        int e = errno;
+        (void)!write(exec_err[1], &e, sizeof e);
+        _exit(127);
+      }
     }
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
@@ -188,21 +192,27 @@ StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(ProcessOptions const
 ChildProcess::ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line)
     : pid_(pid),
       on_line_(std::move(on_line)),
+      stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       out_reader_([this, out_fd] { ReadLines(out_fd, false); }),
       err_reader_([this, err_fd] { ReadLines(err_fd, true); }) {}
 
 ChildProcess::~ChildProcess() {
   Kill();
-  {
-    std::lock_guard lock(mu_);
-    if (!reaped_) {
-      waitpid(pid_, &wait_status_, 0);
-      reaped_ = true;
-    }
+  std::unique_lock lock(mu_);
+  if (!reaped_) {
+    waitpid(pid_, &wait_status_, 0);
+    reaped_ = true;
   }
-  // The pipes close when the process group is gone, which ends the readers.
+  // The pipes close when the process group is gone, which ends the readers, after they read the last lines. A
+  // process that left the group (setsid) may hold them open for ever: the readers are then told to stop.
+  if (!readers_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return readers_running_ == 0; })) {
+    uint64_t one = 1;
+    (void)!write(stop_fd_, &one, sizeof one);
+  }
+  lock.unlock();
   out_reader_.join();
   err_reader_.join();
+  if (stop_fd_ >= 0) close(stop_fd_);
 }
 
 void ChildProcess::ReadLines(int fd, bool is_stderr) {
@@ -216,6 +226,12 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
   std::string pending;
   char buf[4096];
   while (true) {
+    pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (poll(fds, stop_fd_ >= 0 ? 2 : 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[0].revents == 0 && fds[1].revents != 0) break;  // told to stop, nothing left to read
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -241,6 +257,9 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
   }
   if (!pending.empty()) emit(pending);
   close(fd);
+  std::lock_guard lock(mu_);
+  --readers_running_;
+  readers_cv_.notify_all();
 }
 
 void ChildProcess::Kill() {

@@ -2,9 +2,11 @@
 
 #include <sys/types.h>
 
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,7 +19,7 @@ struct ProcessOptions {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH
   std::string working_dir;        // empty: the daemon's
   std::map<std::string, std::string> env;  // added to the daemon's environment
-  int cgroup_procs_fd = -1;  // when set, the child joins this cgroup (writes "0" to its cgroup.procs) before exec
+  std::vector<int> cgroup_procs_fds;  // the child joins these cgroups (writes "0" to each cgroup.procs) before exec
 };
 
 // Receives each line the child writes; `is_stderr` tells the stream. Called from the child's reader threads.
@@ -52,11 +54,16 @@ class ChildProcess {
 
   pid_t pid_;
   LineHandler on_line_;
+  // Ends the readers when a process the child started outside its group (setsid) keeps the pipes open after
+  // the child is gone. Made before the readers start.
+  int stop_fd_;
+  std::mutex mu_;
+  std::condition_variable readers_cv_;
+  int readers_running_ = 2;  // GUARDED_BY(mu_)
+  bool reaped_ = false;      // GUARDED_BY(mu_)
+  int wait_status_ = 0;      // GUARDED_BY(mu_)
   std::thread out_reader_;
   std::thread err_reader_;
-  std::mutex mu_;
-  bool reaped_ = false;  // GUARDED_BY(mu_)
-  int wait_status_ = 0;  // GUARDED_BY(mu_)
 };
 
 }  // namespace ferry

@@ -4,7 +4,7 @@
 #include "common/deadline_stream.h"
 #include "common/json_depth.h"
 
-#include "functions/memory_cgroup.h"
+#include "functions/instance_cgroup.h"
 
 #include <utility>
 
@@ -256,7 +256,13 @@ struct Supervisor::Instance {
     idle_conns.push_back(std::move(conn));
   }
 
-  std::unique_ptr<MemoryCgroup> cgroup;  // before `process`: removed after the process is gone
+  // Every process of the instance dies first, those that left its process group too, so none holds its output
+  // pipes open while `process` is destroyed.
+  ~Instance() {
+    if (cgroup) cgroup->KillAll();
+  }
+
+  std::unique_ptr<InstanceCgroup> cgroup;  // before `process`: removed after the process is gone
   std::unique_ptr<ChildProcess> process;
   std::atomic<bool> oom_killed{false};
   int in_flight = 0;              // GUARDED_BY(Supervisor::mu_)
@@ -480,8 +486,8 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
   options.env["FUNCTION_SIGNATURE_TYPE"] = spec.signature;
   options.env["K_SERVICE"] = spec.service.empty() ? spec.function : spec.service;
   options.env["FERRY_INSTANCE_SECRET"] = inst->secret;
-  inst->cgroup = MemoryCgroup::Create(spec.memory_mb * 1024 * 1024);
-  if (inst->cgroup) options.cgroup_procs_fd = inst->cgroup->procs_fd();
+  inst->cgroup = InstanceCgroup::Create({.memory_bytes = spec.memory_mb * 1024 * 1024, .max_tasks = kMaxInstanceTasks});
+  if (inst->cgroup) options.cgroup_procs_fds = inst->cgroup->procs_fds();
   Instance* raw = inst.get();  // the process, and so its reader threads, die before the Instance
   bool tag_plain_lines = spec.concurrency == 1;
   auto process = ChildProcess::Spawn(options, [this, raw, function = spec.function, tag_plain_lines](

@@ -60,6 +60,10 @@ struct Invocation {
 // check. (Google's Functions Framework for Node.js does not check it.)
 inline constexpr char kInstanceSecretHeader[] = "X-Ferry-Instance-Secret";
 
+// Processes and threads one instance may have at once (its cgroup's pids.max, where the kernel has one to give):
+// far above what a runtime needs (Node.js runs about a dozen threads), far below what takes a machine down.
+inline constexpr int64_t kMaxInstanceTasks = 1024;
+
 // How many calls may wait for an instance of one function, when they wait bounded.
 inline constexpr int kMaxQueuedCalls = 100;
 
