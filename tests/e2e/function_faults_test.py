@@ -132,7 +132,9 @@ class FunctionFaultsTest(unittest.TestCase):
         result = self.call("flood", timeout=120)
         self.assertEqual(result["status"], "ok", result)
         self.assert_all_is_well()
-        self.assertLess(self.rss_mb() - before, 200, "the daemon grew with the instance's output")
+        grown = self.rss_mb() - before
+        print("flood: the daemon grew by %.0f MB" % grown)
+        self.assertLess(grown, 100, "the daemon grew with the instance's output")
         status, _, body = harness.http_request(
             self.daemon.port, "GET", "/ferry/v1/projects/%s/functions/flood/logs?limit=10" % PROJECT)
         self.assertEqual(status, 200)

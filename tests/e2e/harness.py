@@ -36,7 +36,7 @@ class Daemon:
             self.extra_args += ["--token-file", path]
         self.proc = None
         self.fixed_port = port
-        self.env = dict(os.environ, **(env or {}))
+        self.extra_env = dict(env or {})
         self.port = None
         self.log = None
         self.log_path = os.path.join(self.data_dir, "daemon.log")
@@ -53,7 +53,7 @@ class Daemon:
              "--project", self.project,
              # Tests keep their buckets in temporary directories.
              "--bucket-root", tempfile.gettempdir()] + self.extra_args,
-            stdout=log, stderr=log, env=self.env)
+            stdout=log, stderr=log, env=dict(os.environ, **self.extra_env))
         deadline = time.time() + 20
         while time.time() < deadline:
             if self.proc.poll() is not None:

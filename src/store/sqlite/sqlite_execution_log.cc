@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <mutex>
@@ -44,6 +45,9 @@ CREATE INDEX IF NOT EXISTS logs_by_function ON logs(function, seq);
 
 constexpr auto kBatchWindow = std::chrono::milliseconds(50);
 constexpr std::size_t kBatchRows = 2000;
+// Lines waiting to be written are bounded (the batch being written holds as much again at most).
+constexpr std::size_t kMaxPendingBytes = 8 << 20;
+constexpr auto kMaxWaitForRoom = std::chrono::seconds(5);
 constexpr auto kRetentionEvery = std::chrono::seconds(60);
 
 class SqliteExecutionLog : public ExecutionLog {
@@ -60,6 +64,7 @@ class SqliteExecutionLog : public ExecutionLog {
       stop_ = true;
     }
     cv_.notify_all();
+    space_cv_.notify_all();
     thread_.join();
   }
 
@@ -141,8 +146,23 @@ class SqliteExecutionLog : public ExecutionLog {
   using Item = std::variant<ExecutionRow, LogEntry>;
 
   void Enqueue(Item item) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (stop_) return;
+    std::size_t bytes = 0;
+    if (auto const* line = std::get_if<LogEntry>(&item)) {
+      // Lines wait for room: an instance that writes faster than lines can be stored is slowed down (its reader
+      // stops reading its pipe), for at most kMaxWaitForRoom; then its line is dropped. Execution records are
+      // few and small and never wait.
+      bytes = line->message.size() + line->execution_id.size() + 64;
+      if (!space_cv_.wait_for(lock, kMaxWaitForRoom, [&] { return stop_ || pending_bytes_ < kMaxPendingBytes; })) {
+        if (dropped_++ == 0) {
+          std::fprintf(stderr, "ferry: function log lines arrive faster than they can be stored: dropping some\n");
+        }
+        return;
+      }
+      if (stop_) return;
+    }
+    pending_bytes_ += bytes;
     pending_.push_back(std::move(item));
     ++enqueued_;
     if (pending_.size() == 1 || pending_.size() >= kBatchRows) cv_.notify_all();
@@ -172,6 +192,9 @@ class SqliteExecutionLog : public ExecutionLog {
       }
       std::deque<Item> batch;
       batch.swap(pending_);
+      pending_bytes_ = 0;
+      dropped_ = 0;
+      space_cv_.notify_all();
       bool all = flush_requested_ || stop_;
       while (!held_.empty() && (all || held_due())) {
         batch.push_back(std::move(held_.front().second));
@@ -293,7 +316,10 @@ class SqliteExecutionLog : public ExecutionLog {
   std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable done_cv_;
+  std::condition_variable space_cv_;   // room in pending_
   std::deque<Item> pending_;           // GUARDED_BY(mu_)
+  std::size_t pending_bytes_ = 0;      // GUARDED_BY(mu_): of the lines in pending_
+  int64_t dropped_ = 0;                // GUARDED_BY(mu_): lines dropped since the last batch
   std::deque<std::pair<std::chrono::steady_clock::time_point, Item>> held_;  // GUARDED_BY(mu_): AppendAfter
   uint64_t enqueued_ = 0;              // GUARDED_BY(mu_)
   uint64_t written_ = 0;               // GUARDED_BY(mu_)
