@@ -21,7 +21,7 @@ topics: [soak, soak-work, soak-ticks]
 buckets:
   - {name: soak-drop, path: $work/drop}
 schedules:
-  - {name: soak-tick, schedule: "* * * * *", topic: soak-ticks}
+  - {name: soak-tick, schedule: "* * * * *", topic: soak-ticks, data: tick}
 functions:
   - name: trivial
     runtime: command

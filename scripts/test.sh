@@ -11,3 +11,6 @@ bash scripts/build.sh -DFERRY_ENABLE_WERROR=ON
 [[ -d tests/e2e/node_storage/node_modules/@google-cloud/storage ]] ||
   (cd tests/e2e/node_storage && npm ci --no-audit --no-fund --silent)
 ctest --test-dir build -j2 --output-on-failure
+# Sanitizers and fuzzing (docs/testing.md): ASan+UBSan over the unit, integration and parser-facing e2e tests and
+# each fuzz target for 30 s; TSan over the tests of the concurrent parts.
+bash scripts/sanitize.sh

@@ -98,6 +98,7 @@ class BeastHttpClient : public HttpClient {
       stream_.emplace(io_);
     }
     if (!ec) beast::get_lowest_layer(*stream_).connect(results, ec);
+    if (!ec) beast::get_lowest_layer(*stream_).socket().set_option(asio::ip::tcp::no_delay(true), ec);
     if constexpr (kTls) {
       if (!ec) stream_->handshake(asio::ssl::stream_base::client, ec);
     }

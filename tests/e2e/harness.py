@@ -80,10 +80,18 @@ class Daemon:
 
     def close(self):
         self.stop()
+        text = ""
         if self.log:
             self.log.close()
+            with open(self.log_path, errors="replace") as f:
+                text = f.read()
         if self.owned_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        # A daemon built with sanitizers (scripts/sanitize.sh) reports into its log: any report fails the test.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
+            if marker in text:
+                at = text.index(marker)
+                raise AssertionError("the daemon's sanitizer reported:\n" + text[max(0, at - 200):at + 4000])
 
     @property
     def endpoint(self):
