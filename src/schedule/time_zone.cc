@@ -15,7 +15,7 @@ date::sys_seconds Sys(int64_t unix_seconds) { return date::sys_seconds{std::chro
 
 int64_t LocalSeconds(LocalTime const& t) {
   auto days = date::local_days{date::year{t.year} / t.month / t.day};
-  return days.time_since_epoch().count() * 86400 + int64_t{t.hour} * 3600 + int64_t{t.minute} * 60;
+  return int64_t{days.time_since_epoch().count()} * 86400 + int64_t{t.hour} * 3600 + int64_t{t.minute} * 60;
 }
 
 LocalTime FromLocalSeconds(int64_t local_seconds) {

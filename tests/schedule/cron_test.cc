@@ -97,6 +97,15 @@ TEST(CronTest, LondonSkippedAndRepeatedHours) {
               ElementsAre("2026-10-25T00:30:00.000Z", "2026-10-26T01:30:00.000Z"));
 }
 
+// Found by the cron fuzz target: local days after 2038 overflowed an int when turned into seconds.
+TEST(CronTest, FireTimesPast2038) {
+  EXPECT_THAT(Fires("0 0 1 1 *", "Europe/London", "2040-06-01T00:00:00Z", 2),
+              ElementsAre("2041-01-01T00:00:00.000Z", "2042-01-01T00:00:00.000Z"));
+  // The input it found: day 1 or 30 of February that is a Tuesday ("*/29" counts as "*" for Vixie's rule).
+  EXPECT_THAT(Fires("2 5 */29 2 2", "Europe/London", "2038-01-01T00:00:00Z", 1),
+              ElementsAre("2039-02-01T05:02:00.000Z"));
+}
+
 TEST(CronTest, LordHoweHalfHourShift) {
   // 2026-04-05 02:00 (+11) falls back half an hour to 01:30 (+10:30): 01:45 happens twice.
   EXPECT_THAT(Fires("45 1 * * *", "Australia/Lord_Howe", "2026-04-04T00:00:00Z", 2),
