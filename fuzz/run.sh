@@ -31,11 +31,11 @@ for t in "${targets[@]}"; do
   start=$SECONDS
   if "$build/bin/${t}_fuzz" "${limit[@]}" -max_len=65536 -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
       "${dict[@]}" -artifact_prefix="$build/crashes/$t/" "$build/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1; then
-    echo "$t: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}') executions in" \
+    echo "$t: $(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}') executions in" \
       "$((SECONDS - start)) s, no crash"
   else
     echo "$t: FAILED (see $log and $build/crashes/$t/)"
-    grep -E "ERROR|SUMMARY|Assertion|abort" "$log" | head -5
+    grep -aE "ERROR|SUMMARY|Assertion|abort" "$log" | head -5
     failed=1
   fi
 done
