@@ -4,6 +4,7 @@
 #   fuzz/run.sh                               # every target, 60 s each, in build-fuzz/
 #   SECONDS_EACH=600 fuzz/run.sh tokens cron  # some
 #   RUNS=10000000 fuzz/run.sh filter          # a number of executions instead of a time
+#   MAX_LEN=4096 fuzz/run.sh tokens           # a smaller largest input (default 65536)
 # FUZZ_BUILD names an existing FERRY_FUZZ build to use (scripts/sanitize.sh passes build-asan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ for t in "${targets[@]}"; do
   dict=()
   [[ ! -f fuzz/corpus/$t.dict ]] || dict=(-dict="fuzz/corpus/$t.dict")
   start=$SECONDS
-  if "$build/bin/${t}_fuzz" "${limit[@]}" -max_len=65536 -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
+  if "$build/bin/${t}_fuzz" "${limit[@]}" -max_len="${MAX_LEN:-65536}" -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
       "${dict[@]}" -artifact_prefix="$build/crashes/$t/" "$build/corpus/$t" "fuzz/corpus/$t" >"$log" 2>&1; then
     echo "$t: $(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}') executions in" \
       "$((SECONDS - start)) s, no crash"
