@@ -109,13 +109,17 @@ time.sleep(60)
   ASSERT_TRUE(WaitExit(*bomb, milliseconds(5000)));
   EXPECT_EQ(kill(children.front(), 0), 0) << "expected the escaped child alive until the cgroup goes";
   cgroup.reset();
-  for (pid_t child : children) {
-    // Reaped by init eventually; until then a zombie, which /proc shows as state Z.
+  // Killed: gone (reaped by init) or a zombie until then. A SIGKILLed process may take a moment to die on a busy
+  // machine, so each gets a few seconds.
+  auto dead = [](pid_t child) {
     std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
     std::string pid, comm, state;
-    if (stat >> pid >> comm >> state) {
-      EXPECT_EQ(state, "Z") << "child " << child << " still running";
-    }
+    return !(stat >> pid >> comm >> state) || state == "Z" || state == "X";
+  };
+  for (pid_t child : children) {
+    auto until = std::chrono::steady_clock::now() + milliseconds(5000);
+    while (!dead(child) && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(milliseconds(10));
+    EXPECT_TRUE(dead(child)) << "child " << child << " still running";
   }
 }
 
