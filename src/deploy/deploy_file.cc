@@ -43,7 +43,7 @@ class Reader {
     int64_t n = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
     if (ec == std::errc::result_out_of_range) return Error(node.Mark(), what + " is out of range");
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty() || text[0] == '+') {
+    if (ec != std::errc() || end != text.data() + text.size()) {  // also "", "+3", "1.5"
       return Error(node.Mark(), what + " must be a whole number");
     }
     return n;

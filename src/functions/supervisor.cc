@@ -2,7 +2,6 @@
 
 #include "common/check.h"
 #include "common/deadline_stream.h"
-#include "common/json_depth.h"
 
 #include "functions/instance_cgroup.h"
 
@@ -28,7 +27,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <nlohmann/json.hpp>
 
 namespace ferry {
 namespace {
