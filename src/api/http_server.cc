@@ -388,12 +388,13 @@ class BeastHttpServer : public HttpServer {
       lowest.expires_never();
       // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
       std::optional<HttpResponse> res;
-      if (options_.fast_handler) res = co_await HandleFast(request);
+      // While a handler has the request, the I/O thread watches the connection for the client's leaving.
+      bool watch = options_.watch_client && options_.watch_client(request) && buffer.size() == 0;
+      if (options_.fast_handler) res = co_await HandleFast(request, watch ? &lowest.socket() : nullptr);
       if (!res) {
         std::size_t lane = options_.lane ? options_.lane(request) : 0;
-        // While a worker has the request, the I/O thread watches the connection for the client's leaving.
         std::shared_ptr<bool> handled;
-        if (options_.watch_client && options_.watch_client(request) && buffer.size() == 0) {
+        if (watch) {
           request.client_gone = std::make_shared<std::atomic<bool>>(false);
           handled = std::make_shared<bool>(false);
           asio::co_spawn(io_, WatchForHangUp(lowest.socket(), request.client_gone, handled), asio::detached);
@@ -435,8 +436,9 @@ class BeastHttpServer : public HttpServer {
   }
 
   // The fast handler's answer, or nullopt when it left the request to the worker pool. The reply wakes the
-  // session through a timer that never expires by itself (Asio 1.74 has no channels).
-  asio::awaitable<std::optional<HttpResponse>> HandleFast(HttpRequest const& request) {
+  // session through a timer that never expires by itself (Asio 1.74 has no channels). With `watch`, the
+  // connection is watched while the answer is pending (a call may wait its turn for a busy function).
+  asio::awaitable<std::optional<HttpResponse>> HandleFast(HttpRequest& request, tcp::socket* watch) {
     struct Waiting {
       explicit Waiting(asio::io_context& io) : wake(io, asio::steady_timer::time_point::max()) {}
       asio::steady_timer wake;
@@ -444,6 +446,7 @@ class BeastHttpServer : public HttpServer {
     };
     auto waiting = std::make_shared<Waiting>(io_);
     bool taken = false;
+    if (watch != nullptr) request.client_gone = std::make_shared<std::atomic<bool>>(false);
     try {
       taken = options_.fast_handler(request, io_, [waiting](HttpResponse res) {
         waiting->response = std::move(res);
@@ -452,10 +455,23 @@ class BeastHttpServer : public HttpServer {
     } catch (std::exception const& e) {
       co_return ErrorResponse(InternalError(std::string("internal error: ") + e.what()));
     }
-    if (!taken) co_return std::nullopt;
+    if (!taken) {
+      request.client_gone.reset();
+      co_return std::nullopt;
+    }
+    std::shared_ptr<bool> handled;
+    if (watch != nullptr && !waiting->response) {
+      handled = std::make_shared<bool>(false);
+      asio::co_spawn(io_, WatchForHangUp(*watch, request.client_gone, handled), asio::detached);
+    }
     while (!waiting->response) {
       beast::error_code ec;
       co_await waiting->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (handled) {
+      *handled = true;
+      beast::error_code ignored;
+      watch->cancel(ignored);  // ends the watch; nothing else waits on the socket now
     }
     co_return std::move(waiting->response);
   }

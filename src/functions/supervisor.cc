@@ -7,6 +7,7 @@
 
 #include <utility>
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <optional>
@@ -21,6 +22,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -312,8 +314,58 @@ struct Supervisor::Pool {
   int consecutive_crashes = 0;                       // GUARDED_BY(Supervisor::mu_)
   Steady::time_point next_start;                     // GUARDED_BY(Supervisor::mu_): crash backoff
   bool removed = false;                              // GUARDED_BY(Supervisor::mu_)
-  int waiters = 0;                                   // GUARDED_BY(Supervisor::mu_): invocations waiting in Acquire
+  // Calls waiting for a slot, first come first served. Invariant (under mu_): while one waits, no instance has a
+  // free slot, because a slot that frees goes straight to the first waiter.
+  std::deque<std::shared_ptr<Waiter>> queue;  // GUARDED_BY(Supervisor::mu_)
 };
+
+// One call waiting for a slot on an instance. A slot that frees is handed to it directly, so nobody races for
+// it and no other waiter wakes. A blocking waiter (Acquire) sleeps on its own condition variable; a waiter
+// without a thread (TryInvokeAsync) is resumed on its event loop.
+struct Supervisor::Request {
+  http::request<http::string_body> http;
+};
+
+struct Supervisor::Waiter {
+  std::shared_ptr<Instance> granted;  // GUARDED_BY(Supervisor::mu_): the slot handed to a blocking waiter
+  std::condition_variable cv;
+  asio::io_context* io = nullptr;  // set for a waiter without a thread
+  std::function<void(StatusOr<std::shared_ptr<Instance>>)> resume;  // called on `io`, once
+  std::shared_ptr<std::atomic<bool>> client_gone;  // set when the caller left: it gets no slot
+
+  bool Gone() const { return client_gone && client_gone->load(); }
+};
+
+namespace {
+
+// What a call that got no slot is answered: as Cloud Functions, 429 when no instance was free in time.
+InvocationResult NotAcquired(Status const& status) {
+  InvocationResult result;
+  result.status = ExecutionStatus::kCrash;
+  result.error = status.message();
+  if (status.code() == StatusCode::kResourceExhausted) {
+    result.status = ExecutionStatus::kError;
+    result.http_status = 429;
+    result.body = status.message();
+  } else if (status.code() == StatusCode::kCancelled) {  // nobody to answer: nginx's 499
+    result.status = ExecutionStatus::kError;
+    result.http_status = 499;
+    result.body = status.message();
+  }
+  return result;
+}
+
+Status QueueFull(std::string const& function) {
+  return Status(StatusCode::kResourceExhausted,
+                "too many calls are waiting for an instance of function " + function + "; retry later");
+}
+
+Status WaitedTooLong(std::string const& function) {
+  return Status(StatusCode::kResourceExhausted,
+                "no instance of function " + function + " became free within its timeout; retry later");
+}
+
+}  // namespace
 
 Supervisor::Supervisor(InstanceLogSink sink)
     : sink_(std::move(sink)), watchdog_([this] { Watch(); }), warmer_([this] { KeepWarm(); }) {}
@@ -324,10 +376,12 @@ Supervisor::~Supervisor() {
     std::lock_guard lock(mu_);
     stopping_ = true;
     pools.swap(pools_);
-    for (auto& [name, pool] : pools) pool->removed = true;
+    for (auto& [name, pool] : pools) {
+      pool->removed = true;
+      FailWaiters(*pool);
+    }
   }
   cv_.notify_all();
-  freed_cv_.notify_all();
   watchdog_.join();
   warmer_.join();
   // Instances die with their pools (ChildProcess kills on destruction), outside the lock.
@@ -341,10 +395,12 @@ void Supervisor::Deploy(InstanceSpec spec) {
     std::lock_guard lock(mu_);
     auto& slot = pools_[pool->spec.function];
     old = std::exchange(slot, pool);
-    if (old) old->removed = true;
+    if (old) {
+      old->removed = true;
+      FailWaiters(*old);
+    }
   }
   cv_.notify_all();
-  freed_cv_.notify_all();
   if (old) {
     std::lock_guard lock(mu_);
     for (auto& inst : old->instances) inst->process->Kill();
@@ -359,11 +415,11 @@ void Supervisor::Remove(std::string const& function) {
     if (it == pools_.end()) return;
     old = it->second;
     old->removed = true;
+    FailWaiters(*old);
     pools_.erase(it);
     for (auto& inst : old->instances) inst->process->Kill();
   }
   cv_.notify_all();
-  freed_cv_.notify_all();
 }
 
 std::shared_ptr<Supervisor::Pool> Supervisor::FindPool(std::string const& function) {
@@ -380,6 +436,7 @@ Supervisor::Usage Supervisor::UsageOf(std::string const& function) {
   usage.running = static_cast<int>(it->second->instances.size());
   for (auto const& inst : it->second->instances) usage.busy += inst->in_flight > 0 ? 1 : 0;
   usage.started_total = it->second->started_total;
+  usage.queued = static_cast<int>(it->second->queue.size());
   return usage;
 }
 
@@ -387,12 +444,22 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool, 
                                                                    std::atomic<bool> const* client_gone) {
   std::unique_lock lock(mu_);
   auto const wait_until = Steady::now() + pool.spec.timeout;
+  std::shared_ptr<Waiter> me;  // in pool.queue while it waits; Grant takes it out
+  auto leave = [&] {
+    if (me) std::erase(pool.queue, me);
+  };
   while (true) {
-    if (stopping_ || pool.removed) return UnavailableError("function " + pool.spec.function + " was removed");
-    for (auto& inst : pool.instances) {
-      if (inst->in_flight < pool.spec.concurrency) {
-        ++inst->in_flight;
-        return inst;
+    if (me && me->granted) return std::move(me->granted);
+    if (stopping_ || pool.removed) {
+      leave();
+      return UnavailableError("function " + pool.spec.function + " was removed");
+    }
+    if (pool.queue.empty()) {
+      for (auto& inst : pool.instances) {
+        if (inst->in_flight < pool.spec.concurrency) {
+          ++inst->in_flight;
+          return inst;
+        }
       }
     }
     if (static_cast<int>(pool.instances.size()) + pool.starting < pool.spec.max_instances) {
@@ -403,60 +470,123 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool, 
       auto started = StartInstance(pool);
       lock.lock();
       --pool.starting;
-      freed_cv_.notify_all();
       if (!started.ok()) {
         ++pool.consecutive_crashes;
         auto backoff = std::min<std::chrono::milliseconds>(
             kMaxRestartBackoff, std::chrono::milliseconds(250 << std::min(pool.consecutive_crashes, 8)));
         pool.next_start = Steady::now() + backoff;
+        leave();
+        WakeForRoom(pool);
         return started.status();
       }
-      (*started)->in_flight = 1;
+      if (pool.removed) {
+        (*started)->process->Kill();
+        continue;
+      }
+      (*started)->idle_since = Steady::now();
       pool.instances.push_back(*started);
+      if (me && me->granted) {  // handed a slot while it started one: the new one serves others
+        GrantFree(pool);
+        return std::move(me->granted);
+      }
+      leave();
+      (*started)->in_flight = 1;
+      GrantFree(pool);  // its other slots, when it takes more than one call
       return *started;
     }
-    if (!bounded) {
-      ++pool.waiters;
-      freed_cv_.wait(lock);
-      --pool.waiters;
-      continue;
+    if (!me) {
+      if (bounded && static_cast<int>(pool.queue.size()) >= kMaxQueuedCalls) DropGone(pool);
+      if (bounded && static_cast<int>(pool.queue.size()) >= kMaxQueuedCalls) return QueueFull(pool.spec.function);
+      me = std::make_shared<Waiter>();
+      pool.queue.push_back(me);
     }
-    if (pool.waiters >= kMaxQueuedCalls) {
-      return Status(StatusCode::kResourceExhausted, "too many calls are waiting for an instance of function " +
-                                                        pool.spec.function + "; retry later");
-    }
-    ++pool.waiters;
     // In slices, to notice a caller that left (the server's I/O thread sets the flag; nothing notifies).
     constexpr auto kSlice = std::chrono::milliseconds(100);
-    bool timed_out = freed_cv_.wait_until(lock, std::min(wait_until, Steady::now() + kSlice)) ==
-                         std::cv_status::timeout &&
-                     Steady::now() >= wait_until;
-    --pool.waiters;
+    me->cv.wait_until(lock, bounded ? std::min(wait_until, Steady::now() + kSlice) : Steady::now() + kSlice);
+    if (me->granted) continue;
     if (client_gone != nullptr && client_gone->load()) {
+      leave();
       return Status(StatusCode::kCancelled, "the caller went away while waiting for an instance");
     }
-    if (timed_out) {
-      return Status(StatusCode::kResourceExhausted, "no instance of function " + pool.spec.function +
-                                                        " became free within its timeout; retry later");
+    if (bounded && Steady::now() >= wait_until) {
+      leave();
+      return WaitedTooLong(pool.spec.function);
     }
   }
 }
 
 void Supervisor::Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy) {
-  bool waiters = false;
-  {
-    std::lock_guard lock(mu_);
+  std::lock_guard lock(mu_);
+  if (!healthy) {
+    --instance->in_flight;
+    std::erase(pool.instances, instance);
+    WakeForRoom(pool);
+    return;
+  }
+  pool.consecutive_crashes = 0;
+  if (pool.removed || !Grant(pool, instance)) {
     --instance->in_flight;
     instance->idle_since = Steady::now();
-    if (!healthy) {
-      std::erase(pool.instances, instance);
-    } else {
-      pool.consecutive_crashes = 0;
-    }
-    waiters = pool.waiters > 0;
   }
-  // Only when someone waits: a wake-up per invocation costs more than a short call itself.
-  if (waiters) freed_cv_.notify_all();
+}
+
+bool Supervisor::Grant(Pool& pool, std::shared_ptr<Instance> const& instance) {
+  DropGone(pool);
+  if (pool.queue.empty()) return false;
+  auto waiter = std::move(pool.queue.front());
+  pool.queue.pop_front();
+  if (waiter->io == nullptr) {
+    waiter->granted = instance;
+    waiter->cv.notify_one();
+  } else {
+    asio::post(*waiter->io, [resume = std::move(waiter->resume), instance] { resume(instance); });
+  }
+  return true;
+}
+
+void Supervisor::DropGone(Pool& pool) {
+  std::erase_if(pool.queue, [](std::shared_ptr<Waiter> const& waiter) {
+    if (!waiter->Gone()) return false;
+    if (waiter->io == nullptr) {
+      waiter->cv.notify_one();  // it sees its caller gone and leaves
+    } else {
+      Status gone(StatusCode::kCancelled, "the caller went away while waiting for an instance");
+      asio::post(*waiter->io, [resume = std::move(waiter->resume), gone] { resume(gone); });
+    }
+    return true;
+  });
+}
+
+void Supervisor::GrantFree(Pool& pool) {
+  for (auto& inst : pool.instances) {
+    while (inst->in_flight < pool.spec.concurrency && !pool.queue.empty()) {
+      ++inst->in_flight;
+      if (!Grant(pool, inst)) --inst->in_flight;  // the waiters left
+    }
+  }
+}
+
+void Supervisor::WakeForRoom(Pool& pool) {
+  for (auto& waiter : pool.queue) {
+    if (waiter->io == nullptr) {
+      waiter->cv.notify_one();
+    } else {
+      start_wanted_ = true;
+    }
+  }
+  if (start_wanted_) cv_.notify_all();
+}
+
+void Supervisor::FailWaiters(Pool& pool) {
+  Status removed = UnavailableError("function " + pool.spec.function + " was removed");
+  std::erase_if(pool.queue, [&](std::shared_ptr<Waiter> const& waiter) {
+    if (waiter->io == nullptr) {
+      waiter->cv.notify_one();  // it sees the pool removed and leaves
+      return false;
+    }
+    asio::post(*waiter->io, [resume = std::move(waiter->resume), removed] { resume(removed); });
+    return true;
+  });
 }
 
 StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& pool) {
@@ -529,20 +659,7 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     return result;
   }
   auto acquired = Acquire(*pool, invocation.bounded_wait, invocation.client_gone.get());
-  if (!acquired.ok()) {
-    result.status = ExecutionStatus::kCrash;
-    result.error = acquired.status().message();
-    if (acquired.status().code() == StatusCode::kResourceExhausted) {  // as Cloud Functions: no instance, 429
-      result.status = ExecutionStatus::kError;
-      result.http_status = 429;
-      result.body = acquired.status().message();
-    } else if (acquired.status().code() == StatusCode::kCancelled) {  // nobody to answer: nginx's 499
-      result.status = ExecutionStatus::kError;
-      result.http_status = 499;
-      result.body = acquired.status().message();
-    }
-    return result;
-  }
+  if (!acquired.ok()) return NotAcquired(acquired.status());
   auto inst = *acquired;
   inst->SetCurrentExecution(invocation.execution_id);
   auto req = MakeRequest(invocation, inst->secret);
@@ -591,25 +708,67 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
   auto pool = FindPool(function);
   if (!pool) return false;
   std::shared_ptr<Instance> inst;
+  // The request, with the instance's secret set once there is an instance.
+  auto req = std::make_shared<Request>(MakeRequest(invocation, ""));
   {
     std::lock_guard lock(mu_);
-    // Invocations already waiting for an instance go first: this one joins them on the blocking path.
-    if (stopping_ || pool->removed || pool->waiters > 0) return false;
-    for (auto& candidate : pool->instances) {
-      if (candidate->in_flight < pool->spec.concurrency) {
-        ++candidate->in_flight;
-        inst = candidate;
-        break;
+    if (stopping_ || pool->removed) return false;
+    if (pool->queue.empty()) {
+      for (auto& candidate : pool->instances) {
+        if (candidate->in_flight < pool->spec.concurrency) {
+          ++candidate->in_flight;
+          inst = candidate;
+          break;
+        }
       }
     }
+    if (!inst) {
+      if (static_cast<int>(pool->instances.size()) + pool->starting < pool->spec.max_instances) return false;
+      if (static_cast<int>(pool->queue.size()) >= kMaxQueuedCalls) DropGone(*pool);
+      if (static_cast<int>(pool->queue.size()) >= kMaxQueuedCalls) {
+        asio::post(io, [done = std::move(done), full = QueueFull(function)] { done(NotAcquired(full)); });
+        return true;
+      }
+      // Waits its turn: resumed on `io` with a slot, or answered 429 when the function's timeout passes first.
+      auto waiter = std::make_shared<Waiter>();
+      auto timer = std::make_shared<asio::steady_timer>(io, pool->spec.timeout);
+      waiter->io = &io;
+      waiter->client_gone = invocation.client_gone;
+      waiter->resume = [this, &io, pool, timer, execution_id = invocation.execution_id, req,
+                        done = std::move(done)](StatusOr<std::shared_ptr<Instance>> slot) {
+        timer->cancel();
+        if (!slot.ok()) return done(NotAcquired(slot.status()));
+        (*slot)->SetCurrentExecution(execution_id);
+        req->http.set(kInstanceSecretHeader, (*slot)->secret);
+        SendAsync(io, pool, *slot, req, done);
+      };
+      timer->async_wait([this, pool, weak = std::weak_ptr<Waiter>(waiter)](beast::error_code ec) {
+        auto waiter = weak.lock();
+        if (ec || !waiter) return;
+        std::function<void(StatusOr<std::shared_ptr<Instance>>)> resume;
+        {
+          std::lock_guard lock(mu_);
+          if (std::erase(pool->queue, waiter) == 0) return;  // granted or answered meanwhile
+          resume = std::move(waiter->resume);
+        }
+        resume(WaitedTooLong(pool->spec.function));
+      });
+      pool->queue.push_back(std::move(waiter));
+      return true;
+    }
   }
-  if (!inst) return false;
   inst->SetCurrentExecution(invocation.execution_id);
+  req->http.set(kInstanceSecretHeader, inst->secret);
+  SendAsync(io, pool, inst, std::move(req), std::move(done));
+  return true;
+}
 
-  // The same exchange as Invoke's, as a coroutine on `io`. The timer may fire after the coroutine's frame is
-  // gone, so what it touches is shared.
-  auto exchange = [this, &io, pool, inst, req = MakeRequest(invocation, inst->secret),
-                   done = std::move(done)]() -> asio::awaitable<void> {
+void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std::shared_ptr<Instance> inst,
+                           std::shared_ptr<Request> request, std::function<void(InvocationResult)> done) {
+  // Invoke's exchange, as a coroutine on `io`. The timer may fire after the coroutine's frame is gone, so what it
+  // touches is shared.
+  auto exchange = [this, &io, pool, inst, request, done = std::move(done)]() -> asio::awaitable<void> {
+    auto const& req = request->http;
     struct Deadline {
       std::shared_ptr<tcp::socket> socket;  // the one in use
       bool passed = false;
@@ -674,19 +833,22 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
     done(std::move(result));
   };
   asio::co_spawn(io, std::move(exchange), asio::detached);
-  return true;
 }
 
 void Supervisor::KeepWarm() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
+    cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_ || start_wanted_; });
     if (stopping_) break;
-    // One start at a time, for the first function below its min_instances (and past its crash backoff).
+    start_wanted_ = false;
+    // One start at a time, for the first function below its min_instances or with calls waiting without a
+    // thread while it has room (and past its crash backoff).
     std::shared_ptr<Pool> cold;
     for (auto& [name, pool] : pools_) {
-      if (!pool->removed && static_cast<int>(pool->instances.size()) + pool->starting < pool->spec.min_instances &&
-          Steady::now() >= pool->next_start) {
+      int up = static_cast<int>(pool->instances.size()) + pool->starting;
+      bool waiting = std::ranges::any_of(pool->queue, [](auto const& w) { return w->io != nullptr; });
+      if (!pool->removed && (up < pool->spec.min_instances || (waiting && up < pool->spec.max_instances))) {
+        if (Steady::now() < pool->next_start) continue;  // seen again in the next 200 ms slice
         cold = pool;
         break;
       }
@@ -702,6 +864,7 @@ void Supervisor::KeepWarm() {
       cold->next_start = Steady::now() + std::min<std::chrono::milliseconds>(
                                              kMaxRestartBackoff,
                                              std::chrono::milliseconds(250 << std::min(cold->consecutive_crashes, 8)));
+      WakeForRoom(*cold);
       continue;
     }
     (*started)->idle_since = Steady::now();
@@ -709,8 +872,8 @@ void Supervisor::KeepWarm() {
       (*started)->process->Kill();
     } else {
       cold->instances.push_back(*started);
+      GrantFree(*cold);
     }
-    freed_cv_.notify_all();  // an invocation may be waiting for an instance
   }
 }
 
@@ -746,9 +909,9 @@ void Supervisor::Watch() {
         ++it;
       }
     }
-    bool waiters = false;
-    for (auto const& [name, pool] : pools_) waiters = waiters || pool->waiters > 0;
-    if (waiters) freed_cv_.notify_all();  // an instance it forgot leaves room to start one
+    for (auto const& [name, pool] : pools_) {
+      if (!pool->queue.empty()) WakeForRoom(*pool);  // an instance it forgot leaves room to start one
+    }
   }
 }
 

@@ -93,10 +93,11 @@ class Supervisor {
 
   // Blocks until an instance can take it and it has an answer, failed, or timed out.
   InvocationResult Invoke(std::string const& function, Invocation const& invocation);
-  // The same without blocking, when an instance can take it at once: sends it on `io`'s event loop, which
-  // calls `done` with the result, and returns true. Returns false, and `done` is never called, when it would
-  // have to wait for an instance or for one to start: Invoke it then from a thread that may block. `io` must
-  // stop before the Supervisor is destroyed.
+  // The same without a thread of its own, from a thread that runs `io` (which must run on one thread): sends it
+  // on `io`'s event loop, which calls `done` with the result, and returns true. When every instance is busy and
+  // no other may start, it waits its turn in the function's queue without holding a thread and is answered 429
+  // as Invoke's bounded wait is. Returns false, and `done` is never called, when an instance has to start first
+  // (which blocks): Invoke it then from a thread that may. `io` must stop before the Supervisor is destroyed.
   bool TryInvokeAsync(std::string const& function, Invocation const& invocation, boost::asio::io_context& io,
                       std::function<void(InvocationResult)> done);
 
@@ -104,6 +105,7 @@ class Supervisor {
   struct Usage {
     int running = 0;
     int busy = 0;
+    int queued = 0;             // calls waiting for a slot
     int64_t started_total = 0;  // instances that came up (listened on their port)
   };
   Usage UsageOf(std::string const& function);
@@ -111,12 +113,28 @@ class Supervisor {
  private:
   struct Instance;
   struct Pool;
+  struct Waiter;
+  struct Request;  // an invocation's HTTP request, ready to send
 
   std::shared_ptr<Pool> FindPool(std::string const& function);
   // RESOURCE_EXHAUSTED when `bounded` and the queue is full or the function's timeout passed while waiting.
   // CANCELLED when `client_gone` is set while it waits.
   StatusOr<std::shared_ptr<Instance>> Acquire(Pool& pool, bool bounded, std::atomic<bool> const* client_gone);
   void Release(Pool& pool, std::shared_ptr<Instance> const& instance, bool healthy);
+  // Hand a slot of `instance` (already counted in its in_flight) to the first waiter; false when none waits.
+  bool Grant(Pool& pool, std::shared_ptr<Instance> const& instance);  // REQUIRES(mu_)
+  // Answer the waiters whose caller left (CANCELLED) and take them out of the queue.
+  void DropGone(Pool& pool);  // REQUIRES(mu_)
+  // Hand every free slot to waiters, after an instance was added.
+  void GrantFree(Pool& pool);  // REQUIRES(mu_)
+  // An instance went away or failed to start: waiters look again whether they may start one (the warmer starts
+  // one for those waiting without a thread).
+  void WakeForRoom(Pool& pool);  // REQUIRES(mu_)
+  // The pool was removed: waiters without a thread are answered, the others wake to see it.
+  void FailWaiters(Pool& pool);  // REQUIRES(mu_)
+  // TryInvokeAsync's exchange with `instance`, which has a slot for it, on `io`'s loop.
+  void SendAsync(boost::asio::io_context& io, std::shared_ptr<Pool> pool, std::shared_ptr<Instance> instance,
+                 std::shared_ptr<Request> request, std::function<void(InvocationResult)> done);
   StatusOr<std::shared_ptr<Instance>> StartInstance(Pool& pool);
   // One try; `picked_port` is the port it gave the instance (0 when it got none).
   StatusOr<std::shared_ptr<Instance>> StartInstanceOnce(Pool& pool, int& picked_port);
@@ -125,8 +143,8 @@ class Supervisor {
 
   InstanceLogSink sink_;
   std::mutex mu_;
-  std::condition_variable cv_;        // the watchdog's and warmer's: stopping
-  std::condition_variable freed_cv_;  // Acquire's: an instance has room, started, or went away
+  std::condition_variable cv_;  // the watchdog's and warmer's: stopping, or (the warmer's) an instance is wanted
+  bool start_wanted_ = false;   // GUARDED_BY(mu_): a waiter without a thread needs an instance started
   std::map<std::string, std::shared_ptr<Pool>> pools_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                               // GUARDED_BY(mu_)
   std::thread watchdog_;

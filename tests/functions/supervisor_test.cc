@@ -218,19 +218,140 @@ TEST_F(SupervisorTest, AsyncInvocationTimesOutAndCrashesLikeABlockingOne) {
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 3);
 }
 
-TEST_F(SupervisorTest, AsyncInvocationIsNotTakenWhileEveryInstanceIsBusy) {
+// The busy instance's call goes on a thread of its own; these tests then queue calls behind it on `io`.
+class QueuedSupervisorTest : public SupervisorTest {
+ protected:
+  // Deploys `spec` with one instance, started, and sets it busy with `busy_json` on another thread.
+  void StartBusy(InstanceSpec spec, std::string busy_json) {
+    spec.max_instances = 1;
+    supervisor_.Deploy(spec);
+    ASSERT_EQ(Call("{}", "warm").status, ExecutionStatus::kOk);
+    busy_ = std::async(std::launch::async, [this, busy_json] { return Call(busy_json, "busy"); });
+    for (int i = 0; i < 400 && supervisor_.UsageOf("fn").busy == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+    ASSERT_EQ(supervisor_.UsageOf("fn").busy, 1);
+  }
+
+  // Queues a call on io_; its result lands in results_[execution_id].
+  bool Queue(std::string const& data_json, std::string const& execution_id,
+             std::shared_ptr<std::atomic<bool>> client_gone = nullptr) {
+    return supervisor_.TryInvokeAsync(
+        "fn", Invocation{.execution_id = execution_id, .body = LegacyEvent(data_json), .client_gone = client_gone},
+        io_, [this, execution_id](InvocationResult r) { results_[execution_id] = r; });
+  }
+
+  // When the call began, as the function stamped it on the monotonic clock (its line may come a moment after
+  // the answer); -1 when it never began.
+  int64_t BeginOf(std::string const& execution_id) {
+    for (int i = 0; i < 400; ++i) {
+      for (auto const& l : LinesOf(execution_id)) {
+        if (auto at = l.text.find("begin "); at != std::string::npos) return std::stoll(l.text.substr(at + 6));
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    return -1;
+  }
+
+  boost::asio::io_context io_;
+  std::future<InvocationResult> busy_;
+  std::map<std::string, InvocationResult> results_;  // only touched on io_'s thread, this one
+};
+
+TEST_F(QueuedSupervisorTest, AsyncCallsWaitTheirTurnWithoutAThreadAndRunInOrder) {
+  StartBusy(Spec("sleepy"), R"({"ms": 300})");
+  for (std::string id : {"q1", "q2", "q3"}) ASSERT_TRUE(Queue(R"({"ms": 1})", id));
+  EXPECT_EQ(supervisor_.UsageOf("fn").queued, 3);
+  io_.run();  // until every queued call has its answer
+  EXPECT_EQ(busy_.get().status, ExecutionStatus::kOk);
+  ASSERT_EQ(results_.size(), 3u);
+  for (auto const& [id, r] : results_) EXPECT_EQ(r.status, ExecutionStatus::kOk) << id << ": " << r.error;
+  // First come, first served: each began after the one before it (stamps on the monotonic clock).
+  std::vector<int64_t> begins;
+  for (std::string id : {"busy", "q1", "q2", "q3"}) begins.push_back(BeginOf(id));
+  EXPECT_GE(begins.front(), 0);
+  EXPECT_TRUE(std::is_sorted(begins.begin(), begins.end())) << ::testing::PrintToString(begins);
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 1);
+  EXPECT_EQ(supervisor_.UsageOf("fn").busy, 0);
+}
+
+TEST_F(QueuedSupervisorTest, AQueuedAsyncCallGets429WhenTheTimeoutPassesBeforeItsTurn) {
   auto spec = Spec("sleepy");
-  spec.max_instances = 1;
-  supervisor_.Deploy(spec);
-  ASSERT_EQ(Call(R"({"ms": 1})").status, ExecutionStatus::kOk);
-  auto busy = std::async(std::launch::async, [this] { return Call(R"({"ms": 500})"); });
-  for (int i = 0; i < 200 && supervisor_.UsageOf("fn").busy == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
-  boost::asio::io_context io;
-  EXPECT_FALSE(CallAsync(io, R"({"ms": 1})").has_value());
-  EXPECT_EQ(busy.get().status, ExecutionStatus::kOk);
-  auto now_free = CallAsync(io, R"({"ms": 1})");
-  ASSERT_TRUE(now_free.has_value());
-  EXPECT_EQ(now_free->status, ExecutionStatus::kOk);
+  spec.timeout = milliseconds(2000);
+  StartBusy(spec, R"({"ms": 1500})");
+  ASSERT_TRUE(Queue(R"({"ms": 1500})", "served"));  // its turn comes at about 1.5 s, within its 2 s
+  ASSERT_TRUE(Queue(R"({"ms": 1})", "late"));       // its turn would come at about 3 s
+  io_.run();
+  EXPECT_EQ(busy_.get().status, ExecutionStatus::kOk);
+  EXPECT_EQ(results_["served"].status, ExecutionStatus::kOk) << results_["served"].error;
+  EXPECT_EQ(results_["late"].http_status, 429);
+  EXPECT_THAT(results_["late"].body, HasSubstr("no instance of function fn became free within its timeout"));
+  EXPECT_TRUE(LinesOf("late").empty()) << "a call answered 429 never reaches the function";
+}
+
+TEST_F(QueuedSupervisorTest, AFullQueueAnswers429AtOnce) {
+  StartBusy(Spec("sleepy"), R"({"ms": 1000})");
+  for (int i = 0; i < kMaxQueuedCalls; ++i) ASSERT_TRUE(Queue(R"({"ms": 1})", "q" + std::to_string(i)));
+  ASSERT_TRUE(Queue(R"({"ms": 1})", "overflow"));
+  io_.run_one();  // the overflow's answer comes first: the busy call still runs
+  ASSERT_EQ(results_.size(), 1u);
+  EXPECT_EQ(results_["overflow"].http_status, 429);
+  EXPECT_THAT(results_["overflow"].body, HasSubstr("too many calls are waiting"));
+  io_.run();
+  EXPECT_EQ(results_.size(), static_cast<std::size_t>(kMaxQueuedCalls) + 1);
+  for (auto const& [id, r] : results_) {
+    if (id != "overflow") {
+      EXPECT_EQ(r.status, ExecutionStatus::kOk) << id << ": " << r.error;
+    }
+  }
+}
+
+TEST_F(QueuedSupervisorTest, QueuedAsyncCallsGetANewInstanceWhenTheBusyOneCrashes) {
+  StartBusy(Spec("chaos"), R"({"ms": 300, "crash": true})");
+  ASSERT_TRUE(Queue("{}", "after-crash-1"));
+  ASSERT_TRUE(Queue("{}", "after-crash-2"));
+  io_.run();
+  EXPECT_EQ(busy_.get().status, ExecutionStatus::kCrash);
+  EXPECT_EQ(results_["after-crash-1"].status, ExecutionStatus::kOk) << results_["after-crash-1"].error;
+  EXPECT_EQ(results_["after-crash-2"].status, ExecutionStatus::kOk) << results_["after-crash-2"].error;
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
+}
+
+TEST_F(QueuedSupervisorTest, AQueuedAsyncCallWhoseCallerLeftNeverRuns) {
+  StartBusy(Spec("sleepy"), R"({"ms": 300})");
+  auto gone = std::make_shared<std::atomic<bool>>(false);
+  ASSERT_TRUE(Queue(R"({"ms": 1})", "left", gone));
+  ASSERT_TRUE(Queue(R"({"ms": 1})", "stayed"));
+  gone->store(true);  // as the server's I/O thread does when the connection closes
+  io_.run();
+  EXPECT_EQ(results_["left"].http_status, 499);
+  EXPECT_EQ(results_["stayed"].status, ExecutionStatus::kOk);
+  for (int i = 0; i < 400 && LinesOf("stayed").empty(); ++i) std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_FALSE(LinesOf("stayed").empty());
+  EXPECT_TRUE(LinesOf("left").empty());
+}
+
+TEST_F(QueuedSupervisorTest, QueuedAsyncCallsAreAnsweredWhenTheFunctionIsRemoved) {
+  StartBusy(Spec("sleepy"), R"({"ms": 1000})");
+  ASSERT_TRUE(Queue(R"({"ms": 1})", "orphan"));
+  supervisor_.Remove("fn");
+  io_.run();
+  ASSERT_EQ(results_.count("orphan"), 1u);
+  EXPECT_NE(results_["orphan"].status, ExecutionStatus::kOk);
+  EXPECT_THAT(results_["orphan"].error, HasSubstr("was removed"));
+  busy_.wait();
+}
+
+TEST_F(QueuedSupervisorTest, ABlockingCallQueuedFirstIsServedFirst) {
+  StartBusy(Spec("sleepy"), R"({"ms": 300})");
+  auto blocking = std::async(std::launch::async, [this] { return Call(R"({"ms": 1})", "blocking"); });
+  for (int i = 0; i < 400 && supervisor_.UsageOf("fn").queued == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+  ASSERT_EQ(supervisor_.UsageOf("fn").queued, 1);
+  ASSERT_TRUE(Queue(R"({"ms": 1})", "async"));
+  io_.run();
+  EXPECT_EQ(blocking.get().status, ExecutionStatus::kOk);
+  EXPECT_EQ(results_["async"].status, ExecutionStatus::kOk);
+  int64_t blocking_began = BeginOf("blocking");
+  EXPECT_GE(blocking_began, 0);
+  EXPECT_LT(blocking_began, BeginOf("async"));
 }
 
 }  // namespace

@@ -56,12 +56,12 @@ void Hog(ferry::Event const& event, ferry::Context const&) {
 }
 
 // One function that fails on demand, to show an instance replaced and the next invocation fine:
-// {"crash": true} aborts, {"mb": N} holds N MB for a second, {"ms": N} sleeps; anything else succeeds.
+// {"ms": N} sleeps first; then {"crash": true} aborts, {"mb": N} holds N MB for a second; anything else succeeds.
 void Chaos(ferry::Event const& event, ferry::Context const& context) {
   ferry::Json body = event.data_json();
+  if (body["ms"].AsInt(0) > 0) std::this_thread::sleep_for(std::chrono::milliseconds(body["ms"].AsInt(0)));
   if (body["crash"].AsBool(false)) Crash(event, context);
   if (body["mb"].AsInt(0) > 0) Hog(event, context);
-  if (body["ms"].AsInt(0) > 0) std::this_thread::sleep_for(std::chrono::milliseconds(body["ms"].AsInt(0)));
   ferry::log::Info("chaos survived");
 }
 
