@@ -297,7 +297,7 @@ StatusOr<std::vector<std::string>> Broker::Publish(std::string const& topic, std
 StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscription, int max_messages,
                                                     bool return_immediately) {
   PullOptions options{.max_messages = max_messages};
-  if (!return_immediately) options.wait_until = std::chrono::steady_clock::now() + options_.pull_wait;
+  if (!return_immediately) options.wait = options_.pull_wait;
   return Pull(subscription, options);
 }
 
@@ -306,6 +306,7 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
   if (options.max_messages <= 0) return InvalidArgumentError("max_messages must be greater than 0");
   int max_messages = std::min(options.max_messages, kMaxPullMessages);
   FERRY_ASSIGN_OR_RETURN(auto sub, store_.GetSubscription(subscription));
+  auto const wait_until = clock_.SteadyNow() + options.wait;
 
   while (true) {
     uint64_t generation = Generation(sub.topic);
@@ -319,13 +320,13 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
       c.dead_lettered += lease.dead_lettered;
     }
     if (lease.dead_lettered > 0 && sub.dead_letter_policy) Notify(sub.dead_letter_policy->dead_letter_topic);
-    auto now = std::chrono::steady_clock::now();
-    if (!lease.messages.empty() || now >= options.wait_until) return std::move(lease.messages);
+    auto now = clock_.SteadyNow();
+    if (!lease.messages.empty() || now >= wait_until) return std::move(lease.messages);
 
     std::unique_lock lock(wait_mu_);
     if (stopping_) return std::vector<ReceivedMessage>{};
-    wait_cv_.wait_until(lock, std::min(options.wait_until, now + options_.pull_recheck),
-                        [&] { return stopping_ || generations_[sub.topic] != generation; });
+    clock_.WaitUntil(wait_cv_, lock, std::min(wait_until, now + options_.pull_recheck),
+                     [&] { return stopping_ || generations_[sub.topic] != generation; });
     if (stopping_) return std::vector<ReceivedMessage>{};
   }
 }
@@ -444,7 +445,7 @@ uint64_t Broker::Generation(std::string const& topic) {
 void Broker::MaintenanceLoop() {
   std::unique_lock lock(wait_mu_);
   while (!stopping_) {
-    wait_cv_.wait_for(lock, options_.maintenance_interval, [&] { return stopping_; });
+    clock_.WaitFor(wait_cv_, lock, options_.maintenance_interval, [&] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
     if (auto st = RunMaintenance(); !st.ok()) {

@@ -103,8 +103,8 @@ class Broker {
                                               bool return_immediately);
   struct PullOptions {
     int max_messages = 1;
-    // An empty pull waits until then for a first message; a past time (the default) answers at once.
-    std::chrono::steady_clock::time_point wait_until{};
+    // An empty pull waits this long (on the broker's clock) for a first message; 0 answers at once.
+    std::chrono::milliseconds wait{0};
     int ack_deadline_seconds = 0;  // the lease; 0: the subscription's ack deadline
     int64_t max_bytes = MessageStore::kMaxLeaseBytes;  // a pull's messages stop short of this many bytes
   };

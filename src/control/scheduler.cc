@@ -137,7 +137,7 @@ void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
     for (int attempt = 0; attempt <= spec.retry_count; ++attempt) {
       if (invoke_(function, spec.data)) return;
       std::unique_lock wait(mu_);
-      if (cv_.wait_for(wait, std::chrono::milliseconds(backoff), [&] { return stopping_; })) return;
+      if (clock_.WaitFor(cv_, wait, std::chrono::milliseconds(backoff), [&] { return stopping_; })) return;
       backoff *= 2;
     }
   });
@@ -154,8 +154,8 @@ void Scheduler::Loop() {
     int64_t wake = earliest >= 0 ? std::min(now + 1000, earliest) : now + 1000;
     lock.lock();
     // Finished invocations leave their threads to be joined.
-    cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(wake - now, 0)),
-                 [&] { return stopping_ || woken_; });
+    clock_.WaitFor(cv_, lock, std::chrono::milliseconds(std::max<int64_t>(wake - now, 0)),
+                   [&] { return stopping_ || woken_; });
     woken_ = false;
   }
 }

@@ -143,5 +143,65 @@ TEST_F(SchedulerTest, PauseResumeAndRunNow) {
   EXPECT_EQ(scheduler_->Get(kName)->next_fire_ms, Ms("2026-11-28T10:10:00Z"));
 }
 
+// Waits (in real time, briefly) until `done()` holds: the scheduler's loop runs on its own thread.
+template <typename Done>
+bool Eventually(Done done) {
+  for (int i = 0; i < 2000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return done();
+}
+
+TEST_F(SchedulerTest, TheRunningLoopFiresEveryTickOnceAsTheClockPassesIt) {
+  Deploy();
+  scheduler_->Start();
+  // An hour of ticks in well under a second: the loop waits on the clock, which wakes it when it moves.
+  int fired = 0;
+  for (int step = 1; step <= 12; ++step) {
+    clock_.Advance(std::chrono::minutes(5));
+    ASSERT_TRUE(Eventually([&] { return (fired += Drain()) == step; })) << "tick " << step << " did not fire";
+  }
+  clock_.Advance(std::chrono::minutes(3));  // 11:04, short of the next tick
+  EXPECT_EQ(scheduler_->Get(kName)->next_fire_ms, Ms("2026-11-28T11:05:00Z"));
+  EXPECT_EQ(Drain(), 0);
+  scheduler_->Stop();
+  EXPECT_EQ(fired, 12);
+}
+
+TEST_F(SchedulerTest, AFailingFunctionTargetIsRetriedWithBackoffOnTheClock) {
+  std::mutex mu;
+  std::vector<int64_t> attempts;  // the clock's time at each attempt
+  scheduler_ = std::make_unique<Scheduler>(*store_, clock_, [&](std::string const&, std::string const&) {
+    std::lock_guard lock(mu);
+    attempts.push_back(ToUnixMillis(clock_.Now()));
+    return false;
+  });
+  ScheduleSpec spec{.project = "p", .name = "fn-every-5", .schedule = "*/5 * * * *", .time_zone = "UTC",
+                    .data = "tick", .function = "fn"};
+  spec.retry_count = 2;
+  spec.min_backoff_ms = 10'000;
+  ASSERT_THAT(NormalizeScheduleSpec(spec), IsOk());
+  Deployment d;
+  d.put_schedules.push_back({"projects/p/locations/local/jobs/fn-every-5", ScheduleSpecToJson(spec).dump(),
+                             Scheduler::NextFire(spec, ToUnixMillis(clock_.Now()))});
+  ASSERT_THAT(store_->ApplyDeployment(d), IsOk());
+  scheduler_->Start();
+  auto count = [&] {
+    std::lock_guard lock(mu);
+    return attempts.size();
+  };
+  At("2026-11-28T10:05:00Z");
+  ASSERT_TRUE(Eventually([&] { return count() == 1; }));
+  // An attempt before its backoff passed would be stamped 10:05:09.999 below.
+  clock_.Advance(std::chrono::milliseconds(9'999));
+  clock_.Advance(std::chrono::milliseconds(1));
+  ASSERT_TRUE(Eventually([&] { return count() == 2; }));
+  clock_.Advance(std::chrono::seconds(20));  // doubled
+  ASSERT_TRUE(Eventually([&] { return count() == 3; }));
+  clock_.Advance(std::chrono::seconds(40));  // no fourth attempt: retry_count is 2
+  scheduler_->Stop();
+  std::lock_guard lock(mu);
+  EXPECT_EQ(attempts, (std::vector<int64_t>{Ms("2026-11-28T10:05:00Z"), Ms("2026-11-28T10:05:10Z"),
+                                            Ms("2026-11-28T10:05:30Z")}));
+}
+
 }  // namespace
 }  // namespace ferry

@@ -643,7 +643,7 @@ class SubscriberService final : public pb::Subscriber::Service, Authorizer {
       if (leases->closed()) break;
       if (room == 0) continue;
       auto pulled = broker_.Pull(subscription, {.max_messages = room,
-                                                .wait_until = std::chrono::steady_clock::now() + kStreamPoll,
+                                                .wait = kStreamPoll,
                                                 .ack_deadline_seconds = deadline_seconds});
       if (!pulled.ok()) {
         fail(pulled.status());
