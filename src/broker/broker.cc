@@ -325,8 +325,10 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
 
     std::unique_lock lock(wait_mu_);
     if (stopping_) return std::vector<ReceivedMessage>{};
+    ++waiting_pulls_;
     clock_.WaitUntil(wait_cv_, lock, std::min(wait_until, now + options_.pull_recheck),
                      [&] { return stopping_ || generations_[sub.topic] != generation; });
+    --waiting_pulls_;
     if (stopping_) return std::vector<ReceivedMessage>{};
   }
 }
@@ -435,6 +437,11 @@ void Broker::Notify(std::string const& topic) {
 void Broker::SetWorkListener(std::function<void(std::string const& topic)> listener) {
   std::lock_guard lock(wait_mu_);
   work_listener_ = std::move(listener);
+}
+
+int Broker::WaitingPulls() {
+  std::lock_guard lock(wait_mu_);
+  return waiting_pulls_;
 }
 
 uint64_t Broker::Generation(std::string const& topic) {

@@ -66,6 +66,11 @@ class Broker {
   Broker(Broker const&) = delete;
   Broker& operator=(Broker const&) = delete;
 
+  // The clock it reads and waits on; what serves its subscribers waits on the same one.
+  Clock const& clock() const { return clock_; }
+  // Pulls waiting for a first message now.
+  int WaitingPulls();
+
   StatusOr<Topic> CreateTopic(Topic topic);
   StatusOr<Topic> GetTopic(std::string const& name);
   // `update_mask` holds field paths, camelCase or snake_case.
@@ -154,6 +159,7 @@ class Broker {
   std::map<std::string, uint64_t> generations_;  // GUARDED_BY(wait_mu_): bumped when a topic's subs gain work
   std::function<void(std::string const&)> work_listener_;  // GUARDED_BY(wait_mu_)
   bool stopping_ = false;                        // GUARDED_BY(wait_mu_)
+  int waiting_pulls_ = 0;                        // GUARDED_BY(wait_mu_)
 
   mutable std::mutex counters_mu_;
   BrokerCounters counters_;  // GUARDED_BY(counters_mu_)

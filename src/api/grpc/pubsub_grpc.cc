@@ -19,6 +19,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
 
+#include "api/grpc/streaming_pull.h"
 #include "common/status_macros.h"
 #include "google/pubsub/v1/pubsub.grpc.pb.h"
 #include "google/rpc/status.pb.h"
@@ -47,10 +48,6 @@ int64_t ClampedMillis(int64_t seconds, int32_t nanos) {
   return seconds * 1000 + nanos / 1'000'000;
 }
 int64_t Millis(google::protobuf::Duration const& d) { return ClampedMillis(d.seconds(), d.nanos()); }
-void SetTimestamp(int64_t ms, google::protobuf::Timestamp* out) {
-  out->set_seconds(ms / 1000);
-  out->set_nanos(static_cast<int32_t>((ms % 1000) * 1'000'000));
-}
 int64_t Millis(google::protobuf::Timestamp const& t) { return ClampedMillis(t.seconds(), t.nanos()); }
 
 template <typename Map>
@@ -147,24 +144,6 @@ Subscription FromProto(pb::Subscription const& in) {
   return s;
 }
 
-void ToProto(PubsubMessage const& m, pb::PubsubMessage* out) {
-  out->set_data(m.data);
-  for (auto const& [k, v] : m.attributes) {
-    auto* entry = out->add_attributes();
-    entry->set_key(k);
-    entry->set_value(v);
-  }
-  out->set_message_id(m.message_id);
-  SetTimestamp(m.publish_time_ms, out->mutable_publish_time());
-  out->set_ordering_key(m.ordering_key);
-}
-
-void ToProto(ReceivedMessage const& r, pb::ReceivedMessage* out) {
-  out->set_ack_id(r.ack_id);
-  ToProto(r.message, out->mutable_message());
-  if (r.delivery_attempt > 0) out->set_delivery_attempt(r.delivery_attempt);
-}
-
 void ToProto(Snapshot const& s, pb::Snapshot* out) {
   out->set_name(s.name);
   out->set_topic(s.topic);
@@ -194,160 +173,23 @@ grpc::Status AckIdFailure(Status const& st, std::vector<std::string> const& inva
   return grpc::Status(static_cast<grpc::StatusCode>(st.code()), st.message(), details.SerializeAsString());
 }
 
-// ---- flow control of streaming pulls ----
-
-// The messages a stream has handed out and not yet seen settled, for its flow control. An ack or nack may arrive
-// on the stream or as a unary call (the Node.js client sends them unary), so the server keeps one index of ack
-// id to stream; a message whose lease ran out stops counting at its deadline.
-class StreamLeases {
- public:
-  StreamLeases(int64_t max_messages, int64_t max_bytes) : max_messages_(max_messages), max_bytes_(max_bytes) {}
-
-  // How many messages may be sent now; waits up to `wait` for room. 0 when closed or still full.
-  int Room(std::chrono::milliseconds wait) {
-    std::unique_lock lock(mu_);
-    auto full = [&] {
-      return (max_messages_ > 0 && static_cast<int64_t>(leases_.size()) >= max_messages_) ||
-             (max_bytes_ > 0 && bytes_ >= max_bytes_);
-    };
-    if (full()) DropExpired();
-    if (!closed_ && full()) cv_.wait_for(lock, wait, [&] { return closed_ || !full(); });
-    if (closed_ || full()) return 0;
-    int64_t room = max_messages_ > 0 ? max_messages_ - static_cast<int64_t>(leases_.size()) : kMaxPullMessages;
-    if (max_bytes_ > 0) {
-      // Sizes are known only once leased: estimate from the messages this stream has sent (1 KiB before the
-      // first). Pub/Sub too may exceed the byte limit by part of a batch.
-      int64_t average = sent_count_ > 0 ? std::max<int64_t>(1, sent_bytes_ / sent_count_) : 1024;
-      room = std::min(room, std::max<int64_t>(1, (max_bytes_ - bytes_ + average - 1) / average));
-    }
-    return static_cast<int>(std::min<int64_t>(room, kMaxPullMessages));
-  }
-
-  void Add(std::string const& ack_id, int64_t bytes, std::chrono::steady_clock::time_point deadline) {
-    std::lock_guard lock(mu_);
-    leases_[ack_id] = {bytes, deadline};
-    bytes_ += bytes;
-    sent_bytes_ += bytes;
-    ++sent_count_;
-  }
-
-  // Ends the count of these messages (acked or nacked). True when any was this stream's.
-  bool Settle(std::vector<std::string> const& ack_ids) {
-    bool any = false;
-    {
-      std::lock_guard lock(mu_);
-      for (auto const& id : ack_ids) {
-        auto it = leases_.find(id);
-        if (it == leases_.end()) continue;
-        bytes_ -= it->second.bytes;
-        leases_.erase(it);
-        any = true;
-      }
-    }
-    if (any) cv_.notify_all();
-    return any;
-  }
-
-  void Extend(std::vector<std::string> const& ack_ids, std::chrono::steady_clock::time_point deadline) {
-    std::lock_guard lock(mu_);
-    for (auto const& id : ack_ids) {
-      if (auto it = leases_.find(id); it != leases_.end()) it->second.deadline = deadline;
-    }
-  }
-
-  void Close() {
-    {
-      std::lock_guard lock(mu_);
-      closed_ = true;
-    }
-    cv_.notify_all();
-  }
-
-  bool closed() {
-    std::lock_guard lock(mu_);
-    return closed_;
-  }
-
-  std::vector<std::string> AckIds() {
-    std::lock_guard lock(mu_);
-    std::vector<std::string> ids;
-    ids.reserve(leases_.size());
-    for (auto const& [id, lease] : leases_) ids.push_back(id);
-    return ids;
-  }
-
- private:
-  struct Lease {
-    int64_t bytes;
-    std::chrono::steady_clock::time_point deadline;
-  };
-
-  void DropExpired() {
-    auto now = std::chrono::steady_clock::now();
-    for (auto it = leases_.begin(); it != leases_.end();) {
-      if (it->second.deadline > now) {
-        ++it;
-        continue;
-      }
-      bytes_ -= it->second.bytes;
-      it = leases_.erase(it);
-    }
-  }
-
-  int64_t const max_messages_;
-  int64_t const max_bytes_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_map<std::string, Lease> leases_;  // GUARDED_BY(mu_)
-  int64_t bytes_ = 0;                              // GUARDED_BY(mu_): of the messages out now
-  int64_t sent_bytes_ = 0;                         // GUARDED_BY(mu_): of every message sent, for the average
-  int64_t sent_count_ = 0;                         // GUARDED_BY(mu_)
-  bool closed_ = false;                            // GUARDED_BY(mu_)
-};
-
-// Which open stream handed out each ack id, so an ack arriving by any path frees that stream's room.
-class LeaseIndex {
- public:
-  void Add(std::vector<std::string> const& ack_ids, std::shared_ptr<StreamLeases> const& stream) {
-    std::lock_guard lock(mu_);
-    for (auto const& id : ack_ids) index_[id] = stream;
-  }
-  void Settle(std::vector<std::string> const& ack_ids) {
-    std::vector<std::pair<std::shared_ptr<StreamLeases>, std::string>> found;
-    {
-      std::lock_guard lock(mu_);
-      for (auto const& id : ack_ids) {
-        auto it = index_.find(id);
-        if (it == index_.end()) continue;
-        if (auto stream = it->second.lock()) found.emplace_back(std::move(stream), id);
-        index_.erase(it);
-      }
-    }
-    for (auto& [stream, id] : found) stream->Settle({id});
-  }
-  void Extend(std::vector<std::string> const& ack_ids, int seconds) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-    std::lock_guard lock(mu_);
-    for (auto const& id : ack_ids) {
-      auto it = index_.find(id);
-      if (it == index_.end()) continue;
-      if (auto stream = it->second.lock()) stream->Extend({id}, deadline);
-    }
-  }
-  void Forget(std::vector<std::string> const& ack_ids) {
-    std::lock_guard lock(mu_);
-    for (auto const& id : ack_ids) index_.erase(id);
-  }
-
- private:
-  std::mutex mu_;
-  std::unordered_map<std::string, std::weak_ptr<StreamLeases>> index_;  // GUARDED_BY(mu_)
-};
-
 // ---- the services ----
 
-// How long a stream's wait for messages or room lasts before it looks whether its client is still there.
-constexpr std::chrono::milliseconds kStreamPoll{500};
+// A StreamingPull's stream as its session sees it.
+class GrpcPullStream final : public PullStream {
+ public:
+  GrpcPullStream(grpc::ServerContext* ctx,
+                 grpc::ServerReaderWriter<pb::StreamingPullResponse, pb::StreamingPullRequest>* stream)
+      : ctx_(ctx), stream_(stream) {}
+  bool Read(pb::StreamingPullRequest* request) override { return stream_->Read(request); }
+  bool Write(pb::StreamingPullResponse const& response) override { return stream_->Write(response); }
+  bool Cancelled() override { return ctx_->IsCancelled(); }
+  void Cancel() override { ctx_->TryCancel(); }
+
+ private:
+  grpc::ServerContext* ctx_;
+  grpc::ServerReaderWriter<pb::StreamingPullResponse, pb::StreamingPullRequest>* stream_;
+};
 
 // The role check of every call: the bearer token in the "authorization" metadata, as Google's client libraries
 // send it. nullopt when the call may go on.
@@ -559,126 +401,8 @@ class SubscriberService final : public pb::Subscriber::Service, Authorizer {
     if (auto denied = Authorize(ctx, Role::kSubscriber)) return *denied;
     pb::StreamingPullRequest first;
     if (!stream->Read(&first)) return grpc::Status::OK;
-    std::string const subscription = first.subscription();
-    int const deadline_seconds = first.stream_ack_deadline_seconds();
-    if (deadline_seconds < kMinAckDeadlineSeconds || deadline_seconds > kMaxAckDeadlineSeconds) {
-      return ToGrpc(InvalidArgumentError("Invalid stream_ack_deadline_seconds: " + std::to_string(deadline_seconds) +
-                                         " (must be between 10 and 600 seconds)"));
-    }
-    auto sub = broker_.GetSubscription(subscription);
-    if (!sub.ok()) return ToGrpc(sub.status());
-    bool const exactly_once = sub->enable_exactly_once_delivery;
-
-    auto leases = std::make_shared<StreamLeases>(first.max_outstanding_messages(), first.max_outstanding_bytes());
-    std::mutex write_mu;  // the reader answers acknowledgement confirmations while the loop below sends messages
-    auto write = [&](pb::StreamingPullResponse const& response) {
-      std::lock_guard lock(write_mu);
-      return stream->Write(response);
-    };
-
-    // Acks and deadline changes on the stream. With exactly-once delivery each is confirmed on the stream.
-    auto settle = [&](pb::StreamingPullRequest const& req) {
-      pb::StreamingPullResponse confirmation;
-      if (req.ack_ids_size() > 0) {
-        auto ids = Strings(req.ack_ids());
-        std::vector<std::string> invalid;
-        (void)broker_.Acknowledge(subscription, ids, &invalid);
-        leases_.Settle(ids);
-        if (exactly_once) Confirm(ids, invalid, confirmation.mutable_acknowledge_confirmation());
-      }
-      if (req.modify_deadline_ack_ids_size() != req.modify_deadline_seconds_size()) {
-        return InvalidArgumentError("modify_deadline_ack_ids and modify_deadline_seconds differ in length");
-      }
-      // Runs of equal deadlines go to the broker together.
-      for (int i = 0; i < req.modify_deadline_ack_ids_size();) {
-        int seconds = req.modify_deadline_seconds(i);
-        std::vector<std::string> ids;
-        for (; i < req.modify_deadline_ack_ids_size() && req.modify_deadline_seconds(i) == seconds; ++i) {
-          ids.push_back(req.modify_deadline_ack_ids(i));
-        }
-        std::vector<std::string> invalid;
-        Status st = broker_.ModifyAckDeadline(subscription, ids, seconds, &invalid);
-        if (st.code() == StatusCode::kInvalidArgument && invalid.empty()) return st;
-        if (seconds == 0) {
-          leases_.Settle(ids);
-        } else {
-          leases_.Extend(ids, seconds);
-        }
-        if (exactly_once) Confirm(ids, invalid, confirmation.mutable_modify_ack_deadline_confirmation());
-      }
-      if (exactly_once && (confirmation.has_acknowledge_confirmation() ||
-                           confirmation.has_modify_ack_deadline_confirmation())) {
-        write(confirmation);
-      }
-      return OkStatus();
-    };
-
-    Status failure;
-    std::mutex failure_mu;
-    auto fail = [&](Status st) {
-      std::lock_guard lock(failure_mu);
-      if (failure.ok()) failure = std::move(st);
-      leases->Close();
-    };
-    if (Status st = settle(first); !st.ok()) return ToGrpc(st);
-
-    std::thread reader([&] {
-      pb::StreamingPullRequest req;
-      while (stream->Read(&req)) {
-        if (req.max_outstanding_messages() != 0 || req.max_outstanding_bytes() != 0) {
-          fail(InvalidArgumentError("max_outstanding_messages and max_outstanding_bytes may only be set on the "
-                                    "first request of a stream"));
-          break;
-        }
-        if (Status st = settle(req); !st.ok()) {
-          fail(std::move(st));
-          break;
-        }
-      }
-      leases->Close();
-    });
-
-    while (!stopping_ && !ctx->IsCancelled()) {
-      int room = leases->Room(kStreamPoll);
-      if (leases->closed()) break;
-      if (room == 0) continue;
-      auto pulled = broker_.Pull(subscription, {.max_messages = room,
-                                                .wait = kStreamPoll,
-                                                .ack_deadline_seconds = deadline_seconds});
-      if (!pulled.ok()) {
-        fail(pulled.status());
-        break;
-      }
-      if (pulled->empty()) continue;
-      if (leases->closed() || ctx->IsCancelled()) {
-        ReturnUnsent(subscription, *pulled);  // the client left while we waited for messages
-        break;
-      }
-      pb::StreamingPullResponse response;
-      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(deadline_seconds);
-      std::vector<std::string> ids;
-      ids.reserve(pulled->size());
-      for (auto const& r : *pulled) {
-        ToProto(r, response.add_received_messages());
-        leases->Add(r.ack_id, static_cast<int64_t>(r.message.data.size()), deadline);
-        ids.push_back(r.ack_id);
-      }
-      leases_.Add(ids, leases);
-      auto* properties = response.mutable_subscription_properties();
-      properties->set_exactly_once_delivery_enabled(exactly_once);
-      properties->set_message_ordering_enabled(sub->enable_message_ordering);
-      if (!write(response)) {
-        ReturnUnsent(subscription, *pulled);  // the client went away before they reached it
-        break;
-      }
-    }
-    leases->Close();
-    ctx->TryCancel();  // unblocks the reader's Read
-    reader.join();
-    leases_.Forget(leases->AckIds());
-    std::lock_guard lock(failure_mu);
-    if (stopping_ && failure.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "The server is stopping");
-    return ToGrpc(failure);
+    GrpcPullStream pull_stream(ctx, stream);
+    return ToGrpc(StreamingPullSession(broker_, broker_.clock(), leases_, stopping_).Run(pull_stream, first));
   }
 
   grpc::Status ModifyPushConfig(grpc::ServerContext* ctx, pb::ModifyPushConfigRequest const* req, Empty*) override {
@@ -746,30 +470,8 @@ class SubscriberService final : public pb::Subscriber::Service, Authorizer {
   }
 
  private:
-  // Gives back messages a stream leased and could not send, so they go out again now, not at their deadline.
-  // Messages leased for a stream that ended before they were sent go back at once, their attempt not counted:
-  // the next subscriber gets them as the same delivery attempt, with no backoff.
-  void ReturnUnsent(std::string const& subscription, std::vector<ReceivedMessage> const& messages) {
-    std::vector<std::string> ids;
-    for (auto const& r : messages) ids.push_back(r.ack_id);
-    leases_.Settle(ids);
-    (void)broker_.ReturnUnsent(subscription, ids);
-  }
-
-  template <typename Confirmation>
-  static void Confirm(std::vector<std::string> const& ids, std::vector<std::string> const& invalid,
-                      Confirmation* out) {
-    for (auto const& id : ids) {
-      if (std::find(invalid.begin(), invalid.end(), id) == invalid.end()) {
-        out->add_ack_ids(id);
-      } else {
-        out->add_invalid_ack_ids(id);
-      }
-    }
-  }
-
   Broker& broker_;
-  LeaseIndex leases_;
+  LeaseRegistry leases_{broker_.clock()};
   std::atomic<bool> stopping_{false};
 };
 
