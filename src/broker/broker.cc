@@ -325,11 +325,12 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
 
     std::unique_lock lock(wait_mu_);
     if (stopping_) return std::vector<ReceivedMessage>{};
+    auto cancelled = [&] { return options.cancelled != nullptr && options.cancelled->load(); };
     ++waiting_pulls_;
     clock_.WaitUntil(wait_cv_, lock, std::min(wait_until, now + options_.pull_recheck),
-                     [&] { return stopping_ || generations_[sub.topic] != generation; });
+                     [&] { return stopping_ || cancelled() || generations_[sub.topic] != generation; });
     --waiting_pulls_;
-    if (stopping_) return std::vector<ReceivedMessage>{};
+    if (stopping_ || cancelled()) return std::vector<ReceivedMessage>{};
   }
 }
 
@@ -437,6 +438,11 @@ void Broker::Notify(std::string const& topic) {
 void Broker::SetWorkListener(std::function<void(std::string const& topic)> listener) {
   std::lock_guard lock(wait_mu_);
   work_listener_ = std::move(listener);
+}
+
+void Broker::WakePulls() {
+  std::lock_guard lock(wait_mu_);
+  wait_cv_.notify_all();
 }
 
 int Broker::WaitingPulls() {

@@ -1,7 +1,7 @@
 #pragma once
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <limits>
@@ -70,6 +70,8 @@ class Broker {
   Clock const& clock() const { return clock_; }
   // Pulls waiting for a first message now.
   int WaitingPulls();
+  // Wakes the waiting pulls to look at their `cancelled` flag.
+  void WakePulls();
 
   StatusOr<Topic> CreateTopic(Topic topic);
   StatusOr<Topic> GetTopic(std::string const& name);
@@ -111,6 +113,8 @@ class Broker {
     // An empty pull waits this long (on the broker's clock) for a first message; 0 answers at once.
     std::chrono::milliseconds wait{0};
     int ack_deadline_seconds = 0;  // the lease; 0: the subscription's ack deadline
+    // When set, the wait ends once it holds (after WakePulls), with nothing leased: its caller has gone.
+    std::atomic<bool> const* cancelled = nullptr;
     int64_t max_bytes = MessageStore::kMaxLeaseBytes;  // a pull's messages stop short of this many bytes
   };
   StatusOr<std::vector<ReceivedMessage>> Pull(std::string const& subscription, PullOptions const& options);

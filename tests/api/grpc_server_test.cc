@@ -111,6 +111,28 @@ class GrpcServerTest : public ::testing::Test {
     ASSERT_EQ(res.message_ids_size(), n);
   }
 
+  // How many messages no stream holds now: pulled, counted, and handed back at once. A stream at its flow-control
+  // limit takes no more, so this tells what it took without waiting to see whether more comes.
+  int CountNotOut() {
+    grpc::ClientContext ctx;
+    pb::PullRequest pull;
+    pull.set_subscription(kSub);
+    pull.set_max_messages(1000);
+    pull.set_return_immediately(true);
+    pb::PullResponse got;
+    EXPECT_TRUE(subscriber_->Pull(&ctx, pull, &got).ok());
+    if (got.received_messages_size() > 0) {
+      grpc::ClientContext nack_ctx;
+      pb::ModifyAckDeadlineRequest nack;
+      nack.set_subscription(kSub);
+      for (auto const& r : got.received_messages()) nack.add_ack_ids(r.ack_id());
+      nack.set_ack_deadline_seconds(0);
+      google::protobuf::Empty empty;
+      EXPECT_TRUE(subscriber_->ModifyAckDeadline(&nack_ctx, nack, &empty).ok());
+    }
+    return got.received_messages_size();
+  }
+
   // A StreamingPull on kSub with these flow-control limits, its first request sent.
   std::unique_ptr<grpc::ClientReaderWriter<pb::StreamingPullRequest, pb::StreamingPullResponse>> OpenStream(
       grpc::ClientContext& ctx, int64_t max_messages, int64_t max_bytes) {
@@ -144,8 +166,7 @@ TEST_F(GrpcServerTest, StreamingPullKeepsToMaxOutstandingMessages) {
 
   auto ids = reader.WaitFor(5);
   ASSERT_EQ(ids.size(), 5u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  EXPECT_EQ(reader.Count(), 5u) << "more than max_outstanding_messages went out";
+  EXPECT_EQ(CountNotOut(), 15) << "more than max_outstanding_messages went out";
 
   // Two acks on the stream make room for two more; three unary acks for three more.
   pb::StreamingPullRequest acks;
@@ -160,7 +181,7 @@ TEST_F(GrpcServerTest, StreamingPullKeepsToMaxOutstandingMessages) {
   google::protobuf::Empty empty;
   ASSERT_TRUE(subscriber_->Acknowledge(&unary, ack, &empty).ok());
   EXPECT_EQ(reader.WaitFor(10).size(), 10u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_EQ(CountNotOut(), 10);
   EXPECT_EQ(reader.Count(), 10u);
 
   ctx.TryCancel();
@@ -173,7 +194,7 @@ TEST_F(GrpcServerTest, StreamingPullKeepsNearMaxOutstandingBytes) {
   auto stream = OpenStream(ctx, /*max_messages=*/0, /*max_bytes=*/250);  // 100-byte messages: the third crosses it
   StreamReader reader(stream.get());
   reader.WaitFor(3);
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_EQ(CountNotOut(), 17);
   EXPECT_EQ(reader.Count(), 3u);
   ctx.TryCancel();
 }
@@ -259,7 +280,10 @@ TEST_F(GrpcServerTest, MessagesLeasedForAStreamThatEndedGoBackUncounted) {
     // the stream's pull, which finds the client gone.
     grpc::ClientContext ctx;
     auto stream = OpenStream(ctx, 10, 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the server is waiting in its pull
+    for (int i = 0; i < 5000 && broker_->WaitingPulls() == 0; ++i) {  // until the server waits in its pull
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_GT(broker_->WaitingPulls(), 0);
     stream->WritesDone();
     ctx.TryCancel();
     Publish(1);

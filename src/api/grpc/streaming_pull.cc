@@ -257,12 +257,21 @@ Status StreamingPullSession::Run(PullStream& stream, pb::StreamingPullRequest co
     return OkStatus();
   };
 
+  // Once the client has gone (or the stream failed), a wait for messages ends at once rather than at its poll.
+  std::atomic<bool> ended{false};
+  auto end = [&] {
+    flow->Close();
+    ended = true;
+    broker_.WakePulls();
+  };
   Status failure;
   std::mutex failure_mu;
   auto fail = [&](Status st) {
-    std::lock_guard lock(failure_mu);
-    if (failure.ok()) failure = std::move(st);
-    flow->Close();
+    {
+      std::lock_guard lock(failure_mu);
+      if (failure.ok()) failure = std::move(st);
+    }
+    end();
   };
   if (Status st = settle(first); !st.ok()) return st;
 
@@ -279,7 +288,7 @@ Status StreamingPullSession::Run(PullStream& stream, pb::StreamingPullRequest co
         break;
       }
     }
-    flow->Close();
+    end();
   });
 
   while (!stopping_ && !stream.Cancelled()) {
@@ -287,7 +296,7 @@ Status StreamingPullSession::Run(PullStream& stream, pb::StreamingPullRequest co
     if (flow->closed()) break;
     if (room == 0) continue;
     auto pulled = broker_.Pull(subscription, {.max_messages = room, .wait = options_.poll,
-                                              .ack_deadline_seconds = deadline_seconds});
+                                              .ack_deadline_seconds = deadline_seconds, .cancelled = &ended});
     if (!pulled.ok()) {
       fail(pulled.status());
       break;
