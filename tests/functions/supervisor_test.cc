@@ -157,8 +157,18 @@ TEST_F(SupervisorTest, NeverRunsMoreThanMaxInstancesAtOnce) {
   }
   for (auto& c : calls) EXPECT_EQ(c.get().status, ExecutionStatus::kOk);
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
-  // Overlap measured inside the function: begin/end stamps on the monotonic clock.
-  std::this_thread::sleep_for(milliseconds(100));
+  // Overlap measured inside the function: begin/end stamps on the monotonic clock, whose lines come through the
+  // instances' pipes a moment after the answers.
+  for (int i = 0; i < 400; ++i) {
+    std::size_t stamped = 0;
+    for (int c = 0; c < 8; ++c) {
+      for (auto const& l : LinesOf("x" + std::to_string(c))) {
+        stamped += l.text.rfind("begin ", 0) == 0 || l.text.rfind("end ", 0) == 0;
+      }
+    }
+    if (stamped >= 16) break;  // a begin and an end for each of the 8 calls
+    std::this_thread::sleep_for(milliseconds(5));
+  }
   std::vector<std::pair<int64_t, int>> edges;
   {
     std::lock_guard lock(mu_);

@@ -78,6 +78,13 @@ class PubsubTriggerTest : public ::testing::Test {
     return records_;
   }
 
+  // Waits (bounded) until `done()` holds.
+  template <typename Done>
+  static bool Eventually(Done done) {
+    for (int i = 0; i < 2000 && !done(); ++i) std::this_thread::sleep_for(milliseconds(5));
+    return done();
+  }
+
   int64_t Backlog() {
     auto stats = broker_.Stats();  // a named StatusOr: ranging over *temporary would dangle
     for (auto const& s : *stats) {
@@ -137,16 +144,18 @@ TEST_F(PubsubTriggerTest, FailuresRetryThenDeadLetter) {
   // The function's last error travels with the message.
   ASSERT_TRUE(dead_letters[0].message.attributes.contains(kLastErrorAttribute));
   EXPECT_THAT(dead_letters[0].message.attributes.at(kLastErrorAttribute), StartsWith("error: "));
-  std::this_thread::sleep_for(milliseconds(300));
+  // The dead letter took the place of a sixth delivery, and the message has left the subscription: there was
+  // no sixth attempt, and none can come.
+  EXPECT_TRUE(Eventually([&] { return Backlog() == 0; }));
   std::lock_guard lock(mu_);
-  EXPECT_THAT(records_, SizeIs(5));  // and no sixth attempt
+  EXPECT_THAT(records_, SizeIs(5));
 }
 
 TEST_F(PubsubTriggerTest, WithoutRetryAFailureIsAckedAndNotRedelivered) {
   Deploy("explode", false);
   Publish("{}");
   ASSERT_THAT(WaitForRecords(1), SizeIs(1));
-  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_TRUE(Eventually([&] { return Backlog() == 0; })) << "acked: nothing left to deliver again";
   std::lock_guard lock(mu_);
   EXPECT_THAT(records_, SizeIs(1));
   EXPECT_EQ(records_[0].status, ExecutionStatus::kError);
@@ -159,7 +168,13 @@ TEST_F(PubsubTriggerTest, BurstNeverExceedsMaxInstances) {
   ASSERT_THAT(records, SizeIs(60));
   for (auto const& r : records) EXPECT_EQ(r.status, ExecutionStatus::kOk) << r.error;
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
-  std::this_thread::sleep_for(milliseconds(100));
+  auto stamped = [&] {  // the instances' lines come through their pipes, a moment after the answers
+    std::lock_guard lock(mu_);
+    return std::count_if(lines_.begin(), lines_.end(), [](std::string const& text) {
+      return text.rfind("begin ", 0) == 0 || text.rfind("end ", 0) == 0;
+    });
+  };
+  EXPECT_TRUE(Eventually([&] { return stamped() >= 120; }));
   std::vector<std::pair<int64_t, int>> edges;
   {
     std::lock_guard lock(mu_);
