@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -504,7 +505,7 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
   }
   invocation.bounded_wait = true;  // an admin :call or a schedule waits in the queue of HTTP calls
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
-                        record, invocation);
+                        record, std::move(invocation));
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status, result.body,
                     result.error};
 }
@@ -545,7 +546,7 @@ StatusOr<CallResult> FunctionService::InvokeHttp(std::string const& name, Invoca
   ExecutionRecord record = NewHttpRecord(name);
   request.execution_id = record.execution_id;
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
-                        record, request);
+                        record, std::move(request));
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status,
                     std::move(result.body), result.error, std::move(result.headers)};
 }
@@ -555,21 +556,25 @@ bool FunctionService::TryInvokeHttpAsync(std::string const& name, Invocation req
   if (!CheckHttpRunning(name).ok()) return false;  // InvokeHttp tells why
   auto record = std::make_shared<ExecutionRecord>(NewHttpRecord(name));
   request.execution_id = record->execution_id;
-  record->start_ms = ToUnixMillis(clock_.Now());
-  auto started = std::chrono::steady_clock::now();
-  bool taken = supervisor_.TryInvokeAsync(name, request, io, [this, record, started, done = std::move(done)](
-                                                                  InvocationResult result) {
+  // The execution starts when an instance takes the call, as in Execute; both callbacks run on `io`'s thread.
+  auto started = std::make_shared<std::optional<SteadyPoint>>();
+  auto start = [this, record, started] {
+    record->start_ms = ToUnixMillis(clock_.Now());
+    OnExecution(ExecutionPhase::kStarted, *record);
+    *started = clock_.SteadyNow();
+  };
+  request.on_start = start;
+  return supervisor_.TryInvokeAsync(name, request, io, [this, record, started, start, done = std::move(done)](
+                                                           InvocationResult result) {
+    if (!*started) start();  // it never reached an instance (429, removed): recorded as it ended
     record->duration_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - **started).count();
     record->status = result.status;
     record->error = result.error;
     OnExecution(ExecutionPhase::kFinished, *record);
     done(CallResult{record->execution_id, ExecutionStatusName(result.status), result.http_status,
                     std::move(result.body), result.error, std::move(result.headers)});
   });
-  // The request goes out only once this handler of `io` returns, so the start is logged before its output.
-  if (taken) OnExecution(ExecutionPhase::kStarted, *record);
-  return taken;
 }
 
 void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r) {

@@ -660,6 +660,7 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
   }
   auto acquired = Acquire(*pool, invocation.bounded_wait, invocation.client_gone.get());
   if (!acquired.ok()) return NotAcquired(acquired.status());
+  if (invocation.on_start) invocation.on_start();
   auto inst = *acquired;
   inst->SetCurrentExecution(invocation.execution_id);
   auto req = MakeRequest(invocation, inst->secret);
@@ -735,9 +736,11 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
       waiter->io = &io;
       waiter->client_gone = invocation.client_gone;
       waiter->resume = [this, &io, pool, timer, execution_id = invocation.execution_id, req,
+                        on_start = invocation.on_start,
                         done = std::move(done)](StatusOr<std::shared_ptr<Instance>> slot) {
         timer->cancel();
         if (!slot.ok()) return done(NotAcquired(slot.status()));
+        if (on_start) on_start();
         (*slot)->SetCurrentExecution(execution_id);
         req->http.set(kInstanceSecretHeader, (*slot)->secret);
         SendAsync(io, pool, *slot, req, done);
@@ -757,6 +760,7 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
       return true;
     }
   }
+  if (invocation.on_start) invocation.on_start();
   inst->SetCurrentExecution(invocation.execution_id);
   req->http.set(kInstanceSecretHeader, inst->secret);
   SendAsync(io, pool, inst, std::move(req), std::move(done));

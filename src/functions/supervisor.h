@@ -52,6 +52,9 @@ struct Invocation {
   bool bounded_wait = false;
   // Set when the client who waits has gone: the call leaves the queue (its thread is free again).
   std::shared_ptr<std::atomic<bool>> client_gone;
+  // Called once the call has its instance, just before it is sent: where its execution starts. On the invoking
+  // thread for Invoke, on the loop for TryInvokeAsync.
+  std::function<void()> on_start;
 };
 
 // An instance listens on a loopback port, which any local user can reach. Ferry sends every request with this

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -208,13 +209,17 @@ void PubsubDispatcher::AckLoop(Trigger& t) {
 }
 
 InvocationResult Execute(Supervisor& supervisor, Clock& clock, ExecutionSink const& sink, ExecutionRecord& record,
-                         Invocation const& invocation) {
-  record.start_ms = ToUnixMillis(clock.Now());
-  if (sink) sink(ExecutionPhase::kStarted, record);
-  auto started = std::chrono::steady_clock::now();
+                         Invocation invocation) {
+  std::optional<SteadyPoint> started;
+  auto start = [&] {
+    record.start_ms = ToUnixMillis(clock.Now());
+    if (sink) sink(ExecutionPhase::kStarted, record);
+    started = clock.SteadyNow();
+  };
+  invocation.on_start = start;  // on this thread, before the request goes out
   InvocationResult result = supervisor.Invoke(record.function, invocation);
-  record.duration_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  if (!started) start();  // it never reached an instance (429, removed): recorded as it ended
+  record.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock.SteadyNow() - *started).count();
   record.status = result.status;
   record.error = result.error;
   if (sink) sink(ExecutionPhase::kFinished, record);

@@ -50,9 +50,10 @@ enum class ExecutionPhase { kStarted, kFinished };
 using ExecutionSink = std::function<void(ExecutionPhase, ExecutionRecord const&)>;
 
 // Runs one invocation as a recorded execution: sets the record's start, duration, status and error, and tells
-// the sink before and after.
+// the sink before and after. The execution starts when an instance takes the call (as Cloud Functions counts
+// it): time spent waiting for a busy instance or for one to start is not its duration.
 InvocationResult Execute(Supervisor& supervisor, Clock& clock, ExecutionSink const& sink, ExecutionRecord& record,
-                         Invocation const& invocation);
+                         Invocation invocation);
 
 // Delivers each trigger's messages to its function: invokes through the Supervisor, acks a success, and on a
 // failure nacks (retry on: the subscription's backoff and dead-letter policy apply) or acks (retry off).
