@@ -257,9 +257,11 @@ struct Supervisor::Instance {
   }
 
   // Every process of the instance dies first, those that left its process group too, so none holds its output
-  // pipes open while `process` is destroyed.
+  // pipes open while `process` is destroyed. The process (and so its output readers, which write into
+  // last_stderr) goes before the other members: declared after it, they would be destroyed first.
   ~Instance() {
     if (cgroup) cgroup->KillAll();
+    process.reset();
   }
 
   std::unique_ptr<InstanceCgroup> cgroup;  // before `process`: removed after the process is gone
@@ -710,7 +712,7 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
   if (!pool) return false;
   std::shared_ptr<Instance> inst;
   // The request, with the instance's secret set once there is an instance.
-  auto req = std::make_shared<Request>(MakeRequest(invocation, ""));
+  auto req = std::make_shared<Request>(Request{MakeRequest(invocation, "")});
   {
     std::lock_guard lock(mu_);
     if (stopping_ || pool->removed) return false;
