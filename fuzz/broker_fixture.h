@@ -11,7 +11,7 @@
 
 #include "broker/broker.h"
 #include "common/clock.h"
-#include "store/message_store.h"
+#include "store/store.h"
 
 namespace ferry::fuzzing {
 
@@ -36,7 +36,7 @@ class BrokerFixture {
     char tmpl[] = "/tmp/ferry-fuzz-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) Fail("mkdtemp", UnavailableError(tmpl));
     dir_ = tmpl;
-    auto store = MakeSqliteMessageStore({.data_dir = dir_, .sync = false});
+    auto store = MakeSqliteStore({.data_dir = dir_, .sync = false});
     if (!store.ok()) Fail("store", store.status());
     store_ = *std::move(store);
     broker_ = std::make_unique<Broker>(*store_, clock_,
@@ -65,7 +65,7 @@ class BrokerFixture {
 
   SystemClock clock_;
   std::string dir_;
-  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Broker> broker_;
   long inputs_ = 0;
 };

@@ -1,5 +1,5 @@
 // JSON request bodies: Ferry's nesting pre-scan and nlohmann's parse behind it (ParseJsonText), and what the REST
-// layer does with a parsed body. Never a crash; text the scan refuses, the parse refuses too; and what parses is
+// layer and the admin API's deploy do with a parsed body. Never a crash; text the scan refuses, the parse refuses too; and what parses is
 // dumped without throwing, whatever bytes its strings hold.
 #include <cstdint>
 #include <cstdlib>
@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_depth.h"
+#include "model/deploy_request.h"
 #include "model/json_codec.h"
 
 extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, std::size_t size) {
@@ -20,6 +21,10 @@ extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, std::size_t size) {
     (void)ferry::SubscriptionFromJson(*parsed);
     (void)ferry::TopicFromJson(*parsed);
     (void)ferry::MessageFromJson(*parsed);
+  }
+  if (auto plain = ferry::ParseJsonText(text); plain.ok()) {
+    auto request = ferry::DeployRequestFromJson(*plain, "p");
+    if (request.ok()) (void)ferry::DeployRequestToJson(*request).dump();
   }
   return 0;
 }

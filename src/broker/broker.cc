@@ -42,7 +42,7 @@ Status UnknownMaskField(std::string const& path, char const* request, char const
 
 }  // namespace
 
-Broker::Broker(MessageStore& store, Clock& clock, BrokerOptions options)
+Broker::Broker(Store& store, Clock& clock, BrokerOptions options)
     : store_(store), clock_(clock), options_(options) {
   // Waiting pulls wake as soon as a publish commits, not after its fsync: a fsync less between publish and
   // delivery (the functions benchmark's latency).

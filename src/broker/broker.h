@@ -15,7 +15,7 @@
 #include "common/clock.h"
 #include "ferry/status.h"
 #include "model/resources.h"
-#include "store/message_store.h"
+#include "store/store.h"
 
 namespace ferry {
 
@@ -56,12 +56,12 @@ struct Paged {
   std::string next_page_token;
 };
 
-// Pub/Sub semantics over a MessageStore: validation with Google's codes and messages, defaults, field-mask
+// Pub/Sub semantics over a Store: validation with Google's codes and messages, defaults, field-mask
 // updates, long-poll pulls, background dead-lettering and retention, and delivery counters. The API layers
 // (REST, later gRPC) are thin codecs over it. Thread-safe; Pull blocks its caller while it waits.
 class Broker {
  public:
-  Broker(MessageStore& store, Clock& clock, BrokerOptions options = {});
+  Broker(Store& store, Clock& clock, BrokerOptions options = {});
   ~Broker();
   Broker(Broker const&) = delete;
   Broker& operator=(Broker const&) = delete;
@@ -115,7 +115,7 @@ class Broker {
     int ack_deadline_seconds = 0;  // the lease; 0: the subscription's ack deadline
     // When set, the wait ends once it holds (after WakePulls), with nothing leased: its caller has gone.
     std::atomic<bool> const* cancelled = nullptr;
-    int64_t max_bytes = MessageStore::kMaxLeaseBytes;  // a pull's messages stop short of this many bytes
+    int64_t max_bytes = MessageQueue::kMaxLeaseBytes;  // a pull's messages stop short of this many bytes
   };
   StatusOr<std::vector<ReceivedMessage>> Pull(std::string const& subscription, PullOptions const& options);
   // On an exactly-once subscription an ack id whose lease is not current fails the call with INVALID_ARGUMENT
@@ -154,7 +154,7 @@ class Broker {
   void CountDeadLettered(std::string const& subscription, int count);
   void MaintenanceLoop();
 
-  MessageStore& store_;
+  Store& store_;
   Clock& clock_;
   BrokerOptions options_;
 

@@ -56,7 +56,7 @@ PubsubTriggerSpec TriggerOf(FunctionSpec const& spec, std::string const& name) {
 
 }  // namespace
 
-FunctionService::FunctionService(MessageStore& store, Broker& broker, ExecutionLog& log, Clock& clock,
+FunctionService::FunctionService(Store& store, Broker& broker, ExecutionLog& log, Clock& clock,
                                  FunctionServiceOptions options)
     : store_(store),
       broker_(broker),

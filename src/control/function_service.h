@@ -10,34 +10,14 @@
 #include "broker/broker.h"
 #include "common/clock.h"
 #include "functions/supervisor.h"
+#include "model/deploy_request.h"
 #include "model/function_spec.h"
 #include "model/schedule_spec.h"
 #include "store/execution_log.h"
-#include "store/message_store.h"
+#include "store/store.h"
 #include "triggers/pubsub_trigger.h"
 
 namespace ferry {
-
-// One line of a deploy plan: "create topic projects/p/topics/bar".
-struct PlanItem {
-  std::string action;  // create, change, delete, unchanged
-  std::string kind;    // topic, subscription, function, schedule, bucket
-  std::string name;
-};
-
-struct DeployRequest {
-  std::string project;
-  std::vector<std::string> topics;      // short or full names
-  std::vector<FunctionSpec> functions;  // every function of the project: the ones missing are deleted
-  std::vector<ScheduleSpec> schedules;  // every schedule of the project, likewise
-  std::vector<BucketRecord> buckets;    // every bucket of the project (name and absolute path), likewise
-  bool dry_run = false;
-};
-
-struct DeployResult {
-  std::vector<PlanItem> plan;
-  bool applied = false;
-};
 
 // A deployed function and how it runs.
 struct FunctionState {
@@ -71,7 +51,7 @@ struct FunctionServiceOptions {
 // an instance writes in the ExecutionLog, and counts them for /metrics. Thread-safe; one deploy at a time.
 class FunctionService {
  public:
-  FunctionService(MessageStore& store, Broker& broker, ExecutionLog& log, Clock& clock,
+  FunctionService(Store& store, Broker& broker, ExecutionLog& log, Clock& clock,
                   FunctionServiceOptions options);
   ~FunctionService();
 
@@ -123,7 +103,7 @@ class FunctionService {
   StatusOr<std::vector<FunctionSpec>> Stored(std::string const& project);
   FunctionState StateOf(FunctionSpec spec);  // with how it runs now
 
-  MessageStore& store_;
+  Store& store_;
   Broker& broker_;
   ExecutionLog& log_;
   Clock& clock_;

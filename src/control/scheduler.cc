@@ -22,7 +22,7 @@ StatusOr<ScheduleState> Decode(ScheduleRecord const& r) {
 
 }  // namespace
 
-Scheduler::Scheduler(MessageStore& store, Clock& clock, Invoke invoke)
+Scheduler::Scheduler(Store& store, Clock& clock, Invoke invoke)
     : store_(store), clock_(clock), invoke_(std::move(invoke)) {}
 
 Scheduler::~Scheduler() { Stop(); }

@@ -11,7 +11,7 @@
 
 #include "common/clock.h"
 #include "model/schedule_spec.h"
-#include "store/message_store.h"
+#include "store/store.h"
 
 namespace ferry {
 
@@ -31,7 +31,7 @@ class Scheduler {
   // Runs a function target: `function` is its full name. Returns whether the invocation succeeded.
   using Invoke = std::function<bool(std::string const& function, std::string const& data)>;
 
-  Scheduler(MessageStore& store, Clock& clock, Invoke invoke);
+  Scheduler(Store& store, Clock& clock, Invoke invoke);
   ~Scheduler();
   Scheduler(Scheduler const&) = delete;
   Scheduler& operator=(Scheduler const&) = delete;
@@ -59,7 +59,7 @@ class Scheduler {
   void Fire(ScheduleSpec const& spec);  // runs the target, now
   void InvokeWithRetries(ScheduleSpec spec);
 
-  MessageStore& store_;
+  Store& store_;
   Clock& clock_;
   Invoke invoke_;
   std::mutex mu_;

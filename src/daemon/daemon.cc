@@ -25,7 +25,7 @@
 #include "functions/instance_cgroup.h"
 #include "push/push_delivery.h"
 #include "store/execution_log.h"
-#include "store/message_store.h"
+#include "store/store.h"
 #include "store/sqlite/storage_faults.h"
 
 namespace ferry {
@@ -79,7 +79,7 @@ int RunDaemon(DaemonOptions const& options) {
     std::fprintf(stderr, "ferry: removed %d cgroup(s) of instances of a Ferry that was killed, and what ran in them\n",
                  n);
   }
-  auto store = MakeSqliteMessageStore({.data_dir = options.data_dir, .sync = options.sync});
+  auto store = MakeSqliteStore({.data_dir = options.data_dir, .sync = options.sync});
   if (!store.ok()) {
     std::fprintf(stderr, "ferry: %s\n", store.status().message().c_str());
     return 1;

@@ -311,21 +311,4 @@ StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string con
   return request;
 }
 
-nlohmann::json DeployRequestToJson(DeployRequest const& request) {
-  nlohmann::json functions = nlohmann::json::array();
-  for (auto const& f : request.functions) functions.push_back(FunctionSpecToJson(f));
-  nlohmann::json schedules = nlohmann::json::array();
-  for (auto const& s : request.schedules) schedules.push_back(ScheduleSpecToJson(s));
-  nlohmann::json buckets = nlohmann::json::array();
-  for (auto const& b : request.buckets) {
-    buckets.push_back({{"name", b.name}, {"path", b.path}, {"versioning", b.versioning}});
-  }
-  return {{"project", request.project},
-          {"topics", request.topics},
-          {"buckets", buckets},
-          {"functions", functions},
-          {"schedules", schedules},
-          {"dry_run", request.dry_run}};
-}
-
 }  // namespace ferry

@@ -2,9 +2,7 @@
 
 #include <string>
 
-#include <nlohmann/json_fwd.hpp>
-
-#include "control/function_service.h"
+#include "model/deploy_request.h"
 #include "ferry/status.h"
 
 namespace ferry {
@@ -17,8 +15,5 @@ StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string con
 // The same for a file's text; `path` names it in messages and anchors its relative paths.
 StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string const& path,
                                         std::string const& default_project);
-
-// The request as the admin API takes it (POST /ferry/v1/deploy).
-nlohmann::json DeployRequestToJson(DeployRequest const& request);
 
 }  // namespace ferry

@@ -171,7 +171,7 @@ StatusOr<ObjectInfo> ObjectInfo::FromJson(std::string const& json) {
   return o;
 }
 
-BucketService::BucketService(MessageStore& store, Broker& broker) : store_(store), broker_(broker) {}
+BucketService::BucketService(BucketStore& store, Broker& broker) : store_(store), broker_(broker) {}
 
 BucketService::~BucketService() { Stop(); }
 

@@ -10,7 +10,7 @@
 
 #include "broker/broker.h"
 #include "storage/beneath.h"
-#include "store/message_store.h"
+#include "store/store.h"
 
 namespace ferry {
 
@@ -40,7 +40,7 @@ struct ObjectInfo {
 // changed while Ferry was down raise their events; the files of a directory scanned the first time raise none.
 class BucketService {
  public:
-  BucketService(MessageStore& store, Broker& broker);
+  BucketService(BucketStore& store, Broker& broker);
   ~BucketService();
   BucketService(BucketService const&) = delete;
   BucketService& operator=(BucketService const&) = delete;
@@ -96,7 +96,7 @@ class BucketService {
   PubsubMessage Event(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type);
   void Commit(BucketRecord const& bucket, std::vector<BucketObjectChange> changes, std::vector<PubsubMessage> events);
 
-  MessageStore& store_;
+  BucketStore& store_;
   Broker& broker_;
   int inotify_fd_ = -1;
   int wake_fd_ = -1;  // an eventfd that ends the watch loop

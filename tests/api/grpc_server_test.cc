@@ -18,7 +18,7 @@
 #include "google/pubsub/v1/pubsub.grpc.pb.h"
 #include "google/rpc/status.pb.h"
 #include "store/ack_id.h"
-#include "store/message_store.h"
+#include "store/store.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -66,7 +66,7 @@ class StreamReader {
 class GrpcServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto store = MakeSqliteMessageStore({.data_dir = dir_.path(), .sync = false});
+    auto store = MakeSqliteStore({.data_dir = dir_.path(), .sync = false});
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     broker_ = std::make_unique<Broker>(*store_, clock_);
@@ -148,7 +148,7 @@ class GrpcServerTest : public ::testing::Test {
 
   ferry::testing::TempDir dir_;
   SystemClock clock_;
-  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Broker> broker_;
   std::vector<TokenGrant> grants_;  // a test that sets these before SetUp runs with auth on
   std::unique_ptr<TokenAuthenticator> tokens_;

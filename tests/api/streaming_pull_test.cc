@@ -105,7 +105,7 @@ class MemoryStream : public PullStream {
 class StreamingPullTest : public ::testing::Test {
  protected:
   StreamingPullTest() {
-    auto store = MakeSqliteMessageStore({.data_dir = dir_.path(), .sync = false});
+    auto store = MakeSqliteStore({.data_dir = dir_.path(), .sync = false});
     EXPECT_THAT(store, IsOk());
     store_ = *std::move(store);
     broker_ = std::make_unique<Broker>(*store_, clock_, BrokerOptions{.maintenance_interval = {}});
@@ -173,7 +173,7 @@ class StreamingPullTest : public ::testing::Test {
 
   ferry::testing::TempDir dir_;
   ferry::testing::FakeClock clock_;
-  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Broker> broker_;
   LeaseRegistry leases_{clock_};
   std::atomic<bool> stopping_{false};

@@ -28,7 +28,7 @@ constexpr char kDltSub[] = "projects/p/subscriptions/bar-failed-sub";
 class BrokerTest : public ::testing::Test {
  protected:
   BrokerTest() {
-    auto store = MakeSqliteMessageStore({.data_dir = dir_.path()});
+    auto store = MakeSqliteStore({.data_dir = dir_.path()});
     EXPECT_THAT(store, IsOk());
     store_ = *std::move(store);
     // Only the tests run maintenance, and pulls never wait unless a test asks them to.
@@ -66,7 +66,7 @@ class BrokerTest : public ::testing::Test {
 
   ferry::testing::TempDir dir_;
   FakeClock clock_;
-  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Broker> broker_;
 };
 

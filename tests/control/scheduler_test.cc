@@ -33,7 +33,7 @@ class SchedulerTest : public ::testing::Test {
   void Open() {
     scheduler_.reset();
     store_.reset();
-    auto store = MakeSqliteMessageStore({.data_dir = dir_.path(), .sync = false});
+    auto store = MakeSqliteStore({.data_dir = dir_.path(), .sync = false});
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
     scheduler_ = std::make_unique<Scheduler>(*store_, clock_, [](std::string const&, std::string const&) {
@@ -68,7 +68,7 @@ class SchedulerTest : public ::testing::Test {
 
   ferry::testing::TempDir dir_;
   ferry::testing::FakeClock clock_{FromUnixMillis(Ms("2026-11-28T10:01:00Z"))};
-  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Store> store_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 

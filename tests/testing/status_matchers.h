@@ -32,4 +32,13 @@ MATCHER_P(StatusIs, code, "has status code " + std::string(StatusCodeName(code))
   return st.code() == code;
 }
 
+// An OK StatusOr whose value matches `matcher`.
+MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status " << StatusCodeName(arg.status().code()) << ": " << arg.status().message();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
+}
+
 }  // namespace ferry::testing

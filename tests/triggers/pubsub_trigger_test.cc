@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "store/delivery_policy.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -27,7 +28,7 @@ constexpr char kDltSub[] = "projects/p/subscriptions/bar-failed-sub";
 class PubsubTriggerTest : public ::testing::Test {
  protected:
   PubsubTriggerTest()
-      : store_(*MakeSqliteMessageStore({.data_dir = dir_.path()})),
+      : store_(*MakeSqliteStore({.data_dir = dir_.path()})),
         broker_(*store_, clock_, BrokerOptions{.pull_wait = milliseconds(200)}),
         supervisor_([this](std::string const&, InstanceLine line) {
           std::lock_guard lock(mu_);
@@ -95,7 +96,7 @@ class PubsubTriggerTest : public ::testing::Test {
 
   ferry::testing::TempDir dir_;
   SystemClock clock_;
-  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Store> store_;
   Broker broker_;
   std::mutex mu_;
   std::vector<std::string> lines_;

@@ -236,60 +236,9 @@ HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name,
 HttpResponse AdminApi::Deploy(HttpRequest const& req) {
   auto parsed = ParseJsonText(req.body);
   if (!parsed.ok()) return ErrorResponse(parsed.status());
-  json& body = *parsed;
-  if (!body.is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));
-  DeployRequest request;
-  request.project = default_project_;
-  if (body.contains("project")) {
-    if (!body["project"].is_string()) return ErrorResponse(InvalidArgumentError("\"project\" must be a string"));
-    request.project = body["project"].get<std::string>();
-  }
-  if (!IsValidProjectId(request.project)) return ErrorResponse(InvalidArgumentError("Invalid project id"));
-  if (body.contains("dry_run")) {
-    if (!body["dry_run"].is_boolean()) return ErrorResponse(InvalidArgumentError("\"dry_run\" must be true or false"));
-    request.dry_run = body["dry_run"].get<bool>();
-  }
-  if (body.contains("topics")) {
-    if (!body["topics"].is_array()) return ErrorResponse(InvalidArgumentError("\"topics\" must be a list"));
-    for (auto const& t : body["topics"]) {
-      if (!t.is_string()) return ErrorResponse(InvalidArgumentError("each topic must be a name"));
-      request.topics.push_back(t.get<std::string>());
-    }
-  }
-  if (body.contains("functions")) {
-    if (!body["functions"].is_array()) return ErrorResponse(InvalidArgumentError("\"functions\" must be a list"));
-    for (auto const& f : body["functions"]) {
-      auto spec = FunctionSpecFromJson(f);
-      if (!spec.ok()) return ErrorResponse(spec.status());
-      request.functions.push_back(*std::move(spec));
-    }
-  }
-  if (body.contains("buckets")) {
-    if (!body["buckets"].is_array()) return ErrorResponse(InvalidArgumentError("\"buckets\" must be a list"));
-    for (auto const& b : body["buckets"]) {
-      if (!b.is_object() || !b.contains("name") || !b["name"].is_string() || !b.contains("path") ||
-          !b["path"].is_string()) {
-        return ErrorResponse(InvalidArgumentError("each bucket needs a name and a path"));
-      }
-      bool versioning = false;
-      if (b.contains("versioning")) {
-        if (!b["versioning"].is_boolean()) {
-          return ErrorResponse(InvalidArgumentError("a bucket's versioning is true or false"));
-        }
-        versioning = b["versioning"].get<bool>();
-      }
-      request.buckets.push_back({b["name"].get<std::string>(), request.project, b["path"].get<std::string>(), versioning});
-    }
-  }
-  if (body.contains("schedules")) {
-    if (!body["schedules"].is_array()) return ErrorResponse(InvalidArgumentError("\"schedules\" must be a list"));
-    for (auto const& s : body["schedules"]) {
-      auto spec = ScheduleSpecFromJson(s);
-      if (!spec.ok()) return ErrorResponse(spec.status());
-      request.schedules.push_back(*std::move(spec));
-    }
-  }
-  auto result = functions_.Deploy(std::move(request));
+  auto request = DeployRequestFromJson(*parsed, default_project_);
+  if (!request.ok()) return ErrorResponse(request.status());
+  auto result = functions_.Deploy(*std::move(request));
   if (!result.ok()) return ErrorResponse(result.status());
   json plan = json::array();
   for (auto const& item : result->plan) plan.push_back({{"action", item.action}, {"kind", item.kind}, {"name", item.name}});

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "store/ack_id.h"
-#include "store/message_store.h"
+#include "store/store.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 
@@ -12,6 +12,7 @@ namespace ferry {
 namespace {
 
 using ::ferry::testing::IsOk;
+using ::ferry::testing::IsOkAndHolds;
 using ::ferry::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::SizeIs;
@@ -32,13 +33,25 @@ Subscription MakeSub(std::string name, std::string topic) {
 
 PubsubMessage Msg(std::string data) { return PubsubMessage{.data = std::move(data)}; }
 
-class SqliteMessageStoreTest : public ::testing::Test {
+// The backends every test here runs against: the contract of store/store.h, whatever keeps it.
+enum class Backend { kSqlite };
+
+std::string BackendName(::testing::TestParamInfo<Backend> const& info) {
+  switch (info.param) {
+    case Backend::kSqlite:
+      return "Sqlite";
+  }
+  return "Unknown";
+}
+
+class StoreContractTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override { Open(); }
 
+  // Opens the store (again: a reopen sees only what was durable).
   void Open() {
     store_.reset();
-    auto store = MakeSqliteMessageStore({.data_dir = dir_.path(), .sync = true});
+    auto store = MakeSqliteStore({.data_dir = dir_.path(), .sync = true});
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
   }
@@ -55,10 +68,10 @@ class SqliteMessageStoreTest : public ::testing::Test {
   }
 
   ferry::testing::TempDir dir_;
-  std::unique_ptr<MessageStore> store_;
+  std::unique_ptr<Store> store_;
 };
 
-TEST_F(SqliteMessageStoreTest, PublishFansOutToEverySubscription) {
+TEST_P(StoreContractTest, PublishFansOutToEverySubscription) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->CreateSubscription(MakeSub("projects/p/subscriptions/sub2", kTopic)), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
@@ -70,7 +83,7 @@ TEST_F(SqliteMessageStoreTest, PublishFansOutToEverySubscription) {
   EXPECT_THAT(Data(b->messages), ElementsAre("m1", "m2"));
 }
 
-TEST_F(SqliteMessageStoreTest, LeaseStopsAtItsByteBudgetWithoutCountingAnAttempt) {
+TEST_P(StoreContractTest, LeaseStopsAtItsByteBudgetWithoutCountingAnAttempt) {
   CreateTopicAndSub();
   std::string big(600, 'x');
   ASSERT_THAT(store_->Publish(kTopic, {Msg(big), Msg(big), Msg(big)}, kNow), IsOk());
@@ -89,7 +102,7 @@ TEST_F(SqliteMessageStoreTest, LeaseStopsAtItsByteBudgetWithoutCountingAnAttempt
   for (auto const* lease : {&*first, &*second, &*rest}) EXPECT_EQ(lease->messages[0].attempt, 1);
 }
 
-TEST_F(SqliteMessageStoreTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
+TEST_P(StoreContractTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("shared")}, kNow), IsOk());
@@ -103,7 +116,7 @@ TEST_F(SqliteMessageStoreTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
   ASSERT_THAT(store_->DeleteSubscription(kSub2), IsOk());
 }
 
-TEST_F(SqliteMessageStoreTest, DeletingASubscriptionKeepsMessagesOthersHold) {
+TEST_P(StoreContractTest, DeletingASubscriptionKeepsMessagesOthersHold) {
   CreateTopicAndSub();
   constexpr char kSub2[] = "projects/p/subscriptions/sub2";
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
@@ -114,7 +127,7 @@ TEST_F(SqliteMessageStoreTest, DeletingASubscriptionKeepsMessagesOthersHold) {
   EXPECT_THAT(Data(lease->messages), ElementsAre("m1", "m2"));
 }
 
-TEST_F(SqliteMessageStoreTest, SubscriptionHoldsOnlyMessagesPublishedAfterIt) {
+TEST_P(StoreContractTest, SubscriptionHoldsOnlyMessagesPublishedAfterIt) {
   ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("early")}, kNow), IsOk());
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub, kTopic)), IsOk());
@@ -122,7 +135,7 @@ TEST_F(SqliteMessageStoreTest, SubscriptionHoldsOnlyMessagesPublishedAfterIt) {
   EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("late"));
 }
 
-TEST_F(SqliteMessageStoreTest, MessageIdsAreUniqueAndNeverReused) {
+TEST_P(StoreContractTest, MessageIdsAreUniqueAndNeverReused) {
   CreateTopicAndSub();
   auto first = store_->Publish(kTopic, {Msg("m1")}, kNow);
   auto lease = store_->Lease(kSub, 1, kNow);
@@ -133,14 +146,14 @@ TEST_F(SqliteMessageStoreTest, MessageIdsAreUniqueAndNeverReused) {
   EXPECT_NE((*first)[0], (*second)[0]);
 }
 
-TEST_F(SqliteMessageStoreTest, PublishedMessagesSurviveReopen) {
+TEST_P(StoreContractTest, PublishedMessagesSurviveReopen) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
   Open();
   EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("m1", "m2"));
 }
 
-TEST_F(SqliteMessageStoreTest, AcknowledgedMessagesStayGoneAfterReopen) {
+TEST_P(StoreContractTest, AcknowledgedMessagesStayGoneAfterReopen) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());
   auto lease = store_->Lease(kSub, 1, kNow);
@@ -151,7 +164,7 @@ TEST_F(SqliteMessageStoreTest, AcknowledgedMessagesStayGoneAfterReopen) {
   EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + 60'000)->messages), ElementsAre("m2"));
 }
 
-TEST_F(SqliteMessageStoreTest, LeasedMessageIsNotDeliveredTwiceBeforeItsDeadline) {
+TEST_P(StoreContractTest, LeasedMessageIsNotDeliveredTwiceBeforeItsDeadline) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
   ASSERT_THAT(store_->Lease(kSub, 10, kNow)->messages, SizeIs(1));
@@ -163,7 +176,7 @@ TEST_F(SqliteMessageStoreTest, LeasedMessageIsNotDeliveredTwiceBeforeItsDeadline
   EXPECT_EQ(again->messages[0].delivery_attempt, 0);  // no dead-letter policy: the API omits it
 }
 
-TEST_F(SqliteMessageStoreTest, ConcurrentPublishesAllLandWithDistinctIds) {
+TEST_P(StoreContractTest, ConcurrentPublishesAllLandWithDistinctIds) {
   CreateTopicAndSub();
   constexpr int kThreads = 8;
   constexpr int kPerThread = 100;
@@ -184,7 +197,7 @@ TEST_F(SqliteMessageStoreTest, ConcurrentPublishesAllLandWithDistinctIds) {
   EXPECT_THAT(store_->Lease(kSub, 1000, kNow)->messages, SizeIs(kThreads * kPerThread));
 }
 
-TEST_F(SqliteMessageStoreTest, MissingTopicsAndDuplicatesAreRefused) {
+TEST_P(StoreContractTest, MissingTopicsAndDuplicatesAreRefused) {
   EXPECT_THAT(store_->CreateSubscription(MakeSub(kSub, kTopic)), StatusIs(StatusCode::kNotFound));
   EXPECT_THAT(store_->Publish(kTopic, {Msg("x")}, kNow), StatusIs(StatusCode::kNotFound));
   CreateTopicAndSub();
@@ -197,7 +210,7 @@ TEST_F(SqliteMessageStoreTest, MissingTopicsAndDuplicatesAreRefused) {
   EXPECT_EQ(st.message(), "Dead letter topic not found");
 }
 
-TEST_F(SqliteMessageStoreTest, MalformedAckIdIsInvalidArgumentAndAcksNothing) {
+TEST_P(StoreContractTest, MalformedAckIdIsInvalidArgumentAndAcksNothing) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
   auto lease = store_->Lease(kSub, 1, kNow);
@@ -207,7 +220,7 @@ TEST_F(SqliteMessageStoreTest, MalformedAckIdIsInvalidArgumentAndAcksNothing) {
   EXPECT_THAT(store_->Lease(kSub, 1, kNow + 10'000)->messages, SizeIs(1));
 }
 
-TEST_F(SqliteMessageStoreTest, NackAtLastAttemptMovesMessageToDeadLetterTopic) {
+TEST_P(StoreContractTest, NackAtLastAttemptMovesMessageToDeadLetterTopic) {
   ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
   ASSERT_THAT(store_->CreateTopic({.name = kDlt}), IsOk());
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kDltSub, kDlt)), IsOk());
@@ -235,7 +248,7 @@ TEST_F(SqliteMessageStoreTest, NackAtLastAttemptMovesMessageToDeadLetterTopic) {
   EXPECT_EQ(attrs.at("CloudPubSubDeadLetterSourceTopicPublishTime"), "2027-01-15T08:00:00.000Z");
 }
 
-TEST_F(SqliteMessageStoreTest, StaleAckIdCannotExtendARedeliveredLease) {
+TEST_P(StoreContractTest, StaleAckIdCannotExtendARedeliveredLease) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
   auto first = store_->Lease(kSub, 1, kNow);
@@ -246,7 +259,7 @@ TEST_F(SqliteMessageStoreTest, StaleAckIdCannotExtendARedeliveredLease) {
   EXPECT_THAT(store_->Lease(kSub, 1, kNow + 20'000)->messages, SizeIs(1));
 }
 
-TEST_F(SqliteMessageStoreTest, DeletingATopicDetachesItsSubscriptions) {
+TEST_P(StoreContractTest, DeletingATopicDetachesItsSubscriptions) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
   ASSERT_THAT(store_->DeleteTopic(kTopic), IsOk());
@@ -257,7 +270,7 @@ TEST_F(SqliteMessageStoreTest, DeletingATopicDetachesItsSubscriptions) {
   EXPECT_THAT(store_->Lease(kSub, 1, kNow)->messages, SizeIs(1));
 }
 
-TEST_F(SqliteMessageStoreTest, RetentionDropsOldMessages) {
+TEST_P(StoreContractTest, RetentionDropsOldMessages) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("old")}, kNow), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("new")}, kNow + kDefaultRetentionMillis), IsOk());
@@ -270,7 +283,7 @@ TEST_F(SqliteMessageStoreTest, RetentionDropsOldMessages) {
   EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + kDefaultRetentionMillis + 1)->messages), ElementsAre("new"));
 }
 
-TEST_F(SqliteMessageStoreTest, ListsPageByName) {
+TEST_P(StoreContractTest, ListsPageByName) {
   for (auto id : {"t-a", "t-b", "t-c"}) {
     ASSERT_THAT(store_->CreateTopic({.name = std::string("projects/p/topics/") + id}), IsOk());
   }
@@ -283,7 +296,7 @@ TEST_F(SqliteMessageStoreTest, ListsPageByName) {
   EXPECT_EQ((*page2)[0].name, "projects/p/topics/t-c");
 }
 
-TEST_F(SqliteMessageStoreTest, StatsReportBacklogAndOldestMessage) {
+TEST_P(StoreContractTest, StatsReportBacklogAndOldestMessage) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1")}, kNow), IsOk());
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m2")}, kNow + 5'000), IsOk());
@@ -294,7 +307,7 @@ TEST_F(SqliteMessageStoreTest, StatsReportBacklogAndOldestMessage) {
   EXPECT_EQ((*stats)[0].oldest_unacked_publish_ms, kNow);
 }
 
-TEST_F(SqliteMessageStoreTest, ReadsSeeEveryCommittedWrite) {
+TEST_P(StoreContractTest, ReadsSeeEveryCommittedWrite) {
   CreateTopicAndSub();
   auto before = store_->GetSubscription(kSub);
   ASSERT_THAT(before, IsOk());
@@ -306,7 +319,7 @@ TEST_F(SqliteMessageStoreTest, ReadsSeeEveryCommittedWrite) {
   EXPECT_THAT(store_->GetSubscription(kSub), StatusIs(StatusCode::kNotFound));
 }
 
-TEST_F(SqliteMessageStoreTest, FilterKeepsOnlyMatchingMessages) {
+TEST_P(StoreContractTest, FilterKeepsOnlyMatchingMessages) {
   ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
   auto filtered = MakeSub(kSub, kTopic);
   filtered.filter = R"(attributes.kind = "keep")";
@@ -323,7 +336,7 @@ TEST_F(SqliteMessageStoreTest, FilterKeepsOnlyMatchingMessages) {
   EXPECT_EQ((*stats)[0].backlog, 1);
 }
 
-TEST_F(SqliteMessageStoreTest, OrderingKeysGoOutInOrderOneBatchAtATime) {
+TEST_P(StoreContractTest, OrderingKeysGoOutInOrderOneBatchAtATime) {
   ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
   auto ordered = MakeSub(kSub, kTopic);
   ordered.enable_message_ordering = true;
@@ -346,7 +359,7 @@ TEST_F(SqliteMessageStoreTest, OrderingKeysGoOutInOrderOneBatchAtATime) {
   EXPECT_THAT(Data(again->messages), ElementsAre("a1", "a2", "a3"));
 }
 
-TEST_F(SqliteMessageStoreTest, ExactlyOnceRefusesExpiredAndStaleAcks) {
+TEST_P(StoreContractTest, ExactlyOnceRefusesExpiredAndStaleAcks) {
   ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
   auto sub = MakeSub(kSub, kTopic);
   sub.enable_exactly_once_delivery = true;
@@ -377,7 +390,7 @@ TEST_F(SqliteMessageStoreTest, ExactlyOnceRefusesExpiredAndStaleAcks) {
   EXPECT_THAT(store_->Lease(kSub, 10, kNow + 100'000)->messages, SizeIs(0));
 }
 
-TEST_F(SqliteMessageStoreTest, SeekToTimeRedeliversRetainedAckedMessages) {
+TEST_P(StoreContractTest, SeekToTimeRedeliversRetainedAckedMessages) {
   ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
   auto retaining = MakeSub(kSub, kTopic);
   retaining.retain_acked_messages = true;
@@ -405,7 +418,7 @@ TEST_F(SqliteMessageStoreTest, SeekToTimeRedeliversRetainedAckedMessages) {
   EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow + 63'000)->messages), ElementsAre("old", "new1", "new2"));
 }
 
-TEST_F(SqliteMessageStoreTest, SeekToSnapshotRestoresItsUnackedMessagesAndLaterOnes) {
+TEST_P(StoreContractTest, SeekToSnapshotRestoresItsUnackedMessagesAndLaterOnes) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("a"), Msg("b")}, kNow), IsOk());
   auto snap = store_->CreateSnapshot({.name = "projects/p/snapshots/snap1"}, kSub, kNow + 1'000);
@@ -428,6 +441,146 @@ TEST_F(SqliteMessageStoreTest, SeekToSnapshotRestoresItsUnackedMessagesAndLaterO
   EXPECT_THAT(store_->GetSnapshot("projects/p/snapshots/snap1"), StatusIs(StatusCode::kNotFound));
   EXPECT_THAT(store_->SeekToSnapshot(kSub, "projects/p/snapshots/snap1", kNow), StatusIs(StatusCode::kNotFound));
 }
+
+TEST_P(StoreContractTest, ReturnUnsentGivesLeasesBackWithoutCountingAnAttempt) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a")}, kNow), IsOk());
+  auto first = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(first->messages, SizeIs(1));
+  EXPECT_EQ(first->messages[0].attempt, 1);
+  EXPECT_THAT(store_->ReturnUnsent(kSub, {first->messages[0].ack_id}, kNow), IsOkAndHolds(1));
+  // Back at once, with the attempt number the unsent delivery would have had; its old ack id is now stale.
+  auto again = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(again->messages, SizeIs(1));
+  EXPECT_EQ(again->messages[0].attempt, 1);
+  EXPECT_THAT(store_->ReturnUnsent(kSub, {"garbage"}, kNow), StatusIs(StatusCode::kInvalidArgument));
+}
+
+TEST_P(StoreContractTest, NackWaitsOutTheRetryPolicyBackoff) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  auto sub = MakeSub(kSub, kTopic);
+  sub.retry_policy = RetryPolicy{.minimum_backoff_ms = 10'000, .maximum_backoff_ms = 600'000};
+  ASSERT_THAT(store_->CreateSubscription(sub), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a")}, kNow), IsOk());
+  auto leased = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(leased->messages, SizeIs(1));
+  auto nacked = store_->ModifyAckDeadline(kSub, {leased->messages[0].ack_id}, 0, kNow);
+  ASSERT_THAT(nacked, IsOk());
+  EXPECT_EQ(nacked->nacked, 1);
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 9'999)->messages, SizeIs(0));
+  auto retried = store_->Lease(kSub, 10, kNow + 10'000);
+  ASSERT_THAT(retried->messages, SizeIs(1));
+  EXPECT_EQ(retried->messages[0].attempt, 2);
+}
+
+TEST_P(StoreContractTest, ExpiredLeaseAtLastAttemptIsDeadLetteredByMaintenance) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  ASSERT_THAT(store_->CreateTopic({.name = kDlt}), IsOk());
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kDltSub, kDlt)), IsOk());
+  auto sub = MakeSub(kSub, kTopic);
+  sub.dead_letter_policy = DeadLetterPolicy{.dead_letter_topic = kDlt, .max_delivery_attempts = 5};
+  ASSERT_THAT(store_->CreateSubscription(sub), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a")}, kNow), IsOk());
+  int64_t t = kNow;
+  for (int attempt = 1; attempt <= 5; ++attempt) {
+    auto leased = store_->Lease(kSub, 10, t);
+    ASSERT_THAT(leased->messages, SizeIs(1));
+    EXPECT_EQ(leased->messages[0].delivery_attempt, attempt);
+    t += int64_t{sub.ack_deadline_seconds} * 1000;  // let the lease run out
+  }
+  auto maintained = store_->Maintain(t, false);
+  ASSERT_THAT(maintained, IsOk());
+  EXPECT_THAT(maintained->dead_lettered, ElementsAre(std::pair<std::string, int>(kSub, 1)));
+  EXPECT_THAT(store_->Lease(kSub, 10, t)->messages, SizeIs(0));
+  auto dead = store_->Lease(kDltSub, 10, t);
+  ASSERT_THAT(dead->messages, SizeIs(1));
+  EXPECT_EQ(dead->messages[0].message.attributes.at("CloudPubSubDeadLetterSourceDeliveryCount"), "5");
+}
+
+TEST_P(StoreContractTest, ADeploymentThatFailsChangesNothing) {
+  Deployment d;
+  d.create_topics.push_back({.name = kTopic});
+  d.put_functions.push_back({"projects/p/locations/r/functions/bar", "{}"});
+  d.put_schedules.push_back({"projects/p/locations/r/jobs/tick", "{}", kNow + 60'000});
+  d.put_buckets.push_back({"b1", "p", "/srv/b1", false});
+  d.create_subscriptions.push_back(MakeSub(kSub, "projects/p/topics/missing"));
+  EXPECT_THAT(store_->ApplyDeployment(d), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->GetTopic(kTopic), StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(*store_->ListFunctions(), SizeIs(0));
+  EXPECT_THAT(*store_->ListSchedules(), SizeIs(0));
+  EXPECT_THAT(*store_->ListBuckets(), SizeIs(0));
+
+  d.create_subscriptions = {MakeSub(kSub, kTopic)};
+  ASSERT_THAT(store_->ApplyDeployment(d), IsOk());
+  EXPECT_THAT(store_->GetSubscription(kSub), IsOk());
+  EXPECT_THAT(*store_->ListFunctions(), SizeIs(1));
+  EXPECT_THAT(*store_->ListBuckets(), ElementsAre(BucketRecord{"b1", "p", "/srv/b1", false}));
+  // The same deploy again creates what exists: refused whole.
+  EXPECT_THAT(store_->ApplyDeployment(d), StatusIs(StatusCode::kAlreadyExists));
+
+  Deployment gone;
+  gone.delete_functions.push_back("projects/p/locations/r/functions/bar");
+  gone.delete_subscriptions.push_back(kSub);
+  gone.delete_buckets.push_back("b1");
+  gone.delete_schedules.push_back("projects/p/locations/r/jobs/tick");
+  ASSERT_THAT(store_->ApplyDeployment(gone), IsOk());
+  EXPECT_THAT(*store_->ListFunctions(), SizeIs(0));
+  EXPECT_THAT(*store_->ListSchedules(), SizeIs(0));
+  EXPECT_THAT(*store_->ListBuckets(), SizeIs(0));
+  EXPECT_THAT(store_->GetSubscription(kSub), StatusIs(StatusCode::kNotFound));
+}
+
+TEST_P(StoreContractTest, EachScheduleTickFiresOnceWithItsPublish) {
+  CreateTopicAndSub();
+  constexpr char kJob[] = "projects/p/locations/r/jobs/tick";
+  Deployment d;
+  d.put_schedules.push_back({kJob, "{}", kNow});
+  ASSERT_THAT(store_->ApplyDeployment(d), IsOk());
+  PubsubMessage tick = Msg("tick");
+  EXPECT_THAT(store_->FireSchedule(kJob, kNow, kNow + 60'000, kTopic, &tick, kNow), IsOkAndHolds(true));
+  EXPECT_THAT(store_->FireSchedule(kJob, kNow, kNow + 60'000, kTopic, &tick, kNow), IsOkAndHolds(false));
+  EXPECT_THAT(store_->FireSchedule(kJob, kNow - 60'000, kNow, kTopic, &tick, kNow), IsOkAndHolds(false));
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("tick"));
+  auto schedules = store_->ListSchedules();
+  ASSERT_THAT(*schedules, SizeIs(1));
+  EXPECT_EQ((*schedules)[0].last_fired_ms, kNow);
+  EXPECT_EQ((*schedules)[0].next_fire_ms, kNow + 60'000);
+  // A publish that fails (its topic is gone) fires nothing: the tick stays to fire.
+  EXPECT_THAT(store_->FireSchedule(kJob, kNow + 60'000, kNow + 120'000, "projects/p/topics/gone", &tick, kNow),
+              StatusIs(StatusCode::kNotFound));
+  EXPECT_EQ((*store_->ListSchedules())[0].last_fired_ms, kNow);
+  EXPECT_THAT(store_->FireSchedule("projects/p/locations/r/jobs/none", kNow, kNow, kTopic, &tick, kNow),
+              StatusIs(StatusCode::kNotFound));
+
+  // Paused, a schedule keeps its pause and next tick across a redeploy of its spec.
+  ASSERT_THAT(store_->SetSchedulePaused(kJob, true, -1), IsOk());
+  d.put_schedules = {{kJob, R"({"schedule":"* * * * *"})", kNow + 999}};
+  ASSERT_THAT(store_->ApplyDeployment(d), IsOk());
+  schedules = store_->ListSchedules();
+  EXPECT_TRUE((*schedules)[0].paused);
+  EXPECT_EQ((*schedules)[0].next_fire_ms, -1);
+  EXPECT_EQ((*schedules)[0].spec, R"({"schedule":"* * * * *"})");
+}
+
+TEST_P(StoreContractTest, BucketEventsAndTheirObjectsAreRecordedTogether) {
+  CreateTopicAndSub();
+  std::vector<BucketObjectChange> put = {{"a.txt", R"({"name":"a.txt"})"}, {"", "/srv/b1"}};
+  // The events' topic is missing: neither the events nor the objects they describe are kept.
+  EXPECT_THAT(store_->RecordBucketEvents("b1", put, "projects/p/topics/gone", {Msg("finalize")}, kNow),
+              StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(*store_->BucketObjects("b1"), SizeIs(0));
+
+  ASSERT_THAT(store_->RecordBucketEvents("b1", put, kTopic, {Msg("finalize")}, kNow), IsOk());
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("finalize"));
+  auto objects = store_->BucketObjects("b1");
+  ASSERT_THAT(*objects, SizeIs(2));
+  EXPECT_EQ(objects->at("a.txt"), R"({"name":"a.txt"})");
+  ASSERT_THAT(store_->RecordBucketEvents("b1", {{"a.txt", std::nullopt}}, kTopic, {}, kNow), IsOk());
+  EXPECT_THAT(*store_->BucketObjects("b1"), SizeIs(1));
+  EXPECT_THAT(*store_->BucketObjects("b2"), SizeIs(0));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContractTest, ::testing::Values(Backend::kSqlite), BackendName);
 
 TEST(AckIdTest, RoundTripsAndRejectsGarbage) {
   AckRef ref{12, 345, 6};

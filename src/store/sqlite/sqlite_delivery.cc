@@ -1,0 +1,324 @@
+// The embedded store: publishing, and the delivery state machine (leases, acks, nacks, dead letters).
+#include "store/sqlite/sqlite_store.h"
+
+#include <limits>
+#include <set>
+
+#include "common/status_macros.h"
+#include "store/delivery_policy.h"
+
+namespace ferry {
+
+StatusOr<std::vector<std::string>> SqliteStore::Publish(std::string const& topic,
+                                                        std::vector<PubsubMessage> const& messages, int64_t now_ms) {
+  std::vector<std::string> ids;
+  auto st = Write([&](SqliteDb& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+    if (!topic_id) return NotFoundError("Topic not found");
+    FERRY_ASSIGN_OR_RETURN(auto assigned, InsertMessages(db, *topic_id, messages, now_ms));
+    published_topics_.push_back(topic);
+    ids.clear();
+    ids.reserve(assigned.size());
+    for (int64_t id : assigned) ids.push_back(std::to_string(id));
+    return OkStatus();
+  });
+  if (!st.ok()) return st;
+  return ids;
+}
+
+StatusOr<LeaseResult> SqliteStore::Lease(std::string const& subscription, int max, int64_t now_ms,
+                                         int ack_deadline_seconds, int64_t max_bytes) {
+  LeaseResult result;
+  auto st = Write([&](SqliteDb& db) -> Status {
+    result = {};
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    auto const& spec = sub->spec;
+    int deadline_seconds = ack_deadline_seconds > 0 ? ack_deadline_seconds : spec.ack_deadline_seconds;
+    int64_t lease_until = now_ms + int64_t{deadline_seconds} * 1000;
+    struct Candidate {
+      int64_t msg_id, visible_at;
+      int attempts;
+      bool leased;
+      PubsubMessage message;
+    };
+    std::vector<int64_t> leased;
+    // With message ordering, a key is held while any of its messages is leased or waiting out a backoff, and
+    // its messages go out in publish order: one outstanding batch per key.
+    bool const ordered = spec.enable_message_ordering;
+    // Keys whose earlier message this lease just put back to wait out a backoff (the query above sees that only
+    // from its next round).
+    std::set<std::string> held_keys;
+    int64_t bytes = 0;
+    bool full = false;  // the byte budget is spent
+    while (!full && static_cast<int>(result.messages.size()) < max) {
+      FERRY_ASSIGN_OR_RETURN(
+          auto sel, db.Prepare(ordered ? "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, "
+                                         "m.data, m.attributes, m.ordering_key "
+                                         "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+                                         "WHERE d.sub_id = ?1 AND d.visible_at <= ?2 AND (d.ordering_key = '' OR "
+                                         "d.ordering_key NOT IN (SELECT ordering_key FROM deliveries WHERE "
+                                         "sub_id = ?1 AND ordering_key != '' AND visible_at > ?2)) "
+                                         "ORDER BY d.msg_id LIMIT ?3"
+                                       : "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, "
+                                         "m.data, m.attributes, m.ordering_key "
+                                         "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+                                         "WHERE d.sub_id = ?1 AND d.visible_at <= ?2 "
+                                         "ORDER BY d.visible_at, d.msg_id LIMIT ?3"));
+      sel->Bind(1, sub->id).Bind(2, now_ms).Bind(3, max - static_cast<int>(result.messages.size()));
+      std::vector<Candidate> candidates;
+      while (true) {
+        FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+        if (!row) break;
+        Candidate c{sel->Int(0), sel->Int(1), static_cast<int>(sel->Int(2)), sel->Int(3) != 0, {}};
+        c.message.message_id = std::to_string(c.msg_id);
+        c.message.publish_time_ms = sel->Int(4);
+        c.message.data = sel->Text(5);
+        FERRY_ASSIGN_OR_RETURN(c.message.attributes, DecodeAttributes(sel->Text(6)));
+        c.message.ordering_key = sel->Text(7);
+        candidates.push_back(std::move(c));
+      }
+      sel->Reset();
+      if (candidates.empty()) break;
+      for (auto& c : candidates) {
+        bool const keyed = ordered && !c.message.ordering_key.empty();
+        if (keyed && held_keys.count(c.message.ordering_key) > 0) continue;
+        if (c.leased) {
+          // The last lease expired: that delivery failed.
+          auto after = OnFailedAttempt(spec, c.attempts, c.visible_at);
+          if (after.dead_letter) {
+            FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, c.msg_id, c.attempts, now_ms));
+            if (moved) {
+              ++result.dead_lettered;
+              continue;
+            }
+          }
+          ++result.expired;
+          if (after.retry_at_ms > now_ms) {
+            FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, c.msg_id, after.retry_at_ms, false));
+            if (keyed) held_keys.insert(c.message.ordering_key);
+            continue;
+          }
+        }
+        int64_t size = static_cast<int64_t>(c.message.data.size() + c.message.ordering_key.size());
+        for (auto const& [k, v] : c.message.attributes) size += static_cast<int64_t>(k.size() + v.size());
+        if (!result.messages.empty() && bytes + size > max_bytes) {
+          full = true;  // it and the rest stay as they are: not leased, no attempt counted
+          break;
+        }
+        bytes += size;
+        int attempt = c.attempts + 1;
+        leased.push_back(c.msg_id);
+        ReceivedMessage r;
+        r.message = std::move(c.message);
+        r.ack_id = EncodeAckId({sub->id, c.msg_id, attempt});
+        r.attempt = attempt;
+        if (spec.dead_letter_policy) r.delivery_attempt = attempt;
+        result.messages.push_back(std::move(r));
+      }
+      FERRY_RETURN_IF_ERROR(MarkLeased(db, sub->id, leased, lease_until));
+      leased.clear();
+    }
+    return OkStatus();
+  }, /*durable=*/false);
+  if (!st.ok()) return st;
+  return result;
+}
+
+StatusOr<AckResult> SqliteStore::Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                             int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  AckResult result;
+  auto st = Write([&](SqliteDb& db) -> Status {
+    result = {};
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    std::vector<int64_t> msg_ids;
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      auto const& ref = refs[i];
+      if (sub->spec.enable_exactly_once_delivery) {
+        // Only the current, unexpired lease may acknowledge: then an acked message is never delivered again.
+        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, now_ms));
+        if (!current) {
+          result.invalid_ack_ids.push_back(ack_ids[i]);
+          continue;
+        }
+      } else if (sub->spec.enable_message_ordering) {
+        // With ordering, a nack sends the later messages of its key again: their acks from before are void.
+        FERRY_ASSIGN_OR_RETURN(bool current,
+                               IsCurrentLease(db, sub->id, ref, std::numeric_limits<int64_t>::min()));
+        if (!current) continue;
+      } else if (ref.subscription_id != sub->id) {
+        continue;
+      }
+      // Elsewhere any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after
+      // a redelivery still means the work was done.
+      msg_ids.push_back(ref.message_id);
+    }
+    FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, msg_ids));
+    result.acked = static_cast<int>(removed);
+    return OkStatus();
+  });
+  if (!st.ok()) return st;
+  return result;
+}
+
+StatusOr<ModifyResult> SqliteStore::ModifyAckDeadline(std::string const& subscription,
+                                                      std::vector<std::string> const& ack_ids,
+                                                      int seconds, int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  return Modify(subscription, refs, seconds, nullptr, now_ms);
+}
+
+StatusOr<int> SqliteStore::ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                        int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  int returned = 0;
+  auto st = Write([&](SqliteDb& db) -> Status {
+    returned = 0;
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    // The lease's own attempt, still held: the lease is current, so taking its attempt back is exact.
+    FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET leased = 0, visible_at = ?4, "
+                                                "attempts = attempts - 1 WHERE sub_id = ?1 AND msg_id = ?2 AND "
+                                                "attempts = ?3 AND leased = 1"));
+    for (auto const& ref : refs) {
+      if (ref.subscription_id != sub->id) continue;
+      FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms).Exec());
+      returned += db.Changes();
+    }
+    return OkStatus();
+  }, /*durable=*/false);  // as a lease is: a crash before the next commit leaves it leased until its deadline
+  if (!st.ok()) return st;
+  return returned;
+}
+
+StatusOr<ModifyResult> SqliteStore::Nack(std::string const& subscription, std::string const& ack_id,
+                                         std::string const& error, int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll({ack_id}));
+  return Modify(subscription, refs, 0, &error, now_ms);
+}
+
+// Sets the current leases of `refs` to `seconds` from now, or nacks them (0), keeping `error` when given.
+StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std::vector<AckRef> const& refs,
+                                           int seconds, std::string const* error, int64_t now_ms) {
+  ModifyResult result;
+  auto st = Write([&](SqliteDb& db) -> Status {
+    result = {};
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    auto const& spec = sub->spec;
+    for (auto const& ref : refs) {
+      // Only the current lease may be changed: a stale ack id must not touch a redelivered message. Exactly-once
+      // subscriptions also refuse an expired lease, and say so.
+      bool const exactly_once = spec.enable_exactly_once_delivery;
+      int64_t const held_past = exactly_once ? now_ms : std::numeric_limits<int64_t>::min();
+      FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, held_past));
+      if (!current) {
+        if (exactly_once) result.invalid_ack_ids.push_back(EncodeAckId(ref));
+        continue;
+      }
+      if (seconds > 0) {
+        FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, now_ms + int64_t{seconds} * 1000, true));
+        continue;
+      }
+      ++result.nacked;
+      if (error != nullptr) {
+        FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET last_error = ?3 WHERE sub_id = ?1 AND "
+                                                    "msg_id = ?2"));
+        FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, *error).Exec());
+      }
+      auto after = OnFailedAttempt(spec, ref.attempt, now_ms);
+      if (after.dead_letter) {
+        FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, ref.message_id, ref.attempt, now_ms));
+        if (moved) {
+          ++result.dead_lettered;
+          continue;
+        }
+      }
+      FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, after.retry_at_ms, false));
+      if (spec.enable_message_ordering) {
+        // A nack holds its key back: the later messages of the key that are out now come again after it.
+        FERRY_ASSIGN_OR_RETURN(auto later, db.Prepare("UPDATE deliveries SET leased = 0, visible_at = ?3 WHERE "
+                                                       "sub_id = ?1 AND msg_id > ?2 AND leased = 1 AND "
+                                                       "ordering_key != '' AND ordering_key = (SELECT ordering_key "
+                                                       "FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2)"));
+        FERRY_RETURN_IF_ERROR(later->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, after.retry_at_ms).Exec());
+      }
+    }
+    return OkStatus();
+  });
+  if (!st.ok()) return st;
+  return result;
+}
+
+StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_retention) {
+  MaintenanceResult result;
+  auto st = Write([&](SqliteDb& db) -> Status {
+    result = {};
+    FERRY_ASSIGN_OR_RETURN(auto subs, db.Prepare("SELECT id, spec FROM subscriptions"));
+    std::vector<SubRow> rows;
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, subs->Step());
+      if (!row) break;
+      FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(subs->Text(1)));
+      rows.push_back({subs->Int(0), std::move(spec)});
+    }
+    subs->Reset();
+    for (auto const& sub : rows) {
+      if (sub.spec.dead_letter_policy) {
+        FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, attempts FROM deliveries WHERE sub_id = ?1 "
+                                                     "AND visible_at <= ?2 AND leased = 1 AND attempts >= ?3"));
+        sel->Bind(1, sub.id).Bind(2, now_ms).Bind(3, sub.spec.dead_letter_policy->max_delivery_attempts);
+        std::vector<std::pair<int64_t, int>> exhausted;
+        while (true) {
+          FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+          if (!row) break;
+          exhausted.emplace_back(sel->Int(0), static_cast<int>(sel->Int(1)));
+        }
+        sel->Reset();
+        int moved_count = 0;
+        for (auto const& [msg_id, attempts] : exhausted) {
+          FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, msg_id, attempts, now_ms));
+          moved_count += moved ? 1 : 0;
+        }
+        if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
+      }
+      if (!apply_retention) continue;
+      FERRY_ASSIGN_OR_RETURN(int64_t dropped,
+                             DropDeliveries(db, sub.id, now_ms - sub.spec.message_retention_ms));
+      result.dropped_by_retention += dropped;
+      FERRY_RETURN_IF_ERROR(DropAcked(db, sub.id, now_ms - sub.spec.message_retention_ms));
+    }
+    if (apply_retention) {
+      FERRY_ASSIGN_OR_RETURN(auto expired, db.Prepare("SELECT id FROM snapshots WHERE expire <= ?1"));
+      expired->Bind(1, now_ms);
+      FERRY_ASSIGN_OR_RETURN(auto ids, FirstColumn(*expired));
+      for (int64_t id : ids) FERRY_RETURN_IF_ERROR(DropSnapshot(db, id));
+    }
+    return OkStatus();
+  });
+  if (!st.ok()) return st;
+  return result;
+}
+
+StatusOr<std::vector<SubscriptionStats>> SqliteStore::Stats() {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT s.name, COUNT(d.msg_id), MIN(d.publish_time) FROM "
+                                                    "subscriptions s LEFT JOIN deliveries d ON d.sub_id = s.id "
+                                                    "GROUP BY s.id ORDER BY s.name"));
+  std::vector<SubscriptionStats> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Int(1), st->IsNull(2) ? 0 : st->Int(2)});
+  }
+  return out;
+}
+
+void SqliteStore::SetPublishListener(std::function<void(std::string const& topic)> listener) {
+  std::lock_guard lock(listener_mu_);
+  publish_listener_ = std::move(listener);
+}
+
+}  // namespace ferry

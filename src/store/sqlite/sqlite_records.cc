@@ -1,0 +1,195 @@
+// The embedded store: what deploys declare (functions, schedules, buckets) and their state.
+#include "store/sqlite/sqlite_store.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/status_macros.h"
+#include "model/json_codec.h"
+
+namespace ferry {
+
+Status SqliteStore::ApplyDeployment(Deployment const& d) {
+  return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {
+    for (auto const& topic : d.create_topics) {
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindTopicId(db, topic.name));
+      if (existing) return AlreadyExistsError("Topic already exists: " + topic.name);
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO topics(name, spec) VALUES(?1, ?2)"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, topic.name).Bind(2, SafeDump(TopicToJson(topic))).Exec());
+    }
+    for (auto const& name : d.delete_subscriptions) {
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, name));
+      if (!existing) return NotFoundError("Subscription does not exist: " + name);
+      FERRY_RETURN_IF_ERROR(DropDeliveries(db, existing->id, std::numeric_limits<int64_t>::max()));
+      FERRY_RETURN_IF_ERROR(DropAcked(db, existing->id, std::numeric_limits<int64_t>::max()));
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, existing->id).Exec());
+    }
+    for (auto const& sub : d.create_subscriptions) {
+      FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, sub.topic));
+      if (!topic_id) return NotFoundError("Subscription topic does not exist: " + sub.topic);
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
+      if (existing) return AlreadyExistsError("Subscription already exists: " + sub.name);
+      FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
+      FERRY_ASSIGN_OR_RETURN(auto st,
+                             db.Prepare("INSERT INTO subscriptions(name, topic_id, spec) VALUES(?1, ?2, ?3)"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, sub.name).Bind(2, *topic_id).Bind(3, SafeDump(SubscriptionToJson(sub))).Exec());
+    }
+    for (auto const& sub : d.update_subscriptions) {
+      FERRY_ASSIGN_OR_RETURN(auto existing, FindSub(db, sub.name));
+      if (!existing) return NotFoundError("Subscription does not exist: " + sub.name);
+      FERRY_RETURN_IF_ERROR(CheckDeadLetterTopic(db, sub));
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE subscriptions SET spec = ?2 WHERE id = ?1"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, existing->id).Bind(2, SafeDump(SubscriptionToJson(sub))).Exec());
+    }
+    for (auto const& name : d.delete_functions) {
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM functions WHERE name = ?1"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+    }
+    for (auto const& name : d.delete_buckets) {
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM buckets WHERE name = ?1"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+      FERRY_ASSIGN_OR_RETURN(auto objects, db.Prepare("DELETE FROM bucket_objects WHERE bucket = ?1"));
+      FERRY_RETURN_IF_ERROR(objects->Bind(1, name).Exec());
+    }
+    for (auto const& b : d.put_buckets) {
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO buckets(name, project, path, versioning) VALUES(?1, "
+                                                  "?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET project = "
+                                                  "excluded.project, path = excluded.path, versioning = "
+                                                  "excluded.versioning"));
+      FERRY_RETURN_IF_ERROR(
+          st->Bind(1, b.name).Bind(2, b.project).Bind(3, b.path).Bind(4, b.versioning ? 1 : 0).Exec());
+    }
+    for (auto const& name : d.delete_schedules) {
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM schedules WHERE name = ?1"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, name).Exec());
+    }
+    for (auto const& s : d.put_schedules) {
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO schedules(name, spec, next_fire) VALUES(?1, ?2, ?3) "
+                                                  "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
+                                                  "next_fire = CASE WHEN paused THEN next_fire ELSE "
+                                                  "excluded.next_fire END"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, s.name).Bind(2, s.spec).Bind(3, s.next_fire_ms).Exec());
+    }
+    for (auto const& fn : d.put_functions) {
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT OR REPLACE INTO functions(name, spec) VALUES(?1, ?2)"));
+      FERRY_RETURN_IF_ERROR(st->Bind(1, fn.name).Bind(2, fn.spec).Exec());
+    }
+    return OkStatus();
+  }));
+}
+
+StatusOr<std::vector<FunctionRecord>> SqliteStore::ListFunctions() {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, spec FROM functions ORDER BY name"));
+  std::vector<FunctionRecord> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Text(1)});
+  }
+  return out;
+}
+
+StatusOr<std::vector<BucketRecord>> SqliteStore::ListBuckets() {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, project, path, versioning FROM buckets ORDER BY "
+                                                    "name"));
+  std::vector<BucketRecord> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Text(1), st->Text(2), st->Int(3) != 0});
+  }
+  return out;
+}
+
+StatusOr<std::map<std::string, std::string>> SqliteStore::BucketObjects(std::string const& bucket) {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, object FROM bucket_objects WHERE bucket = ?1"));
+  st->Bind(1, bucket);
+  std::map<std::string, std::string> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.emplace(st->Text(0), st->Text(1));
+  }
+  return out;
+}
+
+Status SqliteStore::RecordBucketEvents(std::string const& bucket, std::vector<BucketObjectChange> const& changes,
+                                       std::string const& topic, std::vector<PubsubMessage> const& events,
+                                       int64_t now_ms) {
+  return Write([&](SqliteDb& db) -> Status {
+    if (!events.empty()) {
+      FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+      if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
+      FERRY_ASSIGN_OR_RETURN(auto ids, InsertMessages(db, *topic_id, events, now_ms));
+      (void)ids;
+      published_topics_.push_back(topic);
+    }
+    for (auto const& c : changes) {
+      if (c.object) {
+        FERRY_ASSIGN_OR_RETURN(auto put, db.Prepare("INSERT OR REPLACE INTO bucket_objects(bucket, name, object) "
+                                                    "VALUES(?1, ?2, ?3)"));
+        FERRY_RETURN_IF_ERROR(put->Bind(1, bucket).Bind(2, c.name).Bind(3, *c.object).Exec());
+      } else {
+        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM bucket_objects WHERE bucket = ?1 AND name = ?2"));
+        FERRY_RETURN_IF_ERROR(del->Bind(1, bucket).Bind(2, c.name).Exec());
+      }
+    }
+    return OkStatus();
+  });
+}
+
+StatusOr<std::vector<ScheduleRecord>> SqliteStore::ListSchedules() {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, spec, next_fire, last_fired, paused FROM "
+                                                    "schedules ORDER BY name"));
+  std::vector<ScheduleRecord> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Text(1), st->Int(2), st->Int(3), st->Int(4) != 0});
+  }
+  return out;
+}
+
+StatusOr<bool> SqliteStore::FireSchedule(std::string const& name, int64_t tick_ms, int64_t next_fire_ms,
+                                         std::string const& topic, PubsubMessage const* message, int64_t now_ms) {
+  bool fired = false;
+  auto st = Write([&](SqliteDb& db) -> Status {
+    fired = false;
+    FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT last_fired FROM schedules WHERE name = ?1"));
+    sel->Bind(1, name);
+    FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+    if (!row) return NotFoundError("Schedule " + name + " does not exist");
+    int64_t last = sel->Int(0);
+    sel->Reset();
+    if (last >= tick_ms) return OkStatus();  // fired already (by this node before a restart, or another)
+    if (message != nullptr) {
+      FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+      if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
+      FERRY_ASSIGN_OR_RETURN(auto ids, InsertMessages(db, *topic_id, {*message}, now_ms));
+      (void)ids;
+      published_topics_.push_back(topic);
+    }
+    FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE schedules SET last_fired = ?2, next_fire = ?3 WHERE "
+                                                "name = ?1"));
+    FERRY_RETURN_IF_ERROR(up->Bind(1, name).Bind(2, tick_ms).Bind(3, next_fire_ms).Exec());
+    fired = true;
+    return OkStatus();
+  });
+  if (!st.ok()) return st;
+  return fired;
+}
+
+Status SqliteStore::SetSchedulePaused(std::string const& name, bool paused, int64_t next_fire_ms) {
+  return Write([&](SqliteDb& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE schedules SET paused = ?2, next_fire = ?3 WHERE name = ?1"));
+    FERRY_RETURN_IF_ERROR(st->Bind(1, name).Bind(2, paused ? 1 : 0).Bind(3, next_fire_ms).Exec());
+    if (db.Changes() == 0) return NotFoundError("Schedule " + name + " does not exist");
+    return OkStatus();
+  });
+}
+
+}  // namespace ferry

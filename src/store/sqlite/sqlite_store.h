@@ -1,0 +1,185 @@
+// The embedded store's implementation, shared by its source files (one a concern: sqlite_topics.cc,
+// sqlite_delivery.cc, sqlite_snapshots.cc, sqlite_records.cc; the shared steps in sqlite_store.cc). Not for use
+// outside src/store/sqlite/: everyone else sees store/store.h.
+//
+// One SQLite database in WAL mode. Every write goes through the GroupCommitWriter (one writer thread, one
+// transaction and one fsync for the requests waiting together); reads use a second connection, which WAL lets run
+// beside the writer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "model/filter.h"
+#include "model/json_codec.h"
+#include "store/ack_id.h"
+#include "store/sqlite/group_commit.h"
+#include "store/sqlite/sqlite_db.h"
+#include "store/store.h"
+
+namespace ferry {
+
+Status MigrateSqliteStore(SqliteDb& db);
+
+// Stored JSON (specs, attributes, labels) read back; a corrupt value is INTERNAL.
+StatusOr<Json> ParseStoredJson(std::string const& text);
+StatusOr<Subscription> DecodeSub(std::string const& text);
+StatusOr<Topic> DecodeTopic(std::string const& text);
+std::string EncodeAttributes(Attributes const& attrs);
+StatusOr<Attributes> DecodeAttributes(std::string const& text);
+// Steps a statement to its end, collecting its first column.
+StatusOr<std::vector<int64_t>> FirstColumn(SqliteStmt& st);
+
+struct SubRow {
+  int64_t id = 0;
+  Subscription spec;
+};
+
+// A subscription as a publish sees it: which messages it takes, and whether it keeps their ordering keys.
+struct FanoutTarget {
+  int64_t sub_id = 0;
+  Filter filter;
+  bool ordered = false;
+};
+
+// The statements of a seek for one condition `keep` on publish_time and msg_id (?1 is the subscription, ?2
+// and ?3 the condition's own parameters, ?4 the time now). Built once: the statement cache keys on addresses.
+struct SeekSql {
+  explicit SeekSql(std::string const& keep);
+  std::string back, forget, rest;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader, int64_t last_message_id,
+              int wal_fd);
+
+  // ---- TopicStore (sqlite_topics.cc) ----
+  Status CreateTopic(Topic const& topic) override;
+  StatusOr<Topic> GetTopic(std::string const& name) override;
+  Status UpdateTopic(Topic const& topic) override;
+  Status DeleteTopic(std::string const& name) override;
+  StatusOr<std::vector<Topic>> ListTopics(std::string const& project, Page page) override;
+  StatusOr<std::vector<std::string>> ListTopicSubscriptions(std::string const& topic, Page page) override;
+  Status CreateSubscription(Subscription const& sub) override;
+  StatusOr<Subscription> GetSubscription(std::string const& name) override;
+  Status UpdateSubscription(Subscription const& sub) override;
+  Status DeleteSubscription(std::string const& name) override;
+  StatusOr<std::vector<Subscription>> ListSubscriptions(std::string const& project, Page page) override;
+  StatusOr<std::vector<Subscription>> ListPushSubscriptions() override;
+
+  // ---- MessageQueue (sqlite_delivery.cc) ----
+  StatusOr<std::vector<std::string>> Publish(std::string const& topic, std::vector<PubsubMessage> const& messages,
+                                             int64_t now_ms) override;
+  using MessageQueue::Lease;
+  StatusOr<LeaseResult> Lease(std::string const& subscription, int max, int64_t now_ms, int ack_deadline_seconds,
+                              int64_t max_bytes) override;
+  StatusOr<AckResult> Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                  int64_t now_ms) override;
+  StatusOr<ModifyResult> ModifyAckDeadline(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                           int seconds, int64_t now_ms) override;
+  StatusOr<int> ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                             int64_t now_ms) override;
+  StatusOr<ModifyResult> Nack(std::string const& subscription, std::string const& ack_id, std::string const& error,
+                              int64_t now_ms) override;
+  StatusOr<MaintenanceResult> Maintain(int64_t now_ms, bool apply_retention) override;
+  StatusOr<std::vector<SubscriptionStats>> Stats() override;
+  void SetPublishListener(std::function<void(std::string const& topic)> listener) override;
+
+  // ---- SnapshotStore (sqlite_snapshots.cc) ----
+  StatusOr<Snapshot> CreateSnapshot(Snapshot const& snapshot, std::string const& subscription,
+                                    int64_t now_ms) override;
+  StatusOr<Snapshot> GetSnapshot(std::string const& name) override;
+  Status UpdateSnapshot(Snapshot const& snapshot) override;
+  Status DeleteSnapshot(std::string const& name) override;
+  StatusOr<std::vector<Snapshot>> ListSnapshots(std::string const& project, Page page) override;
+  StatusOr<std::vector<std::string>> ListTopicSnapshots(std::string const& topic, Page page) override;
+  Status SeekToTime(std::string const& subscription, int64_t time_ms, int64_t now_ms) override;
+  Status SeekToSnapshot(std::string const& subscription, std::string const& snapshot, int64_t now_ms) override;
+
+  // ---- DeploymentStore, BucketStore, ScheduleStore (sqlite_records.cc) ----
+  Status ApplyDeployment(Deployment const& deployment) override;
+  StatusOr<std::vector<FunctionRecord>> ListFunctions() override;
+  StatusOr<std::vector<BucketRecord>> ListBuckets() override;
+  StatusOr<std::map<std::string, std::string>> BucketObjects(std::string const& bucket) override;
+  Status RecordBucketEvents(std::string const& bucket, std::vector<BucketObjectChange> const& changes,
+                            std::string const& topic, std::vector<PubsubMessage> const& events,
+                            int64_t now_ms) override;
+  StatusOr<std::vector<ScheduleRecord>> ListSchedules() override;
+  StatusOr<bool> FireSchedule(std::string const& name, int64_t tick_ms, int64_t next_fire_ms,
+                              std::string const& topic, PubsubMessage const* message, int64_t now_ms) override;
+  Status SetSchedulePaused(std::string const& name, bool paused, int64_t next_fire_ms) override;
+
+ private:
+  // Runs `fn` in the next group commit (see GroupCommitWriter::Write). Leases are not durable: one lost in a
+  // crash only means the message is delivered again, which at-least-once delivery allows; everything else a
+  // client is told is done, is.
+  Status Write(std::function<Status(SqliteDb&)> fn, bool durable = true) {
+    return writer_->Write(std::move(fn), durable);
+  }
+  // The read connection, held for the caller's scope.
+  struct Reader {
+    std::unique_lock<std::mutex> lock;
+    SqliteDb* db;
+    SqliteDb* operator->() const { return db; }
+  };
+  Reader Read() { return {std::unique_lock(read_mu_), reader_.get()}; }
+
+  // ---- shared steps, in the caller's transaction on the writer thread (sqlite_store.cc) ----
+  static StatusOr<std::vector<AckRef>> DecodeAll(std::vector<std::string> const& ack_ids);
+  static StatusOr<std::optional<int64_t>> FindTopicId(SqliteDb& db, std::string const& name);
+  // A subscription by name, from the cache of decoded specs (decoding the JSON spec for every pull and ack cost
+  // more than the rows they touch).
+  StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name);
+  // Wraps a job that changes subscriptions so the caches forget them before and after it.
+  std::function<Status(SqliteDb&)> ChangingSubscriptions(std::function<Status(SqliteDb&)> fn);
+  static StatusOr<bool> IsCurrentLease(SqliteDb& db, int64_t sub_id, AckRef const& ref, int64_t now_ms);
+  StatusOr<int64_t> RemoveDeliveries(SqliteDb& db, SubRow const& sub, std::vector<int64_t> const& msg_ids);
+  static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub);
+  static Status SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased);
+  StatusOr<std::vector<FanoutTarget> const*> FanoutOf(SqliteDb& db, int64_t topic_id);
+  StatusOr<std::vector<int64_t>> InsertMessages(SqliteDb& db, int64_t topic_id,
+                                                std::vector<PubsubMessage> const& messages, int64_t now_ms);
+  static Status MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t> const& msg_ids, int64_t until);
+  static Status ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& msg_ids);
+  static StatusOr<int64_t> DropDeliveries(SqliteDb& db, int64_t sub_id, int64_t before_ms);
+  static Status DropAcked(SqliteDb& db, int64_t sub_id, int64_t before_ms);
+  static Status DropSnapshot(SqliteDb& db, int64_t snap_id);
+  static StatusOr<PubsubMessage> LoadMessage(SqliteDb& db, int64_t msg_id);
+  StatusOr<bool> DeadLetter(SqliteDb& db, SubRow const& sub, int64_t msg_id, int attempts, int64_t now_ms);
+
+  // sqlite_delivery.cc
+  StatusOr<ModifyResult> Modify(std::string const& subscription, std::vector<AckRef> const& refs, int seconds,
+                                std::string const* error, int64_t now_ms);
+  // sqlite_snapshots.cc
+  static StatusOr<Snapshot> DecodeSnapshot(SqliteStmt& st);
+  static SeekSql const& SeekToTimeSql();
+  static SeekSql const& SeekToSnapshotSql();
+  Status Seek(SqliteDb& db, SubRow const& sub, SeekSql const& sql, int64_t p2, int64_t p3, int64_t now_ms);
+
+  // On the writer thread, before each commit and after each batch.
+  Status BeforeCommit(SqliteDb& db);
+  void AfterBatch(bool committed);
+
+  std::unique_ptr<SqliteDb> writer_db_;  // used only on the writer thread
+  std::mutex read_mu_;
+  std::unique_ptr<SqliteDb> reader_;  // GUARDED_BY(read_mu_)
+  int64_t last_message_id_;           // writer thread only: the last id handed out
+  int64_t committed_message_id_;      // writer thread only: the value meta holds
+  std::unordered_map<std::string, SubRow> sub_cache_;                    // writer thread only
+  std::unordered_map<int64_t, std::vector<FanoutTarget>> fanout_cache_;  // writer thread only: by topic id
+  std::vector<std::string> published_topics_;  // writer thread only: topics published to in this batch
+  std::mutex listener_mu_;
+  std::function<void(std::string const& topic)> publish_listener_;  // GUARDED_BY(listener_mu_)
+  std::unique_ptr<GroupCommitWriter> writer_;  // last: its thread stops before the rest goes
+};
+
+}  // namespace ferry
