@@ -1,5 +1,6 @@
 #include "control/function_service.h"
 
+#include "control/deploy_plan.h"
 #include "control/scheduler.h"
 #include "functions/runtimes.h"
 #include "model/json_codec.h"
@@ -24,21 +25,6 @@ constexpr std::array<double, 15> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01,
 
 std::string FunctionPrefix(std::string const& project) { return "projects/" + project + "/locations/"; }
 
-// The settings that decide a function's trigger subscription, to tell whether it needs an update.
-bool SameTriggerSubscription(Subscription const& a, Subscription const& b) {
-  auto dlp = [](Subscription const& s) {
-    return s.dead_letter_policy ? s.dead_letter_policy->dead_letter_topic + "/" +
-                                      std::to_string(s.dead_letter_policy->max_delivery_attempts)
-                                : std::string();
-  };
-  auto retry = [](Subscription const& s) {
-    return s.retry_policy ? std::to_string(s.retry_policy->minimum_backoff_ms) + "/" +
-                                std::to_string(s.retry_policy->maximum_backoff_ms)
-                          : std::string();
-  };
-  return a.topic == b.topic && a.ack_deadline_seconds == b.ack_deadline_seconds && dlp(a) == dlp(b) &&
-         retry(a) == retry(b) && a.labels == b.labels;
-}
 
 // How the dispatcher runs a Pub/Sub- or storage-triggered function (`name`: its full name).
 PubsubTriggerSpec TriggerOf(FunctionSpec const& spec, std::string const& name) {
@@ -206,15 +192,10 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
 
   // The desired state, complete and valid before anything is looked at or changed.
   std::set<std::string> seen;
-  std::vector<std::string> topics;
-  auto want_topic = [&](std::string const& name) {
-    if (std::find(topics.begin(), topics.end(), name) == topics.end()) topics.push_back(name);
-  };
   for (auto const& t : request.topics) {
     std::string full = t.rfind("projects/", 0) == 0 ? t : MakeResourceName(request.project, ResourceKind::kTopic, t);
     auto parsed = ParseResourceName(full, ResourceKind::kTopic);
     if (!parsed.ok()) return InvalidArgumentError("topic \"" + t + "\": " + parsed.status().message());
-    want_topic(full);
   }
   for (auto& fn : request.functions) {
     if (fn.project.empty()) fn.project = request.project;
@@ -231,13 +212,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
       if (!hash.ok()) return FailedPreconditionError("function " + fn.name + ": " + hash.status().message());
       fn.source_hash = *hash;
     }
-    if (!TriggerTopic(fn).empty()) want_topic(TriggerTopic(fn));
-    if (!fn.dead_letter_topic.empty()) want_topic(fn.dead_letter_topic);
   }
-
-  // The plan: the difference between that and what is stored.
-  DeployResult result;
-  Deployment change;
   std::set<std::string> schedule_names;
   for (auto& s : request.schedules) {
     if (s.project.empty()) s.project = request.project;
@@ -251,9 +226,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
       return InvalidArgumentError("schedule " + s.name + " targets function " + s.function +
                                   ", which the deploy does not declare");
     }
-    if (!s.topic.empty()) want_topic(s.topic);
   }
-
   std::set<std::string> bucket_names;
   for (auto& b : request.buckets) {
     b.project = request.project;
@@ -261,7 +234,6 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
     if (b.path.empty() || b.path[0] != '/') return InvalidArgumentError("bucket " + b.name + " needs an absolute path");
     FERRY_RETURN_IF_ERROR(CheckBucketPath(b));
     if (!bucket_names.insert(b.name).second) return InvalidArgumentError("bucket " + b.name + " is declared twice");
-    want_topic(StorageEventsTopic(request.project, b.name));
   }
   for (auto const& fn : request.functions) {
     if (IsStorageTrigger(fn.trigger_type) && !bucket_names.contains(fn.trigger_resource)) {
@@ -270,133 +242,38 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
     }
   }
 
-  for (auto const& topic : topics) {
+  // What is stored now, then the plan: the difference (control/deploy_plan.h).
+  DeployedState state;
+  for (auto const& topic : WantedTopics(request)) {
     auto existing = store_.GetTopic(topic);
     if (existing.ok()) {
-      result.plan.push_back({"unchanged", "topic", topic});
-    } else if (existing.status().code() == StatusCode::kNotFound) {
-      result.plan.push_back({"create", "topic", topic});
-      change.create_topics.push_back({.name = topic});
-    } else {
+      state.topics.insert(topic);
+    } else if (existing.status().code() != StatusCode::kNotFound) {
       return existing.status();
     }
   }
-  FERRY_ASSIGN_OR_RETURN(auto stored, Stored(request.project));
-  std::map<std::string, FunctionSpec> old;
-  for (auto& spec : stored) old[FunctionResourceName(spec)] = std::move(spec);
-
-  std::set<std::string> subs_kept;  // trigger subscriptions of the new state
-  auto plan_subscription = [&](FunctionSpec const& fn) -> Status {
-    Subscription sub = TriggerSubscription(fn);
-    subs_kept.insert(sub.name);
-    auto existing = store_.GetSubscription(sub.name);
+  FERRY_ASSIGN_OR_RETURN(state.functions, Stored(request.project));
+  for (auto const& name : TriggerSubscriptionsOf(request, state.functions)) {
+    auto existing = store_.GetSubscription(name);
     if (existing.ok()) {
-      if (existing->topic != sub.topic) {
-        result.plan.push_back({"delete", "subscription", sub.name});
-        change.delete_subscriptions.push_back(sub.name);
-        result.plan.push_back({"create", "subscription", sub.name});
-        change.create_subscriptions.push_back(sub);
-      } else if (!SameTriggerSubscription(*existing, sub)) {
-        // Keep what a user may have set on it otherwise (filters, retention): change only the trigger's part.
-        Subscription updated = *existing;
-        updated.ack_deadline_seconds = sub.ack_deadline_seconds;
-        updated.retry_policy = sub.retry_policy;
-        updated.dead_letter_policy = sub.dead_letter_policy;
-        updated.labels = sub.labels;
-        result.plan.push_back({"change", "subscription", sub.name});
-        change.update_subscriptions.push_back(updated);
-      }
-      return OkStatus();
-    }
-    if (existing.status().code() != StatusCode::kNotFound) return existing.status();
-    result.plan.push_back({"create", "subscription", sub.name});
-    change.create_subscriptions.push_back(sub);
-    return OkStatus();
-  };
-
-  std::vector<FunctionSpec> to_launch;
-  std::vector<std::string> to_stop;
-  for (auto const& fn : request.functions) {
-    std::string name = FunctionResourceName(fn);
-    auto it = old.find(name);
-    if (!TriggerTopic(fn).empty()) FERRY_RETURN_IF_ERROR(plan_subscription(fn));
-    if (it == old.end()) {
-      result.plan.push_back({"create", "function", name});
-    } else if (!(it->second == fn)) {
-      result.plan.push_back({"change", "function", name});
-      to_stop.push_back(name);
-    } else {
-      result.plan.push_back({"unchanged", "function", name});
-      std::lock_guard lock(mu_);
-      auto r = running_.find(name);
-      if (r != running_.end() && r->second.error.empty()) continue;  // running as deployed
-    }
-    to_launch.push_back(fn);
-    change.put_functions.push_back({name, SafeDump(FunctionSpecToJson(fn))});
-  }
-  for (auto const& [name, spec] : old) {
-    if (seen.contains(spec.name)) continue;
-    result.plan.push_back({"delete", "function", name});
-    change.delete_functions.push_back(name);
-    to_stop.push_back(name);
-  }
-  // Trigger subscriptions of functions that are gone or moved to another topic go too.
-  for (auto const& [name, spec] : old) {
-    if (TriggerTopic(spec).empty()) continue;
-    std::string sub = TriggerSubscriptionName(spec);
-    if (subs_kept.contains(sub)) continue;
-    if (store_.GetSubscription(sub).ok()) {
-      result.plan.push_back({"delete", "subscription", sub});
-      change.delete_subscriptions.push_back(sub);
+      state.subscriptions[name] = *std::move(existing);
+    } else if (existing.status().code() != StatusCode::kNotFound) {
+      return existing.status();
     }
   }
-  // Schedules: a changed one starts from its next tick after now; one that is gone is deleted.
-  FERRY_ASSIGN_OR_RETURN(auto schedule_records, store_.ListSchedules());
-  std::map<std::string, ScheduleSpec> old_schedules;
-  std::string schedule_prefix = "projects/" + request.project + "/";
-  for (auto const& r : schedule_records) {
-    if (r.name.rfind(schedule_prefix, 0) != 0) continue;
-    FERRY_ASSIGN_OR_RETURN(auto spec, ScheduleSpecFromJson(nlohmann::json::parse(r.spec, nullptr, false)));
-    old_schedules[r.name] = std::move(spec);
-  }
-  int64_t const now = ToUnixMillis(clock_.Now());
-  for (auto const& s : request.schedules) {
-    std::string name = ScheduleResourceName(s);
-    auto it = old_schedules.find(name);
-    if (it != old_schedules.end() && it->second == s) {
-      result.plan.push_back({"unchanged", "schedule", name});
-      old_schedules.erase(it);
-      continue;
-    }
-    result.plan.push_back({it == old_schedules.end() ? "create" : "change", "schedule", name});
-    if (it != old_schedules.end()) old_schedules.erase(it);
-    change.put_schedules.push_back({name, SafeDump(ScheduleSpecToJson(s)), Scheduler::NextFire(s, now)});
-  }
-  for (auto const& [name, spec] : old_schedules) {
-    result.plan.push_back({"delete", "schedule", name});
-    change.delete_schedules.push_back(name);
-  }
-  FERRY_ASSIGN_OR_RETURN(auto bucket_records, store_.ListBuckets());
-  std::map<std::string, BucketRecord> old_buckets;
-  for (auto const& b : bucket_records) {
-    if (b.project == request.project) {
-      old_buckets[b.name] = b;
-    } else if (bucket_names.contains(b.name)) {
-      // Bucket names are global, as Cloud Storage's are: one project cannot take over another's.
-      return AlreadyExistsError("bucket " + b.name + " belongs to project " + b.project);
+  FERRY_ASSIGN_OR_RETURN(state.schedules, store_.ListSchedules());
+  FERRY_ASSIGN_OR_RETURN(state.buckets, store_.ListBuckets());
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& [name, r] : running_) {
+      if (r.error.empty()) state.running.insert(name);
     }
   }
-  for (auto const& b : request.buckets) {
-    auto it = old_buckets.find(b.name);
-    bool same = it != old_buckets.end() && it->second == b;
-    result.plan.push_back({same ? "unchanged" : it == old_buckets.end() ? "create" : "change", "bucket", b.name});
-    if (it != old_buckets.end()) old_buckets.erase(it);
-    if (!same) change.put_buckets.push_back(b);
-  }
-  for (auto const& [name, b] : old_buckets) {
-    result.plan.push_back({"delete", "bucket", name});  // its files stay
-    change.delete_buckets.push_back(name);
-  }
+  FERRY_ASSIGN_OR_RETURN(auto plan, PlanDeploy(request, state, ToUnixMillis(clock_.Now())));
+  DeployResult result{std::move(plan.items), false};
+  auto const& change = plan.change;
+  auto const& to_launch = plan.to_launch;
+  auto const& to_stop = plan.to_stop;
   if (request.dry_run) return result;
   for (auto const& b : request.buckets) {
     std::error_code ec;

@@ -1,0 +1,197 @@
+#include "control/deploy_plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "model/json_codec.h"
+#include "testing/status_matchers.h"
+
+namespace ferry {
+namespace {
+
+using ::ferry::testing::IsOk;
+using ::ferry::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+constexpr int64_t kNow = 1'800'000'000'000;  // 2027-01-15T08:00:00Z
+constexpr char kBarName[] = "projects/p/locations/local/functions/bar";
+constexpr char kBarSub[] = "projects/p/subscriptions/gcf-bar-local-bar";
+
+// The walkthrough's function: topic bar, retry on, dead letters to bar-failed after 6 attempts.
+FunctionSpec Bar() {
+  FunctionSpec fn;
+  fn.project = "p";
+  fn.name = "bar";
+  fn.runtime = "cpp";
+  fn.source_dir = "/src";
+  fn.trigger_type = kPubsubTrigger;
+  fn.trigger_resource = "bar";
+  fn.retry = true;
+  fn.dead_letter_topic = "bar-failed";
+  fn.max_delivery_attempts = 6;
+  fn.min_retry_delay_ms = 120'000;
+  fn.max_instances = 1;
+  fn.memory_mb = 512;
+  fn.timeout_seconds = 540;
+  EXPECT_THAT(NormalizeFunctionSpec(fn), IsOk());
+  return fn;
+}
+
+ScheduleSpec Nightly() {
+  ScheduleSpec s;
+  s.project = "p";
+  s.name = "nightly";
+  s.schedule = "0 3 * * *";
+  s.topic = "projects/p/topics/bar";
+  s.data = "{}";
+  EXPECT_THAT(NormalizeScheduleSpec(s), IsOk());
+  return s;
+}
+
+DeployRequest Request() {
+  DeployRequest r;
+  r.project = "p";
+  r.functions = {Bar()};
+  return r;
+}
+
+// The state that applying `plan` to `state` leaves, with every launched function running.
+DeployedState Applied(DeployedState state, DeployPlan const& plan) {
+  for (auto const& t : plan.change.create_topics) state.topics.insert(t.name);
+  for (auto const& name : plan.change.delete_subscriptions) state.subscriptions.erase(name);
+  for (auto const& s : plan.change.create_subscriptions) state.subscriptions[s.name] = s;
+  for (auto const& s : plan.change.update_subscriptions) state.subscriptions[s.name] = s;
+  std::erase_if(state.functions, [&](FunctionSpec const& f) {
+    auto const& gone = plan.change.delete_functions;
+    return std::find(gone.begin(), gone.end(), FunctionResourceName(f)) != gone.end();
+  });
+  for (auto const& fn : plan.to_launch) {
+    std::erase_if(state.functions, [&](FunctionSpec const& f) { return f.name == fn.name; });
+    state.functions.push_back(fn);
+    state.running.insert(FunctionResourceName(fn));
+  }
+  for (auto const& s : plan.change.put_schedules) state.schedules.push_back(s);
+  for (auto const& b : plan.change.put_buckets) state.buckets.push_back(b);
+  return state;
+}
+
+TEST(DeployPlanTest, TheWalkthroughsFirstDeployCreatesEverything) {
+  auto plan = PlanDeploy(Request(), {}, kNow);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->items, ElementsAre(PlanItem{"create", "topic", "projects/p/topics/bar"},
+                                       PlanItem{"create", "topic", "projects/p/topics/bar-failed"},
+                                       PlanItem{"create", "subscription", kBarSub},
+                                       PlanItem{"create", "function", kBarName}));
+  ASSERT_THAT(plan->change.create_subscriptions, SizeIs(1));
+  auto const& sub = plan->change.create_subscriptions[0];
+  EXPECT_EQ(sub.dead_letter_policy->dead_letter_topic, "projects/p/topics/bar-failed");
+  EXPECT_EQ(sub.dead_letter_policy->max_delivery_attempts, 6);
+  EXPECT_EQ(sub.retry_policy->minimum_backoff_ms, 120'000);
+  ASSERT_THAT(plan->to_launch, SizeIs(1));
+  EXPECT_THAT(plan->to_stop, IsEmpty());
+}
+
+TEST(DeployPlanTest, TheSameDeployAgainChangesNothing) {
+  auto first = PlanDeploy(Request(), {}, kNow);
+  ASSERT_THAT(first, IsOk());
+  auto again = PlanDeploy(Request(), Applied({}, *first), kNow);
+  ASSERT_THAT(again, IsOk());
+  for (auto const& item : again->items) EXPECT_EQ(item.action, "unchanged") << item.kind << " " << item.name;
+  EXPECT_THAT(again->change.put_functions, IsEmpty());
+  EXPECT_THAT(again->change.create_subscriptions, IsEmpty());
+  EXPECT_THAT(again->to_launch, IsEmpty());
+}
+
+TEST(DeployPlanTest, AnUnchangedFunctionThatIsNotRunningIsStartedAgain) {
+  auto first = PlanDeploy(Request(), {}, kNow);
+  auto state = Applied({}, *first);
+  state.running.clear();
+  auto again = PlanDeploy(Request(), state, kNow);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_THAT(again->to_launch, SizeIs(1));
+  EXPECT_THAT(again->to_stop, IsEmpty());
+}
+
+TEST(DeployPlanTest, ChangedRetrySettingsChangeOnlyTheTriggersPartOfTheSubscription) {
+  auto state = Applied({}, *PlanDeploy(Request(), {}, kNow));
+  state.subscriptions[kBarSub].filter = "attributes.kind = \"a\"";  // set by a user with gcloud
+  auto request = Request();
+  request.functions[0].max_delivery_attempts = 10;
+  auto plan = PlanDeploy(request, state, kNow);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->items, ::testing::Contains(PlanItem{"change", "subscription", kBarSub}));
+  EXPECT_THAT(plan->items, ::testing::Contains(PlanItem{"change", "function", kBarName}));
+  ASSERT_THAT(plan->change.update_subscriptions, SizeIs(1));
+  EXPECT_EQ(plan->change.update_subscriptions[0].dead_letter_policy->max_delivery_attempts, 10);
+  EXPECT_EQ(plan->change.update_subscriptions[0].filter, "attributes.kind = \"a\"");
+  EXPECT_THAT(plan->to_stop, ElementsAre(kBarName));
+  EXPECT_THAT(plan->to_launch, SizeIs(1));
+}
+
+TEST(DeployPlanTest, AFunctionMovedToAnotherTopicGetsANewSubscription) {
+  auto state = Applied({}, *PlanDeploy(Request(), {}, kNow));
+  auto request = Request();
+  request.functions[0].trigger_resource = "projects/p/topics/baz";
+  auto plan = PlanDeploy(request, state, kNow);
+  ASSERT_THAT(plan, IsOk());
+  std::string new_sub = "projects/p/subscriptions/gcf-bar-local-baz";
+  EXPECT_THAT(plan->change.create_subscriptions, SizeIs(1));
+  EXPECT_EQ(plan->change.create_subscriptions[0].name, new_sub);
+  EXPECT_THAT(plan->change.delete_subscriptions, ElementsAre(kBarSub));
+  EXPECT_THAT(plan->change.create_topics, SizeIs(1));
+}
+
+TEST(DeployPlanTest, WhatTheDeployLeavesOutIsDeleted) {
+  auto request = Request();
+  request.schedules = {Nightly()};
+  auto state = Applied({}, *PlanDeploy(request, {}, kNow));
+  // Another project's schedule is not this deploy's to delete.
+  state.schedules.push_back({"projects/q/locations/local/jobs/other", "{}", kNow, 0, false});
+  DeployRequest empty;
+  empty.project = "p";
+  auto plan = PlanDeploy(empty, state, kNow);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->change.delete_functions, ElementsAre(kBarName));
+  EXPECT_THAT(plan->change.delete_subscriptions, ElementsAre(kBarSub));
+  EXPECT_THAT(plan->change.delete_schedules, ElementsAre("projects/p/locations/local/jobs/nightly"));
+  EXPECT_THAT(plan->to_stop, ElementsAre(kBarName));
+  EXPECT_THAT(plan->change.create_topics, IsEmpty());  // topics stay: they may hold messages
+}
+
+TEST(DeployPlanTest, ANewOrChangedScheduleStartsAtItsNextTickAfterNow) {
+  auto request = Request();
+  request.schedules = {Nightly()};
+  auto plan = PlanDeploy(request, {}, kNow);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->change.put_schedules, SizeIs(1));
+  EXPECT_EQ(plan->change.put_schedules[0].next_fire_ms, kNow + 19 * 3'600'000);  // 03:00 the next day
+  auto state = Applied({}, *plan);
+  EXPECT_THAT(PlanDeploy(request, state, kNow)->change.put_schedules, IsEmpty());
+  request.schedules[0].schedule = "0 9 * * *";
+  auto changed = PlanDeploy(request, state, kNow);
+  ASSERT_THAT(changed, IsOk());
+  EXPECT_THAT(changed->items,
+              ::testing::Contains(PlanItem{"change", "schedule", "projects/p/locations/local/jobs/nightly"}));
+  EXPECT_EQ(changed->change.put_schedules[0].next_fire_ms, kNow + 3'600'000);
+}
+
+TEST(DeployPlanTest, ABucketNameIsOneProjectsOnly) {
+  DeployRequest request;
+  request.project = "p";
+  request.buckets = {{"uploads", "p", "/srv/uploads", false}};
+  DeployedState state;
+  state.buckets = {{"uploads", "q", "/srv/q-uploads", false}};
+  EXPECT_THAT(PlanDeploy(request, state, kNow), StatusIs(StatusCode::kAlreadyExists));
+  state.buckets = {{"uploads", "p", "/srv/old", false}};
+  auto plan = PlanDeploy(request, state, kNow);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->items, ElementsAre(PlanItem{"create", "topic", "projects/p/topics/ferry-storage-uploads"},
+                                       PlanItem{"change", "bucket", "uploads"}));
+}
+
+}  // namespace
+}  // namespace ferry
