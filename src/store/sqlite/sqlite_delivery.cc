@@ -180,8 +180,8 @@ StatusOr<int> SqliteStore::ReturnUnsent(std::string const& subscription, std::ve
     if (!sub) return NotFoundError("Subscription does not exist");
     // The lease's own attempt, still held: the lease is current, so taking its attempt back is exact.
     FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET leased = 0, visible_at = ?4, "
-                                                "attempts = attempts - 1 WHERE sub_id = ?1 AND msg_id = ?2 AND "
-                                                "attempts = ?3 AND leased = 1"));
+                                               "attempts = attempts - 1 WHERE sub_id = ?1 AND msg_id = ?2 AND "
+                                               "attempts = ?3 AND leased = 1"));
     for (auto const& ref : refs) {
       if (ref.subscription_id != sub->id) continue;
       FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms).Exec());
@@ -225,7 +225,7 @@ StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std:
       ++result.nacked;
       if (error != nullptr) {
         FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET last_error = ?3 WHERE sub_id = ?1 AND "
-                                                    "msg_id = ?2"));
+                                                   "msg_id = ?2"));
         FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, *error).Exec());
       }
       auto after = OnFailedAttempt(spec, ref.attempt, now_ms);
@@ -240,9 +240,9 @@ StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std:
       if (spec.enable_message_ordering) {
         // A nack holds its key back: the later messages of the key that are out now come again after it.
         FERRY_ASSIGN_OR_RETURN(auto later, db.Prepare("UPDATE deliveries SET leased = 0, visible_at = ?3 WHERE "
-                                                       "sub_id = ?1 AND msg_id > ?2 AND leased = 1 AND "
-                                                       "ordering_key != '' AND ordering_key = (SELECT ordering_key "
-                                                       "FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2)"));
+                                                      "sub_id = ?1 AND msg_id > ?2 AND leased = 1 AND "
+                                                      "ordering_key != '' AND ordering_key = (SELECT ordering_key "
+                                                      "FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2)"));
         FERRY_RETURN_IF_ERROR(later->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, after.retry_at_ms).Exec());
       }
     }
@@ -268,7 +268,7 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
     for (auto const& sub : rows) {
       if (sub.spec.dead_letter_policy) {
         FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, attempts FROM deliveries WHERE sub_id = ?1 "
-                                                     "AND visible_at <= ?2 AND leased = 1 AND attempts >= ?3"));
+                                                    "AND visible_at <= ?2 AND leased = 1 AND attempts >= ?3"));
         sel->Bind(1, sub.id).Bind(2, now_ms).Bind(3, sub.spec.dead_letter_policy->max_delivery_attempts);
         std::vector<std::pair<int64_t, int>> exhausted;
         while (true) {
@@ -305,8 +305,8 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
 StatusOr<std::vector<SubscriptionStats>> SqliteStore::Stats() {
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT s.name, COUNT(d.msg_id), MIN(d.publish_time) FROM "
-                                                    "subscriptions s LEFT JOIN deliveries d ON d.sub_id = s.id "
-                                                    "GROUP BY s.id ORDER BY s.name"));
+                                                  "subscriptions s LEFT JOIN deliveries d ON d.sub_id = s.id "
+                                                  "GROUP BY s.id ORDER BY s.name"));
   std::vector<SubscriptionStats> out;
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());

@@ -53,9 +53,9 @@ Status SqliteStore::ApplyDeployment(Deployment const& d) {
     }
     for (auto const& b : d.put_buckets) {
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO buckets(name, project, path, versioning) VALUES(?1, "
-                                                  "?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET project = "
-                                                  "excluded.project, path = excluded.path, versioning = "
-                                                  "excluded.versioning"));
+                                                 "?2, ?3, ?4) ON CONFLICT(name) DO UPDATE SET project = "
+                                                 "excluded.project, path = excluded.path, versioning = "
+                                                 "excluded.versioning"));
       FERRY_RETURN_IF_ERROR(
           st->Bind(1, b.name).Bind(2, b.project).Bind(3, b.path).Bind(4, b.versioning ? 1 : 0).Exec());
     }
@@ -65,9 +65,9 @@ Status SqliteStore::ApplyDeployment(Deployment const& d) {
     }
     for (auto const& s : d.put_schedules) {
       FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO schedules(name, spec, next_fire) VALUES(?1, ?2, ?3) "
-                                                  "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
-                                                  "next_fire = CASE WHEN paused THEN next_fire ELSE "
-                                                  "excluded.next_fire END"));
+                                                 "ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, "
+                                                 "next_fire = CASE WHEN paused THEN next_fire ELSE "
+                                                 "excluded.next_fire END"));
       FERRY_RETURN_IF_ERROR(st->Bind(1, s.name).Bind(2, s.spec).Bind(3, s.next_fire_ms).Exec());
     }
     for (auto const& fn : d.put_functions) {
@@ -93,7 +93,7 @@ StatusOr<std::vector<FunctionRecord>> SqliteStore::ListFunctions() {
 StatusOr<std::vector<BucketRecord>> SqliteStore::ListBuckets() {
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, project, path, versioning FROM buckets ORDER BY "
-                                                    "name"));
+                                                  "name"));
   std::vector<BucketRecord> out;
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -144,7 +144,7 @@ Status SqliteStore::RecordBucketEvents(std::string const& bucket, std::vector<Bu
 StatusOr<std::vector<ScheduleRecord>> SqliteStore::ListSchedules() {
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, spec, next_fire, last_fired, paused FROM "
-                                                    "schedules ORDER BY name"));
+                                                  "schedules ORDER BY name"));
   std::vector<ScheduleRecord> out;
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -174,7 +174,7 @@ StatusOr<bool> SqliteStore::FireSchedule(std::string const& name, int64_t tick_m
       published_topics_.push_back(topic);
     }
     FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE schedules SET last_fired = ?2, next_fire = ?3 WHERE "
-                                                "name = ?1"));
+                                               "name = ?1"));
     FERRY_RETURN_IF_ERROR(up->Bind(1, name).Bind(2, tick_ms).Bind(3, next_fire_ms).Exec());
     fired = true;
     return OkStatus();

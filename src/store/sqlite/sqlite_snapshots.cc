@@ -57,7 +57,7 @@ StatusOr<Snapshot> SqliteStore::CreateSnapshot(Snapshot const& snapshot, std::st
 StatusOr<Snapshot> SqliteStore::GetSnapshot(std::string const& name) {
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, topic, expire, labels FROM snapshots "
-                                                    "WHERE name = ?1"));
+                                                  "WHERE name = ?1"));
   st->Bind(1, name);
   FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return NotFoundError("Snapshot does not exist");
@@ -91,7 +91,7 @@ Status SqliteStore::DeleteSnapshot(std::string const& name) {
 StatusOr<std::vector<Snapshot>> SqliteStore::ListSnapshots(std::string const& project, Page page) {
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name, topic, expire, labels FROM snapshots WHERE "
-                                                    "name > ?1 AND name >= ?2 AND name < ?3 ORDER BY name LIMIT ?4"));
+                                                  "name > ?1 AND name >= ?2 AND name < ?3 ORDER BY name LIMIT ?4"));
   std::string prefix = "projects/" + project + "/snapshots/";
   st->Bind(1, page.after).Bind(2, prefix).Bind(3, prefix + "\xff").Bind(4, page.limit);
   std::vector<Snapshot> out;
@@ -112,7 +112,7 @@ StatusOr<std::vector<std::string>> SqliteStore::ListTopicSnapshots(std::string c
   find->Reset();
   if (!found) return NotFoundError("Topic not found");
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name FROM snapshots WHERE topic = ?1 AND name > ?2 "
-                                                    "ORDER BY name LIMIT ?3"));
+                                                  "ORDER BY name LIMIT ?3"));
   st->Bind(1, topic).Bind(2, page.after).Bind(3, page.limit);
   std::vector<std::string> out;
   while (true) {

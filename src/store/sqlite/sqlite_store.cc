@@ -172,7 +172,7 @@ std::function<Status(SqliteDb&)> SqliteStore::ChangingSubscriptions(std::functio
 StatusOr<bool> SqliteStore::IsCurrentLease(SqliteDb& db, int64_t sub_id, AckRef const& ref, int64_t now_ms) {
   if (ref.subscription_id != sub_id) return false;
   FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT 1 FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2 AND "
-                                               "attempts = ?3 AND leased = 1 AND visible_at > ?4"));
+                                              "attempts = ?3 AND leased = 1 AND visible_at > ?4"));
   sel->Bind(1, sub_id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms);
   FERRY_ASSIGN_OR_RETURN(bool current, sel->Step());
   sel->Reset();
@@ -227,7 +227,7 @@ Status SqliteStore::CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub) 
 
 Status SqliteStore::SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased) {
   FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE deliveries SET visible_at = ?3, leased = ?4 "
-                                              "WHERE sub_id = ?1 AND msg_id = ?2"));
+                                             "WHERE sub_id = ?1 AND msg_id = ?2"));
   return st->Bind(1, sub_id).Bind(2, msg_id).Bind(3, visible_at).Bind(4, leased ? 1 : 0).Exec();
 }
 
@@ -371,7 +371,7 @@ Status SqliteStore::DropSnapshot(SqliteDb& db, int64_t snap_id) {
 
 StatusOr<PubsubMessage> SqliteStore::LoadMessage(SqliteDb& db, int64_t msg_id) {
   FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT publish_time, data, attributes, ordering_key FROM messages "
-                                              "WHERE id = ?1"));
+                                             "WHERE id = ?1"));
   st->Bind(1, msg_id);
   FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return InternalError("message " + std::to_string(msg_id) + " is missing");

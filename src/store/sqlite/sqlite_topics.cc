@@ -67,7 +67,7 @@ StatusOr<std::vector<Topic>> SqliteStore::ListTopics(std::string const& project,
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(
       auto st, reader->Prepare("SELECT spec FROM topics WHERE name > ?1 AND name >= ?2 AND name < ?3 "
-                                 "ORDER BY name LIMIT ?4"));
+                               "ORDER BY name LIMIT ?4"));
   std::string prefix = "projects/" + project + "/topics/";
   st->Bind(1, page.after).Bind(2, prefix).Bind(3, prefix + "\xff").Bind(4, page.limit);
   std::vector<Topic> out;
@@ -89,7 +89,7 @@ StatusOr<std::vector<std::string>> SqliteStore::ListTopicSubscriptions(std::stri
   int64_t topic_id = find->Int(0);
   find->Reset();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT name FROM subscriptions WHERE topic_id = ?1 AND "
-                                                    "name > ?2 ORDER BY name LIMIT ?3"));
+                                                  "name > ?2 ORDER BY name LIMIT ?3"));
   st->Bind(1, topic_id).Bind(2, page.after).Bind(3, page.limit);
   std::vector<std::string> out;
   while (true) {
@@ -146,7 +146,7 @@ Status SqliteStore::DeleteSubscription(std::string const& name) {
 StatusOr<std::vector<Subscription>> SqliteStore::ListSubscriptions(std::string const& project, Page page) {
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT spec FROM subscriptions WHERE name > ?1 AND name "
-                                                    ">= ?2 AND name < ?3 ORDER BY name LIMIT ?4"));
+                                                  ">= ?2 AND name < ?3 ORDER BY name LIMIT ?4"));
   std::string prefix = "projects/" + project + "/subscriptions/";
   st->Bind(1, page.after).Bind(2, prefix).Bind(3, prefix + "\xff").Bind(4, page.limit);
   std::vector<Subscription> out;
@@ -162,7 +162,7 @@ StatusOr<std::vector<Subscription>> SqliteStore::ListSubscriptions(std::string c
 StatusOr<std::vector<Subscription>> SqliteStore::ListPushSubscriptions() {
   auto reader = Read();
   FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT spec FROM subscriptions WHERE spec LIKE "
-                                                    "'%\"pushEndpoint\"%' ORDER BY name"));
+                                                  "'%\"pushEndpoint\"%' ORDER BY name"));
   std::vector<Subscription> out;
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
