@@ -4,7 +4,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libboost-dev libsqlite3-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
+  libboost-dev libsqlite3-dev libpq-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev
   libgtest-dev libgmock-dev libhowardhinnant-date-dev
   python3 curl tzdata openssl

@@ -34,5 +34,8 @@ struct StoreOptions {
 
 // The embedded store: one SQLite database (data_dir/ferry.db).
 StatusOr<std::unique_ptr<Store>> MakeSqliteStore(StoreOptions const& options);
+// The store several nodes share: a PostgreSQL database, named by a libpq connection string or URI
+// ("postgresql://user@host/db"). Migrates it on first use. See docs/scale-out.md.
+StatusOr<std::unique_ptr<Store>> MakePostgresStore(std::string const& conninfo);
 
 }  // namespace ferry

@@ -1,9 +1,15 @@
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "store/ack_id.h"
+#include "store/postgres/pg_conn.h"
 #include "store/store.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -34,24 +40,58 @@ Subscription MakeSub(std::string name, std::string topic) {
 PubsubMessage Msg(std::string data) { return PubsubMessage{.data = std::move(data)}; }
 
 // The backends every test here runs against: the contract of store/store.h, whatever keeps it.
-enum class Backend { kSqlite };
+enum class Backend { kSqlite, kPostgres };
 
 std::string BackendName(::testing::TestParamInfo<Backend> const& info) {
   switch (info.param) {
     case Backend::kSqlite:
       return "Sqlite";
+    case Backend::kPostgres:
+      return "Postgres";
   }
   return "Unknown";
 }
 
+// The test server's connection string (ctest starts one: scripts/test_postgres.sh), or "" when there is none.
+std::string PostgresServer() {
+  char const* file = std::getenv("FERRY_TEST_POSTGRES");
+  if (file == nullptr) return "";
+  std::ifstream in(file);
+  std::string conninfo;
+  std::getline(in, conninfo);
+  return conninfo;
+}
+
 class StoreContractTest : public ::testing::TestWithParam<Backend> {
  protected:
-  void SetUp() override { Open(); }
+  void SetUp() override {
+    if (GetParam() == Backend::kPostgres) {
+      server_ = PostgresServer();
+      if (server_.empty()) GTEST_SKIP() << "no PostgreSQL server: run through ctest, which starts one";
+      // A database of its own for each test.
+      static std::atomic<int> counter{0};
+      database_ = "contract_" + std::to_string(getpid()) + "_" + std::to_string(counter++);
+      auto admin = PgConn::Open(server_);
+      ASSERT_THAT(admin, IsOk());
+      ASSERT_THAT((*admin)->Exec("CREATE DATABASE " + database_), IsOk());
+    }
+    Open();
+  }
+
+  void TearDown() override {
+    store_.reset();
+    if (!database_.empty()) {
+      auto admin = PgConn::Open(server_);
+      ASSERT_THAT(admin, IsOk());
+      EXPECT_THAT((*admin)->Exec("DROP DATABASE " + database_ + " WITH (FORCE)"), IsOk());
+    }
+  }
 
   // Opens the store (again: a reopen sees only what was durable).
   void Open() {
     store_.reset();
-    auto store = MakeSqliteStore({.data_dir = dir_.path(), .sync = true});
+    auto store = GetParam() == Backend::kSqlite ? MakeSqliteStore({.data_dir = dir_.path(), .sync = true})
+                                                : MakePostgresStore(server_ + " dbname=" + database_);
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
   }
@@ -68,6 +108,7 @@ class StoreContractTest : public ::testing::TestWithParam<Backend> {
   }
 
   ferry::testing::TempDir dir_;
+  std::string server_, database_;  // PostgreSQL only
   std::unique_ptr<Store> store_;
 };
 
@@ -580,7 +621,8 @@ TEST_P(StoreContractTest, BucketEventsAndTheirObjectsAreRecordedTogether) {
   EXPECT_THAT(*store_->BucketObjects("b2"), SizeIs(0));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreContractTest, ::testing::Values(Backend::kSqlite), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StoreContractTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         BackendName);
 
 TEST(AckIdTest, RoundTripsAndRejectsGarbage) {
   AckRef ref{12, 345, 6};

@@ -24,17 +24,12 @@
 #include "store/sqlite/group_commit.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/store.h"
+#include "store/stored_json.h"
 
 namespace ferry {
 
 Status MigrateSqliteStore(SqliteDb& db);
 
-// Stored JSON (specs, attributes, labels) read back; a corrupt value is INTERNAL.
-StatusOr<Json> ParseStoredJson(std::string const& text);
-StatusOr<Subscription> DecodeSub(std::string const& text);
-StatusOr<Topic> DecodeTopic(std::string const& text);
-std::string EncodeAttributes(Attributes const& attrs);
-StatusOr<Attributes> DecodeAttributes(std::string const& text);
 // Steps a statement to its end, collecting its first column.
 StatusOr<std::vector<int64_t>> FirstColumn(SqliteStmt& st);
 

@@ -1,0 +1,317 @@
+// The PostgreSQL store: publishing, and the delivery state machine (leases, acks, nacks, dead letters). Nodes
+// lease from the same rows: a lease locks the rows it takes (FOR UPDATE SKIP LOCKED), so concurrent pulls on
+// several nodes take different messages without waiting for each other, and a message is leased to one node.
+#include <limits>
+#include <set>
+
+#include "common/status_macros.h"
+#include "store/delivery_policy.h"
+#include "store/postgres/pg_store.h"
+#include "store/stored_json.h"
+
+namespace ferry {
+
+StatusOr<std::vector<std::string>> PgStore::Publish(std::string const& topic,
+                                                    std::vector<PubsubMessage> const& messages, int64_t now_ms) {
+  std::vector<std::string> ids;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+    if (!topic_id) return NotFoundError("Topic not found");
+    FERRY_ASSIGN_OR_RETURN(auto assigned, InsertMessages(db, *topic_id, topic, messages, now_ms));
+    ids.clear();
+    for (int64_t id : assigned) ids.push_back(std::to_string(id));
+    return OkStatus();
+  }));
+  Notify(topic);  // this node's subscribers at once; other nodes' through NOTIFY
+  return ids;
+}
+
+StatusOr<LeaseResult> PgStore::Lease(std::string const& subscription, int max, int64_t now_ms,
+                                     int ack_deadline_seconds, int64_t max_bytes) {
+  LeaseResult result;
+  std::vector<std::string> dead_letter_topics;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    result = {};
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    auto const& spec = sub->spec;
+    int deadline_seconds = ack_deadline_seconds > 0 ? ack_deadline_seconds : spec.ack_deadline_seconds;
+    int64_t lease_until = now_ms + int64_t{deadline_seconds} * 1000;
+    bool const ordered = spec.enable_message_ordering;
+    // With ordering, which key is held depends on rows other leases are changing: leases of an ordered
+    // subscription take turns, across nodes, so a key's next message never goes out beside its previous one.
+    if (ordered) {
+      FERRY_RETURN_IF_ERROR(db.Run("SELECT pg_advisory_xact_lock($1::int8)", PgParams().Add(sub->id)));
+    }
+    std::set<std::string> held_keys;
+    std::vector<int64_t> leased;
+    int64_t bytes = 0;
+    bool full = false;
+    while (!full && static_cast<int>(result.messages.size()) < max) {
+      PgParams params = PgParams().Add(sub->id).Add(now_ms).Add(int64_t{max - static_cast<int>(result.messages.size())});
+      FERRY_ASSIGN_OR_RETURN(
+          auto rows,
+          db.Query(ordered ? "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, m.data, "
+                             "m.attributes, m.ordering_key FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+                             "WHERE d.sub_id = $1 AND d.visible_at <= $2 AND (d.ordering_key = '' OR "
+                             "d.ordering_key NOT IN (SELECT ordering_key FROM deliveries WHERE sub_id = $1 AND "
+                             "ordering_key <> '' AND visible_at > $2)) ORDER BY d.msg_id LIMIT $3 FOR UPDATE OF d"
+                           : "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, m.data, "
+                             "m.attributes, m.ordering_key FROM deliveries d JOIN messages m ON m.id = d.msg_id "
+                             "WHERE d.sub_id = $1 AND d.visible_at <= $2 ORDER BY d.visible_at, d.msg_id LIMIT $3 "
+                             "FOR UPDATE OF d SKIP LOCKED",
+                   params));
+      if (rows.empty()) break;
+      bool progressed = false;
+      for (int i = 0; i < rows.size(); ++i) {
+        int64_t msg_id = rows.Int(i, 0), visible_at = rows.Int(i, 1);
+        int attempts = static_cast<int>(rows.Int(i, 2));
+        PubsubMessage message;
+        message.message_id = std::to_string(msg_id);
+        message.publish_time_ms = rows.Int(i, 4);
+        message.data = rows.Bytes(i, 5);
+        FERRY_ASSIGN_OR_RETURN(message.attributes, DecodeAttributes(rows.Text(i, 6)));
+        message.ordering_key = rows.Text(i, 7);
+        bool const keyed = ordered && !message.ordering_key.empty();
+        if (keyed && held_keys.contains(message.ordering_key)) continue;
+        if (rows.Bool(i, 3)) {
+          // The last lease expired: that delivery failed.
+          auto after = OnFailedAttempt(spec, attempts, visible_at);
+          if (after.dead_letter) {
+            FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, msg_id, attempts, now_ms));
+            if (moved) {
+              ++result.dead_lettered;
+              progressed = true;
+              dead_letter_topics.push_back(spec.dead_letter_policy->dead_letter_topic);
+              continue;
+            }
+          }
+          ++result.expired;
+          if (after.retry_at_ms > now_ms) {
+            FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, msg_id, after.retry_at_ms, false));
+            if (keyed) held_keys.insert(message.ordering_key);
+            progressed = true;
+            continue;
+          }
+        }
+        int64_t size = static_cast<int64_t>(message.data.size() + message.ordering_key.size());
+        for (auto const& [k, v] : message.attributes) size += static_cast<int64_t>(k.size() + v.size());
+        if (!result.messages.empty() && bytes + size > max_bytes) {
+          full = true;  // it and the rest stay as they are: not leased, no attempt counted
+          break;
+        }
+        bytes += size;
+        int attempt = attempts + 1;
+        leased.push_back(msg_id);
+        ReceivedMessage r;
+        r.message = std::move(message);
+        r.ack_id = EncodeAckId({sub->id, msg_id, attempt});
+        r.attempt = attempt;
+        if (spec.dead_letter_policy) r.delivery_attempt = attempt;
+        result.messages.push_back(std::move(r));
+        progressed = true;
+      }
+      if (!leased.empty()) {
+        FERRY_RETURN_IF_ERROR(db.Run("UPDATE deliveries SET attempts = attempts + 1, leased = true, visible_at = $2 "
+                                     "WHERE sub_id = $1 AND msg_id = ANY($3::int8[])",
+                                     PgParams().Add(sub->id).Add(lease_until).AddArray(leased)));
+        leased.clear();
+      }
+      if (!progressed) break;  // only keys held back: the next round would find the same rows
+    }
+    return OkStatus();
+  }));
+  for (auto const& t : dead_letter_topics) Notify(t);
+  return result;
+}
+
+StatusOr<AckResult> PgStore::Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                         int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  AckResult result;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    result = {};
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    std::vector<int64_t> msg_ids;
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      auto const& ref = refs[i];
+      if (sub->spec.enable_exactly_once_delivery) {
+        // Only the current, unexpired lease may acknowledge: then an acked message is never delivered again.
+        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, now_ms));
+        if (!current) {
+          result.invalid_ack_ids.push_back(ack_ids[i]);
+          continue;
+        }
+      } else if (sub->spec.enable_message_ordering) {
+        // With ordering, a nack sends the later messages of its key again: their acks from before are void.
+        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, std::numeric_limits<int64_t>::min()));
+        if (!current) continue;
+      } else if (ref.subscription_id != sub->id) {
+        continue;
+      }
+      msg_ids.push_back(ref.message_id);
+    }
+    FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, msg_ids));
+    result.acked = static_cast<int>(removed);
+    return OkStatus();
+  }));
+  return result;
+}
+
+StatusOr<ModifyResult> PgStore::ModifyAckDeadline(std::string const& subscription,
+                                                  std::vector<std::string> const& ack_ids, int seconds,
+                                                  int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  return Modify(subscription, refs, seconds, nullptr, now_ms);
+}
+
+StatusOr<int> PgStore::ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids,
+                                    int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  int returned = 0;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    returned = 0;
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    for (auto const& ref : refs) {
+      if (ref.subscription_id != sub->id) continue;
+      // The lease's own attempt, still held: the lease is current, so taking its attempt back is exact.
+      FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("UPDATE deliveries SET leased = false, visible_at = $4, "
+                                                 "attempts = attempts - 1 WHERE sub_id = $1 AND msg_id = $2 AND "
+                                                 "attempts = $3 AND leased",
+                                                 PgParams().Add(sub->id).Add(ref.message_id)
+                                                     .Add(int64_t{ref.attempt}).Add(now_ms)));
+      returned += rows.Affected();
+    }
+    return OkStatus();
+  }));
+  return returned;
+}
+
+StatusOr<ModifyResult> PgStore::Nack(std::string const& subscription, std::string const& ack_id,
+                                     std::string const& error, int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll({ack_id}));
+  return Modify(subscription, refs, 0, &error, now_ms);
+}
+
+StatusOr<ModifyResult> PgStore::Modify(std::string const& subscription, std::vector<AckRef> const& refs,
+                                       int seconds, std::string const* error, int64_t now_ms) {
+  ModifyResult result;
+  std::vector<std::string> dead_letter_topics;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    result = {};
+    dead_letter_topics.clear();
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    auto const& spec = sub->spec;
+    for (auto const& ref : refs) {
+      // Only the current lease may be changed: a stale ack id must not touch a redelivered message. Exactly-once
+      // subscriptions also refuse an expired lease, and say so.
+      bool const exactly_once = spec.enable_exactly_once_delivery;
+      int64_t const held_past = exactly_once ? now_ms : std::numeric_limits<int64_t>::min();
+      FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, held_past));
+      if (!current) {
+        if (exactly_once) result.invalid_ack_ids.push_back(EncodeAckId(ref));
+        continue;
+      }
+      if (seconds > 0) {
+        FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, now_ms + int64_t{seconds} * 1000, true));
+        continue;
+      }
+      ++result.nacked;
+      if (error != nullptr) {
+        FERRY_RETURN_IF_ERROR(db.Run("UPDATE deliveries SET last_error = $3 WHERE sub_id = $1 AND msg_id = $2",
+                                     PgParams().Add(sub->id).Add(ref.message_id).Add(*error)));
+      }
+      auto after = OnFailedAttempt(spec, ref.attempt, now_ms);
+      if (after.dead_letter) {
+        FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, ref.message_id, ref.attempt, now_ms));
+        if (moved) {
+          ++result.dead_lettered;
+          dead_letter_topics.push_back(spec.dead_letter_policy->dead_letter_topic);
+          continue;
+        }
+      }
+      FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, after.retry_at_ms, false));
+      if (spec.enable_message_ordering) {
+        // A nack holds its key back: the later messages of the key that are out now come again after it.
+        FERRY_RETURN_IF_ERROR(db.Run("UPDATE deliveries SET leased = false, visible_at = $3 WHERE sub_id = $1 AND "
+                                     "msg_id > $2 AND leased AND ordering_key <> '' AND ordering_key = (SELECT "
+                                     "ordering_key FROM deliveries WHERE sub_id = $1 AND msg_id = $2)",
+                                     PgParams().Add(sub->id).Add(ref.message_id).Add(after.retry_at_ms)));
+      }
+    }
+    return OkStatus();
+  }));
+  for (auto const& t : dead_letter_topics) Notify(t);
+  return result;
+}
+
+StatusOr<MaintenanceResult> PgStore::Maintain(int64_t now_ms, bool apply_retention) {
+  MaintenanceResult result;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    result = {};
+    FERRY_ASSIGN_OR_RETURN(auto subs, db.Query("SELECT id, spec FROM subscriptions"));
+    for (int i = 0; i < subs.size(); ++i) {
+      PgSub sub{subs.Int(i, 0), {}};
+      FERRY_ASSIGN_OR_RETURN(sub.spec, DecodeSub(subs.Text(i, 1)));
+      if (sub.spec.dead_letter_policy) {
+        // Expired leases with no attempt left (Exhausted), each taken by one node only.
+        FERRY_ASSIGN_OR_RETURN(auto exhausted,
+                               db.Query("SELECT msg_id, attempts FROM deliveries WHERE sub_id = $1 AND "
+                                        "visible_at <= $2 AND leased AND attempts >= $3 FOR UPDATE SKIP LOCKED",
+                                        PgParams().Add(sub.id).Add(now_ms)
+                                            .Add(int64_t{sub.spec.dead_letter_policy->max_delivery_attempts})));
+        int moved_count = 0;
+        for (int r = 0; r < exhausted.size(); ++r) {
+          FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, exhausted.Int(r, 0),
+                                                        static_cast<int>(exhausted.Int(r, 1)), now_ms));
+          moved_count += moved ? 1 : 0;
+        }
+        if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
+      }
+      if (!apply_retention) continue;
+      int64_t before = now_ms - sub.spec.message_retention_ms;
+      FERRY_ASSIGN_OR_RETURN(auto dropped, db.Query("DELETE FROM deliveries WHERE sub_id = $1 AND publish_time < $2",
+                                                    PgParams().Add(sub.id).Add(before)));
+      result.dropped_by_retention += dropped.Affected();
+      FERRY_RETURN_IF_ERROR(db.Run("DELETE FROM acked WHERE sub_id = $1 AND publish_time < $2",
+                                   PgParams().Add(sub.id).Add(before)));
+    }
+    if (apply_retention) {
+      FERRY_RETURN_IF_ERROR(db.Run("DELETE FROM snapshot_messages WHERE snap_id IN (SELECT id FROM snapshots WHERE "
+                                   "expire <= $1)",
+                                   PgParams().Add(now_ms)));
+      FERRY_RETURN_IF_ERROR(db.Run("DELETE FROM snapshots WHERE expire <= $1", PgParams().Add(now_ms)));
+    }
+    return OkStatus();
+  }));
+  if (apply_retention) {
+    FERRY_RETURN_IF_ERROR(DropUnusedPartitions());
+    int64_t last = 0;
+    FERRY_RETURN_IF_ERROR(Read([&](PgConn& db) -> Status {
+      FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT last_value FROM message_ids"));
+      last = rows.Int(0, 0);
+      return OkStatus();
+    }));
+    FERRY_RETURN_IF_ERROR(EnsurePartitions(last + 1));  // the partition after the one in use, ahead of need
+  }
+  return result;
+}
+
+StatusOr<std::vector<SubscriptionStats>> PgStore::Stats() {
+  std::vector<SubscriptionStats> out;
+  FERRY_RETURN_IF_ERROR(Read([&](PgConn& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT s.name, COUNT(d.msg_id), MIN(d.publish_time) FROM "
+                                               "subscriptions s LEFT JOIN deliveries d ON d.sub_id = s.id "
+                                               "GROUP BY s.id, s.name ORDER BY s.name"));
+    for (int i = 0; i < rows.size(); ++i) {
+      out.push_back({rows.Text(i, 0), rows.Int(i, 1), rows.IsNull(i, 2) ? 0 : rows.Int(i, 2)});
+    }
+    return OkStatus();
+  }));
+  return out;
+}
+
+}  // namespace ferry
