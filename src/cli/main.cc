@@ -282,7 +282,12 @@ int Main(int argc, char** argv) {
   DaemonOptions d;
   std::string pull_wait = "5s";
   auto* serve = app.add_subcommand("serve", "Run the daemon");
-  serve->add_option("--data-dir", d.data_dir, "Directory for ferry.db")->capture_default_str();
+  serve->add_option("--data-dir", d.data_dir, "Directory for ferry.db, executions.db and builds")->capture_default_str();
+  serve->add_option("--database", d.database,
+                    "A PostgreSQL database that several Ferry nodes share (postgresql://USER@HOST/DB or a libpq "
+                    "connection string) instead of ferry.db; also FERRY_DATABASE_URL. A password shows in ps: put it in "
+                    "~/.pgpass or PGPASSWORD")
+      ->envname("FERRY_DATABASE_URL");
   serve->add_option("--host", d.host, "Address to listen on")->capture_default_str();
   serve->add_option("--port", d.port, "Port to listen on (0: any free one)")->capture_default_str();
   serve->add_option("--project", d.project, "Default project for short names")->capture_default_str();

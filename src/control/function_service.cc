@@ -85,6 +85,68 @@ void FunctionService::Start() {
   }
 }
 
+void FunctionService::Follow() {
+  std::unique_lock deploy_lock(deploy_mu_, std::try_to_lock);
+  if (!deploy_lock.owns_lock()) return;
+  auto records = store_.ListFunctions();
+  if (!records.ok()) return;  // the database is away: what runs keeps running
+  std::map<std::string, FunctionSpec> stored;
+  for (auto const& record : *records) {
+    auto spec = FunctionSpecFromJson(nlohmann::json::parse(record.spec, nullptr, false));
+    if (spec.ok()) stored.emplace(record.name, *std::move(spec));
+  }
+  std::vector<std::string> to_stop;
+  std::vector<FunctionSpec> to_launch;
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& [name, r] : running_) {
+      auto it = stored.find(name);
+      if (it == stored.end() || !(it->second == r.spec)) to_stop.push_back(name);
+    }
+    for (auto const& [name, spec] : stored) {
+      auto r = running_.find(name);
+      if (r == running_.end() || !(r->second.spec == spec)) to_launch.push_back(spec);
+    }
+  }
+  for (auto const& name : to_stop) Stop(name);
+  for (auto const& spec : to_launch) {
+    std::string name = FunctionResourceName(spec);
+    {
+      std::lock_guard lock(mu_);
+      running_[name] = {spec, "", false};
+    }
+    auto executable = Build(spec);
+    Status launched = executable.ok() ? Launch(spec, *executable) : executable.status();
+    if (!launched.ok()) {
+      std::fprintf(stderr, "ferry: function %s cannot run: %s\n", name.c_str(), launched.message().c_str());
+      std::lock_guard lock(mu_);
+      running_[name] = {spec, launched.message()};
+    }
+  }
+  // Schedules and buckets: tell their services when another node's deploy changed them.
+  auto fingerprint = [](auto const& list, auto const& key) {
+    std::string out;
+    for (auto const& item : list) out += key(item) + "\n";
+    return out;
+  };
+  if (auto schedules = store_.ListSchedules(); schedules.ok()) {
+    std::string now = fingerprint(*schedules, [](ScheduleRecord const& s) {
+      return s.name + " " + s.spec + " " + std::to_string(s.next_fire_ms) + (s.paused ? " paused" : "");
+    });
+    if (now != followed_schedules_ && !followed_schedules_.empty() && options_.schedules_changed) {
+      options_.schedules_changed();
+    }
+    followed_schedules_ = now.empty() ? "\n" : now;
+  }
+  if (auto buckets = store_.ListBuckets(); buckets.ok()) {
+    std::string now = fingerprint(*buckets, [](BucketRecord const& b) {
+      return b.name + " " + b.path + (b.versioning ? " versioned" : "");
+    });
+    if (now != followed_buckets_ && !followed_buckets_.empty() && options_.buckets_changed) options_.buckets_changed();
+    followed_buckets_ = now.empty() ? "\n" : now;
+  }
+}
+
 void FunctionService::Shutdown() {
   std::vector<std::string> names;
   {

@@ -57,6 +57,11 @@ class FunctionService {
 
   // Starts every deployed function. A function that cannot start (its build fails) is FAILED, not fatal.
   void Start();
+  // Brings what runs here in line with what the store says is deployed: a deploy another node applied to the
+  // database they share. Starts the new and changed functions, stops the deleted ones, and calls
+  // schedules_changed or buckets_changed when those changed. Cheap when nothing changed; a deploy on this node
+  // in progress makes it return at once.
+  void Follow();
   // Stops triggers and instances; invocations in flight end as failures and their messages come back.
   void Shutdown();
 
@@ -112,6 +117,7 @@ class FunctionService {
   PubsubDispatcher dispatcher_;
 
   std::mutex deploy_mu_;  // one deploy (or delete) at a time
+  std::string followed_schedules_, followed_buckets_;  // GUARDED_BY(deploy_mu_): what Follow saw last
   std::mutex mu_;
   std::map<std::string, Running> running_;    // GUARDED_BY(mu_), by full name
   std::map<std::string, Counters> counters_;  // GUARDED_BY(mu_), by full name

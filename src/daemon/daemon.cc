@@ -1,7 +1,13 @@
 // The composition root: the only place that names every concrete type.
 #include "daemon/daemon.h"
 
+#include <pthread.h>
+
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -79,7 +85,8 @@ int RunDaemon(DaemonOptions const& options) {
     std::fprintf(stderr, "ferry: removed %d cgroup(s) of instances of a Ferry that was killed, and what ran in them\n",
                  n);
   }
-  auto store = MakeSqliteStore({.data_dir = options.data_dir, .sync = options.sync});
+  auto store = options.database.empty() ? MakeSqliteStore({.data_dir = options.data_dir, .sync = options.sync})
+                                        : MakePostgresStore(options.database);
   if (!store.ok()) {
     std::fprintf(stderr, "ferry: %s\n", store.status().message().c_str());
     return 1;
@@ -191,8 +198,9 @@ int RunDaemon(DaemonOptions const& options) {
     std::ofstream(tmp) << port << "\n";
     std::rename(tmp.c_str(), options.port_file.c_str());
   }
-  std::fprintf(stderr, "ferry: serving Pub/Sub REST and gRPC%s on %s:%u (data: %s, project: %s%s)\n",
+  std::fprintf(stderr, "ferry: serving Pub/Sub REST and gRPC%s on %s:%u (data: %s%s, project: %s%s)\n",
                options.tls_cert.empty() ? "" : " over TLS", options.host.c_str(), port, options.data_dir.c_str(),
+               options.database.empty() ? "" : ", store: PostgreSQL",
                options.project.c_str(), tokens.enabled() ? ", tokens required" : ", no tokens: loopback only");
 
   PushDelivery push(broker, **push_policy);
@@ -215,8 +223,33 @@ int RunDaemon(DaemonOptions const& options) {
 
   scheduler.Start();
 
+  // With a database other nodes share, their deploys reach this node within a second (FunctionService::Follow).
+  std::mutex follow_mu;
+  std::condition_variable follow_cv;
+  bool follow_stop = false;
+  std::thread follower;
+  if (!options.database.empty()) {
+    follower = std::thread([&] {
+      pthread_setname_np(pthread_self(), "ferry-follow");
+      std::unique_lock lock(follow_mu);
+      while (!follow_cv.wait_for(lock, std::chrono::seconds(1), [&] { return follow_stop; })) {
+        lock.unlock();
+        functions.Follow();
+        lock.lock();
+      }
+    });
+  }
+
   int sig = 0;
   sigwait(&signals, &sig);
+  if (follower.joinable()) {
+    {
+      std::lock_guard lock(follow_mu);
+      follow_stop = true;
+    }
+    follow_cv.notify_all();
+    follower.join();
+  }
   std::fprintf(stderr, "ferry: stopping on signal %d\n", sig);
   broker.Shutdown();  // waiting pulls answer now, so the servers' workers can finish
   (*grpc)->Stop();    // ends streaming pulls, which would otherwise spin on a broker that no longer waits

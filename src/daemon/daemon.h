@@ -13,7 +13,10 @@
 namespace ferry {
 
 struct DaemonOptions {
-  std::string data_dir = "./data";     // holds ferry.db
+  std::string data_dir = "./data";     // holds ferry.db (unless `database` is set), executions.db and builds
+  // A PostgreSQL database (libpq connection string or postgresql:// URI) that several nodes share; empty: the
+  // embedded SQLite store in data_dir.
+  std::string database;
   std::string host = "127.0.0.1";      // address to listen on
   uint16_t port = 8085;                // 0: any free port (see port_file)
   std::string project = "ferry-local";  // default project for clients that ask (GET /ferry/v1/info)

@@ -1,12 +1,9 @@
 """The guide's Python walkthrough on Ferry: a real PostgreSQL server (started here), Django's migrations, the
 guide's `bar` deployed from examples/django with runtime python3, `{}` published to `bar`, and `ferry logs bar`
 showing that it started, counted the practices through the ORM and completed."""
-import glob
 import json
 import os
-import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,52 +19,9 @@ EXAMPLE = os.path.join(REPO, "examples", "django")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PostgresServer:
-    """A throwaway PostgreSQL cluster on a free port, trusting local connections."""
-
-    def __init__(self):
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-        if not bins:
-            raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs it)")
-        self.bin = bins[-1]
-        self.dir = tempfile.mkdtemp(prefix="ferry-pg-")
-        self.port = free_port()
-        # initdb refuses to run as root: then the cluster belongs to the postgres user.
-        self.as_user = []
-        if os.getuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        data = os.path.join(self.dir, "data")
-        self.run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self.run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "-o",
-                 "-p %d -h 127.0.0.1 -k %s" % (self.port, self.dir), "start")
-        self.data = data
-
-    def run(self, tool, *args):
-        subprocess.run(self.as_user + [os.path.join(self.bin, tool)] + list(args), check=True, capture_output=True,
-                       timeout=120)
-
-    def psql(self, sql, db="postgres"):
-        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v",
-                        "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, timeout=60)
-
-    def close(self):
-        try:
-            self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
 class DjangoWalkthroughTest(unittest.TestCase):
     def test_the_guides_bar_counts_practices_through_django_on_postgres(self):
-        pg = PostgresServer()
+        pg = harness.PostgresServer()
         daemon = None
         work = tempfile.mkdtemp(prefix="ferry-django-")
         try:

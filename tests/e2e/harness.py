@@ -1,8 +1,10 @@
 """Runs a real `ferry serve` process for end-to-end tests, and talks to it over HTTP (standard library only)."""
 import base64
+import glob
 import http.client
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -299,3 +301,44 @@ def data_of(received):
 
 def b64(text):
     return base64.b64encode(text.encode()).decode()
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free port, trusting local connections."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs it)")
+        self.bin = bins[-1]
+        self.dir = tempfile.mkdtemp(prefix="ferry-pg-")
+        self.port = free_port()
+        # initdb refuses to run as root: then the cluster belongs to the postgres user.
+        self.as_user = []
+        if os.getuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        data = os.path.join(self.dir, "data")
+        self.run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.run("pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "-o",
+                 "-p %d -h 127.0.0.1 -k %s" % (self.port, self.dir), "start")
+        self.data = data
+
+    def run(self, tool, *args):
+        subprocess.run(self.as_user + [os.path.join(self.bin, tool)] + list(args), check=True, capture_output=True,
+                       timeout=120)
+
+    def psql(self, sql, db="postgres"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v",
+                        "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, timeout=60)
+
+    def url(self, db="postgres"):
+        """A libpq URI of database `db` on this server."""
+        return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)
+
+    def close(self):
+        try:
+            self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)

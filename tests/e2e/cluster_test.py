@@ -1,0 +1,125 @@
+"""Three Ferry nodes sharing one PostgreSQL database are one Ferry: any node answers any call, a publish on one
+wakes subscribers on another, a node killed -9 loses nothing answered, and a deploy on one node runs on all."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class ClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = harness.PostgresServer()
+        cls.pg.psql("CREATE DATABASE ferry")
+        cls.url = cls.pg.url("ferry")
+        cls.nodes = []
+        for _ in range(3):
+            cls.nodes.append(harness.Daemon(project="cl", extra_args=["--database", cls.url]).start())
+
+    @classmethod
+    def tearDownClass(cls):
+        for node in cls.nodes:
+            node.close()
+        cls.pg.close()
+
+    def clients(self):
+        cs = [node.client() for node in self.nodes]
+        for c in cs:
+            self.addCleanup(c.close)
+        return cs
+
+    def test_publish_on_one_node_pull_and_ack_on_others(self):
+        a, b, c = self.clients()
+        a.create_topic("topic-1")
+        b.create_subscription("sub-1", "topic-1")
+        self.assertEqual(c.ok("GET", "/v1/" + c.sub("sub-1"))["topic"], c.topic("topic-1"))
+        ids = a.publish("topic-1", ["one", "two"]) + c.publish("topic-1", ["three"])
+        got = b.pull("sub-1")
+        self.assertEqual(sorted(m["message"]["messageId"] for m in got), sorted(ids))
+        self.assertEqual(sorted(harness.data_of(m) for m in got), ["one", "three", "two"])
+        # Leased to b's caller: no other node hands them out again before the deadline.
+        self.assertEqual(a.pull("sub-1"), [])
+        c.ack("sub-1", [m["ackId"] for m in got])  # ack ids are good on any node
+        self.assertEqual(b.pull("sub-1"), [])
+
+    def test_a_waiting_pull_on_one_node_gets_a_publish_on_another(self):
+        a, b, _ = self.clients()
+        a.create_topic("topic-2")
+        a.create_subscription("sub-2", "topic-2")
+        result = []
+        waiter = threading.Thread(target=lambda: result.extend(b.pull("sub-2", immediately=False)))
+        waiter.start()
+        a.publish("topic-2", ["wake"])
+        waiter.join(timeout=30)
+        self.assertEqual([harness.data_of(m) for m in result], ["wake"])
+
+    def test_a_node_killed_mid_load_loses_no_answered_publish(self):
+        a, b, c = self.clients()
+        a.create_topic("topic-3")
+        a.create_subscription("sub-3", "topic-3", ackDeadlineSeconds=10)
+        published = []
+        for i in range(60):
+            published += [a, b, c][i % 3].publish("topic-3", ["m%d" % i])
+        # c's caller takes some, and c dies holding their leases.
+        held = c.pull("sub-3", max_messages=20)
+        self.assertEqual(len(held), 20)
+        victim = self.nodes[2]
+        victim.kill9()
+        seen = set()
+        try:
+            def drain():
+                for m in a.pull("sub-3") + b.pull("sub-3"):
+                    seen.add(m["message"]["messageId"])
+                    a.ack("sub-3", [m["ackId"]])
+                return seen == set(published)
+            # The 20 come back when their lease ends, through the nodes left.
+            harness.wait_for(drain, timeout=40, interval=0.5, what="every published message delivered")
+        finally:
+            victim.start()
+        self.assertEqual(seen, set(published))
+
+    def test_a_deploy_on_one_node_runs_on_every_node(self):
+        work = tempfile.mkdtemp(prefix="ferry-cluster-")
+        self.addCleanup(shutil.rmtree, work, True)
+        deploy = os.path.join(work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: cl
+                functions:
+                  - name: hello
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: hello_pubsub
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: hello
+                """) % json.dumps(os.path.join(HERE, "python_function")))
+        self.nodes[0].deploy(deploy)
+
+        def active_everywhere():
+            for node in self.nodes:
+                status, _, body = harness.http_request(node.port, "GET", "/ferry/v1/projects/cl/functions")
+                functions = json.loads(body).get("functions", []) if status == 200 else []
+                if [f.get("state") for f in functions if f["name"].endswith("/hello")] != ["ACTIVE"]:
+                    return False
+            return True
+        harness.wait_for(active_everywhere, timeout=60, what="the function ACTIVE on every node")
+        # A publish through the third node runs it (on whichever node's dispatcher takes the message).
+        self.nodes[2].client().publish("hello", ["{}"])
+
+        def ran():
+            return any(any(m.startswith("python got data={}") for m in node.log_messages("hello")) for node in self.nodes)
+        harness.wait_for(ran, timeout=60, what="the function's log line on some node")
+
+
+if __name__ == "__main__":
+    harness.FERRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
