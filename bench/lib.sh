@@ -12,6 +12,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [[ -z $EMU_PORT ]] || pkill -f "cloud-pubsub-emulator.*--port=$EMU_PORT" 2>/dev/null || true
   wait 2>/dev/null || true
+  [[ ! -f $work/pg.conninfo ]] || bash scripts/test_postgres.sh stop "$work/pg.conninfo"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -19,8 +20,9 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.5; done; return 1; }
 
-# The auth modes a bench can run Ferry in (MODES="open tokens tls"): open (no tokens, loopback), tokens (every call
-# carries an admin bearer token) and tls (tokens, and TLS on the port with a self-signed certificate).
+# The modes a bench can run Ferry in (MODES="open tokens tls postgres"): open (no tokens, loopback), tokens (every
+# call carries an admin bearer token), tls (tokens, and TLS on the port with a self-signed certificate) and postgres
+# (open, its store a fresh database on a PostgreSQL server the bench starts, fsync and synchronous_commit on).
 # ferry_mode MODE sets FERRY_ARGS for start_ferry, FERRY_TOKEN for the load generators, and FERRY_SCHEME.
 BENCH_TOKEN=bench-admin-token-0123456789abcdef
 ferry_mode() {
@@ -42,7 +44,13 @@ ferry_mode() {
       export SSL_CERT_FILE=$work/cert.pem  # the load generators trust it
       ;;
     tokens) ;;
-    *) echo "unknown mode $1 (open, tokens, tls)"; exit 1 ;;
+    postgres)
+      [[ -f $work/pg.conninfo ]] || bash scripts/test_postgres.sh start "$work/pg.conninfo"
+      local db=bench_$RANDOM$RANDOM
+      psql "$(cat "$work/pg.conninfo")" -q -c "CREATE DATABASE $db"
+      FERRY_ARGS+=(--database "$(cat "$work/pg.conninfo") dbname=$db")
+      ;;
+    *) echo "unknown mode $1 (open, tokens, tls, postgres)"; exit 1 ;;
   esac
 }
 FERRY_ARGS=()

@@ -91,7 +91,8 @@ int RunDaemon(DaemonOptions const& options) {
     std::fprintf(stderr, "ferry: %s\n", store.status().message().c_str());
     return 1;
   }
-  auto executions = MakeSqliteExecutionLog({.data_dir = options.data_dir});
+  auto executions = options.database.empty() ? MakeSqliteExecutionLog({.data_dir = options.data_dir})
+                                             : MakePostgresExecutionLog(options.database, {});
   if (!executions.ok()) {
     std::fprintf(stderr, "ferry: %s\n", executions.status().message().c_str());
     return 1;

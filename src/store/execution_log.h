@@ -73,5 +73,8 @@ class ExecutionLog {
 };
 
 StatusOr<std::unique_ptr<ExecutionLog>> MakeSqliteExecutionLog(ExecutionLogOptions const& options);
+// Every node's executions and lines in the PostgreSQL database the nodes share (data_dir is not used).
+StatusOr<std::unique_ptr<ExecutionLog>> MakePostgresExecutionLog(std::string const& conninfo,
+                                                                 ExecutionLogOptions const& options);
 
 }  // namespace ferry
