@@ -25,6 +25,11 @@ constexpr std::array<double, 15> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01,
 
 std::string FunctionPrefix(std::string const& project) { return "projects/" + project + "/locations/"; }
 
+// The claim on delivering a function's events (cluster only), and how long one lasts unrenewed: a node that dies
+// holding it leaves its functions' events undelivered for at most this long.
+std::string DeliveryClaim(std::string const& function) { return "deliver " + function; }
+constexpr int64_t kClaimMillis = 10'000;
+
 
 // How the dispatcher runs a Pub/Sub- or storage-triggered function (`name`: its full name).
 PubsubTriggerSpec TriggerOf(FunctionSpec const& spec, std::string const& name) {
@@ -123,6 +128,7 @@ void FunctionService::Follow() {
       running_[name] = {spec, launched.message()};
     }
   }
+  if (!options_.node.empty()) FollowClaims();
   // Schedules and buckets: tell their services when another node's deploy changed them.
   auto fingerprint = [](auto const& list, auto const& key) {
     std::string out;
@@ -147,7 +153,36 @@ void FunctionService::Follow() {
   }
 }
 
+void FunctionService::FollowClaims() {
+  std::vector<std::pair<std::string, FunctionSpec>> triggered;
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& [name, r] : running_) {
+      if (r.error.empty() && r.ready && !TriggerTopic(r.spec).empty()) triggered.emplace_back(name, r.spec);
+    }
+  }
+  int64_t now = ToUnixMillis(clock_.Now());
+  bool took_one = false;  // one new function a round: nodes following at once share the functions out
+  for (auto const& [name, spec] : triggered) {
+    bool mine = dispatching_.contains(name);
+    if (!mine && took_one) continue;
+    auto held = store_.Claim(DeliveryClaim(name), options_.node, now, now + kClaimMillis);
+    bool hold = held.ok() && *held;
+    if (hold && !mine) {
+      dispatcher_.Start(TriggerOf(spec, name));
+      dispatching_.insert(name);
+      took_one = true;
+    } else if (!hold && mine) {
+      // Lost (another node took it after this one missed renewals) or the database is away: stop delivering,
+      // so two nodes never deliver one function's events at once for longer than a renewal round.
+      dispatcher_.Stop(name);
+      dispatching_.erase(name);
+    }
+  }
+}
+
 void FunctionService::Shutdown() {
+  std::lock_guard deploy_lock(deploy_mu_);
   std::vector<std::string> names;
   {
     std::lock_guard lock(mu_);
@@ -201,7 +236,8 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     return UnimplementedError("runtime " + spec.runtime + " is not supported yet");
   }
   supervisor_.Deploy(std::move(instance));
-  if (!TriggerTopic(spec).empty()) dispatcher_.Start(TriggerOf(spec, name));
+  // In a cluster, the node holding the function's claim delivers its events (FollowClaims).
+  if (!TriggerTopic(spec).empty() && options_.node.empty()) dispatcher_.Start(TriggerOf(spec, name));
   std::lock_guard lock(mu_);
   running_[name] = {spec, ""};
   return OkStatus();
@@ -209,6 +245,9 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
 
 void FunctionService::Stop(std::string const& name) {
   dispatcher_.Stop(name);
+  if (!options_.node.empty() && dispatching_.erase(name) > 0) {
+    (void)store_.Release(DeliveryClaim(name), options_.node);  // another node takes over at once
+  }
   supervisor_.Remove(name);
   std::lock_guard lock(mu_);
   running_.erase(name);

@@ -3,6 +3,7 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -44,6 +45,10 @@ struct FunctionServiceOptions {
   // Directories a bucket may live in (ferry serve --bucket-root): its path, links resolved, must be one of them or
   // below one, so a deploy cannot publish /etc through the storage API. Empty: any absolute path.
   std::vector<std::string> bucket_roots;
+  // This node's name among nodes that share the store (empty: the only node). With one, a function's events are
+  // delivered by the node that holds its claim (ClaimStore), so its max_instances holds across the cluster;
+  // Follow takes and renews the claims.
+  std::string node;
 };
 
 // The functions control plane: applies deploys (plan, build, one store transaction, then the running
@@ -116,7 +121,12 @@ class FunctionService {
   Supervisor supervisor_;
   PubsubDispatcher dispatcher_;
 
+  // Cluster only (options_.node): takes, renews or gives up the claims on delivering each function's events, and
+  // starts or stops its dispatcher to match.
+  void FollowClaims();
+
   std::mutex deploy_mu_;  // one deploy (or delete) at a time
+  std::set<std::string> dispatching_;  // GUARDED_BY(deploy_mu_): cluster only, functions whose events this node delivers
   std::string followed_schedules_, followed_buckets_;  // GUARDED_BY(deploy_mu_): what Follow saw last
   std::mutex mu_;
   std::map<std::string, Running> running_;    // GUARDED_BY(mu_), by full name

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <thread>
 #include <csignal>
 #include <cstdio>
@@ -17,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/admin/admin_api.h"
 #include "api/auth/http_guard.h"
@@ -36,6 +38,17 @@
 
 namespace ferry {
 namespace {
+
+// This process's name among the nodes sharing a database: its host, its pid and a random part, so a node that
+// restarts is a new node (the claims of the one before it run out rather than carry over).
+std::string NodeName() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", random());
+  return std::string(host) + "/" + std::to_string(getpid()) + "/" + suffix;
+}
 
 bool IsLoopback(std::string const& host) {
   if (host == "localhost") return true;
@@ -120,7 +133,8 @@ int RunDaemon(DaemonOptions const& options) {
                             {.data_dir = options.data_dir,
                              .schedules_changed = [&] { scheduler.Wake(); },
                              .buckets_changed = [&] { buckets.Sync(); },
-                             .bucket_roots = bucket_roots});
+                             .bucket_roots = bucket_roots,
+                             .node = options.database.empty() ? std::string() : NodeName()});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   AdminApi admin(functions, scheduler, **executions, options.project);

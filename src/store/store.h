@@ -5,6 +5,7 @@
 
 #include "ferry/status.h"
 #include "store/bucket_store.h"
+#include "store/claim_store.h"
 #include "store/deployment_store.h"
 #include "store/message_queue.h"
 #include "store/schedule_store.h"
@@ -13,7 +14,7 @@
 
 namespace ferry {
 
-// Ferry's durable state, one interface a concern (see each header). A backend implements them all over one
+// Ferry's durable state, one interface a concern (see each header; ClaimStore is how nodes divide work). A backend implements them all over one
 // database, so that a change spanning concerns (a deploy, a schedule's tick and its publish, a bucket's events)
 // is one transaction. Every mutating call is durable when it returns OK. Thread-safe.
 //
@@ -23,7 +24,8 @@ class Store : public TopicStore,
               public SnapshotStore,
               public DeploymentStore,
               public ScheduleStore,
-              public BucketStore {};
+              public BucketStore,
+              public ClaimStore {};
 
 struct StoreOptions {
   // Directory holding the database file; created when missing.

@@ -127,6 +127,47 @@ class ClusterTest(unittest.TestCase):
             return True
         harness.wait_for(logged_everywhere, timeout=60, what="the function's log lines through every node")
 
+    def test_max_instances_holds_across_the_cluster(self):
+        """A function with max_instances 1 never runs twice at once, though every node runs it and messages come
+        through every node."""
+        work = tempfile.mkdtemp(prefix="ferry-cluster-")
+        self.addCleanup(shutil.rmtree, work, True)
+        spans = os.path.join(work, "spans")
+        deploy = os.path.join(work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: cl
+                functions:
+                  - name: one-at-a-time
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: overlap
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: serial
+                    max_instances: 1
+                    env_vars: {OVERLAP_FILE: %s}
+                """) % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(spans)))
+        self.nodes[1].deploy(deploy)
+
+        def active_everywhere():
+            for node in self.nodes:
+                status, _, body = harness.http_request(node.port, "GET", "/ferry/v1/projects/cl/functions")
+                functions = json.loads(body).get("functions", []) if status == 200 else []
+                if [f.get("state") for f in functions if f["name"].endswith("/one-at-a-time")] != ["ACTIVE"]:
+                    return False
+            return True
+        harness.wait_for(active_everywhere, timeout=60, what="the function ACTIVE on every node")
+        clients = self.clients()
+        for i in range(20):  # 200 messages, a backlog of seconds of work for every node that would take it
+            clients[i % 3].publish("serial", ["m%d-%d" % (i, j) for j in range(10)])
+
+        def spans_done():
+            return os.path.exists(spans) and len(open(spans).read().splitlines()) >= 200
+        harness.wait_for(spans_done, timeout=120, interval=0.5, what="200 calls")
+        intervals = sorted(tuple(map(float, line.split())) for line in open(spans).read().splitlines())
+        for (_, end), (start, _) in zip(intervals, intervals[1:]):
+            self.assertLessEqual(end, start, "two calls overlapped")
+
 
 if __name__ == "__main__":
     harness.FERRY = os.path.abspath(sys.argv.pop(1))

@@ -621,6 +621,22 @@ TEST_P(StoreContractTest, BucketEventsAndTheirObjectsAreRecordedTogether) {
   EXPECT_THAT(*store_->BucketObjects("b2"), SizeIs(0));
 }
 
+TEST_P(StoreContractTest, AClaimIsOneNodesUntilItIsReleasedOrRunsOut) {
+  EXPECT_THAT(store_->Claim("deliver f", "a", kNow, kNow + 10'000), IsOkAndHolds(true));
+  EXPECT_THAT(store_->Claim("deliver f", "b", kNow + 1'000, kNow + 11'000), IsOkAndHolds(false));
+  EXPECT_THAT(store_->Claim("deliver g", "b", kNow + 1'000, kNow + 11'000), IsOkAndHolds(true));
+  EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 5'000, kNow + 15'000), IsOkAndHolds(true));  // renewed
+  EXPECT_THAT(store_->Claim("deliver f", "b", kNow + 14'000, kNow + 24'000), IsOkAndHolds(false));
+  // a stopped renewing: its claim runs out, and b takes it.
+  EXPECT_THAT(store_->Claim("deliver f", "b", kNow + 15'001, kNow + 25'000), IsOkAndHolds(true));
+  EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 16'000, kNow + 26'000), IsOkAndHolds(false));
+  // Only its holder lets it go.
+  ASSERT_THAT(store_->Release("deliver f", "a"), IsOk());
+  EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 17'000, kNow + 27'000), IsOkAndHolds(false));
+  ASSERT_THAT(store_->Release("deliver f", "b"), IsOk());
+  EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 17'000, kNow + 27'000), IsOkAndHolds(true));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContractTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          BackendName);
 

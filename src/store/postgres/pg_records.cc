@@ -172,4 +172,25 @@ Status PgStore::SetSchedulePaused(std::string const& name, bool paused, int64_t 
   });
 }
 
+// One statement: the upsert takes the row lock, so of two nodes claiming at once one wins.
+StatusOr<bool> PgStore::Claim(std::string const& name, std::string const& node, int64_t now_ms, int64_t until_ms) {
+  bool held = false;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("INSERT INTO claims(name, node, until) VALUES($1, $2, $3) ON "
+                                               "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
+                                               "excluded.until WHERE claims.node = excluded.node OR claims.until < $4 "
+                                               "RETURNING node",
+                                               PgParams().Add(name).Add(node).Add(until_ms).Add(now_ms)));
+    held = !rows.empty();
+    return OkStatus();
+  }));
+  return held;
+}
+
+Status PgStore::Release(std::string const& name, std::string const& node) {
+  return Txn([&](PgConn& db) -> Status {
+    return db.Run("DELETE FROM claims WHERE name = $1 AND node = $2", PgParams().Add(name).Add(node));
+  });
+}
+
 }  // namespace ferry

@@ -115,6 +115,14 @@ CREATE TABLE bucket_objects(
   PRIMARY KEY(bucket, name)
 );
 )sql",
+    R"sql(
+-- Claims on work one node does at a time (store/claim_store.h): taken, renewed, released, or run out.
+CREATE TABLE claims(
+  name text COLLATE "C" PRIMARY KEY,
+  node text NOT NULL,
+  until bigint NOT NULL
+);
+)sql",
 };
 
 // Any number that names Ferry's advisory locks, so they cannot clash with an application's in the same database.

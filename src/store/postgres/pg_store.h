@@ -75,7 +75,7 @@ class PgStore final : public Store {
   Status SeekToTime(std::string const& subscription, int64_t time_ms, int64_t now_ms) override;
   Status SeekToSnapshot(std::string const& subscription, std::string const& snapshot, int64_t now_ms) override;
 
-  // ---- DeploymentStore, BucketStore, ScheduleStore (pg_records.cc) ----
+  // ---- DeploymentStore, BucketStore, ScheduleStore, ClaimStore (pg_records.cc) ----
   Status ApplyDeployment(Deployment const& deployment) override;
   StatusOr<std::vector<FunctionRecord>> ListFunctions() override;
   StatusOr<std::vector<BucketRecord>> ListBuckets() override;
@@ -87,6 +87,8 @@ class PgStore final : public Store {
   StatusOr<bool> FireSchedule(std::string const& name, int64_t tick_ms, int64_t next_fire_ms,
                               std::string const& topic, PubsubMessage const* message, int64_t now_ms) override;
   Status SetSchedulePaused(std::string const& name, bool paused, int64_t next_fire_ms) override;
+  StatusOr<bool> Claim(std::string const& name, std::string const& node, int64_t now_ms, int64_t until_ms) override;
+  Status Release(std::string const& name, std::string const& node) override;
 
  private:
   // Runs `fn` in one transaction (READ COMMITTED, rows locked where it matters), committed before it returns:

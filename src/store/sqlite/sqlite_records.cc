@@ -192,4 +192,26 @@ Status SqliteStore::SetSchedulePaused(std::string const& name, bool paused, int6
   });
 }
 
+StatusOr<bool> SqliteStore::Claim(std::string const& name, std::string const& node, int64_t now_ms,
+                                  int64_t until_ms) {
+  bool held = false;
+  FERRY_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO claims(name, node, until) VALUES(?1, ?2, ?3) ON "
+                                               "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
+                                               "excluded.until WHERE claims.node = excluded.node OR claims.until < ?4 "
+                                               "RETURNING node"));
+    st->Bind(1, name).Bind(2, node).Bind(3, until_ms).Bind(4, now_ms);
+    FERRY_ASSIGN_OR_RETURN(held, st->Step());
+    return OkStatus();
+  }, /*durable=*/false));  // as a lease is: one lost in a crash runs out
+  return held;
+}
+
+Status SqliteStore::Release(std::string const& name, std::string const& node) {
+  return Write([&](SqliteDb& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM claims WHERE name = ?1 AND node = ?2"));
+    return st->Bind(1, name).Bind(2, node).Exec();
+  }, /*durable=*/false);
+}
+
 }  // namespace ferry

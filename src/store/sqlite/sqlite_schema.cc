@@ -114,6 +114,14 @@ CREATE TABLE bucket_objects(
   PRIMARY KEY(bucket, name)
 ) WITHOUT ROWID;
 )sql",
+    R"sql(
+-- Claims on work one node does at a time (store/claim_store.h): taken, renewed, released, or run out.
+CREATE TABLE claims(
+  name TEXT PRIMARY KEY,
+  node TEXT NOT NULL,
+  until INTEGER NOT NULL                 -- unix ms
+) WITHOUT ROWID;
+)sql",
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 """Python functions for tests/e2e/runtimes_test.py, as Google's Python runtime calls them."""
 import base64
 import json
+import os
 import time
 
 
@@ -52,3 +53,13 @@ def fds_http(request):
             pass
     return json.dumps({"fds": fds, "env": sorted(os.environ), "port": os.environ.get("PORT"),
                        "headers": sorted(k.lower() for k in request.headers)}), 200, {"Content-Type": "application/json"}
+
+
+def overlap(event, context):
+    """Appends this call's start and end (the machine's monotonic clock) to OVERLAP_FILE: cluster_test.py checks
+    that no two calls of a function with max_instances 1 overlap, on whatever node they ran."""
+    start = time.clock_gettime(time.CLOCK_MONOTONIC)
+    time.sleep(0.02)
+    end = time.clock_gettime(time.CLOCK_MONOTONIC)
+    with open(os.environ["OVERLAP_FILE"], "a") as f:
+        f.write("%.6f %.6f\n" % (start, end))
