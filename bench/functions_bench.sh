@@ -6,6 +6,7 @@
 #   2. latency from publish to the function's start at a steady 200 messages/s (p50, p99);
 #   3. the Node.js Functions Framework's requests/s, direct, 4 keep-alive connections.
 #   bench/functions_bench.sh             # MESSAGES=20000 RATE=200 LATENCY_SECONDS=10 by default
+#   MODES="open postgres" bench/functions_bench.sh   # Ferry's pipeline also on PostgreSQL (lib.sh)
 source "$(dirname "$0")/lib.sh"
 MESSAGES=${MESSAGES:-20000}
 RATE=${RATE:-200}
@@ -32,26 +33,34 @@ functions:
     event_trigger_resource: bench
     max_instances: 2
 YAML
-start_ferry "$work/ferry.yaml"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$FF_PORT/" -o /dev/null -X POST -H 'Content-Type: application/json' \
   -d '{"context":{},"data":{}}' && break; sleep 0.1; done
 
 # Warm-ups, then the measured runs.
-"$LOAD" --endpoint "$FERRY" pipeline --messages 2000 >/dev/null
 "$LOAD" --endpoint "http://127.0.0.1:$FF_PORT" direct --requests 2000 >/dev/null
-pipeline=$("$LOAD" --endpoint "$FERRY" pipeline --messages "$MESSAGES")
 direct=$("$LOAD" --endpoint "http://127.0.0.1:$FF_PORT" direct --requests "$MESSAGES" --connections 4)
-latency=$("$LOAD" --endpoint "$FERRY" latency --rate "$RATE" --seconds "$LATENCY_SECONDS")
+results=()
+for mode in ${MODES:-open}; do
+  ferry_mode "$mode"
+  start_ferry "$work/ferry.yaml"
+  "$LOAD" --endpoint "$FERRY" pipeline --messages 2000 >/dev/null
+  pipeline=$("$LOAD" --endpoint "$FERRY" pipeline --messages "$MESSAGES")
+  latency=$("$LOAD" --endpoint "$FERRY" latency --rate "$RATE" --seconds "$LATENCY_SECONDS")
+  results+=("$mode" "$pipeline" "$latency")
+  stop_ferry
+done
 
-
-python3 - "$pipeline" "$direct" "$latency" <<'PY'
+python3 - "$direct" "${results[@]}" <<'PY'
 import json, sys
-p, d, l = (json.loads(a) for a in sys.argv[1:4])
-print("Functions: %d messages through Ferry (publish -> durable store -> supervisor -> C++ function -> ack)"
-      % p["messages"])
-print("  Ferry pipeline            %8.0f executions/s" % p["executions_per_s"])
-print("  Node.js FF, direct HTTP   %8.0f requests/s (4 keep-alive connections)" % d["requests_per_s"])
-print("  ratio                     %8.2fx (target 3x)" % (p["executions_per_s"] / d["requests_per_s"]))
-print("Latency publish -> function start at %d msg/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d messages)"
-      % (l["rate"], l["p50_ms"], l["p99_ms"], l["max_ms"], l["messages"]))
+d = json.loads(sys.argv[1])
+rest = sys.argv[2:]
+for i in range(0, len(rest), 3):
+    mode, p, l = rest[i], json.loads(rest[i + 1]), json.loads(rest[i + 2])
+    print("Functions (%s): %d messages through Ferry (publish -> durable store -> supervisor -> C++ function -> ack)"
+          % (mode, p["messages"]))
+    print("  Ferry pipeline            %8.0f executions/s" % p["executions_per_s"])
+    print("  Node.js FF, direct HTTP   %8.0f requests/s (4 keep-alive connections)" % d["requests_per_s"])
+    print("  ratio                     %8.2fx (target 3x)" % (p["executions_per_s"] / d["requests_per_s"]))
+    print("  latency publish -> function start at %d msg/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d messages)"
+          % (l["rate"], l["p50_ms"], l["p99_ms"], l["max_ms"], l["messages"]))
 PY
