@@ -637,6 +637,40 @@ TEST_P(StoreContractTest, AClaimIsOneNodesUntilItIsReleasedOrRunsOut) {
   EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 17'000, kNow + 27'000), IsOkAndHolds(true));
 }
 
+// PostgreSQL only: message bodies are dropped by partition, and only partitions nothing refers to.
+TEST_P(StoreContractTest, PostgresDropsOnlyPartitionsNothingRefersTo) {
+  if (GetParam() != Backend::kPostgres) GTEST_SKIP() << "partitions are PostgreSQL's";
+  auto db = PgConn::Open(server_ + " dbname=" + database_);
+  ASSERT_THAT(db, IsOk());
+  auto partitions = [&] {
+    std::vector<int64_t> out;
+    auto rows = (*db)->Query("SELECT n FROM message_partitions ORDER BY n");
+    for (int i = 0; rows.ok() && i < rows->size(); ++i) out.push_back(rows->Int(i, 0));
+    return out;
+  };
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("kept")}, kNow), IsOk());  // id 1, in partition 0, never acked
+  // Ids jump ahead: the next publish lands in partition 3 and makes partitions up to it (and one more).
+  ASSERT_THAT((*db)->Exec("SELECT setval('message_ids', 3 * 1048576)"), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("new")}, kNow), IsOk());
+  auto before = partitions();
+  ASSERT_GE(before.size(), 4u);
+  EXPECT_EQ(before.front(), 0);
+  // Partition 0 holds an unacknowledged message: nothing goes.
+  ASSERT_THAT(store_->Maintain(kNow, true), IsOk());
+  EXPECT_EQ(partitions(), before);
+  // Once it is acknowledged, partitions 0 to 2 go; the one in use stays, and so does its message.
+  auto leased = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(leased->messages, SizeIs(2));
+  ASSERT_THAT(store_->Acknowledge(kSub, {leased->messages[0].ack_id}, kNow), IsOk());
+  ASSERT_THAT(store_->ModifyAckDeadline(kSub, {leased->messages[1].ack_id}, 0, kNow), IsOk());
+  ASSERT_THAT(store_->Maintain(kNow, true), IsOk());
+  auto after = partitions();
+  ASSERT_FALSE(after.empty());
+  EXPECT_EQ(after.front(), 3);
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("new"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContractTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          BackendName);
 
