@@ -1,6 +1,7 @@
 #include "api/metrics.h"
 
 #include <cstdio>
+#include <string_view>
 
 #include "common/status_macros.h"
 
@@ -104,6 +105,44 @@ StatusOr<std::string> RenderMetrics(Broker& broker) {
     }
   }
   return w.Take();
+}
+
+std::string WithLabel(std::string const& text, std::string const& name, std::string const& value) {
+  std::string escaped;
+  for (char c : value) {
+    if (c == '\\' || c == '"') escaped += '\\';
+    escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  std::string const label = name + "=\"" + escaped + "\"";
+  std::string out;
+  out.reserve(text.size() + text.size() / 8);
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + pos, end - pos);
+    if (line.empty() || line[0] == '#') {
+      out += line;
+    } else {
+      // A sample: NAME{LABELS} VALUE or NAME VALUE.
+      std::size_t name_end = line.find_first_of("{ ");
+      if (name_end == std::string_view::npos) {
+        out += line;
+      } else if (line[name_end] == '{') {
+        out += line.substr(0, name_end + 1);
+        out += label;
+        if (line.size() > name_end + 1 && line[name_end + 1] != '}') out += ',';
+        out += line.substr(name_end + 1);
+      } else {
+        out += line.substr(0, name_end);
+        out += '{' + label + '}';
+        out += line.substr(name_end);
+      }
+    }
+    if (end < text.size()) out += '\n';
+    pos = end + 1;
+  }
+  return out;
 }
 
 }  // namespace ferry

@@ -25,6 +25,7 @@
 #include "api/gateway/gateway.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
+#include "api/metrics.h"
 #include "api/rest/pubsub_rest.h"
 #include "api/storage/storage_api.h"
 #include "broker/broker.h"
@@ -127,6 +128,7 @@ int RunDaemon(DaemonOptions const& options) {
     return called.ok() && called->status == "ok";
   });
   BucketService buckets(**store, broker);
+  std::string const node = options.database.empty() ? std::string() : NodeName();  // a cluster's nodes are named
   std::vector<std::string> bucket_roots = options.bucket_roots;
   if (bucket_roots.empty()) bucket_roots.push_back(std::filesystem::current_path().string());
   FunctionService functions(**store, broker, **executions, clock,
@@ -134,7 +136,7 @@ int RunDaemon(DaemonOptions const& options) {
                              .schedules_changed = [&] { scheduler.Wake(); },
                              .buckets_changed = [&] { buckets.Sync(); },
                              .bucket_roots = bucket_roots,
-                             .node = options.database.empty() ? std::string() : NodeName()});
+                             .node = node});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   AdminApi admin(functions, scheduler, **executions, options.project);
@@ -198,7 +200,10 @@ int RunDaemon(DaemonOptions const& options) {
     if (FunctionGateway::Serves(req.path)) return gateway.Handle(req);
     if (StorageApi::Serves(req.path)) return storage.Handle(req);
     HttpResponse res = rest.Handle(req);
-    if (req.path == "/metrics" && res.status == 200) res.body += functions.RenderMetrics();
+    if (req.path == "/metrics" && res.status == 200) {
+      res.body += functions.RenderMetrics();
+      if (!node.empty()) res.body = WithLabel(res.body, "node", node);
+    }
     return res;
   });
   if (!server.ok()) {

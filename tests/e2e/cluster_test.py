@@ -51,6 +51,12 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(a.pull("sub-1"), [])
         c.ack("sub-1", [m["ackId"] for m in got])  # ack ids are good on any node
         self.assertEqual(b.pull("sub-1"), [])
+        # Each node's metrics carry its name, so scrapes of every node add up.
+        for node in self.nodes:
+            _, _, body = harness.http_request(node.port, "GET", "/metrics")
+            samples = [line for line in body.decode().splitlines() if line and not line.startswith("#")]
+            self.assertTrue(samples)
+            self.assertTrue(all(line.split("{", 1)[1].startswith('node="') for line in samples), samples[:3])
 
     def test_a_waiting_pull_on_one_node_gets_a_publish_on_another(self):
         a, b, _ = self.clients()
