@@ -382,17 +382,21 @@ void BucketService::OnFileChanged(std::string const& bucket_name, std::string co
     object->metadata = std::move(upload->second.metadata);
     pending_uploads_.erase(upload);
   }
+  RaiseWritten(bucket, *std::move(object));
+}
+
+void BucketService::RaiseWritten(Watched& bucket, ObjectInfo object) {
   std::vector<PubsubMessage> events;
-  auto old = bucket.objects.find(name);
+  auto old = bucket.objects.find(object.name);
   if (old != bucket.objects.end()) {
-    if (old->second.generation == object->generation && old->second.md5_hash == object->md5_hash) return;  // seen
+    if (old->second.generation == object.generation && old->second.md5_hash == object.md5_hash) return;  // seen
     // Overwritten: the old generation is deleted (archived with versioning), as Cloud Storage reports it.
     events.push_back(Event(bucket.record, old->second, GoneEventType(bucket.record)));
-    object->time_created_ms = object->updated_ms;
+    object.time_created_ms = object.updated_ms;
   }
-  bucket.objects[name] = *object;
-  events.push_back(Event(bucket.record, *object, "google.storage.object.finalize"));
-  Commit(bucket.record, {{name, object->ToJson()}}, std::move(events));
+  bucket.objects[object.name] = object;
+  events.push_back(Event(bucket.record, object, "google.storage.object.finalize"));
+  Commit(bucket.record, {{object.name, object.ToJson()}}, std::move(events));
 }
 
 void BucketService::OnFileGone(std::string const& bucket_name, std::string const& name) {
@@ -509,6 +513,16 @@ StatusOr<ObjectInfo> BucketService::Install(std::string const& bucket, std::stri
   FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, root));
   if (!content_type.empty()) object.content_type = content_type;
   object.metadata = std::move(metadata);
+  // The upload's finalize is raised before the upload is answered, as Cloud Storage raises it, so what the
+  // client does next (a metadata update) comes after it. The watcher, a moment behind, finds this generation seen
+  // (or, when it came first, this finds it seen).
+  std::lock_guard lock(mu_);
+  pending_uploads_.erase(bucket + "/" + name);
+  auto b = buckets_.find(bucket);
+  if (b != buckets_.end()) {
+    RaiseWritten(b->second, object);
+    object = b->second.objects[name];  // what its events said (the watcher's, if it came first)
+  }
   return object;
 }
 

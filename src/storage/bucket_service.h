@@ -91,6 +91,9 @@ class BucketService {
   std::vector<std::string> AddWatches(std::string const& bucket, std::string const& dir);
   void Reconcile(std::string const& bucket, std::vector<std::string> const& files);
   void OnFileChanged(std::string const& bucket, std::string const& name);
+  // Holds mu_: raises the events of `object` having been written (its finalize, after the delete or archive of
+  // the generation it replaced) unless this generation's were raised already.
+  void RaiseWritten(Watched& bucket, ObjectInfo object);
   void OnFileGone(std::string const& bucket, std::string const& name);
   static char const* GoneEventType(BucketRecord const& bucket);
   PubsubMessage Event(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type);

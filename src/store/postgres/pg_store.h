@@ -4,6 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <limits>
+#include <unordered_map>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -121,6 +124,11 @@ class PgStore final : public Store {
   // pg_snapshots.cc
   Status Seek(PgConn& db, PgSub const& sub, int64_t time_ms, std::optional<int64_t> snap_id, int64_t now_ms);
 
+  // The lease scan's cursor per subscription (pg_delivery.cc).
+  static constexpr int64_t kWholeRange = std::numeric_limits<int64_t>::min();
+  int64_t ScanFrom(int64_t sub_id);
+  void SetScanFrom(int64_t sub_id, int64_t from, bool whole_range);
+
   void ListenLoop();
   void Notify(std::string const& topic);
 
@@ -129,6 +137,12 @@ class PgStore final : public Store {
   std::atomic<int64_t> partitions_end_{0};   // ids below this have a partition
   std::mutex listener_mu_;
   std::function<void(std::string const& topic)> publish_listener_;  // GUARDED_BY(listener_mu_)
+  struct Cursor {
+    int64_t from = kWholeRange;
+    std::chrono::steady_clock::time_point set;  // its window began then (a full scan)
+  };
+  std::mutex cursor_mu_;
+  std::unordered_map<int64_t, Cursor> cursors_;  // GUARDED_BY(cursor_mu_), by subscription id
   std::atomic<bool> stop_{false};
   std::thread listen_thread_;
 };
