@@ -79,14 +79,16 @@ void FunctionService::Start() {
     running_[record.name] = {*spec, "", false};
     specs.emplace_back(record.name, *std::move(spec));
   }
-  for (auto const& [name, spec] : specs) {
-    auto executable = Build(spec);
-    Status launched = executable.ok() ? Launch(spec, *executable) : executable.status();
-    if (!launched.ok()) {
-      std::fprintf(stderr, "ferry: function %s cannot run: %s\n", name.c_str(), launched.message().c_str());
-      std::lock_guard lock(mu_);
-      running_[name] = {spec, launched.message()};
-    }
+  for (auto const& [name, spec] : specs) BuildAndLaunch(name, spec);
+}
+
+void FunctionService::BuildAndLaunch(std::string const& name, FunctionSpec const& spec) {
+  auto executable = Build(spec);
+  Status launched = executable.ok() ? Launch(spec, *executable) : executable.status();
+  if (!launched.ok()) {
+    std::fprintf(stderr, "ferry: function %s cannot run: %s\n", name.c_str(), launched.message().c_str());
+    std::lock_guard lock(mu_);
+    running_[name] = {spec, launched.message()};
   }
 }
 
@@ -120,13 +122,7 @@ void FunctionService::Follow() {
       std::lock_guard lock(mu_);
       running_[name] = {spec, "", false};
     }
-    auto executable = Build(spec);
-    Status launched = executable.ok() ? Launch(spec, *executable) : executable.status();
-    if (!launched.ok()) {
-      std::fprintf(stderr, "ferry: function %s cannot run: %s\n", name.c_str(), launched.message().c_str());
-      std::lock_guard lock(mu_);
-      running_[name] = {spec, launched.message()};
-    }
+    BuildAndLaunch(name, spec);
   }
   if (!options_.node.empty()) FollowClaims();
   // Schedules and buckets: tell their services when another node's deploy changed them.

@@ -105,6 +105,8 @@ class FunctionService {
 
   StatusOr<std::string> Build(FunctionSpec const& spec);  // the executable of a cpp function, or ""
   Status Launch(FunctionSpec const& spec, std::string const& executable);
+  // A stored function started (Start, Follow): FAILED with the reason when it does not build or start.
+  void BuildAndLaunch(std::string const& name, FunctionSpec const& spec);
   void Stop(std::string const& name);
   void OnExecution(ExecutionPhase phase, ExecutionRecord const& record);
   Status CheckHttpRunning(std::string const& name);

@@ -33,4 +33,15 @@ std::optional<AckRef> DecodeAckId(std::string_view ack_id) {
   return ref;
 }
 
+StatusOr<std::vector<AckRef>> DecodeAckIds(std::vector<std::string> const& ack_ids) {
+  std::vector<AckRef> refs;
+  refs.reserve(ack_ids.size());
+  for (auto const& id : ack_ids) {
+    auto ref = DecodeAckId(id);
+    if (!ref) return InvalidArgumentError("Invalid ack id (ack_id=" + id + ")");
+    refs.push_back(*ref);
+  }
+  return refs;
+}
+
 }  // namespace ferry

@@ -4,6 +4,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "ferry/status.h"
 
 namespace ferry {
 
@@ -16,5 +19,7 @@ struct AckRef {
 
 std::string EncodeAckId(AckRef const& ref);  // "s-m-a" in decimal
 std::optional<AckRef> DecodeAckId(std::string_view ack_id);
+// All of them, or INVALID_ARGUMENT naming the first that is malformed.
+StatusOr<std::vector<AckRef>> DecodeAckIds(std::vector<std::string> const& ack_ids);
 
 }  // namespace ferry

@@ -171,7 +171,7 @@ void PgStore::SetScanFrom(int64_t sub_id, int64_t from, bool whole_range) {
 
 StatusOr<AckResult> PgStore::Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
                                          int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds(ack_ids));
   AckResult result;
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     result = {};
@@ -206,13 +206,13 @@ StatusOr<AckResult> PgStore::Acknowledge(std::string const& subscription, std::v
 StatusOr<ModifyResult> PgStore::ModifyAckDeadline(std::string const& subscription,
                                                   std::vector<std::string> const& ack_ids, int seconds,
                                                   int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds(ack_ids));
   return Modify(subscription, refs, seconds, nullptr, now_ms);
 }
 
 StatusOr<int> PgStore::ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids,
                                     int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds(ack_ids));
   int returned = 0;
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     returned = 0;
@@ -235,7 +235,7 @@ StatusOr<int> PgStore::ReturnUnsent(std::string const& subscription, std::vector
 
 StatusOr<ModifyResult> PgStore::Nack(std::string const& subscription, std::string const& ack_id,
                                      std::string const& error, int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll({ack_id}));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds({ack_id}));
   return Modify(subscription, refs, 0, &error, now_ms);
 }
 

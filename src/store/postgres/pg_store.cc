@@ -201,17 +201,6 @@ Status PgStore::Read(std::function<Status(PgConn&)> const& fn) {
   }
 }
 
-StatusOr<std::vector<AckRef>> PgStore::DecodeAll(std::vector<std::string> const& ack_ids) {
-  std::vector<AckRef> refs;
-  refs.reserve(ack_ids.size());
-  for (auto const& id : ack_ids) {
-    auto ref = DecodeAckId(id);
-    if (!ref) return InvalidArgumentError("Invalid ack id (ack_id=" + id + ")");
-    refs.push_back(*ref);
-  }
-  return refs;
-}
-
 StatusOr<std::optional<int64_t>> PgStore::FindTopicId(PgConn& db, std::string const& name) {
   FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT id FROM topics WHERE name = $1", PgParams().Add(name)));
   if (rows.empty()) return std::optional<int64_t>();

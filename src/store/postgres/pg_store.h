@@ -101,7 +101,6 @@ class PgStore final : public Store {
   Status Read(std::function<Status(PgConn&)> const& fn);
 
   // ---- shared steps, in the caller's transaction (pg_store.cc) ----
-  static StatusOr<std::vector<AckRef>> DecodeAll(std::vector<std::string> const& ack_ids);
   static StatusOr<std::optional<int64_t>> FindTopicId(PgConn& db, std::string const& name);
   static StatusOr<std::optional<PgSub>> FindSub(PgConn& db, std::string const& name);
   static Status CheckDeadLetterTopic(PgConn& db, Subscription const& sub);

@@ -127,7 +127,7 @@ StatusOr<LeaseResult> SqliteStore::Lease(std::string const& subscription, int ma
 
 StatusOr<AckResult> SqliteStore::Acknowledge(std::string const& subscription, std::vector<std::string> const& ack_ids,
                                              int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds(ack_ids));
   AckResult result;
   auto st = Write([&](SqliteDb& db) -> Status {
     result = {};
@@ -166,13 +166,13 @@ StatusOr<AckResult> SqliteStore::Acknowledge(std::string const& subscription, st
 StatusOr<ModifyResult> SqliteStore::ModifyAckDeadline(std::string const& subscription,
                                                       std::vector<std::string> const& ack_ids,
                                                       int seconds, int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds(ack_ids));
   return Modify(subscription, refs, seconds, nullptr, now_ms);
 }
 
 StatusOr<int> SqliteStore::ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids,
                                         int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll(ack_ids));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds(ack_ids));
   int returned = 0;
   auto st = Write([&](SqliteDb& db) -> Status {
     returned = 0;
@@ -195,7 +195,7 @@ StatusOr<int> SqliteStore::ReturnUnsent(std::string const& subscription, std::ve
 
 StatusOr<ModifyResult> SqliteStore::Nack(std::string const& subscription, std::string const& ack_id,
                                          std::string const& error, int64_t now_ms) {
-  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAll({ack_id}));
+  FERRY_ASSIGN_OR_RETURN(auto refs, DecodeAckIds({ack_id}));
   return Modify(subscription, refs, 0, &error, now_ms);
 }
 

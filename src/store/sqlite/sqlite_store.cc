@@ -87,17 +87,6 @@ void SqliteStore::AfterBatch(bool committed) {
   published_topics_.clear();
 }
 
-StatusOr<std::vector<AckRef>> SqliteStore::DecodeAll(std::vector<std::string> const& ack_ids) {
-  std::vector<AckRef> refs;
-  refs.reserve(ack_ids.size());
-  for (auto const& id : ack_ids) {
-    auto ref = DecodeAckId(id);
-    if (!ref) return InvalidArgumentError("Invalid ack id (ack_id=" + id + ")");
-    refs.push_back(*ref);
-  }
-  return refs;
-}
-
 StatusOr<std::optional<int64_t>> SqliteStore::FindTopicId(SqliteDb& db, std::string const& name) {
   FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id FROM topics WHERE name = ?1"));
   st->Bind(1, name);

@@ -131,7 +131,6 @@ class SqliteStore final : public Store {
   Reader Read() { return {std::unique_lock(read_mu_), reader_.get()}; }
 
   // ---- shared steps, in the caller's transaction on the writer thread (sqlite_store.cc) ----
-  static StatusOr<std::vector<AckRef>> DecodeAll(std::vector<std::string> const& ack_ids);
   static StatusOr<std::optional<int64_t>> FindTopicId(SqliteDb& db, std::string const& name);
   // A subscription by name, from the cache of decoded specs (decoding the JSON spec for every pull and ack cost
   // more than the rows they touch).
