@@ -35,6 +35,7 @@ StatusOr<LeaseResult> PgStore::Lease(std::string const& subscription, int max, i
   std::vector<std::string> dead_letter_topics;
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     result = {};
+    dead_letter_topics.clear();  // a transaction run again starts over
     FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
     if (!sub) return NotFoundError("Subscription does not exist");
     auto const& spec = sub->spec;
