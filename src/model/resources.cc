@@ -109,6 +109,10 @@ Status ValidateMessage(PubsubMessage const& message) {
     return InvalidArgumentError("Ordering key is longer than 1024 bytes");
   }
   if (!IsValidUtf8(message.ordering_key)) return InvalidArgumentError("Ordering key must be valid UTF-8");
+  // Stored and compared as text, which PostgreSQL cannot hold a NUL in: refused alike on every backend.
+  if (message.ordering_key.find('\0') != std::string::npos) {
+    return InvalidArgumentError("Ordering key must not contain a NUL character");
+  }
   return OkStatus();
 }
 

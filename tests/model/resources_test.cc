@@ -80,6 +80,9 @@ TEST(ResourcesTest, ValidatesMessages) {
   PubsubMessage many;
   for (int i = 0; i < 101; ++i) many.attributes["k" + std::to_string(i)] = "v";
   EXPECT_THAT(ValidateMessage(many), StatusIs(StatusCode::kInvalidArgument));
+  EXPECT_THAT(ValidateMessage({.data = "x", .ordering_key = "k1"}), IsOk());
+  EXPECT_THAT(ValidateMessage({.data = "x", .ordering_key = std::string("k\0y", 3)}),
+              StatusIs(StatusCode::kInvalidArgument));
 }
 
 }  // namespace
