@@ -98,7 +98,7 @@ bool PgConn::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 // A failed statement as a Status a client can act on: UNAVAILABLE for what passes (a lost connection, a
 // serialization failure, a lock or statement timeout, too many connections), RESOURCE_EXHAUSTED for a full disk,
 // INTERNAL for the rest. The SQLSTATE leads the message, so IsRetryable can read it.
-Status PgConn::ResultError(pg_result* result, std::string_view what) {
+Status PgConn::ResultError(pg_result* result) {
   char const* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   std::string code = state != nullptr ? state : "";
   std::string message = "postgresql " + (code.empty() ? std::string("error") : code) + ": " + PQerrorMessage(conn_);
@@ -111,14 +111,13 @@ Status PgConn::ResultError(pg_result* result, std::string_view what) {
   } else if (code == "53100") {
     status = StatusCode::kResourceExhausted;
   }
-  (void)what;
   return Status(status, message);
 }
 
 Status PgConn::Exec(std::string_view sql) {
   pg_result* result = PQexec(conn_, std::string(sql).c_str());
   ExecStatusType st = PQresultStatus(result);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return ResultError(result, sql);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return ResultError(result);
   PQclear(result);
   return OkStatus();
 }
@@ -128,7 +127,7 @@ StatusOr<PgRows> PgConn::Query(char const* sql, PgParams const& params) {
   if (it == prepared_.end()) {
     std::string name = "s" + std::to_string(prepared_.size());
     pg_result* prep = PQprepare(conn_, name.c_str(), sql, 0, nullptr);
-    if (PQresultStatus(prep) != PGRES_COMMAND_OK) return ResultError(prep, sql);
+    if (PQresultStatus(prep) != PGRES_COMMAND_OK) return ResultError(prep);
     PQclear(prep);
     it = prepared_.emplace(sql, std::move(name)).first;
   }
@@ -142,7 +141,7 @@ StatusOr<PgRows> PgConn::Query(char const* sql, PgParams const& params) {
   pg_result* result = PQexecPrepared(conn_, it->second.c_str(), params.size(), values.data(), lengths.data(),
                                      params.formats_.data(), 0);
   ExecStatusType st = PQresultStatus(result);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return ResultError(result, sql);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return ResultError(result);
   return PgRows(result);
 }
 

@@ -81,7 +81,7 @@ class PgConn {
 
  private:
   explicit PgConn(pg_conn* conn) : conn_(conn) {}
-  Status ResultError(pg_result* result, std::string_view what);
+  Status ResultError(pg_result* result);
   pg_conn* conn_;
   std::unordered_map<char const*, std::string> prepared_;  // sql address -> statement name
 };
