@@ -1,8 +1,10 @@
 """The `ferry` command line against a real daemon: tables, --format json, and one-line errors."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -71,6 +73,13 @@ class CliTest(unittest.TestCase):
         self.assertIn("invalid duration", out.stderr)
         out = self.ferry("topics", "list", endpoint="http://127.0.0.1:1", expect=1)
         self.assertIn("cannot reach ferry", out.stderr)
+        self.assertEqual(out.stderr.strip().count("\n"), 0, out.stderr)
+        # A database that is not there: one line (libpq's own message has two), and no daemon.
+        work = tempfile.mkdtemp(prefix="ferry-cli-")
+        self.addCleanup(shutil.rmtree, work, True)
+        out = self.ferry("serve", "--port", "0", "--data-dir", work, "--database",
+                         "host=%s/none dbname=ferry connect_timeout=5" % work, expect=1)
+        self.assertIn("postgresql: cannot connect", out.stderr)
         self.assertEqual(out.stderr.strip().count("\n"), 0, out.stderr)
 
     def test_help_everywhere(self):

@@ -5,6 +5,24 @@
 #include <cstring>
 
 namespace ferry {
+namespace {
+
+// libpq's messages end in a newline and may hold more lines (a hint after a tab): one line, for logs and errors.
+std::string OneLine(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\n') {
+      out += text[i];
+      continue;
+    }
+    out += "; ";
+    while (i + 1 < text.size() && (text[i + 1] == '\t' || text[i + 1] == ' ')) ++i;
+  }
+  return out;
+}
+
+}  // namespace
 
 PgParams& PgParams::Add(int64_t value) {
   values_.push_back(std::to_string(value));
@@ -76,9 +94,8 @@ StatusOr<std::unique_ptr<PgConn>> PgConn::Open(std::string const& conninfo) {
   pg_conn* conn = PQconnectdb(conninfo.c_str());
   if (conn == nullptr) return UnavailableError("postgresql: out of memory");
   if (PQstatus(conn) != CONNECTION_OK) {
-    std::string message = PQerrorMessage(conn);
+    std::string message = OneLine(PQerrorMessage(conn));
     PQfinish(conn);
-    while (!message.empty() && message.back() == '\n') message.pop_back();
     return UnavailableError("postgresql: cannot connect: " + message);
   }
   auto out = std::unique_ptr<PgConn>(new PgConn(conn));
@@ -101,8 +118,8 @@ bool PgConn::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 Status PgConn::ResultError(pg_result* result) {
   char const* state = result != nullptr ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
   std::string code = state != nullptr ? state : "";
-  std::string message = "postgresql " + (code.empty() ? std::string("error") : code) + ": " + PQerrorMessage(conn_);
-  while (!message.empty() && message.back() == '\n') message.pop_back();
+  std::string message =
+      "postgresql " + (code.empty() ? std::string("error") : code) + ": " + OneLine(PQerrorMessage(conn_));
   if (result != nullptr) PQclear(result);
   StatusCode status = StatusCode::kInternal;
   if (code.empty() || code.rfind("08", 0) == 0 || code.rfind("40", 0) == 0 || code.rfind("57", 0) == 0 ||
