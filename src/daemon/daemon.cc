@@ -127,8 +127,9 @@ int RunDaemon(DaemonOptions const& options) {
     auto called = functions_ptr->Call(function, data);
     return called.ok() && called->status == "ok";
   });
-  BucketService buckets(**store, broker);
   std::string const node = options.database.empty() ? std::string() : NodeName();  // a cluster's nodes are named
+  // In a cluster one node at a time watches each bucket's (shared) directory.
+  BucketService buckets(**store, broker, {.claims = node.empty() ? nullptr : store->get(), .node = node});
   std::vector<std::string> bucket_roots = options.bucket_roots;
   if (bucket_roots.empty()) bucket_roots.push_back(std::filesystem::current_path().string());
   FunctionService functions(**store, broker, **executions, clock,

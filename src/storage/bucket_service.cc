@@ -7,7 +7,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <limits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -89,15 +92,12 @@ bool IsHidden(std::string const& name) {
 // A file's generation: its modification time in microseconds.
 int64_t GenerationOf(struct stat const& st) { return int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000; }
 
-// The object a file is now, its bytes streamed through the checksums; NOT_FOUND when it is gone (or a link).
-StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& name, std::string const& root) {
-  struct stat st {};
-  auto fd = Beneath::OpenFile(root, name, &st);
-  if (!fd.ok()) return NotFoundError("No such object: " + bucket + "/" + name);
+// The object an open file is, its bytes streamed through the checksums.
+ObjectInfo ReadObjectFrom(int fd, struct stat const& st, std::string const& bucket, std::string const& name) {
   Checksums sums;
   char buf[64 * 1024];
   while (true) {
-    ssize_t n = ::read(fd->get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     sums.Update(std::string_view(buf, static_cast<std::size_t>(n)));
@@ -111,6 +111,29 @@ StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& na
   o.content_type = GuessContentType(name);
   return o;
 }
+
+// The object a file is now; NOT_FOUND when it is gone (or a link).
+StatusOr<ObjectInfo> ReadObject(std::string const& bucket, std::string const& name, std::string const& root) {
+  struct stat st {};
+  auto fd = Beneath::OpenFile(root, name, &st);
+  if (!fd.ok()) return NotFoundError("No such object: " + bucket + "/" + name);
+  return ReadObjectFrom(fd->get(), st, bucket, name);
+}
+
+// Whether object `name` has a file below `root`.
+bool FileExists(std::string const& root, std::string const& name) {
+  struct stat st {};
+  return Beneath::OpenFile(root, name, &st).ok();
+}
+
+// In a cluster, what a rescan sees is left alone until it has not changed for this long: a file another machine is
+// still writing (inotify tells of the close only on the writing machine), or an upload recorded a moment before
+// its file is renamed into place.
+constexpr int64_t kSettleMillis = 2'000;
+constexpr int64_t kClaimMillis = 10'000;    // a watching node that stops renewing loses its buckets after this
+constexpr int64_t kRescanMillis = 5'000;    // how often the watching node reads its buckets' directories again
+
+std::string WatchClaim(std::string const& bucket) { return "watch " + bucket; }
 
 // Whether `object` still describes its file below `root` (same generation and size), without reading it.
 bool Unchanged(ObjectInfo const& object, std::string const& root) {
@@ -171,7 +194,8 @@ StatusOr<ObjectInfo> ObjectInfo::FromJson(std::string const& json) {
   return o;
 }
 
-BucketService::BucketService(BucketStore& store, Broker& broker) : store_(store), broker_(broker) {}
+BucketService::BucketService(BucketStore& store, Broker& broker, Cluster cluster)
+    : store_(store), broker_(broker), cluster_(std::move(cluster)) {}
 
 BucketService::~BucketService() { Stop(); }
 
@@ -179,6 +203,7 @@ void BucketService::Start() {
   inotify_fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   Sync();
+  if (cluster_.claims != nullptr) FollowClaims();  // so a lone node watches its buckets from the start
   thread_ = std::thread([this] { WatchLoop(); });
 }
 
@@ -189,6 +214,11 @@ void BucketService::Stop() {
   thread_.join();
   ::close(inotify_fd_);
   ::close(wake_fd_);
+  if (cluster_.claims == nullptr) return;
+  std::lock_guard lock(mu_);
+  for (auto const& [name, bucket] : buckets_) {
+    if (bucket.watching) (void)cluster_.claims->Release(WatchClaim(name), cluster_.node);  // taken over at once
+  }
 }
 
 void BucketService::Sync() {
@@ -202,15 +232,23 @@ void BucketService::Sync() {
   for (auto const& r : *records) {
     auto it = buckets_.find(r.name);
     if (it != buckets_.end() && it->second.record.path == r.path) {  // the same directory, maybe new settings
-      next[r.name] = Watched{r, std::move(it->second.objects)};
+      it->second.record = r;
+      next[r.name] = std::move(it->second);
       continue;
     }
-    next[r.name] = Watched{r, {}};
+    // Alone, this node watches every bucket; in a cluster, the one holding its claim does (FollowClaims).
+    next[r.name] = Watched{.record = r, .watching = cluster_.claims == nullptr};
   }
-  // Watches of buckets that went or moved are dropped; new ones are added, knowing the files already there.
+  for (auto& [name, bucket] : buckets_) {
+    if (!next.contains(name) && bucket.watching && cluster_.claims != nullptr) {
+      (void)cluster_.claims->Release(WatchClaim(name), cluster_.node);
+    }
+  }
+  // Watches of buckets that went, moved or are no longer this node's are dropped; new ones are added, knowing the
+  // files already there.
   for (auto it = watches_.begin(); it != watches_.end();) {
     auto b = next.find(it->second.first);
-    if (b != next.end() && it->second.second.rfind(b->second.record.path, 0) == 0) {
+    if (b != next.end() && b->second.watching && it->second.second.rfind(b->second.record.path, 0) == 0) {
       ++it;
       continue;
     }
@@ -219,16 +257,60 @@ void BucketService::Sync() {
   }
   buckets_ = std::move(next);
   for (auto& [name, bucket] : buckets_) {
+    if (!bucket.watching) continue;
     bool watched = false;
     for (auto const& [wd, w] : watches_) watched = watched || (w.first == name && w.second == bucket.record.path);
     if (!watched) Reconcile(name, AddWatches(name, bucket.record.path));
   }
 }
 
+void BucketService::FollowClaims() {
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& [name, bucket] : buckets_) names.push_back(name);
+  }
+  int64_t const now = broker_.NowMillis();
+  std::map<std::string, bool> held;
+  for (auto const& name : names) {
+    auto claim = cluster_.claims->Claim(WatchClaim(name), cluster_.node, now, now + kClaimMillis);
+    held[name] = claim.ok() && *claim;  // the database away: stop watching, so two nodes never both watch long
+  }
+  std::lock_guard lock(mu_);
+  for (auto& [name, bucket] : buckets_) {
+    auto it = held.find(name);
+    if (it == held.end()) continue;  // came with a deploy meanwhile: next round
+    if (it->second != bucket.watching) {
+      Watch(bucket, it->second);
+    } else if (bucket.watching && now - bucket.scanned_ms >= kRescanMillis) {
+      Reconcile(name, AddWatches(name, bucket.record.path));  // what other machines wrote
+    }
+  }
+}
+
+// Holds mu_. Starts watching a bucket's directory, raising what changed since its last events; or stops.
+void BucketService::Watch(Watched& bucket, bool on) {
+  bucket.watching = on;
+  if (on) {
+    std::fprintf(stderr, "ferry: node %s watches bucket %s\n", cluster_.node.c_str(), bucket.record.name.c_str());
+    Reconcile(bucket.record.name, AddWatches(bucket.record.name, bucket.record.path));
+    return;
+  }
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    if (it->second.first != bucket.record.name) {
+      ++it;
+      continue;
+    }
+    inotify_rm_watch(inotify_fd_, it->first);
+    it = watches_.erase(it);
+  }
+}
+
 // Holds mu_. Compares the files of a bucket just watched with what its last events said (the store's), and
 // raises the events of what changed while nobody watched: finalize for a new or changed file, delete (archive
 // with versioning) for the generation it replaced or a file that went. The first scan of a directory raises
-// nothing: its files are where the bucket starts.
+// nothing: its files are where the bucket starts. In a cluster it also runs every few seconds, for the changes
+// other machines made; there, what changed in the last moments waits for the next round (kSettleMillis).
 void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::string> const& files) {
   auto& bucket = buckets_[bucket_name];
   auto stored = store_.BucketObjects(bucket_name);
@@ -236,6 +318,9 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
     std::fprintf(stderr, "ferry: bucket %s: %s\n", bucket_name.c_str(), stored.status().message().c_str());
     return;
   }
+  int64_t const now = broker_.NowMillis();
+  int64_t const settled_before = cluster_.claims == nullptr ? std::numeric_limits<int64_t>::max() : now - kSettleMillis;
+  bucket.scanned_ms = now;
   std::map<std::string, ObjectInfo> known;
   for (auto const& [name, json] : *stored) {
     if (name.empty()) continue;
@@ -243,33 +328,36 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
     if (object.ok()) known[name] = *std::move(object);
   }
   auto scanned = stored->find("");
-  bool first_scan = scanned == stored->end() || scanned->second != bucket.record.path;
-  std::vector<BucketObjectChange> changes;
-  std::vector<PubsubMessage> events;
-  if (first_scan) changes.push_back({"", bucket.record.path});
+  if (scanned == stored->end() || scanned->second != bucket.record.path) {
+    // The first scan: its files are where the bucket starts.
+    std::vector<BucketObjectChange> changes{{"", bucket.record.path}};
+    bucket.objects.clear();
+    for (auto const& [name, object] : known) changes.push_back({name, std::nullopt});
+    for (auto const& name : files) {
+      auto object = ReadObject(bucket_name, name, bucket.record.path);
+      if (!object.ok()) continue;
+      bucket.objects[name] = *object;
+      changes.push_back({name, object->ToJson()});
+    }
+    Commit(bucket.record, std::move(changes), {});
+    return;
+  }
   bucket.objects.clear();
   for (auto const& name : files) {
     auto old = known.find(name);
-    if (old != known.end() && !first_scan && Unchanged(old->second, bucket.record.path)) {
+    if (old != known.end() && Unchanged(old->second, bucket.record.path)) {
       bucket.objects[name] = old->second;  // unchanged, with its content type and metadata
       known.erase(old);
       continue;
     }
-    auto object = ReadObject(bucket_name, name, bucket.record.path);
-    if (!object.ok()) continue;
-    if (!first_scan) {
-      if (old != known.end()) events.push_back(Event(bucket.record, old->second, GoneEventType(bucket.record)));
-      events.push_back(Event(bucket.record, *object, "google.storage.object.finalize"));
-    }
     if (old != known.end()) known.erase(old);
-    bucket.objects[name] = *object;
-    changes.push_back({name, object->ToJson()});
+    auto object = ReadObject(bucket_name, name, bucket.record.path);
+    if (!object.ok() || object->updated_ms >= settled_before) continue;
+    (void)RaiseWritten(bucket, *std::move(object));
   }
   for (auto const& [name, object] : known) {  // gone while nobody watched
-    if (!first_scan) events.push_back(Event(bucket.record, object, GoneEventType(bucket.record)));
-    changes.push_back({name, std::nullopt});
+    if (object.updated_ms < settled_before) RaiseGone(bucket, name);
   }
-  Commit(bucket.record, std::move(changes), std::move(events));
 }
 
 // Holds mu_. Watches `dir` and the directories below it, each before it is read: a file that arrives meanwhile is
@@ -309,9 +397,26 @@ std::vector<std::string> BucketService::AddWatches(std::string const& bucket_nam
 
 void BucketService::WatchLoop() {
   alignas(inotify_event) char buf[64 * 1024];
+  auto next_claims = std::chrono::steady_clock::now();
   while (true) {
+    int timeout = -1;
+    if (cluster_.claims != nullptr) {
+      auto now = std::chrono::steady_clock::now();
+      if (now >= next_claims) {
+        try {
+          FollowClaims();
+        } catch (std::exception const& e) {
+          std::fprintf(stderr, "ferry: buckets: %s\n", e.what());
+        }
+        next_claims = now + std::chrono::seconds(1);
+      }
+      timeout = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(next_claims - now).count());
+      timeout = std::clamp(timeout, 0, 1000);
+    }
     pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) continue;
+    int ready = ::poll(fds, 2, timeout);
+    if (ready <= 0) continue;
     if (fds[1].revents != 0) return;
     ssize_t n = ::read(inotify_fd_, buf, sizeof buf);
     for (ssize_t off = 0; off < n;) {
@@ -373,41 +478,83 @@ void BucketService::WatchLoop() {
 void BucketService::OnFileChanged(std::string const& bucket_name, std::string const& name) {
   std::lock_guard lock(mu_);
   auto b = buckets_.find(bucket_name);
-  if (b == buckets_.end()) return;
-  auto& bucket = b->second;
-  auto object = ReadObject(bucket_name, name, bucket.record.path);
+  if (b == buckets_.end() || !b->second.watching) return;
+  auto object = ReadObject(bucket_name, name, b->second.record.path);
   if (!object.ok()) return;  // gone again already (its delete event follows), or a link
-  if (auto upload = pending_uploads_.find(bucket_name + "/" + name); upload != pending_uploads_.end()) {
-    if (!upload->second.content_type.empty()) object->content_type = upload->second.content_type;
-    object->metadata = std::move(upload->second.metadata);
-    pending_uploads_.erase(upload);
-  }
-  RaiseWritten(bucket, *std::move(object));
+  (void)RaiseWritten(b->second, *std::move(object));
 }
 
-void BucketService::RaiseWritten(Watched& bucket, ObjectInfo object) {
-  std::vector<PubsubMessage> events;
-  auto old = bucket.objects.find(object.name);
-  if (old != bucket.objects.end()) {
-    if (old->second.generation == object.generation && old->second.md5_hash == object.md5_hash) return;  // seen
-    // Overwritten: the old generation is deleted (archived with versioning), as Cloud Storage reports it.
-    events.push_back(Event(bucket.record, old->second, GoneEventType(bucket.record)));
-    object.time_created_ms = object.updated_ms;
+StatusOr<std::optional<ObjectInfo>> BucketService::Update(Watched& bucket, std::string const& name,
+                                                          Decide const& decide) {
+  std::optional<ObjectInfo> after;
+  std::size_t raised = 0;
+  Status st = store_.UpdateBucketObject(
+      bucket.record.name, name, StorageEventsTopic(bucket.record.project, bucket.record.name),
+      [&](std::optional<std::string> const& stored) {
+        std::optional<ObjectInfo> old;
+        if (stored) {
+          if (auto object = ObjectInfo::FromJson(*stored); object.ok()) old = *std::move(object);
+        }
+        Outcome outcome = decide(old);
+        after = outcome.changed ? outcome.object : old;
+        raised = outcome.events.size();
+        BucketObjectUpdate update;
+        if (outcome.changed) {
+          update.changes.push_back({name, outcome.object ? std::optional(outcome.object->ToJson()) : std::nullopt});
+        }
+        update.events = std::move(outcome.events);
+        return update;
+      },
+      broker_.NowMillis());
+  if (!st.ok()) {
+    std::fprintf(stderr, "ferry: bucket %s: cannot record %zu event(s) of %s: %s\n", bucket.record.name.c_str(),
+                 raised, name.c_str(), st.message().c_str());
+    return st;
   }
-  bucket.objects[object.name] = object;
-  events.push_back(Event(bucket.record, object, "google.storage.object.finalize"));
-  Commit(bucket.record, {{object.name, object.ToJson()}}, std::move(events));
+  if (after) {
+    bucket.objects[name] = *after;
+  } else {
+    bucket.objects.erase(name);
+  }
+  return after;
+}
+
+StatusOr<ObjectInfo> BucketService::RaiseWritten(Watched& bucket, ObjectInfo object) {
+  auto seen = [&](ObjectInfo const& old) {
+    return old.generation == object.generation && old.md5_hash == object.md5_hash;
+  };
+  if (auto known = bucket.objects.find(object.name); known != bucket.objects.end() && seen(known->second)) {
+    return known->second;
+  }
+  FERRY_ASSIGN_OR_RETURN(auto after, Update(bucket, object.name, [&](std::optional<ObjectInfo> const& old) {
+                           if (old && seen(*old)) return Outcome{};  // raised already, by this node or another
+                           Outcome out{.object = object, .changed = true};
+                           if (old) {
+                             // Overwritten: the old generation is deleted (archived with versioning), as Cloud
+                             // Storage reports it.
+                             out.events.push_back(Event(bucket.record, *old, GoneEventType(bucket.record)));
+                             out.object->time_created_ms = object.updated_ms;
+                           }
+                           out.events.push_back(Event(bucket.record, *out.object, "google.storage.object.finalize"));
+                           return out;
+                         }));
+  if (!after) return NotFoundError("No such object: " + bucket.record.name + "/" + object.name);
+  return *after;
+}
+
+void BucketService::RaiseGone(Watched& bucket, std::string const& name) {
+  (void)Update(bucket, name, [&](std::optional<ObjectInfo> const& old) {
+    // Raised already; or the file is back (an upload recorded before its file is renamed into place).
+    if (!old || FileExists(bucket.record.path, name)) return Outcome{};
+    return Outcome{.events = {Event(bucket.record, *old, GoneEventType(bucket.record))}, .changed = true};
+  });
 }
 
 void BucketService::OnFileGone(std::string const& bucket_name, std::string const& name) {
   std::lock_guard lock(mu_);
   auto b = buckets_.find(bucket_name);
-  if (b == buckets_.end()) return;
-  auto old = b->second.objects.find(name);
-  if (old == b->second.objects.end()) return;
-  ObjectInfo object = old->second;
-  b->second.objects.erase(old);
-  Commit(b->second.record, {{name, std::nullopt}}, {Event(b->second.record, object, GoneEventType(b->second.record))});
+  if (b == buckets_.end() || !b->second.watching) return;
+  RaiseGone(b->second, name);
 }
 
 char const* BucketService::GoneEventType(BucketRecord const& bucket) {
@@ -498,32 +645,40 @@ StatusOr<ObjectInfo> BucketService::Install(std::string const& bucket, std::stri
   std::string leaf;
   auto parent = Beneath::OpenParent(root, name, true, &leaf);
   if (!parent.ok()) {
-    (void)::unlinkat(file.dir.get(), file.name.c_str(), 0);
+    Discard(file);
     return parent.status();
   }
-  if (!content_type.empty() || !metadata.empty()) {
-    std::lock_guard lock(mu_);
-    pending_uploads_[bucket + "/" + name] = {content_type, metadata};
+  // The object is what the upload file is (renaming keeps its modification time, so its generation).
+  UniqueFd in(::openat(file.dir.get(), file.name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (in.get() < 0 || ::fstat(in.get(), &st) != 0) {
+    Discard(file);
+    return UnavailableError("cannot read the upload back: " + std::string(std::strerror(errno)));
+  }
+  ObjectInfo object = ReadObjectFrom(in.get(), st, bucket, name);
+  if (!content_type.empty()) object.content_type = content_type;
+  object.metadata = std::move(metadata);
+  // The upload's finalize is recorded before its file is in place, and before the upload is answered, as Cloud
+  // Storage raises it: what the client does next (a metadata update) comes after it, and a watch (this node's or
+  // another's) finds this generation seen, with the upload's content type and metadata.
+  std::lock_guard lock(mu_);
+  auto b = buckets_.find(bucket);
+  if (b == buckets_.end()) {
+    Discard(file);
+    return NotFoundError("The specified bucket does not exist: " + bucket);
+  }
+  auto raised = RaiseWritten(b->second, object);
+  if (!raised.ok()) {
+    Discard(file);
+    return UnavailableError("cannot record the upload's event: " + std::string(raised.status().message()));
   }
   if (::renameat(file.dir.get(), file.name.c_str(), parent->get(), leaf.c_str()) != 0) {
     int err = errno;
-    (void)::unlinkat(file.dir.get(), file.name.c_str(), 0);
+    Discard(file);
+    RaiseGone(b->second, name);  // its finalize told of a file that never came
     return UnavailableError("cannot store object " + name + ": " + std::strerror(err));
   }
-  FERRY_ASSIGN_OR_RETURN(auto object, ReadObject(bucket, name, root));
-  if (!content_type.empty()) object.content_type = content_type;
-  object.metadata = std::move(metadata);
-  // The upload's finalize is raised before the upload is answered, as Cloud Storage raises it, so what the
-  // client does next (a metadata update) comes after it. The watcher, a moment behind, finds this generation seen
-  // (or, when it came first, this finds it seen).
-  std::lock_guard lock(mu_);
-  pending_uploads_.erase(bucket + "/" + name);
-  auto b = buckets_.find(bucket);
-  if (b != buckets_.end()) {
-    RaiseWritten(b->second, object);
-    object = b->second.objects[name];  // what its events said (the watcher's, if it came first)
-  }
-  return object;
+  return *raised;
 }
 
 StatusOr<BucketRecord> BucketService::Bucket(std::string const& bucket) {
@@ -547,6 +702,10 @@ StatusOr<ObjectInfo> BucketService::Get(std::string const& bucket, std::string c
     std::lock_guard lock(mu_);
     auto& known = buckets_[bucket].objects;
     if (auto it = known.find(name); it != known.end() && Unchanged(it->second, root)) return it->second;
+  }
+  // What another node's events said (its upload, with its content type and metadata).
+  if (auto stored = store_.BucketObject(bucket, name); stored.ok() && *stored) {
+    if (auto object = ObjectInfo::FromJson(**stored); object.ok() && Unchanged(*object, root)) return *object;
   }
   // Not seen yet (the watcher is a moment behind): read it as it is now.
   return ReadObject(bucket, name, root);
@@ -598,21 +757,33 @@ Status BucketService::Delete(std::string const& bucket, std::string const& name)
   if (::unlinkat(parent->get(), leaf.c_str(), 0) != 0) {
     return UnavailableError("cannot delete " + name + ": " + std::strerror(errno));
   }
+  // Its delete is raised before the call is answered; the watch finds it raised.
+  std::lock_guard lock(mu_);
+  if (auto b = buckets_.find(bucket); b != buckets_.end()) RaiseGone(b->second, name);
   return OkStatus();
 }
 
 StatusOr<ObjectInfo> BucketService::UpdateMetadata(std::string const& bucket, std::string const& name,
                                                    std::string const& content_type,
                                                    std::map<std::string, std::string> metadata) {
-  FERRY_ASSIGN_OR_RETURN(auto object, Get(bucket, name));
-  if (!content_type.empty()) object.content_type = content_type;
-  for (auto& [k, v] : metadata) object.metadata[k] = std::move(v);
-  ++object.metageneration;  // as Cloud Storage counts changes to an object's metadata
+  FERRY_ASSIGN_OR_RETURN(auto root, RootOf(bucket, name, nullptr));
+  FERRY_ASSIGN_OR_RETURN(auto now, ReadObject(bucket, name, root));
   std::lock_guard lock(mu_);
-  auto& b = buckets_[bucket];
-  b.objects[name] = object;
-  Commit(b.record, {{name, object.ToJson()}}, {Event(b.record, object, "google.storage.object.metadataUpdate")});
-  return object;
+  auto b = buckets_.find(bucket);
+  if (b == buckets_.end()) return NotFoundError("The specified bucket does not exist: " + bucket);
+  FERRY_ASSIGN_OR_RETURN(auto after, Update(b->second, name, [&](std::optional<ObjectInfo> const& stored) {
+                           // The generation its events told of, with the metadata they said; or the file as it is.
+                           ObjectInfo object = stored && stored->generation == now.generation ? *stored : now;
+                           if (!content_type.empty()) object.content_type = content_type;
+                           for (auto const& [k, v] : metadata) object.metadata[k] = v;
+                           ++object.metageneration;  // as Cloud Storage counts changes to an object's metadata
+                           return Outcome{
+                               .object = object,
+                               .events = {Event(b->second.record, object, "google.storage.object.metadataUpdate")},
+                               .changed = true};
+                         }));
+  if (!after) return NotFoundError("No such object: " + bucket + "/" + name);
+  return *after;
 }
 
 }  // namespace ferry

@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,9 +40,21 @@ struct ObjectInfo {
 // functions consume them like Pub/Sub messages: retried, dead-lettered, durable across restarts. Each object's
 // state (with its content type and custom metadata) is stored with its event, so on start the files that
 // changed while Ferry was down raise their events; the files of a directory scanned the first time raise none.
+//
+// Nodes sharing a database (docs/scale-out.md) share the buckets' directories (NFS, say). One node at a time
+// watches a bucket, the one holding its claim ("watch <bucket>", renewed every second); another takes it over
+// when it stops renewing, and raises what changed meanwhile. Inotify sees only the changes made on its own
+// machine, so the watching node also rescans its buckets every few seconds. Every node's API raises the events of
+// its own uploads, deletes and metadata updates. Each object's update reads and writes its stored state in one
+// transaction (BucketStore::UpdateBucketObject), so a change that two nodes see raises its events once.
 class BucketService {
  public:
-  BucketService(BucketStore& store, Broker& broker);
+  struct Cluster {
+    ClaimStore* claims = nullptr;  // null: this node alone watches every bucket
+    std::string node;
+  };
+  BucketService(BucketStore& store, Broker& broker, Cluster cluster);
+  BucketService(BucketStore& store, Broker& broker) : BucketService(store, broker, Cluster()) {}
   ~BucketService();
   BucketService(BucketService const&) = delete;
   BucketService& operator=(BucketService const&) = delete;
@@ -85,15 +99,34 @@ class BucketService {
  private:
   struct Watched {
     BucketRecord record;
-    std::map<std::string, ObjectInfo> objects;  // what the last event said of each object
+    std::map<std::string, ObjectInfo> objects;  // what the last event said of each object, as this node knows it
+    bool watching = false;                      // this node watches the directory
+    int64_t scanned_ms = 0;                     // when this node last read the whole directory
   };
+  // What an update makes of an object: its state now (nullopt: gone) and the events that tell it; or, when not
+  // `changed`, nothing to record.
+  struct Outcome {
+    std::optional<ObjectInfo> object;
+    std::vector<PubsubMessage> events;
+    bool changed = false;
+  };
+  using Decide = std::function<Outcome(std::optional<ObjectInfo> const& stored)>;
+
   void WatchLoop();
+  // The cluster's part, every second: takes, renews and lets go of the claims on watching buckets, and rescans.
+  void FollowClaims();
+  void Watch(Watched& bucket, bool on);
   std::vector<std::string> AddWatches(std::string const& bucket, std::string const& dir);
   void Reconcile(std::string const& bucket, std::vector<std::string> const& files);
   void OnFileChanged(std::string const& bucket, std::string const& name);
+  // Holds mu_: records what `decide` makes of object `name`'s stored state, in one transaction, and returns the
+  // object's state after it (the stored one when nothing changed).
+  StatusOr<std::optional<ObjectInfo>> Update(Watched& bucket, std::string const& name, Decide const& decide);
   // Holds mu_: raises the events of `object` having been written (its finalize, after the delete or archive of
-  // the generation it replaced) unless this generation's were raised already.
-  void RaiseWritten(Watched& bucket, ObjectInfo object);
+  // the generation it replaced) unless this generation's were raised already. Returns what its events said.
+  StatusOr<ObjectInfo> RaiseWritten(Watched& bucket, ObjectInfo object);
+  // Holds mu_: raises the delete (archive) of object `name` unless its file is there or its going was raised.
+  void RaiseGone(Watched& bucket, std::string const& name);
   void OnFileGone(std::string const& bucket, std::string const& name);
   static char const* GoneEventType(BucketRecord const& bucket);
   PubsubMessage Event(BucketRecord const& bucket, ObjectInfo const& object, char const* event_type);
@@ -101,16 +134,12 @@ class BucketService {
 
   BucketStore& store_;
   Broker& broker_;
+  Cluster const cluster_;
   int inotify_fd_ = -1;
   int wake_fd_ = -1;  // an eventfd that ends the watch loop
   std::mutex mu_;
   std::map<std::string, Watched> buckets_;                          // GUARDED_BY(mu_)
   std::map<int, std::pair<std::string, std::string>> watches_;      // GUARDED_BY(mu_): wd -> (bucket, dir)
-  struct PendingUpload {
-    std::string content_type;
-    std::map<std::string, std::string> metadata;
-  };
-  std::map<std::string, PendingUpload> pending_uploads_;  // GUARDED_BY(mu_): bucket/name -> what the upload said
   std::thread thread_;
 };
 

@@ -621,6 +621,58 @@ TEST_P(StoreContractTest, BucketEventsAndTheirObjectsAreRecordedTogether) {
   EXPECT_THAT(*store_->BucketObjects("b2"), SizeIs(0));
 }
 
+TEST_P(StoreContractTest, AnObjectUpdateSeesWhatWasStoredAndRecordsWhatItDecides) {
+  CreateTopicAndSub();
+  EXPECT_THAT(store_->BucketObject("b1", "a.txt"), IsOkAndHolds(std::nullopt));
+  auto raise_once = [](std::optional<std::string> const& stored) {
+    BucketObjectUpdate update;
+    if (!stored) update = {{{"a.txt", "v1"}}, {Msg("finalize")}};
+    return update;
+  };
+  ASSERT_THAT(store_->UpdateBucketObject("b1", "a.txt", kTopic, raise_once, kNow), IsOk());
+  ASSERT_THAT(store_->UpdateBucketObject("b1", "a.txt", kTopic, raise_once, kNow), IsOk());  // seen: nothing
+  EXPECT_THAT(store_->BucketObject("b1", "a.txt"), IsOkAndHolds(std::optional<std::string>("v1")));
+  EXPECT_THAT(Data(store_->Lease(kSub, 10, kNow)->messages), ElementsAre("finalize"));
+  // A decision that fails to publish (no such topic) records nothing.
+  auto overwrite = [](std::optional<std::string> const&) {
+    return BucketObjectUpdate{{{"a.txt", "v2"}}, {Msg("finalize v2")}};
+  };
+  EXPECT_THAT(store_->UpdateBucketObject("b1", "a.txt", "projects/p/topics/gone", overwrite, kNow),
+              StatusIs(StatusCode::kNotFound));
+  EXPECT_THAT(store_->BucketObject("b1", "a.txt"), IsOkAndHolds(std::optional<std::string>("v1")));
+  auto remove = [](std::optional<std::string> const& stored) {
+    BucketObjectUpdate update;
+    if (stored) update = {{{"a.txt", std::nullopt}}, {Msg("delete")}};
+    return update;
+  };
+  ASSERT_THAT(store_->UpdateBucketObject("b1", "a.txt", kTopic, remove, kNow), IsOk());
+  EXPECT_THAT(store_->BucketObject("b1", "a.txt"), IsOkAndHolds(std::nullopt));
+}
+
+// Two nodes that see one new file at once (an upload through one, the watch on the other) raise its event once.
+TEST_P(StoreContractTest, ConcurrentUpdatesOfOneObjectTakeTurns) {
+  CreateTopicAndSub();
+  constexpr int kThreads = 4, kFiles = 25;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int f = 0; f < kFiles; ++f) {
+        std::string name = "f" + std::to_string(f);
+        auto once = [&](std::optional<std::string> const& stored) {
+          BucketObjectUpdate update;
+          if (!stored) update = {{{name, "v"}}, {Msg(name)}};
+          return update;
+        };
+        EXPECT_THAT(store_->UpdateBucketObject("b1", name, kTopic, once, kNow), IsOk());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto leased = store_->Lease(kSub, 1000, kNow);
+  ASSERT_THAT(leased, IsOk());
+  EXPECT_THAT(leased->messages, SizeIs(kFiles));
+}
+
 TEST_P(StoreContractTest, AClaimIsOneNodesUntilItIsReleasedOrRunsOut) {
   EXPECT_THAT(store_->Claim("deliver f", "a", kNow, kNow + 10'000), IsOkAndHolds(true));
   EXPECT_THAT(store_->Claim("deliver f", "b", kNow + 1'000, kNow + 11'000), IsOkAndHolds(false));

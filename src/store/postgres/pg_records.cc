@@ -6,6 +6,12 @@
 #include "store/postgres/pg_store.h"
 
 namespace ferry {
+namespace {
+
+// The class of the advisory locks on buckets' names (the two-key form, apart from pg_store.cc's one-key locks).
+constexpr int kBucketLockClass = 0x46657272;
+
+}  // namespace
 
 Status PgStore::ApplyDeployment(Deployment const& d) {
   return Txn([&](PgConn& db) -> Status {
@@ -100,28 +106,71 @@ StatusOr<std::map<std::string, std::string>> PgStore::BucketObjects(std::string 
   return out;
 }
 
+// In the caller's transaction: publishes `events` to `topic` and applies `changes`. Returns whether it published.
+StatusOr<bool> PgStore::ApplyBucketEvents(PgConn& db, std::string const& bucket,
+                                          std::vector<BucketObjectChange> const& changes, std::string const& topic,
+                                          std::vector<PubsubMessage> const& events, int64_t now_ms) {
+  if (!events.empty()) {
+    FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+    if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
+    FERRY_RETURN_IF_ERROR(InsertMessages(db, *topic_id, topic, events, now_ms));
+  }
+  for (auto const& c : changes) {
+    if (c.object) {
+      FERRY_RETURN_IF_ERROR(db.Run("INSERT INTO bucket_objects(bucket, name, object) VALUES($1, $2, $3) "
+                                   "ON CONFLICT(bucket, name) DO UPDATE SET object = excluded.object",
+                                   PgParams().Add(bucket).Add(c.name).Add(*c.object)));
+    } else {
+      FERRY_RETURN_IF_ERROR(db.Run("DELETE FROM bucket_objects WHERE bucket = $1 AND name = $2",
+                                   PgParams().Add(bucket).Add(c.name)));
+    }
+  }
+  return !events.empty();
+}
+
 Status PgStore::RecordBucketEvents(std::string const& bucket, std::vector<BucketObjectChange> const& changes,
                                    std::string const& topic, std::vector<PubsubMessage> const& events,
                                    int64_t now_ms) {
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
-    if (!events.empty()) {
-      FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
-      if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
-      FERRY_RETURN_IF_ERROR(InsertMessages(db, *topic_id, topic, events, now_ms));
-    }
-    for (auto const& c : changes) {
-      if (c.object) {
-        FERRY_RETURN_IF_ERROR(db.Run("INSERT INTO bucket_objects(bucket, name, object) VALUES($1, $2, $3) "
-                                     "ON CONFLICT(bucket, name) DO UPDATE SET object = excluded.object",
-                                     PgParams().Add(bucket).Add(c.name).Add(*c.object)));
-      } else {
-        FERRY_RETURN_IF_ERROR(db.Run("DELETE FROM bucket_objects WHERE bucket = $1 AND name = $2",
-                                     PgParams().Add(bucket).Add(c.name)));
-      }
-    }
-    return OkStatus();
+    FERRY_RETURN_IF_ERROR(LockBucket(db, bucket));
+    return ApplyBucketEvents(db, bucket, changes, topic, events, now_ms).status();
   }));
   if (!events.empty()) Notify(topic);
+  return OkStatus();
+}
+
+StatusOr<std::optional<std::string>> PgStore::BucketObject(std::string const& bucket, std::string const& name) {
+  std::optional<std::string> out;
+  FERRY_RETURN_IF_ERROR(Read([&](PgConn& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT object FROM bucket_objects WHERE bucket = $1 AND name = $2",
+                                               PgParams().Add(bucket).Add(name)));
+    if (rows.size() > 0) out = rows.Text(0, 0);
+    return OkStatus();
+  }));
+  return out;
+}
+
+// Updates of one bucket's objects take turns (an advisory lock on the bucket's name, in a key space of its own):
+// the row of an object not yet recorded cannot be locked, and two nodes must not both find it new.
+Status PgStore::LockBucket(PgConn& db, std::string const& bucket) {
+  return db.Run("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))", PgParams().Add(kBucketLockClass).Add(bucket));
+}
+
+Status PgStore::UpdateBucketObject(std::string const& bucket, std::string const& name, std::string const& topic,
+                                   std::function<BucketObjectUpdate(std::optional<std::string> const&)> const& decide,
+                                   int64_t now_ms) {
+  bool published = false;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    FERRY_RETURN_IF_ERROR(LockBucket(db, bucket));
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT object FROM bucket_objects WHERE bucket = $1 AND name = $2",
+                                               PgParams().Add(bucket).Add(name)));
+    std::optional<std::string> stored;
+    if (rows.size() > 0) stored = rows.Text(0, 0);
+    BucketObjectUpdate update = decide(stored);
+    FERRY_ASSIGN_OR_RETURN(published, ApplyBucketEvents(db, bucket, update.changes, topic, update.events, now_ms));
+    return OkStatus();
+  }));
+  if (published) Notify(topic);
   return OkStatus();
 }
 

@@ -86,6 +86,10 @@ class PgStore final : public Store {
   Status RecordBucketEvents(std::string const& bucket, std::vector<BucketObjectChange> const& changes,
                             std::string const& topic, std::vector<PubsubMessage> const& events,
                             int64_t now_ms) override;
+  StatusOr<std::optional<std::string>> BucketObject(std::string const& bucket, std::string const& name) override;
+  Status UpdateBucketObject(std::string const& bucket, std::string const& name, std::string const& topic,
+                            std::function<BucketObjectUpdate(std::optional<std::string> const&)> const& decide,
+                            int64_t now_ms) override;
   StatusOr<std::vector<ScheduleRecord>> ListSchedules() override;
   StatusOr<bool> FireSchedule(std::string const& name, int64_t tick_ms, int64_t next_fire_ms,
                               std::string const& topic, PubsubMessage const* message, int64_t now_ms) override;
@@ -108,6 +112,9 @@ class PgStore final : public Store {
   static StatusOr<int64_t> RemoveDeliveries(PgConn& db, PgSub const& sub, std::vector<int64_t> const& msg_ids);
   static Status SetVisibility(PgConn& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased);
   static Status DropSubscriptionRows(PgConn& db, int64_t sub_id);
+  static Status LockBucket(PgConn& db, std::string const& bucket);
+  StatusOr<bool> ApplyBucketEvents(PgConn& db, std::string const& bucket, std::vector<BucketObjectChange> const& changes,
+                                   std::string const& topic, std::vector<PubsubMessage> const& events, int64_t now_ms);
   // Appends messages to a topic, a copy to each subscription whose filter takes it, and tells every node.
   StatusOr<std::vector<int64_t>> InsertMessages(PgConn& db, int64_t topic_id, std::string const& topic,
                                                 std::vector<PubsubMessage> const& messages, int64_t now_ms);

@@ -116,28 +116,62 @@ StatusOr<std::map<std::string, std::string>> SqliteStore::BucketObjects(std::str
   return out;
 }
 
+// In the caller's transaction on the writer thread: publishes `events` to `topic` and applies `changes`.
+Status SqliteStore::ApplyBucketEvents(SqliteDb& db, std::string const& bucket,
+                                      std::vector<BucketObjectChange> const& changes, std::string const& topic,
+                                      std::vector<PubsubMessage> const& events, int64_t now_ms) {
+  if (!events.empty()) {
+    FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
+    if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
+    FERRY_ASSIGN_OR_RETURN(auto ids, InsertMessages(db, *topic_id, events, now_ms));
+    (void)ids;
+    published_topics_.push_back(topic);
+  }
+  for (auto const& c : changes) {
+    if (c.object) {
+      FERRY_ASSIGN_OR_RETURN(auto put, db.Prepare("INSERT OR REPLACE INTO bucket_objects(bucket, name, object) "
+                                                  "VALUES(?1, ?2, ?3)"));
+      FERRY_RETURN_IF_ERROR(put->Bind(1, bucket).Bind(2, c.name).Bind(3, *c.object).Exec());
+    } else {
+      FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM bucket_objects WHERE bucket = ?1 AND name = ?2"));
+      FERRY_RETURN_IF_ERROR(del->Bind(1, bucket).Bind(2, c.name).Exec());
+    }
+  }
+  return OkStatus();
+}
+
 Status SqliteStore::RecordBucketEvents(std::string const& bucket, std::vector<BucketObjectChange> const& changes,
                                        std::string const& topic, std::vector<PubsubMessage> const& events,
                                        int64_t now_ms) {
+  return Write([&](SqliteDb& db) { return ApplyBucketEvents(db, bucket, changes, topic, events, now_ms); });
+}
+
+namespace {
+
+StatusOr<std::optional<std::string>> ReadBucketObject(SqliteDb& db, std::string const& bucket,
+                                                      std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT object FROM bucket_objects WHERE bucket = ?1 AND name = ?2"));
+  st->Bind(1, bucket).Bind(2, name);
+  FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(st->Text(0));
+}
+
+}  // namespace
+
+StatusOr<std::optional<std::string>> SqliteStore::BucketObject(std::string const& bucket, std::string const& name) {
+  auto reader = Read();
+  return ReadBucketObject(*reader.db, bucket, name);
+}
+
+// Writes run one at a time on the writer thread: the read and the write below cannot interleave with another.
+Status SqliteStore::UpdateBucketObject(std::string const& bucket, std::string const& name, std::string const& topic,
+                                       std::function<BucketObjectUpdate(std::optional<std::string> const&)> const& decide,
+                                       int64_t now_ms) {
   return Write([&](SqliteDb& db) -> Status {
-    if (!events.empty()) {
-      FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
-      if (!topic_id) return NotFoundError("Topic " + topic + " does not exist");
-      FERRY_ASSIGN_OR_RETURN(auto ids, InsertMessages(db, *topic_id, events, now_ms));
-      (void)ids;
-      published_topics_.push_back(topic);
-    }
-    for (auto const& c : changes) {
-      if (c.object) {
-        FERRY_ASSIGN_OR_RETURN(auto put, db.Prepare("INSERT OR REPLACE INTO bucket_objects(bucket, name, object) "
-                                                    "VALUES(?1, ?2, ?3)"));
-        FERRY_RETURN_IF_ERROR(put->Bind(1, bucket).Bind(2, c.name).Bind(3, *c.object).Exec());
-      } else {
-        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM bucket_objects WHERE bucket = ?1 AND name = ?2"));
-        FERRY_RETURN_IF_ERROR(del->Bind(1, bucket).Bind(2, c.name).Exec());
-      }
-    }
-    return OkStatus();
+    FERRY_ASSIGN_OR_RETURN(auto stored, ReadBucketObject(db, bucket, name));
+    BucketObjectUpdate update = decide(stored);
+    return ApplyBucketEvents(db, bucket, update.changes, topic, update.events, now_ms);
   });
 }
 

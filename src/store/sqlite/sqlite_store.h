@@ -108,6 +108,10 @@ class SqliteStore final : public Store {
   Status RecordBucketEvents(std::string const& bucket, std::vector<BucketObjectChange> const& changes,
                             std::string const& topic, std::vector<PubsubMessage> const& events,
                             int64_t now_ms) override;
+  StatusOr<std::optional<std::string>> BucketObject(std::string const& bucket, std::string const& name) override;
+  Status UpdateBucketObject(std::string const& bucket, std::string const& name, std::string const& topic,
+                            std::function<BucketObjectUpdate(std::optional<std::string> const&)> const& decide,
+                            int64_t now_ms) override;
   StatusOr<std::vector<ScheduleRecord>> ListSchedules() override;
   StatusOr<bool> FireSchedule(std::string const& name, int64_t tick_ms, int64_t next_fire_ms,
                               std::string const& topic, PubsubMessage const* message, int64_t now_ms) override;
@@ -140,6 +144,8 @@ class SqliteStore final : public Store {
   static StatusOr<bool> IsCurrentLease(SqliteDb& db, int64_t sub_id, AckRef const& ref, int64_t now_ms);
   StatusOr<int64_t> RemoveDeliveries(SqliteDb& db, SubRow const& sub, std::vector<int64_t> const& msg_ids);
   static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub);
+  Status ApplyBucketEvents(SqliteDb& db, std::string const& bucket, std::vector<BucketObjectChange> const& changes,
+                           std::string const& topic, std::vector<PubsubMessage> const& events, int64_t now_ms);
   static Status SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased);
   StatusOr<std::vector<FanoutTarget> const*> FanoutOf(SqliteDb& db, int64_t topic_id);
   StatusOr<std::vector<int64_t>> InsertMessages(SqliteDb& db, int64_t topic_id,
