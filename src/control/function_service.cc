@@ -135,16 +135,15 @@ void FunctionService::Follow() {
     std::string now = fingerprint(*schedules, [](ScheduleRecord const& s) {
       return s.name + " " + s.spec + " " + std::to_string(s.next_fire_ms) + (s.paused ? " paused" : "");
     });
-    if (now != followed_schedules_ && !followed_schedules_.empty() && options_.schedules_changed) {
-      options_.schedules_changed();
-    }
+    // The first round tells too: a deploy may have come between this node's start and its first round.
+    if (now != followed_schedules_ && options_.schedules_changed) options_.schedules_changed();
     followed_schedules_ = now.empty() ? "\n" : now;
   }
   if (auto buckets = store_.ListBuckets(); buckets.ok()) {
     std::string now = fingerprint(*buckets, [](BucketRecord const& b) {
       return b.name + " " + b.path + (b.versioning ? " versioned" : "");
     });
-    if (now != followed_buckets_ && !followed_buckets_.empty() && options_.buckets_changed) options_.buckets_changed();
+    if (now != followed_buckets_ && options_.buckets_changed) options_.buckets_changed();
     followed_buckets_ = now.empty() ? "\n" : now;
   }
 }

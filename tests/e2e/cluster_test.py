@@ -1,6 +1,8 @@
 """Three Ferry nodes sharing one PostgreSQL database are one Ferry: any node answers any call, a publish on one
 wakes subscribers on another, a node killed -9 loses nothing answered, and a deploy on one node runs on all, and
-its logs read through any node."""
+its logs read through any node; one node at a time watches a bucket's shared directory, and another takes over
+when it dies."""
+import collections
 import json
 import os
 import shutil
@@ -8,6 +10,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -173,6 +176,94 @@ class ClusterTest(unittest.TestCase):
         intervals = sorted(tuple(map(float, line.split())) for line in open(spans).read().splitlines())
         for (_, end), (start, _) in zip(intervals, intervals[1:]):
             self.assertLessEqual(end, start, "two calls overlapped")
+
+    def node_holding(self, claim):
+        """The node (of self.nodes) that holds claim `claim` now, or None."""
+        rows = self.pg.query("SELECT node FROM claims WHERE name = '%s' AND until > "
+                             "(extract(epoch FROM clock_timestamp()) * 1000)::bigint" % claim, db="ferry")
+        for node in self.nodes:
+            if rows and node.proc.poll() is None and rows[0][0].split("/")[1] == str(node.proc.pid):
+                return node
+        return None
+
+    def test_one_node_watches_a_bucket_and_another_takes_over_when_it_dies(self):
+        """Files written into a shared bucket directory, uploaded through any node, and written or deleted while the
+        watching node is dead each raise their event exactly once."""
+        work = tempfile.mkdtemp(prefix="ferry-cluster-bucket-")
+        self.addCleanup(shutil.rmtree, work, True)
+        shared = os.path.join(work, "shared")
+        deploy = os.path.join(work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write("project: cl\nbuckets:\n  - {name: shared-inbox, path: %s}\n" % json.dumps(shared))
+        self.nodes[0].deploy(deploy)
+        watcher = harness.wait_for(lambda: self.node_holding("watch shared-inbox"), timeout=30,
+                                   what="a node watching the bucket")
+        # Its first scan, which raises nothing, is done.
+        harness.wait_for(lambda: self.pg.query("SELECT 1 FROM bucket_objects WHERE bucket = 'shared-inbox' AND "
+                                               "name = ''", db="ferry"), timeout=30, what="the first scan")
+        others = [node for node in self.nodes if node is not watcher]
+        # Every node follows the deploy within a second.
+        harness.wait_for(lambda: all(harness.http_request(node.port, "GET", "/storage/v1/b/shared-inbox")[0] == 200
+                                     for node in self.nodes), timeout=10, what="the bucket on every node")
+        a = others[1].client()  # a node that stays up
+        self.addCleanup(a.close)
+        a.create_subscription("inbox-events", "ferry-storage-shared-inbox")
+
+        events = collections.Counter()
+
+        def collect():
+            got = a.pull("inbox-events")
+            if got:
+                a.ack("inbox-events", [m["ackId"] for m in got])
+            for m in got:
+                attrs = m["message"]["attributes"]
+                events[(attrs["eventType"].rsplit(".", 1)[1], attrs["objectId"])] += 1
+            return got
+
+        def wait_events(expected, what):
+            harness.wait_for(lambda: collect() is not None and set(events) >= expected, timeout=60, interval=0.5,
+                             what=what)
+
+        for i in range(3):
+            with open(os.path.join(shared, "direct-%d.txt" % i), "w") as f:
+                f.write("file %d" % i)
+        # An upload through a node that does not watch: raised by that node, with its content type; the watch
+        # finds it raised.
+        status, _, body = harness.http_request(others[0].port, "POST",
+                                               "/upload/storage/v1/b/shared-inbox/o?uploadType=media&name=up.csv",
+                                               body=b"a,b\n", headers={"Content-Type": "text/x-upload"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["contentType"], "text/x-upload")
+        wait_events({("finalize", "direct-0.txt"), ("finalize", "direct-1.txt"), ("finalize", "direct-2.txt"),
+                     ("finalize", "up.csv")}, "the first events")
+        # The object, as another node tells it, has the upload's content type.
+        status, _, body = harness.http_request(others[1].port, "GET", "/storage/v1/b/shared-inbox/o/up.csv")
+        self.assertEqual((status, json.loads(body)["contentType"]), (200, "text/x-upload"))
+
+        # The watcher dies; while nobody watches, files come and go.
+        watcher.kill9()
+        try:
+            with open(os.path.join(shared, "while-dead.txt"), "w") as f:
+                f.write("written while no node watched")
+            os.remove(os.path.join(shared, "direct-0.txt"))
+            successor = harness.wait_for(lambda: self.node_holding("watch shared-inbox"), timeout=30,
+                                         what="another node taking over the bucket")
+            self.assertIsNot(successor, watcher)
+            wait_events({("finalize", "while-dead.txt"), ("delete", "direct-0.txt")}, "what changed meanwhile")
+            with open(os.path.join(shared, "after.txt"), "w") as f:
+                f.write("written after the takeover")
+            wait_events({("finalize", "after.txt")}, "the new watcher's event")
+        finally:
+            watcher.start()
+        # Rescans (every 5 s) and the restarted node raise nothing again.
+        deadline = time.time() + 8
+        while time.time() < deadline:
+            collect()
+            time.sleep(0.5)
+        self.assertEqual(dict(events), {("finalize", "direct-0.txt"): 1, ("finalize", "direct-1.txt"): 1,
+                                        ("finalize", "direct-2.txt"): 1, ("finalize", "up.csv"): 1,
+                                        ("finalize", "while-dead.txt"): 1, ("delete", "direct-0.txt"): 1,
+                                        ("finalize", "after.txt"): 1})
 
 
 if __name__ == "__main__":

@@ -333,6 +333,13 @@ class PostgresServer:
         subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v",
                         "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, timeout=60)
 
+    def query(self, sql, db="postgres"):
+        """The rows of a query, each a list of its columns' text."""
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", db, "-v",
+                              "ON_ERROR_STOP=1", "-tA", "-F", "\t", "-c", sql], check=True, capture_output=True,
+                             timeout=60, text=True).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
+
     def url(self, db="postgres"):
         """A libpq URI of database `db` on this server."""
         return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, db)

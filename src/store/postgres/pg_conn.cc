@@ -98,6 +98,9 @@ StatusOr<std::unique_ptr<PgConn>> PgConn::Open(std::string const& conninfo) {
     PQfinish(conn);
     return UnavailableError("postgresql: cannot connect: " + message);
   }
+  // The server's notices ("relation already exists, skipping" from a migration that runs on every start) are not
+  // the operator's business; errors come back as results.
+  PQsetNoticeProcessor(conn, [](void*, char const*) {}, nullptr);
   auto out = std::unique_ptr<PgConn>(new PgConn(conn));
   // Every statement and lock wait is bounded: a stuck database answers UNAVAILABLE instead of holding a thread.
   if (auto st = out->Exec("SET statement_timeout = '30s'; SET lock_timeout = '10s'; "
