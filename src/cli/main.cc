@@ -670,14 +670,29 @@ int Main(int argc, char** argv) {
       return OkStatus();
     }
     std::vector<std::vector<std::string>> rows;
+    bool cluster = false;
     for (auto const& f : list) {
       auto const& spec = f["spec"];
       std::string trigger = spec.value("event_trigger_type", "");
       if (trigger == "google.pubsub.topic.publish") trigger = "topic " + Short(spec.value("event_trigger_resource", ""));
+      // In a cluster, each node's instances: "node=running ...".
+      std::string per_node;
+      for (auto const& part : f.value("nodes", Json::array())) {
+        cluster = true;
+        per_node += (per_node.empty() ? "" : " ") + part.value("node", "") + "=" +
+                    std::to_string(part.value("instancesRunning", 0));
+      }
       rows.push_back({Short(f.value("name", "")), f.value("state", ""), spec.value("runtime", ""), trigger,
-                      std::to_string(f.value("instancesRunning", 0)) + "/" + std::to_string(spec.value("max_instances", 0))});
+                      std::to_string(f.value("instancesRunning", 0)) + "/" + std::to_string(spec.value("max_instances", 0)),
+                      per_node});
     }
-    PrintTable({"NAME", "STATE", "RUNTIME", "TRIGGER", "INSTANCES"}, rows);
+    std::vector<std::string> header = {"NAME", "STATE", "RUNTIME", "TRIGGER", "INSTANCES"};
+    if (cluster) {
+      header.push_back("BY NODE");
+    } else {
+      for (auto& row : rows) row.pop_back();
+    }
+    PrintTable(header, rows);
     return OkStatus();
   }));
   auto* fdescribe = functions->add_subcommand("describe", "Show a function");

@@ -124,7 +124,10 @@ void FunctionService::Follow() {
     }
     BuildAndLaunch(name, spec);
   }
-  if (!options_.node.empty()) FollowClaims();
+  if (!options_.node.empty()) {
+    FollowClaims();
+    ReportThisNode();
+  }
   // Schedules and buckets: tell their services when another node's deploy changed them.
   auto fingerprint = [](auto const& list, auto const& key) {
     std::string out;
@@ -407,6 +410,7 @@ StatusOr<std::vector<FunctionState>> FunctionService::List(std::string const& pr
   FERRY_ASSIGN_OR_RETURN(auto specs, Stored(project));
   std::vector<FunctionState> out;
   for (auto& spec : specs) out.push_back(StateOf(std::move(spec)));
+  AddOtherNodes(out);
   return out;
 }
 
@@ -415,7 +419,51 @@ StatusOr<FunctionState> FunctionService::Get(std::string const& name) {
   auto it = std::find_if(records.begin(), records.end(), [&](FunctionRecord const& r) { return r.name == name; });
   if (it == records.end()) return NotFoundError("Function " + name + " does not exist");
   FERRY_ASSIGN_OR_RETURN(auto spec, FunctionSpecFromJson(nlohmann::json::parse(it->spec, nullptr, false)));
-  return StateOf(std::move(spec));
+  std::vector<FunctionState> one{StateOf(std::move(spec))};
+  AddOtherNodes(one);
+  return std::move(one[0]);
+}
+
+// Every round of Follow: this node's instances of each function ({"function": [running, busy]}), for the other
+// nodes' listings. A report runs out after three missed rounds, so a dead node's instances leave the listing.
+void FunctionService::ReportThisNode() {
+  nlohmann::json functions = nlohmann::json::object();
+  {
+    std::lock_guard lock(mu_);
+    for (auto const& [name, r] : running_) {
+      auto usage = supervisor_.UsageOf(name);
+      functions[name] = {usage.running, usage.busy};
+    }
+  }
+  int64_t until = ToUnixMillis(clock_.Now()) + 3'000;
+  (void)store_.ReportNode(options_.node, nlohmann::json{{"functions", functions}}.dump(), until);
+}
+
+void FunctionService::AddOtherNodes(std::vector<FunctionState>& states) {
+  if (options_.node.empty()) return;
+  for (auto& state : states) state.nodes.push_back({options_.node, state.instances_running, state.instances_busy});
+  auto reports = store_.LiveNodes(ToUnixMillis(clock_.Now()));
+  if (!reports.ok()) return;  // the database is away: this node's part is what it knows
+  for (auto const& report : *reports) {
+    if (report.node == options_.node) continue;  // its own part is live, not a second old
+    auto status = nlohmann::json::parse(report.status, nullptr, false);
+    if (!status.is_object() || !status.contains("functions") || !status["functions"].is_object()) continue;
+    auto const& functions = status["functions"];
+    for (auto& state : states) {
+      auto it = functions.find(FunctionResourceName(state.spec));
+      if (it == functions.end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_number_integer() ||
+          !(*it)[1].is_number_integer()) {
+        continue;
+      }
+      NodeInstances part{report.node, (*it)[0].get<int>(), (*it)[1].get<int>()};
+      state.instances_running += part.running;
+      state.instances_busy += part.busy;
+      state.nodes.push_back(std::move(part));
+    }
+  }
+  for (auto& state : states) {
+    std::sort(state.nodes.begin(), state.nodes.end(), [](auto const& a, auto const& b) { return a.node < b.node; });
+  }
 }
 
 FunctionState FunctionService::StateOf(FunctionSpec spec) {

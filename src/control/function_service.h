@@ -20,13 +20,21 @@
 
 namespace ferry {
 
+// How many instances of a function one node runs.
+struct NodeInstances {
+  std::string node;
+  int running = 0;
+  int busy = 0;
+};
+
 // A deployed function and how it runs.
 struct FunctionState {
   FunctionSpec spec;
   std::string state;  // DEPLOYING, ACTIVE, or FAILED when it cannot run (the reason in `error`)
   std::string error;
-  int instances_running = 0;
+  int instances_running = 0;  // on every node of a cluster
   int instances_busy = 0;
+  std::vector<NodeInstances> nodes;  // in a cluster: each live node's part, by node name
 };
 
 struct CallResult {
@@ -113,7 +121,10 @@ class FunctionService {
   static ExecutionRecord NewHttpRecord(std::string const& name);
   void OnInstanceLine(std::string const& function, InstanceLine line);
   StatusOr<std::vector<FunctionSpec>> Stored(std::string const& project);
-  FunctionState StateOf(FunctionSpec spec);  // with how it runs now
+  FunctionState StateOf(FunctionSpec spec);  // with how it runs now, on this node
+  // In a cluster: adds the other live nodes' instances (their reports) to states of this node's.
+  void AddOtherNodes(std::vector<FunctionState>& states);
+  void ReportThisNode();
 
   Store& store_;
   Broker& broker_;

@@ -2,10 +2,17 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ferry/status.h"
 
 namespace ferry {
+
+// What a node tells the others of itself (a JSON object), until it runs out.
+struct NodeReport {
+  std::string node;
+  std::string status;
+};
 
 // Named leases on work that one node at a time does among nodes sharing a database: delivering a function's
 // events (so its max_instances holds across the cluster), watching a bucket. A node holds a claim until it lets
@@ -19,6 +26,10 @@ class ClaimStore {
                                              int64_t until_ms) = 0;
   // Lets go of a claim `node` holds (nothing when it holds none).
   [[nodiscard]] virtual Status Release(std::string const& name, std::string const& node) = 0;
+  // Records what `node` tells of itself, good until `until_ms` (renewed by the next report).
+  [[nodiscard]] virtual Status ReportNode(std::string const& node, std::string const& status, int64_t until_ms) = 0;
+  // The reports of the nodes whose last report has not run out at `now_ms`, by node name.
+  [[nodiscard]] virtual StatusOr<std::vector<NodeReport>> LiveNodes(int64_t now_ms) = 0;
 };
 
 }  // namespace ferry

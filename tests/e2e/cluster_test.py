@@ -6,6 +6,7 @@ import collections
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -135,6 +136,23 @@ class ClusterTest(unittest.TestCase):
                     return False
             return True
         harness.wait_for(logged_everywhere, timeout=60, what="the function's log lines through every node")
+
+        # The listing through any node shows each live node's instances: every node runs one.
+        def by_node():
+            status, _, body = harness.http_request(self.nodes[1].port, "GET", "/ferry/v1/projects/cl/functions")
+            hello = [f for f in json.loads(body)["functions"] if f["name"].endswith("/hello")][0]
+            # The node that ran it keeps its instance a while; the others' reports come within a second.
+            return hello if len(hello.get("nodes", [])) == 3 and hello["instancesRunning"] >= 1 else None
+        hello = harness.wait_for(by_node, timeout=10, what="three nodes in the listing, one instance running")
+        pids = sorted(str(node.proc.pid) for node in self.nodes)
+        self.assertEqual(sorted(part["node"].split("/")[1] for part in hello["nodes"]), pids)
+        self.assertEqual(hello["instancesRunning"], sum(part["instancesRunning"] for part in hello["nodes"]))
+        listing = subprocess.run([harness.FERRY, "functions", "list"], capture_output=True, text=True, timeout=30,
+                                 env=dict(os.environ, FERRY_ENDPOINT=self.nodes[2].endpoint, FERRY_PROJECT="cl"))
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        self.assertIn("BY NODE", listing.stdout)
+        for pid in pids:
+            self.assertIn("/%s/" % pid, listing.stdout)
 
     def test_max_instances_holds_across_the_cluster(self):
         """A function with max_instances 1 never runs twice at once, though every node runs it and messages come

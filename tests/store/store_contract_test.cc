@@ -673,6 +673,21 @@ TEST_P(StoreContractTest, ConcurrentUpdatesOfOneObjectTakeTurns) {
   EXPECT_THAT(leased->messages, SizeIs(kFiles));
 }
 
+TEST_P(StoreContractTest, ANodesReportLastsUntilItRunsOut) {
+  ASSERT_THAT(store_->ReportNode("a", R"({"v":1})", kNow + 10'000), IsOk());
+  ASSERT_THAT(store_->ReportNode("b", R"({"v":2})", kNow + 5'000), IsOk());
+  ASSERT_THAT(store_->ReportNode("a", R"({"v":3})", kNow + 20'000), IsOk());  // replaces a's last
+  auto live = store_->LiveNodes(kNow);
+  ASSERT_THAT(live, IsOk());
+  ASSERT_THAT(*live, SizeIs(2));
+  EXPECT_EQ((*live)[0].node, "a");
+  EXPECT_EQ((*live)[0].status, R"({"v":3})");
+  live = store_->LiveNodes(kNow + 6'000);  // b stopped reporting
+  ASSERT_THAT(live, IsOk());
+  ASSERT_THAT(*live, SizeIs(1));
+  EXPECT_EQ((*live)[0].node, "a");
+}
+
 TEST_P(StoreContractTest, AClaimIsOneNodesUntilItIsReleasedOrRunsOut) {
   EXPECT_THAT(store_->Claim("deliver f", "a", kNow, kNow + 10'000), IsOkAndHolds(true));
   EXPECT_THAT(store_->Claim("deliver f", "b", kNow + 1'000, kNow + 11'000), IsOkAndHolds(false));

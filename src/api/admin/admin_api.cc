@@ -44,6 +44,9 @@ json StateJson(FunctionState const& s) {
          {"instancesRunning", s.instances_running},
          {"instancesBusy", s.instances_busy}};
   if (!s.error.empty()) j["error"] = s.error;
+  for (auto const& part : s.nodes) {
+    j["nodes"].push_back({{"node", part.node}, {"instancesRunning", part.running}, {"instancesBusy", part.busy}});
+  }
   if (s.spec.trigger_type == kPubsubTrigger) j["triggerSubscription"] = TriggerSubscriptionName(s.spec);
   return j;
 }

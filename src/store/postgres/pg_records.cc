@@ -242,4 +242,25 @@ Status PgStore::Release(std::string const& name, std::string const& node) {
   });
 }
 
+// A node's report replaces its last; reports an hour past their end go (a restarted node is a new node).
+Status PgStore::ReportNode(std::string const& node, std::string const& status, int64_t until_ms) {
+  return Txn([&](PgConn& db) -> Status {
+    FERRY_RETURN_IF_ERROR(db.Run("INSERT INTO nodes(node, until, status) VALUES($1, $2, $3) ON CONFLICT(node) DO "
+                                 "UPDATE SET until = excluded.until, status = excluded.status",
+                                 PgParams().Add(node).Add(until_ms).Add(status)));
+    return db.Run("DELETE FROM nodes WHERE until < $1", PgParams().Add(until_ms - 3'600'000));
+  });
+}
+
+StatusOr<std::vector<NodeReport>> PgStore::LiveNodes(int64_t now_ms) {
+  std::vector<NodeReport> out;
+  FERRY_RETURN_IF_ERROR(Read([&](PgConn& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT node, status FROM nodes WHERE until >= $1 ORDER BY node",
+                                               PgParams().Add(now_ms)));
+    for (int i = 0; i < rows.size(); ++i) out.push_back({rows.Text(i, 0), rows.Text(i, 1)});
+    return OkStatus();
+  }));
+  return out;
+}
+
 }  // namespace ferry

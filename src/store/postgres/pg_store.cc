@@ -120,6 +120,14 @@ CREATE TABLE claims(
   until bigint NOT NULL
 );
 )sql",
+    R"sql(
+-- What each node tells of itself (store/claim_store.h), until it runs out.
+CREATE TABLE nodes(
+  node text COLLATE "C" PRIMARY KEY,
+  until bigint NOT NULL,
+  status text NOT NULL
+);
+)sql",
 };
 
 // Any number that names Ferry's advisory locks, so they cannot clash with an application's in the same database.

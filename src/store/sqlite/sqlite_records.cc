@@ -248,4 +248,27 @@ Status SqliteStore::Release(std::string const& name, std::string const& node) {
   }, /*durable=*/false);
 }
 
+// A node's report replaces its last; reports an hour past their end go (a restarted node is a new node).
+Status SqliteStore::ReportNode(std::string const& node, std::string const& status, int64_t until_ms) {
+  return Write([&](SqliteDb& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto put, db.Prepare("INSERT OR REPLACE INTO nodes(node, until, status) VALUES(?1, ?2, ?3)"));
+    FERRY_RETURN_IF_ERROR(put->Bind(1, node).Bind(2, until_ms).Bind(3, status).Exec());
+    FERRY_ASSIGN_OR_RETURN(auto old, db.Prepare("DELETE FROM nodes WHERE until < ?1"));
+    return old->Bind(1, until_ms - 3'600'000).Exec();
+  }, /*durable=*/false);
+}
+
+StatusOr<std::vector<NodeReport>> SqliteStore::LiveNodes(int64_t now_ms) {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT node, status FROM nodes WHERE until >= ?1 ORDER BY node"));
+  st->Bind(1, now_ms);
+  std::vector<NodeReport> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Text(1)});
+  }
+  return out;
+}
+
 }  // namespace ferry

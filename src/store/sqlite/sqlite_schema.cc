@@ -122,6 +122,14 @@ CREATE TABLE claims(
   until INTEGER NOT NULL                 -- unix ms
 ) WITHOUT ROWID;
 )sql",
+    R"sql(
+-- What each node tells of itself (store/claim_store.h), until it runs out.
+CREATE TABLE nodes(
+  node TEXT PRIMARY KEY,
+  until INTEGER NOT NULL,                -- unix ms
+  status TEXT NOT NULL
+) WITHOUT ROWID;
+)sql",
 };
 
 }  // namespace
