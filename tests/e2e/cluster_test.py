@@ -196,8 +196,8 @@ class ClusterTest(unittest.TestCase):
             self.assertLessEqual(end, start, "two calls overlapped")
 
     def node_holding(self, claim):
-        """The node (of self.nodes) that holds claim `claim` now, or None."""
-        rows = self.pg.query("SELECT node FROM claims WHERE name = '%s' AND until > "
+        """The node (of self.nodes) that holds the claim named like `claim` (SQL LIKE) now, or None."""
+        rows = self.pg.query("SELECT node FROM claims WHERE name LIKE '%s' AND until > "
                              "(extract(epoch FROM clock_timestamp()) * 1000)::bigint" % claim, db="ferry")
         for node in self.nodes:
             if rows and node.proc.poll() is None and rows[0][0].split("/")[1] == str(node.proc.pid):
@@ -282,6 +282,122 @@ class ClusterTest(unittest.TestCase):
                                         ("finalize", "direct-2.txt"): 1, ("finalize", "up.csv"): 1,
                                         ("finalize", "while-dead.txt"): 1, ("delete", "direct-0.txt"): 1,
                                         ("finalize", "after.txt"): 1})
+
+    def test_gcloud_and_googles_node_client_on_different_nodes(self):
+        """gcloud creates and publishes through one node, Google's Node.js client takes the messages on StreamingPull
+        through another, and the REST API publishes through the third."""
+        gcloud = shutil.which("gcloud")
+        if gcloud is None and os.environ.get("CI") != "true":
+            self.skipTest("gcloud is not installed")
+        node_dir = os.path.join(HERE, "node_pubsub")
+        if not os.path.isdir(os.path.join(node_dir, "node_modules", "@google-cloud", "pubsub")):
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=node_dir, check=True, capture_output=True,
+                           timeout=300)
+        a, b, c = self.nodes
+        config = tempfile.mkdtemp(prefix="ferry-gcloud-")
+        self.addCleanup(shutil.rmtree, config, True)
+        env = dict(os.environ, CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=b.endpoint + "/",
+                   CLOUDSDK_AUTH_DISABLE_CREDENTIALS="true", CLOUDSDK_CONFIG=config, CLOUDSDK_CORE_PROJECT="cl",
+                   CLOUDSDK_CORE_DISABLE_PROMPTS="1", CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="true",
+                   CLOUDSDK_CORE_DISABLE_USAGE_REPORTING="true")
+
+        def run_gcloud(*args):
+            proc = subprocess.run([gcloud, "pubsub"] + list(args) + ["--format=json"], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            return json.loads(proc.stdout or "null")
+        run_gcloud("topics", "create", "mixed")
+        run_gcloud("subscriptions", "create", "mixed-sub", "--topic=mixed", "--ack-deadline=20")
+
+        out_path = os.path.join(config, "stream.out")
+        subscriber = subprocess.Popen(["node", "chaos_subscriber.js", "cl", "mixed-sub", out_path], cwd=node_dir,
+                                      env=dict(os.environ, PUBSUB_EMULATOR_HOST="127.0.0.1:%d" % c.port),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            harness.wait_for(lambda: os.path.exists(out_path) and "started" in open(out_path).read(), timeout=30,
+                             what="the subscriber")
+            client = a.client()
+            self.addCleanup(client.close)
+            sent = set()
+            for i in range(10):
+                batch = ["rest-%d-%d" % (i, j) for j in range(10)]
+                client.publish("mixed", batch)
+                sent |= set(batch)
+            for i in range(3):
+                run_gcloud("topics", "publish", "mixed", "--message=gcloud-%d" % i)
+                sent.add("gcloud-%d" % i)
+
+            def acked():
+                lines = open(out_path).read().splitlines()
+                return {line.split(" ", 1)[1] for line in lines if line.startswith("acked ")}
+            harness.wait_for(lambda: acked() >= sent, timeout=60, interval=0.5, what="every message on the stream")
+            self.assertEqual(acked(), sent)
+            # Acked through c: pulls through gcloud on b find nothing left.
+            self.assertEqual(run_gcloud("subscriptions", "pull", "mixed-sub", "--limit=10"), [])
+            subs = run_gcloud("subscriptions", "list")
+            self.assertIn("projects/cl/subscriptions/mixed-sub", [s["name"] for s in subs])
+        finally:
+            subscriber.terminate()
+            subscriber.wait(timeout=30)
+
+    def test_a_node_killed_mid_execution_its_calls_run_again_elsewhere(self):
+        """Publishes through every node; the node delivering a function's events dies (kill -9) with calls under
+        way; every answered publish still runs to completion, those calls on another node."""
+        work = tempfile.mkdtemp(prefix="ferry-cluster-")
+        self.addCleanup(shutil.rmtree, work, True)
+        record = os.path.join(work, "record")
+        deploy = os.path.join(work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write(textwrap.dedent("""                project: cl
+                functions:
+                  - name: recorder
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: record_slowly
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: jobs
+                    timeout: 5s
+                    env_vars: {RECORD_FILE: %s}
+                """) % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(record)))
+        self.nodes[0].deploy(deploy)
+        victim = harness.wait_for(lambda: self.node_holding("deliver %/recorder"), timeout=60,
+                                  what="a node delivering the function's events")
+        survivors = [node for node in self.nodes if node is not victim]
+
+        def lines():
+            return open(record).read().splitlines() if os.path.exists(record) else []
+        answered = []
+        clients = self.clients()
+        for i in range(30):
+            answered += clients[i % 3].publish("jobs", ["before-%d" % i])
+
+        def under_way_on_victim():
+            done = {line.split()[1] for line in lines() if line.startswith("done ")}
+            return [line.split()[1] for line in lines()
+                    if line.startswith("start ") and line.split()[2] == str(victim.proc.pid)
+                    and line.split()[1] not in done]
+        harness.wait_for(under_way_on_victim, timeout=60, interval=0.02, what="calls under way on the delivering node")
+        victim.kill9()
+        try:
+            cut_short = set(under_way_on_victim())
+            self.assertTrue(cut_short)
+            others = [node.client() for node in survivors]
+            for other in others:
+                self.addCleanup(other.close)
+            for i in range(30):
+                others[i % 2].publish("jobs", ["after-%d" % i])
+            expected = {"before-%d" % i for i in range(30)} | {"after-%d" % i for i in range(30)}
+
+            def all_done():
+                return {line.split()[1] for line in lines() if line.startswith("done ")} >= expected
+            # The claim runs out (10 s), then the leases of the calls cut short (the timeout and 30 s).
+            harness.wait_for(all_done, timeout=120, interval=0.5, what="every published call done")
+        finally:
+            victim.start()
+        for data in cut_short:
+            ran_on = [line.split()[2] for line in lines() if line.startswith("start %s " % data)]
+            self.assertGreaterEqual(len(ran_on), 2, data)
+            self.assertNotEqual(ran_on[-1], str(victim.proc.pid))
 
 
 if __name__ == "__main__":

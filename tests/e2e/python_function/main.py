@@ -63,3 +63,14 @@ def overlap(event, context):
     end = time.clock_gettime(time.CLOCK_MONOTONIC)
     with open(os.environ["OVERLAP_FILE"], "a") as f:
         f.write("%.6f %.6f\n" % (start, end))
+
+
+def record_slowly(event, context):
+    """Appends "start DATA PPID" (the node running it) and, a second later, "done DATA" to RECORD_FILE: cluster_test.py
+    kills a node while calls are under way on it and checks they run again elsewhere."""
+    data = base64.b64decode(event["data"]).decode() if event.get("data") else ""
+    with open(os.environ["RECORD_FILE"], "a") as f:
+        f.write("start %s %d\n" % (data, os.getppid()))
+    time.sleep(1)
+    with open(os.environ["RECORD_FILE"], "a") as f:
+        f.write("done %s\n" % data)
