@@ -109,9 +109,25 @@ int64_t Scheduler::RunDue() {
       (void)store_.SetSchedulePaused(record.name, false, next);
       continue;
     }
+    {
+      std::lock_guard lock(mu_);
+      ++fired_[record.name];
+    }
     if (!to_topic) InvokeWithRetries(spec);
   }
   return earliest;
+}
+
+std::string Scheduler::RenderMetrics() {
+  std::lock_guard lock(mu_);
+  if (fired_.empty()) return "";
+  std::string out =
+      "# HELP ferry_schedule_ticks_fired_total Ticks of each schedule that this node fired.\n"
+      "# TYPE ferry_schedule_ticks_fired_total counter\n";
+  for (auto const& [name, n] : fired_) {
+    out += "ferry_schedule_ticks_fired_total{schedule=\"" + name + "\"} " + std::to_string(n) + "\n";
+  }
+  return out;
 }
 
 void Scheduler::InvokeWithRetries(ScheduleSpec spec) {

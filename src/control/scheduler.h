@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <functional>
 #include <mutex>
@@ -54,6 +55,9 @@ class Scheduler {
   // The first tick of `spec` after `after_ms`, or -1.
   static int64_t NextFire(ScheduleSpec const& spec, int64_t after_ms);
 
+  // Prometheus text: the ticks of each schedule this node fired (in a cluster, one node fires each tick).
+  std::string RenderMetrics();
+
  private:
   void Loop();
   void Fire(ScheduleSpec const& spec);  // runs the target, now
@@ -71,6 +75,7 @@ class Scheduler {
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::vector<Invocation> invocations_;  // GUARDED_BY(mu_): function targets running or finished, not joined
+  std::map<std::string, int64_t> fired_;  // GUARDED_BY(mu_): ticks this node fired, by schedule
   std::thread loop_;
 };
 

@@ -203,6 +203,7 @@ int RunDaemon(DaemonOptions const& options) {
     HttpResponse res = rest.Handle(req);
     if (req.path == "/metrics" && res.status == 200) {
       res.body += functions.RenderMetrics();
+      res.body += scheduler.RenderMetrics();
       if (!node.empty()) res.body = WithLabel(res.body, "node", node);
     }
     return res;

@@ -189,7 +189,10 @@ class ClusterTest(unittest.TestCase):
             clients[i % 3].publish("serial", ["m%d-%d" % (i, j) for j in range(10)])
 
         def spans_done():
-            return os.path.exists(spans) and len(open(spans).read().splitlines()) >= 200
+            if not os.path.exists(spans):
+                return False
+            with open(spans) as f:
+                return len(f.read().splitlines()) >= 200
         harness.wait_for(spans_done, timeout=120, interval=0.5, what="200 calls")
         intervals = sorted(tuple(map(float, line.split())) for line in open(spans).read().splitlines())
         for (_, end), (start, _) in zip(intervals, intervals[1:]):
@@ -365,7 +368,10 @@ class ClusterTest(unittest.TestCase):
         survivors = [node for node in self.nodes if node is not victim]
 
         def lines():
-            return open(record).read().splitlines() if os.path.exists(record) else []
+            if not os.path.exists(record):
+                return []
+            with open(record) as f:
+                return f.read().splitlines()
         answered = []
         clients = self.clients()
         for i in range(30):
@@ -398,6 +404,65 @@ class ClusterTest(unittest.TestCase):
             ran_on = [line.split()[2] for line in lines() if line.startswith("start %s " % data)]
             self.assertGreaterEqual(len(ran_on), 2, data)
             self.assertNotEqual(ran_on[-1], str(victim.proc.pid))
+
+    def fired_by(self, nodes):
+        """{node: ticks of schedule tick-tock it fired} of the live `nodes`."""
+        out = {}
+        for node in nodes:
+            client = node.client()
+            try:
+                out[node] = int(client.metric("ferry_schedule_ticks_fired_total", "projects/cl/locations/local/jobs/tick-tock")
+                                or 0)
+            finally:
+                client.close()
+        return out
+
+    def test_a_schedule_fires_each_tick_once_across_the_death_of_the_node_that_fired(self):
+        """A schedule every minute on three nodes: one node fires a tick; killed, another fires the next, and no tick
+        fires twice. Takes two real minutes."""
+        work = tempfile.mkdtemp(prefix="ferry-cluster-")
+        self.addCleanup(shutil.rmtree, work, True)
+        a = self.nodes[0].client()
+        self.addCleanup(a.close)
+        a.create_topic("cl-ticks")
+        a.create_subscription("cl-ticks-sub", "cl-ticks")
+        deploy = os.path.join(work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: cl
+                schedules:
+                  - name: tick-tock
+                    schedule: "* * * * *"
+                    topic: cl-ticks
+                    data: tick
+                """))
+        self.nodes[0].deploy(deploy)
+        ticks = []
+
+        def pull_ticks(client):
+            got = client.pull("cl-ticks-sub")
+            if got:
+                client.ack("cl-ticks-sub", [m["ackId"] for m in got])
+            ticks.extend(m["message"]["publishTime"] for m in got)
+            return len(ticks)
+        harness.wait_for(lambda: pull_ticks(a) >= 1, timeout=75, interval=0.5, what="the first tick")
+        fired = self.fired_by(self.nodes)
+        self.assertEqual(sorted(fired.values()), [0, 0, 1], fired)
+        firer = [node for node, n in fired.items() if n == 1][0]
+        firer.kill9()
+        try:
+            survivors = [node for node in self.nodes if node is not firer]
+            reader = survivors[0].client()
+            self.addCleanup(reader.close)
+            harness.wait_for(lambda: pull_ticks(reader) >= 2, timeout=75, interval=0.5, what="the next tick")
+            self.assertEqual(sum(self.fired_by(survivors).values()), 1)
+            time.sleep(2)  # a second firing of the same tick would be here by now
+            pull_ticks(reader)
+        finally:
+            firer.start()
+        minutes = [t[:16] for t in ticks]  # "2026-11-30T21:15"
+        self.assertEqual(len(minutes), 2, ticks)
+        self.assertEqual(len(set(minutes)), 2, ticks)
 
 
 if __name__ == "__main__":
