@@ -69,7 +69,7 @@ StatusOr<LeaseResult> PgStore::Lease(std::string const& subscription, int max, i
                            : "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, m.data, "
                              "m.attributes, m.ordering_key FROM deliveries d JOIN messages m ON m.id = d.msg_id "
                              "WHERE d.sub_id = $1 AND d.visible_at >= $4 AND d.visible_at <= $2 "
-                             "ORDER BY d.visible_at, d.msg_id LIMIT $3 FOR UPDATE OF d SKIP LOCKED",
+                             "ORDER BY d.visible_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED",
                    params));
       if (rows.empty() && from != kWholeRange) {
         from = kWholeRange;
