@@ -187,6 +187,29 @@ TEST_P(StoreContractTest, MessageIdsAreUniqueAndNeverReused) {
   EXPECT_NE((*first)[0], (*second)[0]);
 }
 
+// Every byte of data, and text with the characters a bulk load must escape, come back as they went in.
+TEST_P(StoreContractTest, MessagesKeepEveryByteAndCharacter) {
+  CreateTopicAndSub();
+  Subscription ordered = MakeSub("projects/p/subscriptions/ordered", kTopic);
+  ordered.enable_message_ordering = true;
+  ASSERT_THAT(store_->CreateSubscription(ordered), IsOk());
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte += static_cast<char>(b);
+  std::string const tricky = "tab\there\nnewline\\back\\slash\rreturn \\x00 é";
+  PubsubMessage m{.data = every_byte, .attributes = {{tricky, tricky}, {"k", ""}}, .ordering_key = tricky};
+  ASSERT_THAT(store_->Publish(kTopic, {m, Msg("")}, kNow), IsOk());
+  for (std::string const& sub : {std::string(kSub), ordered.name}) {
+    auto leased = store_->Lease(sub, 10, kNow);
+    ASSERT_THAT(leased, IsOk());
+    ASSERT_THAT(leased->messages, SizeIs(2)) << sub;
+    auto const& got = leased->messages[0].message;
+    EXPECT_EQ(got.data, every_byte) << sub;
+    EXPECT_EQ(got.attributes, m.attributes) << sub;
+    EXPECT_EQ(got.ordering_key, tricky) << sub;
+    EXPECT_EQ(leased->messages[1].message.data, "") << sub;
+  }
+}
+
 TEST_P(StoreContractTest, PublishedMessagesSurviveReopen) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2")}, kNow), IsOk());

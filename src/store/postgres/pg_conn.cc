@@ -142,6 +142,50 @@ Status PgConn::Exec(std::string_view sql) {
   return OkStatus();
 }
 
+void AppendCopyText(std::string& row, std::string_view text) {
+  for (char c : text) {
+    switch (c) {
+      case '\\': row += "\\\\"; break;
+      case '\t': row += "\\t"; break;
+      case '\n': row += "\\n"; break;
+      case '\r': row += "\\r"; break;
+      default: row += c;
+    }
+  }
+}
+
+void AppendCopyBytes(std::string& row, std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  row += "\\\\x";  // bytea's hex form, its backslash escaped for COPY
+  for (unsigned char c : bytes) {
+    row += kHex[c >> 4];
+    row += kHex[c & 15];
+  }
+}
+
+// Faster than an INSERT of unnested arrays for the rows of a publish: no array literal to parse, no base64.
+Status PgConn::CopyIn(char const* sql, std::string_view rows) {
+  pg_result* result = PQexec(conn_, sql);
+  if (PQresultStatus(result) != PGRES_COPY_IN) return ResultError(result);
+  PQclear(result);
+  constexpr std::size_t kChunk = 1 << 20;
+  for (std::size_t at = 0; at < rows.size(); at += kChunk) {
+    std::size_t n = std::min(kChunk, rows.size() - at);
+    if (PQputCopyData(conn_, rows.data() + at, static_cast<int>(n)) != 1) break;
+  }
+  if (PQputCopyEnd(conn_, nullptr) != 1) return ResultError(nullptr);
+  Status st;
+  while ((result = PQgetResult(conn_)) != nullptr) {
+    if (PQresultStatus(result) != PGRES_COMMAND_OK) {
+      if (st.ok()) st = ResultError(result);
+      else PQclear(result);
+      continue;
+    }
+    PQclear(result);
+  }
+  return st;
+}
+
 StatusOr<PgRows> PgConn::Query(char const* sql, PgParams const& params) {
   auto it = prepared_.find(sql);
   if (it == prepared_.end()) {

@@ -39,6 +39,11 @@ class PgParams {
   std::vector<int> formats_;
 };
 
+// Appends `text` to a row of COPY's text format, escaped (backslash, tab, newline, carriage return).
+void AppendCopyText(std::string& row, std::string_view text);
+// Appends `bytes` as a bytea field of COPY's text format (hex: \\x...).
+void AppendCopyBytes(std::string& row, std::string_view bytes);
+
 // The rows of a statement, in text form. Columns 0-based.
 class PgRows {
  public:
@@ -75,6 +80,8 @@ class PgConn {
     auto rows = Query(sql, params);
     return rows.ok() ? OkStatus() : rows.status();
   }
+  // COPY ... FROM STDIN (text format): `sql` the COPY statement, `rows` its rows, already escaped (CopyText).
+  Status CopyIn(char const* sql, std::string_view rows);
   // Whether the connection broke (the pool then replaces it).
   [[nodiscard]] bool broken() const;
   pg_conn* raw() { return conn_; }

@@ -290,33 +290,34 @@ StatusOr<std::vector<int64_t>> PgStore::InsertMessages(PgConn& db, int64_t topic
     FERRY_ASSIGN_OR_RETURN(auto filter, Filter::Parse(spec.filter));
     targets.push_back({subs.Int(i, 0), std::move(filter), spec.enable_message_ordering});
   }
-  // One statement a table, whatever the count: arrays of every column, unnested (data as base64 text).
-  std::vector<int64_t> m_ids, d_sub, d_msg;
-  std::vector<std::string> m_data, m_attrs, m_keys, d_keys;
+  // One COPY a table, whatever the count.
+  std::string message_rows, delivery_rows;
+  std::string const common = "\t" + std::to_string(now_ms) + "\t";
   for (std::size_t m = 0; m < messages.size(); ++m) {
     bool stored = false;
     for (auto const& t : targets) {
       if (!t.filter.Matches(messages[m].attributes)) continue;
-      d_sub.push_back(t.sub_id);
-      d_msg.push_back(ids[m]);
-      d_keys.push_back(t.ordered ? messages[m].ordering_key : std::string());
+      // sub_id, msg_id, publish_time, visible_at, ordering_key
+      delivery_rows += std::to_string(t.sub_id) + "\t" + std::to_string(ids[m]) + common + std::to_string(now_ms) + "\t";
+      if (t.ordered) AppendCopyText(delivery_rows, messages[m].ordering_key);
+      delivery_rows += '\n';
       stored = true;
     }
     if (!stored) continue;  // nobody receives it: an id, and nothing stored, as in Pub/Sub
-    m_ids.push_back(ids[m]);
-    m_data.push_back(Base64Encode(messages[m].data));
-    m_attrs.push_back(EncodeAttributes(messages[m].attributes));
-    m_keys.push_back(messages[m].ordering_key);
+    // id, topic_id, publish_time, data, attributes, ordering_key
+    message_rows += std::to_string(ids[m]) + "\t" + std::to_string(topic_id) + common;
+    AppendCopyBytes(message_rows, messages[m].data);
+    message_rows += '\t';
+    AppendCopyText(message_rows, EncodeAttributes(messages[m].attributes));
+    message_rows += '\t';
+    AppendCopyText(message_rows, messages[m].ordering_key);
+    message_rows += '\n';
   }
-  if (m_ids.empty()) return ids;
-  FERRY_RETURN_IF_ERROR(db.Run("INSERT INTO messages(id, topic_id, publish_time, data, attributes, ordering_key) "
-                               "SELECT i, $2, $3, decode(d, 'base64'), a, k FROM unnest($1::int8[], $4::text[], "
-                               "$5::text[], $6::text[]) AS u(i, d, a, k)",
-                               PgParams().AddArray(m_ids).Add(topic_id).Add(now_ms).AddArray(m_data)
-                                   .AddArray(m_attrs).AddArray(m_keys)));
-  FERRY_RETURN_IF_ERROR(db.Run("INSERT INTO deliveries(sub_id, msg_id, publish_time, visible_at, ordering_key) "
-                               "SELECT s, m, $3, $3, k FROM unnest($1::int8[], $2::int8[], $4::text[]) AS u(s, m, k)",
-                               PgParams().AddArray(d_sub).AddArray(d_msg).Add(now_ms).AddArray(d_keys)));
+  if (message_rows.empty()) return ids;
+  FERRY_RETURN_IF_ERROR(db.CopyIn("COPY messages(id, topic_id, publish_time, data, attributes, ordering_key) FROM STDIN",
+                                  message_rows));
+  FERRY_RETURN_IF_ERROR(db.CopyIn("COPY deliveries(sub_id, msg_id, publish_time, visible_at, ordering_key) FROM STDIN",
+                                  delivery_rows));
   // Every node's subscribers and dispatchers hear of it when this commits.
   FERRY_RETURN_IF_ERROR(db.Run("SELECT pg_notify('ferry_publish', $1)", PgParams().Add(topic)));
   return ids;
