@@ -13,7 +13,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <regex>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -66,18 +69,40 @@ std::string Send(ferry::HttpClient& c, std::string const& method, std::string co
 
 double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).count(); }
 
-// The function's successful executions so far, from /metrics.
-int64_t Executions(ferry::HttpClient& c, Options const& o) {
-  std::string text = Send(c, "GET", "/metrics", "");
-  std::string key = "ferry_function_executions_total{function=\"projects/" + o.project + "/locations/local/functions/" +
-                    o.function + "\",status=\"ok\"} ";
-  auto at = text.find(key);
-  return at == std::string::npos ? 0 : std::stoll(text.substr(at + key.size()));
+// --endpoint may name several nodes of a cluster, comma-separated.
+std::vector<std::string> Endpoints(Options const& o) {
+  std::vector<std::string> out;
+  std::stringstream in(o.endpoint);
+  for (std::string e; std::getline(in, e, ',');) {
+    if (!e.empty()) out.push_back(e);
+  }
+  return out;
+}
+
+// The function's successful executions so far, from /metrics (of every node: each counts its own).
+int64_t Executions(std::vector<std::unique_ptr<ferry::HttpClient>>& nodes, Options const& o) {
+  int64_t total = 0;
+  for (auto& c : nodes) {
+    std::string text = Send(*c, "GET", "/metrics", "");
+    std::string key = "ferry_function_executions_total{function=\"projects/" + o.project +
+                      "/locations/local/functions/" + o.function + "\",status=\"ok\"";
+    auto at = text.find(key);
+    if (at == std::string::npos) continue;
+    at = text.find("} ", at);  // past the node label a cluster adds
+    total += std::stoll(text.substr(at + 2));
+  }
+  return total;
+}
+
+std::vector<std::unique_ptr<ferry::HttpClient>> ConnectAll(Options const& o) {
+  std::vector<std::unique_ptr<ferry::HttpClient>> out;
+  for (auto const& e : Endpoints(o)) out.push_back(Connect(e));
+  return out;
 }
 
 void Pipeline(Options const& o) {
-  auto c = Connect(o.endpoint);
-  int64_t before = Executions(*c, o);
+  auto nodes = ConnectAll(o);
+  int64_t before = Executions(nodes, o);
   std::string path = "/v1/projects/" + o.project + "/topics/" + o.topic + ":publish";
   constexpr int kBatch = 500;
   std::string message = R"({"data":")" + ferry::Base64Encode("{}") + R"("})";
@@ -87,11 +112,11 @@ void Pipeline(Options const& o) {
     std::string body = R"({"messages":[)";
     for (int i = 0; i < n; ++i) body += (i ? "," : "") + message;
     body += "]}";
-    Send(*c, "POST", path, body);
+    Send(*nodes[static_cast<std::size_t>(sent / kBatch) % nodes.size()], "POST", path, body);  // through each node
   }
   auto published = Steady::now();
   // /metrics scans every backlog: polled often, it would slow the server it measures.
-  while (Executions(*c, o) - before < o.messages) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (Executions(nodes, o) - before < o.messages) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   auto done = Steady::now();
   std::printf("%s\n", Json{{"messages", o.messages},
                            {"publish_s", Seconds(published - start)},
@@ -102,7 +127,8 @@ void Pipeline(Options const& o) {
 }
 
 void Latency(Options const& o) {
-  auto c = Connect(o.endpoint);
+  auto nodes = ConnectAll(o);
+  auto& c = nodes[0];
   std::string logs = "/ferry/v1/projects/" + o.project + "/functions/" + o.function + "/logs";
   int64_t after = 0;  // only lines logged from now on count
   {
@@ -116,7 +142,7 @@ void Latency(Options const& o) {
   std::vector<double> ms;
   std::atomic<bool> published{false};
   std::thread reader([&] {
-    auto rc = Connect(o.endpoint);
+    auto rc = Connect(Endpoints(o).back());  // the logs of every node, through any
     auto give_up = Steady::time_point::max();
     while (static_cast<int>(ms.size()) < total && Steady::now() < give_up) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -139,7 +165,7 @@ void Latency(Options const& o) {
                        .count();
     Json body{{"messages", Json::array({{{"data", ferry::Base64Encode("{}")},
                                          {"attributes", {{"sent_us", std::to_string(sent_us)}}}}})}};
-    Send(*c, "POST", path, body.dump());
+    Send(*nodes[static_cast<std::size_t>(i) % nodes.size()], "POST", path, body.dump());
   }
   published = true;
   reader.join();

@@ -20,14 +20,18 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$1/" >/dev/null && return 0; sleep 0.5; done; return 1; }
 
-# The modes a bench can run Ferry in (MODES="open tokens tls postgres"): open (no tokens, loopback), tokens (every
-# call carries an admin bearer token), tls (tokens, and TLS on the port with a self-signed certificate) and postgres
-# (open, its store a fresh database on a PostgreSQL server the bench starts, fsync and synchronous_commit on).
-# ferry_mode MODE sets FERRY_ARGS for start_ferry, FERRY_TOKEN for the load generators, and FERRY_SCHEME.
+# The modes a bench can run Ferry in (MODES="open tokens tls postgres postgres3"): open (no tokens, loopback), tokens
+# (every call carries an admin bearer token), tls (tokens, and TLS on the port with a self-signed certificate),
+# postgres (open, its store a fresh database on a PostgreSQL server the bench starts, fsync and synchronous_commit
+# on) and postgres3 (the same with three nodes sharing the database; FERRY then names all three, comma-separated,
+# and the load generators spread their connections over them).
+# ferry_mode MODE sets FERRY_ARGS for start_ferry, FERRY_TOKEN for the load generators, FERRY_SCHEME and
+# FERRY_NODES.
 BENCH_TOKEN=bench-admin-token-0123456789abcdef
 ferry_mode() {
   FERRY_ARGS=()
   FERRY_SCHEME=http
+  FERRY_NODES=1
   unset FERRY_TOKEN
   case $1 in
     open) ;;
@@ -44,40 +48,68 @@ ferry_mode() {
       export SSL_CERT_FILE=$work/cert.pem  # the load generators trust it
       ;;
     tokens) ;;
-    postgres)
+    postgres | postgres3)
+      [[ $1 == postgres ]] || FERRY_NODES=3
       [[ -f $work/pg.conninfo ]] || bash scripts/test_postgres.sh start "$work/pg.conninfo"
       local db=bench_$RANDOM$RANDOM
       psql "$(cat "$work/pg.conninfo")" -q -c "CREATE DATABASE $db"
       FERRY_ARGS+=(--database "$(cat "$work/pg.conninfo") dbname=$db")
       ;;
-    *) echo "unknown mode $1 (open, tokens, tls, postgres)"; exit 1 ;;
+    *) echo "unknown mode $1 (open, tokens, tls, postgres, postgres3)"; exit 1 ;;
   esac
 }
 FERRY_ARGS=()
 FERRY_SCHEME=http
+FERRY_NODES=1
 
-# start_ferry [DEPLOY_FILE]: Ferry on a free port with fsync on, its data in a fresh directory, with FERRY_ARGS;
-# waits until it listens (and has deployed the file). Sets FERRY_PORT, FERRY (its URL) and ferry_pid.
+# start_ferry [DEPLOY_FILE]: FERRY_NODES Ferry nodes on free ports with fsync on, each's data in a fresh directory,
+# with FERRY_ARGS; waits until they listen (and the first has deployed the file; the others follow it within a
+# second). Sets FERRY_PORT and ferry_pid (the first node's), FERRY (the nodes' URLs, comma-separated) and
+# ferry_pids.
 start_ferry() {
-  local deploy=()
-  [[ $# -eq 0 ]] || deploy=(--deploy "$1")
-  rm -f "$work/ferry.port"
-  "$ferry" serve --data-dir "$(mktemp -d -p "$work")" --port 0 --port-file "$work/ferry.port" --project bench \
-    "${deploy[@]}" "${FERRY_ARGS[@]}" 2>"$work/ferry.log" &
-  ferry_pid=$!
-  pids+=("$ferry_pid")
-  for _ in $(seq 1 200); do
-    [[ -s "$work/ferry.port" ]] && { [[ $# -eq 0 ]] || grep -q "deployed" "$work/ferry.log"; } && break
-    sleep 0.05
+  local deploy=() urls=() i
+  ferry_pids=()
+  for ((i = 0; i < FERRY_NODES; i++)); do
+    [[ $# -eq 0 || $i -gt 0 ]] || deploy=(--deploy "$1")
+    rm -f "$work/ferry$i.port"
+    "$ferry" serve --data-dir "$(mktemp -d -p "$work")" --port 0 --port-file "$work/ferry$i.port" --project bench \
+      "${deploy[@]}" "${FERRY_ARGS[@]}" 2>"$work/ferry$i.log" &
+    ferry_pids+=("$!")
+    pids+=("$!")
+    deploy=()
+    for _ in $(seq 1 200); do
+      [[ -s "$work/ferry$i.port" ]] && { [[ $# -eq 0 || $i -gt 0 ]] || grep -q "deployed" "$work/ferry$i.log"; } && break
+      sleep 0.05
+    done
+    local port
+    port=$(cat "$work/ferry$i.port")
+    if [[ $FERRY_SCHEME == http ]]; then urls+=("http://127.0.0.1:$port"); else urls+=("$FERRY_SCHEME://localhost:$port"); fi
   done
-  FERRY_PORT=$(cat "$work/ferry.port")
-  FERRY="$FERRY_SCHEME://127.0.0.1:$FERRY_PORT"
-  [[ $FERRY_SCHEME == http ]] || FERRY="$FERRY_SCHEME://localhost:$FERRY_PORT"
+  ferry_pid=${ferry_pids[0]}
+  FERRY_PORT=$(cat "$work/ferry0.port")
+  FERRY=$(IFS=,; echo "${urls[*]}")
+  ((FERRY_NODES == 1)) || sleep 2  # the other nodes follow the deploy
 }
 
 stop_ferry() {
-  kill "$ferry_pid" 2>/dev/null || true
-  wait "$ferry_pid" 2>/dev/null || true
+  local p
+  for p in "${ferry_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${ferry_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+# cpu_ticks PID...: the CPU time (user + system, in clock ticks of 10 ms) the processes have used so far.
+cpu_ticks() {
+  local p
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+}
+# server_pids: Ferry's nodes and, in the postgres modes, every process of the PostgreSQL server.
+server_pids() {
+  echo "${ferry_pids[@]}"
+  [[ ! -f $work/pg.conninfo ]] || pgrep -x postgres -u "$(stat -c %U "$(sed -e 's/^host=\([^ ]*\) .*/\1/' "$work/pg.conninfo")")" \
+    | while read -r p; do
+      # only this bench's server: its processes' working directory is its data directory
+      [[ $(readlink "/proc/$p/cwd" 2>/dev/null) == "$(sed -e 's/^host=\([^ ]*\) .*/\1/' "$work/pg.conninfo")"* ]] && echo "$p"
+    done
 }
 
 # start_emulator: Google's Pub/Sub emulator (a JVM started by gcloud) on a free port. Sets EMU_PORT and emu_pid.

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -38,8 +40,19 @@ struct Options {
   int pullers = 4;
 };
 
-std::unique_ptr<ferry::HttpClient> Connect(Options const& o) {
-  auto c = ferry::HttpClient::Make(o.endpoint, TokenFromEnvironment());
+// --endpoint may name several nodes of a cluster, comma-separated: connection i goes to node i mod n.
+std::vector<std::string> Endpoints(Options const& o) {
+  std::vector<std::string> out;
+  std::stringstream in(o.endpoint);
+  for (std::string e; std::getline(in, e, ',');) {
+    if (!e.empty()) out.push_back(e);
+  }
+  return out;
+}
+
+std::unique_ptr<ferry::HttpClient> Connect(Options const& o, int i = 0) {
+  auto endpoints = Endpoints(o);
+  auto c = ferry::HttpClient::Make(endpoints[static_cast<std::size_t>(i) % endpoints.size()], TokenFromEnvironment());
   if (!c.ok()) {
     std::fprintf(stderr, "bench: %s\n", c.status().message().c_str());
     std::exit(1);
@@ -120,8 +133,8 @@ int main(int argc, char** argv) {
   auto publish_start = Clock::now();
   std::vector<std::thread> threads;
   for (int t = 0; t < o.publishers; ++t) {
-    threads.emplace_back([&] {
-      auto c = Connect(o);
+    threads.emplace_back([&, t] {
+      auto c = Connect(o, t);
       for (int b; (b = next_batch++) < batches;) {
         auto res = c->Send("POST", "/v1/" + topic + ":publish", bodies[static_cast<std::size_t>(b)]);
         if (!res.ok() || res->status != 200) {
@@ -139,8 +152,8 @@ int main(int argc, char** argv) {
   auto pull_start = Clock::now();
   auto deadline = pull_start + std::chrono::minutes(10);
   for (int t = 0; t < o.pullers; ++t) {
-    threads.emplace_back([&] {
-      auto c = Connect(o);
+    threads.emplace_back([&, t] {
+      auto c = Connect(o, t + 1);  // a message published through one node is pulled through another
       Json pull{{"maxMessages", o.batch}, {"returnImmediately", true}};
       std::string pull_body = pull.dump();
       while (received.load() < o.messages && Clock::now() < deadline) {
