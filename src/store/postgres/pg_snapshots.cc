@@ -106,17 +106,23 @@ StatusOr<std::vector<std::string>> PgStore::ListTopicSnapshots(std::string const
 }
 
 Status PgStore::SeekToTime(std::string const& subscription, int64_t time_ms, int64_t now_ms) {
-  return Txn([&](PgConn& db) -> Status {
+  int64_t sub_id = 0;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
     if (!sub) return NotFoundError("Subscription does not exist");
+    sub_id = sub->id;
     return Seek(db, *sub, time_ms, std::nullopt, now_ms);
-  });
+  }));
+  ForgetScanFrom(sub_id);  // messages came back anywhere in the range
+  return OkStatus();
 }
 
 Status PgStore::SeekToSnapshot(std::string const& subscription, std::string const& snapshot, int64_t now_ms) {
-  return Txn([&](PgConn& db) -> Status {
+  int64_t sub_id = 0;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
     if (!sub) return NotFoundError("Subscription does not exist");
+    sub_id = sub->id;
     FERRY_ASSIGN_OR_RETURN(auto snap, db.Query("SELECT id, topic, created FROM snapshots WHERE name = $1",
                                                PgParams().Add(snapshot)));
     if (snap.empty()) return NotFoundError("Snapshot does not exist");
@@ -135,7 +141,9 @@ Status PgStore::SeekToSnapshot(std::string const& subscription, std::string cons
                                  PgParams().Add(sub->id).Add(snap_id).Add(now_ms)
                                      .AddBool(sub->spec.enable_message_ordering)));
     return Seek(db, *sub, created, snap_id, now_ms);
-  });
+  }));
+  ForgetScanFrom(sub_id);  // messages came back anywhere in the range
+  return OkStatus();
 }
 
 // The subscription's messages published at or after `time_ms` (or in the snapshot) become unacknowledged and

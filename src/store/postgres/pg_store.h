@@ -135,7 +135,9 @@ class PgStore final : public Store {
   // The lease scan's cursor per subscription (pg_delivery.cc).
   static constexpr int64_t kWholeRange = std::numeric_limits<int64_t>::min();
   int64_t ScanFrom(int64_t sub_id);
-  void SetScanFrom(int64_t sub_id, int64_t from, bool whole_range);
+  // Moves the cursor on to `from`; after a scan of the whole range (the first row it found given) starts a window.
+  void SetScanFrom(int64_t sub_id, int64_t from, std::optional<int64_t> whole_range_lowest);
+  void ForgetScanFrom(int64_t sub_id);  // the next lease scans the whole range
 
   void ListenLoop();
   void Notify(std::string const& topic);
@@ -148,6 +150,7 @@ class PgStore final : public Store {
   struct Cursor {
     int64_t from = kWholeRange;
     std::chrono::steady_clock::time_point set;  // its window began then (a full scan)
+    std::chrono::steady_clock::duration window = std::chrono::seconds(1);
   };
   std::mutex cursor_mu_;
   std::unordered_map<int64_t, Cursor> cursors_;  // GUARDED_BY(cursor_mu_), by subscription id
