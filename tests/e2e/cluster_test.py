@@ -194,7 +194,8 @@ class ClusterTest(unittest.TestCase):
             with open(spans) as f:
                 return len(f.read().splitlines()) >= 200
         harness.wait_for(spans_done, timeout=120, interval=0.5, what="200 calls")
-        intervals = sorted(tuple(map(float, line.split())) for line in open(spans).read().splitlines())
+        with open(spans) as f:
+            intervals = sorted(tuple(map(float, line.split())) for line in f.read().splitlines())
         for (_, end), (start, _) in zip(intervals, intervals[1:]):
             self.assertLessEqual(end, start, "two calls overlapped")
 
@@ -317,8 +318,12 @@ class ClusterTest(unittest.TestCase):
                                       env=dict(os.environ, PUBSUB_EMULATOR_HOST="127.0.0.1:%d" % c.port),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            harness.wait_for(lambda: os.path.exists(out_path) and "started" in open(out_path).read(), timeout=30,
-                             what="the subscriber")
+            def stream_lines():
+                if not os.path.exists(out_path):
+                    return []
+                with open(out_path) as f:
+                    return f.read().splitlines()
+            harness.wait_for(lambda: "started" in stream_lines(), timeout=30, what="the subscriber")
             client = a.client()
             self.addCleanup(client.close)
             sent = set()
@@ -331,8 +336,7 @@ class ClusterTest(unittest.TestCase):
                 sent.add("gcloud-%d" % i)
 
             def acked():
-                lines = open(out_path).read().splitlines()
-                return {line.split(" ", 1)[1] for line in lines if line.startswith("acked ")}
+                return {line.split(" ", 1)[1] for line in stream_lines() if line.startswith("acked ")}
             harness.wait_for(lambda: acked() >= sent, timeout=60, interval=0.5, what="every message on the stream")
             self.assertEqual(acked(), sent)
             # Acked through c: pulls through gcloud on b find nothing left.
