@@ -6,7 +6,7 @@
 #   2. latency from publish to the function's start at a steady 200 messages/s (p50, p99);
 #   3. the Node.js Functions Framework's requests/s, direct, 4 keep-alive connections.
 #   bench/functions_bench.sh             # MESSAGES=20000 RATE=200 LATENCY_SECONDS=10 by default
-#   MODES="open postgres" bench/functions_bench.sh   # Ferry's pipeline also on PostgreSQL (lib.sh)
+#   MODES="open postgres postgres3" bench/functions_bench.sh   # also on PostgreSQL, one node and three (lib.sh)
 source "$(dirname "$0")/lib.sh"
 MESSAGES=${MESSAGES:-20000}
 RATE=${RATE:-200}
@@ -44,7 +44,16 @@ for mode in ${MODES:-open}; do
   ferry_mode "$mode"
   start_ferry "$work/ferry.yaml"
   "$LOAD" --endpoint "$FERRY" pipeline --messages 2000 >/dev/null
+  # shellcheck disable=SC2046
+  servers=$(server_pids | tr '\n' ' ')
+  # The instances (children of the nodes) count as server too.
+  for p in "${ferry_pids[@]}"; do servers+=" $(pgrep -P "$p" | tr "\\n" " " || true)"; done
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks $servers)
   pipeline=$("$LOAD" --endpoint "$FERRY" pipeline --messages "$MESSAGES")
+  # shellcheck disable=SC2086
+  pipeline=$(python3 -c 'import json, sys; r = json.loads(sys.argv[1]); r["cpu_ticks"] = int(sys.argv[2]); print(json.dumps(r))' \
+    "$pipeline" "$(($(cpu_ticks $servers) - before))")
   latency=$("$LOAD" --endpoint "$FERRY" latency --rate "$RATE" --seconds "$LATENCY_SECONDS")
   results+=("$mode" "$pipeline" "$latency")
   stop_ferry
@@ -58,7 +67,8 @@ for i in range(0, len(rest), 3):
     mode, p, l = rest[i], json.loads(rest[i + 1]), json.loads(rest[i + 2])
     print("Functions (%s): %d messages through Ferry (publish -> durable store -> supervisor -> C++ function -> ack)"
           % (mode, p["messages"]))
-    print("  Ferry pipeline            %8.0f executions/s" % p["executions_per_s"])
+    print("  Ferry pipeline            %8.0f executions/s, server CPU %.0f us an execution (instances and database too)"
+          % (p["executions_per_s"], p["cpu_ticks"] * 10000.0 / p["messages"]))
     print("  Node.js FF, direct HTTP   %8.0f requests/s (4 keep-alive connections)" % d["requests_per_s"])
     print("  ratio                     %8.2fx (target 3x)" % (p["executions_per_s"] / d["requests_per_s"]))
     print("  latency publish -> function start at %d msg/s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d messages)"

@@ -79,17 +79,20 @@ std::vector<std::string> Endpoints(Options const& o) {
   return out;
 }
 
-// The function's successful executions so far, from /metrics (of every node: each counts its own).
+// The function's successful executions so far, from /metrics (of every node: each counts its own, and labels it
+// with its name).
 int64_t Executions(std::vector<std::unique_ptr<ferry::HttpClient>>& nodes, Options const& o) {
+  std::string const function = "function=\"projects/" + o.project + "/locations/local/functions/" + o.function + "\"";
   int64_t total = 0;
   for (auto& c : nodes) {
-    std::string text = Send(*c, "GET", "/metrics", "");
-    std::string key = "ferry_function_executions_total{function=\"projects/" + o.project +
-                      "/locations/local/functions/" + o.function + "\",status=\"ok\"";
-    auto at = text.find(key);
-    if (at == std::string::npos) continue;
-    at = text.find("} ", at);  // past the node label a cluster adds
-    total += std::stoll(text.substr(at + 2));
+    std::stringstream text(Send(*c, "GET", "/metrics", ""));
+    for (std::string line; std::getline(text, line);) {
+      if (line.rfind("ferry_function_executions_total{", 0) != 0 || line.find(function) == std::string::npos ||
+          line.find("status=\"ok\"") == std::string::npos) {
+        continue;
+      }
+      total += std::stoll(line.substr(line.rfind(' ') + 1));
+    }
   }
   return total;
 }
