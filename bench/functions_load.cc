@@ -24,6 +24,7 @@
 
 #include "cli/http_client.h"
 #include "common/base64.h"
+#include "common/split.h"
 
 namespace {
 
@@ -72,9 +73,8 @@ double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).cou
 // --endpoint may name several nodes of a cluster, comma-separated.
 std::vector<std::string> Endpoints(Options const& o) {
   std::vector<std::string> out;
-  std::stringstream in(o.endpoint);
-  for (std::string e; std::getline(in, e, ',');) {
-    if (!e.empty()) out.push_back(e);
+  for (auto e : ferry::Split(o.endpoint, ',')) {
+    if (!e.empty()) out.emplace_back(e);
   }
   return out;
 }

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -16,6 +15,7 @@
 
 #include "cli/http_client.h"
 #include "common/base64.h"
+#include "common/split.h"
 
 namespace {
 
@@ -43,9 +43,8 @@ struct Options {
 // --endpoint may name several nodes of a cluster, comma-separated: connection i goes to node i mod n.
 std::vector<std::string> Endpoints(Options const& o) {
   std::vector<std::string> out;
-  std::stringstream in(o.endpoint);
-  for (std::string e; std::getline(in, e, ',');) {
-    if (!e.empty()) out.push_back(e);
+  for (auto e : ferry::Split(o.endpoint, ',')) {
+    if (!e.empty()) out.emplace_back(e);
   }
   return out;
 }
