@@ -343,6 +343,24 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
     return;
   }
   bucket.objects.clear();
+  // Alone, nobody else records this bucket's objects: what was read is what is stored, and every change goes in
+  // one transaction (a restart after many changes is not a transaction a file). In a cluster each object's change
+  // reads and records its state in a transaction of its own (Update), as an upload through another node may
+  // record the same object meanwhile.
+  bool const alone = cluster_.claims == nullptr;
+  std::vector<BucketObjectChange> changes;
+  std::vector<PubsubMessage> events;
+  auto raise = [&](std::string const& name, std::optional<ObjectInfo> const& stored, Decide const& decide) {
+    if (!alone) {
+      (void)Update(bucket, name, decide);
+      return;
+    }
+    Outcome out = decide(stored);
+    if (!out.changed) return;
+    changes.push_back({name, out.object ? std::optional(out.object->ToJson()) : std::nullopt});
+    for (auto& e : out.events) events.push_back(std::move(e));
+    if (out.object) bucket.objects[name] = *out.object;
+  };
   for (auto const& name : files) {
     auto old = known.find(name);
     if (old != known.end() && Unchanged(old->second, bucket.record.path)) {
@@ -350,14 +368,20 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
       known.erase(old);
       continue;
     }
-    if (old != known.end()) known.erase(old);
+    std::optional<ObjectInfo> stored;
+    if (old != known.end()) {
+      stored = std::move(old->second);
+      known.erase(old);
+    }
     auto object = ReadObject(bucket_name, name, bucket.record.path);
     if (!object.ok() || object->updated_ms >= settled_before) continue;
-    (void)RaiseWritten(bucket, *std::move(object));
+    raise(name, stored, [&](std::optional<ObjectInfo> const& now) { return Written(bucket.record, *object, now); });
   }
   for (auto const& [name, object] : known) {  // gone while nobody watched
-    if (object.updated_ms < settled_before) RaiseGone(bucket, name);
+    if (object.updated_ms >= settled_before) continue;
+    raise(name, object, [&](std::optional<ObjectInfo> const& now) { return Gone(bucket.record, name, now); });
   }
+  Commit(bucket.record, std::move(changes), std::move(events));
 }
 
 // Holds mu_. Watches `dir` and the directories below it, each before it is read: a file that arrives meanwhile is
@@ -519,35 +543,42 @@ StatusOr<std::optional<ObjectInfo>> BucketService::Update(Watched& bucket, std::
   return after;
 }
 
+BucketService::Outcome BucketService::Written(BucketRecord const& bucket, ObjectInfo const& object,
+                                              std::optional<ObjectInfo> const& stored) {
+  if (stored && stored->generation == object.generation && stored->md5_hash == object.md5_hash) {
+    return {};  // raised already, by this node or another
+  }
+  Outcome out{.object = object, .changed = true};
+  if (stored) {
+    // Overwritten: the old generation is deleted (archived with versioning), as Cloud Storage reports it.
+    out.events.push_back(Event(bucket, *stored, GoneEventType(bucket)));
+    out.object->time_created_ms = object.updated_ms;
+  }
+  out.events.push_back(Event(bucket, *out.object, "google.storage.object.finalize"));
+  return out;
+}
+
+BucketService::Outcome BucketService::Gone(BucketRecord const& bucket, std::string const& name,
+                                           std::optional<ObjectInfo> const& stored) {
+  // Raised already; or the file is back (an upload recorded before its file is renamed into place).
+  if (!stored || FileExists(bucket.path, name)) return {};
+  return {.events = {Event(bucket, *stored, GoneEventType(bucket))}, .changed = true};
+}
+
 StatusOr<ObjectInfo> BucketService::RaiseWritten(Watched& bucket, ObjectInfo object) {
-  auto seen = [&](ObjectInfo const& old) {
-    return old.generation == object.generation && old.md5_hash == object.md5_hash;
-  };
-  if (auto known = bucket.objects.find(object.name); known != bucket.objects.end() && seen(known->second)) {
+  if (auto known = bucket.objects.find(object.name);
+      known != bucket.objects.end() && !Written(bucket.record, object, known->second).changed) {
     return known->second;
   }
-  FERRY_ASSIGN_OR_RETURN(auto after, Update(bucket, object.name, [&](std::optional<ObjectInfo> const& old) {
-                           if (old && seen(*old)) return Outcome{};  // raised already, by this node or another
-                           Outcome out{.object = object, .changed = true};
-                           if (old) {
-                             // Overwritten: the old generation is deleted (archived with versioning), as Cloud
-                             // Storage reports it.
-                             out.events.push_back(Event(bucket.record, *old, GoneEventType(bucket.record)));
-                             out.object->time_created_ms = object.updated_ms;
-                           }
-                           out.events.push_back(Event(bucket.record, *out.object, "google.storage.object.finalize"));
-                           return out;
+  FERRY_ASSIGN_OR_RETURN(auto after, Update(bucket, object.name, [&](std::optional<ObjectInfo> const& stored) {
+                           return Written(bucket.record, object, stored);
                          }));
   if (!after) return NotFoundError("No such object: " + bucket.record.name + "/" + object.name);
   return *after;
 }
 
 void BucketService::RaiseGone(Watched& bucket, std::string const& name) {
-  (void)Update(bucket, name, [&](std::optional<ObjectInfo> const& old) {
-    // Raised already; or the file is back (an upload recorded before its file is renamed into place).
-    if (!old || FileExists(bucket.record.path, name)) return Outcome{};
-    return Outcome{.events = {Event(bucket.record, *old, GoneEventType(bucket.record))}, .changed = true};
-  });
+  (void)Update(bucket, name, [&](std::optional<ObjectInfo> const& stored) { return Gone(bucket.record, name, stored); });
 }
 
 void BucketService::OnFileGone(std::string const& bucket_name, std::string const& name) {

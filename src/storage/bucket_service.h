@@ -125,6 +125,9 @@ class BucketService {
   // Holds mu_: raises the events of `object` having been written (its finalize, after the delete or archive of
   // the generation it replaced) unless this generation's were raised already. Returns what its events said.
   StatusOr<ObjectInfo> RaiseWritten(Watched& bucket, ObjectInfo object);
+  // What a file written, or gone, makes of an object whose last event said `stored`.
+  Outcome Written(BucketRecord const& bucket, ObjectInfo const& object, std::optional<ObjectInfo> const& stored);
+  Outcome Gone(BucketRecord const& bucket, std::string const& name, std::optional<ObjectInfo> const& stored);
   // Holds mu_: raises the delete (archive) of object `name` unless its file is there or its going was raised.
   void RaiseGone(Watched& bucket, std::string const& name);
   void OnFileGone(std::string const& bucket, std::string const& name);
