@@ -262,6 +262,11 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
   readers_cv_.notify_all();
 }
 
+bool ChildProcess::WaitOutputRead(std::chrono::milliseconds max) {
+  std::unique_lock lock(mu_);
+  return readers_cv_.wait_for(lock, max, [&] { return readers_running_ == 0; });
+}
+
 void ChildProcess::Kill() {
   std::lock_guard lock(mu_);
   if (reaped_) return;

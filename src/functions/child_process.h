@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -39,6 +40,9 @@ class ChildProcess {
 
   [[nodiscard]] pid_t pid() const { return pid_; }
   void Kill();
+  // Waits, at most `max`, until its output has been read to the end (its pipes closed), so its last lines have
+  // reached the line handler. Returns whether they have.
+  bool WaitOutputRead(std::chrono::milliseconds max);
   // True once the process has exited (reaps it without blocking).
   bool Exited();
   // Resident memory of the process in bytes, 0 when it is gone.

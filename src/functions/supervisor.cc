@@ -300,7 +300,10 @@ struct Supervisor::Instance {
                      std::to_string(spec.memory_mb) + " MB and was killed";
     } else {
       result.status = ExecutionStatus::kCrash;
-      std::string how = process->Exited() ? process->ExitDescription() : outcome.message();
+      bool const exited = process->Exited();
+      std::string how = exited ? process->ExitDescription() : outcome.message();
+      // What it printed as it died, read to the end (its reader may be a moment behind the exit).
+      if (exited) (void)process->WaitOutputRead(std::chrono::milliseconds(200));
       result.error = "instance of " + spec.function + " crashed (" + how + "): " + LastStderr();
     }
     process->Kill();
@@ -638,6 +641,7 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
   auto deadline = Steady::now() + spec.start_timeout;
   while (!Accepts(*port)) {
     if (inst->process->Exited()) {
+      (void)inst->process->WaitOutputRead(std::chrono::milliseconds(200));  // its last lines say why
       return UnavailableError("instance of " + spec.function + " exited while starting (" +
                               inst->process->ExitDescription() + "): " + inst->LastStderr());
     }
