@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -525,8 +526,11 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
     invocation = PubsubDispatcher::MakeInvocation(trigger, message, record.execution_id);
   }
   invocation.bounded_wait = true;  // an admin :call or a schedule waits in the queue of HTTP calls
+  std::string const holder = options_.node + " " + record.execution_id;
+  FERRY_ASSIGN_OR_RETURN(auto slot, TakeClusterSlot(name, holder, nullptr));  // the cluster's limit, as InvokeHttp
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
                         record, std::move(invocation));
+  if (!slot.empty()) (void)store_.Release(slot, holder);
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status, result.body,
                     result.error};
 }
@@ -562,18 +566,59 @@ ExecutionRecord FunctionService::NewHttpRecord(std::string const& name) {
   return record;
 }
 
+StatusOr<std::string> FunctionService::TakeClusterSlot(std::string const& name, std::string const& holder,
+                                                       std::shared_ptr<std::atomic<bool>> const& client_gone) {
+  if (options_.node.empty()) return std::string();
+  int slots = 0;
+  std::chrono::seconds timeout{0};
+  {
+    std::lock_guard lock(mu_);
+    auto it = running_.find(name);
+    if (it == running_.end()) return NotFoundError("Function " + name + " does not exist");
+    slots = std::max(1, it->second.spec.max_instances) * std::max(1, it->second.spec.concurrency);
+    timeout = std::chrono::seconds(it->second.spec.timeout_seconds);
+  }
+  auto const give_up = clock_.SteadyNow() + timeout;
+  for (auto pause = std::chrono::milliseconds(5);; pause = std::min(pause * 2, std::chrono::milliseconds(100))) {
+    int64_t now = ToUnixMillis(clock_.Now());
+    auto slot = store_.ClaimOne("run " + name + " #", slots, holder, now,
+                                now + std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count() + 30'000);
+    if (!slot.ok()) return slot.status();
+    if (*slot) return **slot;
+    if (client_gone && client_gone->load()) return Status(StatusCode::kCancelled, "the caller left");
+    if (clock_.SteadyNow() >= give_up) {
+      return Status(StatusCode::kResourceExhausted, "no instance of function " + name +
+                                                        " became free in the cluster within its timeout; retry later");
+    }
+    std::this_thread::sleep_for(pause);
+  }
+}
+
 StatusOr<CallResult> FunctionService::InvokeHttp(std::string const& name, Invocation request) {
   FERRY_RETURN_IF_ERROR(CheckHttpRunning(name));
   ExecutionRecord record = NewHttpRecord(name);
   request.execution_id = record.execution_id;
+  // In a cluster the function's limit is the cluster's: the call first takes one of its slots.
+  std::string const holder = options_.node + " " + record.execution_id;
+  auto slot = TakeClusterSlot(name, holder, request.client_gone);
+  if (!slot.ok()) {
+    int http = slot.status().code() == StatusCode::kResourceExhausted ? 429
+               : slot.status().code() == StatusCode::kCancelled       ? 499
+                                                                      : 503;
+    return CallResult{record.execution_id, "error", http, std::string(slot.status().message()),
+                      std::string(slot.status().message())};
+  }
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
                         record, std::move(request));
+  if (!slot->empty()) (void)store_.Release(*slot, holder);
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status,
                     std::move(result.body), result.error, std::move(result.headers)};
 }
 
 bool FunctionService::TryInvokeHttpAsync(std::string const& name, Invocation request, boost::asio::io_context& io,
                                          std::function<void(CallResult)> done) {
+  // In a cluster a call takes a slot from the database first, which waits: InvokeHttp, on a thread of its own.
+  if (!options_.node.empty()) return false;
   if (!CheckHttpRunning(name).ok()) return false;  // InvokeHttp tells why
   auto record = std::make_shared<ExecutionRecord>(NewHttpRecord(name));
   request.execution_id = record->execution_id;

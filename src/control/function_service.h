@@ -125,6 +125,12 @@ class FunctionService {
   // In a cluster: adds the other live nodes' instances (their reports) to states of this node's.
   void AddOtherNodes(std::vector<FunctionState>& states);
   void ReportThisNode();
+  // Cluster only: one of function `name`'s max_instances x concurrency slots across the cluster for one call
+  // (claims "run <function> #<i>"), held until the call ends, or its timeout and 30 s pass when this node dies.
+  // Waits for one as a call waits for an instance: up to the function's timeout, or until the caller leaves.
+  // Returns the slot's name ("" outside a cluster); RESOURCE_EXHAUSTED or CANCELLED when none came.
+  StatusOr<std::string> TakeClusterSlot(std::string const& name, std::string const& holder,
+                                        std::shared_ptr<std::atomic<bool>> const& client_gone);
 
   Store& store_;
   Broker& broker_;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,11 @@ class ClaimStore {
   // Returns whether `node` holds it now.
   [[nodiscard]] virtual StatusOr<bool> Claim(std::string const& name, std::string const& node, int64_t now_ms,
                                              int64_t until_ms) = 0;
+  // Takes the first of claims `prefix`0 .. `prefix`(count - 1) that nobody holds past `now_ms`, for `node` until
+  // `until_ms`: a slot of a limit the cluster shares. Returns its name, or nullopt when every one is held.
+  [[nodiscard]] virtual StatusOr<std::optional<std::string>> ClaimOne(std::string const& prefix, int count,
+                                                                      std::string const& node, int64_t now_ms,
+                                                                      int64_t until_ms) = 0;
   // Lets go of a claim `node` holds (nothing when it holds none).
   [[nodiscard]] virtual Status Release(std::string const& name, std::string const& node) = 0;
   // Records what `node` tells of itself, good until `until_ms` (renewed by the next report).

@@ -468,6 +468,50 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(len(minutes), 2, ticks)
         self.assertEqual(len(set(minutes)), 2, ticks)
 
+    def test_max_instances_holds_across_the_cluster_for_http_calls(self):
+        """An HTTP function with max_instances 1 called through all three nodes at once: every call is served, one at
+        a time in the whole cluster."""
+        work = tempfile.mkdtemp(prefix="ferry-cluster-")
+        self.addCleanup(shutil.rmtree, work, True)
+        spans = os.path.join(work, "spans")
+        deploy = os.path.join(work, "ferry.yaml")
+        with open(deploy, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: cl
+                functions:
+                  - name: one-web
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: overlap_http
+                    trigger_http: true
+                    allow_unauthenticated: true
+                    max_instances: 1
+                    env_vars: {OVERLAP_FILE: %s}
+                """) % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(spans)))
+        self.nodes[2].deploy(deploy)
+
+        def ready_everywhere():
+            return all(harness.http_request(node.port, "GET", "/functions/one-web")[0] == 200 for node in self.nodes)
+        harness.wait_for(ready_everywhere, timeout=60, interval=0.5, what="the function served by every node")
+        with open(spans, "w"):
+            pass  # the readiness calls' spans are not the test's
+        statuses = []
+
+        def call(node):
+            for _ in range(8):
+                statuses.append(harness.http_request(node.port, "GET", "/functions/one-web")[0])
+        callers = [threading.Thread(target=call, args=(node,)) for node in self.nodes for _ in range(2)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(timeout=120)
+        self.assertEqual(statuses, [200] * 48)
+        with open(spans) as f:
+            intervals = sorted(tuple(map(float, line.split())) for line in f.read().splitlines())
+        self.assertEqual(len(intervals), 48)
+        for (_, end), (start, _) in zip(intervals, intervals[1:]):
+            self.assertLessEqual(end, start, "two calls overlapped")
+
 
 if __name__ == "__main__":
     harness.FERRY = os.path.abspath(sys.argv.pop(1))

@@ -711,6 +711,45 @@ TEST_P(StoreContractTest, ANodesReportLastsUntilItRunsOut) {
   EXPECT_EQ((*live)[0].node, "a");
 }
 
+TEST_P(StoreContractTest, SlotsOfASharedLimitAreTakenOneEachUntilReleasedOrRunOut) {
+  EXPECT_THAT(store_->ClaimOne("run f #", 2, "a call1", kNow, kNow + 10'000),
+              IsOkAndHolds(std::optional<std::string>("run f #0")));
+  EXPECT_THAT(store_->ClaimOne("run f #", 2, "b call2", kNow, kNow + 10'000),
+              IsOkAndHolds(std::optional<std::string>("run f #1")));
+  EXPECT_THAT(store_->ClaimOne("run f #", 2, "a call3", kNow, kNow + 10'000), IsOkAndHolds(std::nullopt));
+  ASSERT_THAT(store_->Release("run f #0", "a call1"), IsOk());
+  EXPECT_THAT(store_->ClaimOne("run f #", 2, "a call3", kNow, kNow + 10'000),
+              IsOkAndHolds(std::optional<std::string>("run f #0")));
+  // b's node died: its slot runs out.
+  EXPECT_THAT(store_->ClaimOne("run f #", 2, "c call4", kNow + 10'001, kNow + 20'000),
+              IsOkAndHolds(std::optional<std::string>("run f #0")));
+}
+
+// Calls on several nodes at once never hold more slots than the limit.
+TEST_P(StoreContractTest, ConcurrentTakersOfSlotsNeverExceedTheLimit) {
+  constexpr int kSlots = 3, kThreads = 6;
+  std::atomic<int> held{0}, most{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::string holder = "node" + std::to_string(t);
+      for (int round = 0; round < 15; ++round) {
+        auto slot = store_->ClaimOne("run g #", kSlots, holder, kNow, kNow + 60'000);
+        ASSERT_THAT(slot, IsOk());
+        if (!*slot) continue;
+        int now = ++held;
+        for (int m = most; now > m && !most.compare_exchange_weak(m, now);) {
+        }
+        --held;
+        ASSERT_THAT(store_->Release(**slot, holder), IsOk());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_LE(most.load(), kSlots);
+  EXPECT_GE(most.load(), 1);
+}
+
 TEST_P(StoreContractTest, AClaimIsOneNodesUntilItIsReleasedOrRunsOut) {
   EXPECT_THAT(store_->Claim("deliver f", "a", kNow, kNow + 10'000), IsOkAndHolds(true));
   EXPECT_THAT(store_->Claim("deliver f", "b", kNow + 1'000, kNow + 11'000), IsOkAndHolds(false));

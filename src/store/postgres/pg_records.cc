@@ -236,6 +236,28 @@ StatusOr<bool> PgStore::Claim(std::string const& name, std::string const& node, 
   return held;
 }
 
+// The free slots are read, then taken one by one with the claim's upsert (which waits for, and then sees, a
+// concurrent taker's commit): of nodes taking the same slot at once, one gets it and the others try the next.
+StatusOr<std::optional<std::string>> PgStore::ClaimOne(std::string const& prefix, int count, std::string const& node,
+                                                      int64_t now_ms, int64_t until_ms) {
+  std::optional<std::string> taken;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    taken.reset();
+    FERRY_ASSIGN_OR_RETURN(auto free, db.Query("SELECT $1 || s FROM generate_series(0, $2::int8 - 1) s WHERE NOT "
+                                               "EXISTS (SELECT 1 FROM claims c WHERE c.name = $1 || s AND c.until >= $3)",
+                                               PgParams().Add(prefix).Add(int64_t{count}).Add(now_ms)));
+    for (int i = 0; i < free.size() && !taken; ++i) {
+      FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("INSERT INTO claims(name, node, until) VALUES($1, $2, $3) ON "
+                                                 "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
+                                                 "excluded.until WHERE claims.until < $4 RETURNING node",
+                                                 PgParams().Add(free.Text(i, 0)).Add(node).Add(until_ms).Add(now_ms)));
+      if (!rows.empty()) taken = free.Text(i, 0);
+    }
+    return OkStatus();
+  }));
+  return taken;
+}
+
 Status PgStore::Release(std::string const& name, std::string const& node) {
   return Txn([&](PgConn& db) -> Status {
     return db.Run("DELETE FROM claims WHERE name = $1 AND node = $2", PgParams().Add(name).Add(node));

@@ -241,6 +241,25 @@ StatusOr<bool> SqliteStore::Claim(std::string const& name, std::string const& no
   return held;
 }
 
+StatusOr<std::optional<std::string>> SqliteStore::ClaimOne(std::string const& prefix, int count,
+                                                          std::string const& node, int64_t now_ms, int64_t until_ms) {
+  std::optional<std::string> taken;
+  FERRY_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {  // writes take turns: reading then taking is safe
+    taken.reset();
+    for (int i = 0; i < count && !taken; ++i) {
+      std::string name = prefix + std::to_string(i);
+      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO claims(name, node, until) VALUES(?1, ?2, ?3) ON "
+                                                 "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
+                                                 "excluded.until WHERE claims.until < ?4 RETURNING node"));
+      st->Bind(1, name).Bind(2, node).Bind(3, until_ms).Bind(4, now_ms);
+      FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+      if (row) taken = name;
+    }
+    return OkStatus();
+  }, /*durable=*/false));
+  return taken;
+}
+
 Status SqliteStore::Release(std::string const& name, std::string const& node) {
   return Write([&](SqliteDb& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM claims WHERE name = ?1 AND node = ?2"));

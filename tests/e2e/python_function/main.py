@@ -74,3 +74,13 @@ def record_slowly(event, context):
     time.sleep(1)
     with open(os.environ["RECORD_FILE"], "a") as f:
         f.write("done %s\n" % data)
+
+
+def overlap_http(request):
+    """overlap as an HTTP function: cluster_test.py calls it through every node at once."""
+    start = time.clock_gettime(time.CLOCK_MONOTONIC)
+    time.sleep(0.03)
+    end = time.clock_gettime(time.CLOCK_MONOTONIC)
+    with open(os.environ["OVERLAP_FILE"], "a") as f:
+        f.write("%.6f %.6f\n" % (start, end))
+    return "ok"
