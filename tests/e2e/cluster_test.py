@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+TEST_FUNCTIONS = ""  # the ferry_test_functions program (C++, the SDK), from argv
 
 
 class ClusterTest(unittest.TestCase):
@@ -155,8 +156,8 @@ class ClusterTest(unittest.TestCase):
             self.assertIn("/%s/" % pid, listing.stdout)
 
     def test_max_instances_holds_across_the_cluster(self):
-        """A function with max_instances 1 never runs twice at once, though every node runs it and messages come
-        through every node."""
+        """A C++ function (the SDK's, in tests/sdk/test_functions_main.cc) with max_instances 1 never runs twice at
+        once, though every node runs it and messages come through every node."""
         work = tempfile.mkdtemp(prefix="ferry-cluster-")
         self.addCleanup(shutil.rmtree, work, True)
         spans = os.path.join(work, "spans")
@@ -166,14 +167,14 @@ class ClusterTest(unittest.TestCase):
                 project: cl
                 functions:
                   - name: one-at-a-time
-                    runtime: python3
-                    source_dir: %s
+                    runtime: command
+                    command: [%s]
                     entry_point: overlap
                     event_trigger_type: google.pubsub.topic.publish
                     event_trigger_resource: serial
                     max_instances: 1
                     env_vars: {OVERLAP_FILE: %s}
-                """) % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(spans)))
+                """) % (json.dumps(TEST_FUNCTIONS), json.dumps(spans)))
         self.nodes[1].deploy(deploy)
 
         def active_everywhere():
@@ -515,4 +516,5 @@ class ClusterTest(unittest.TestCase):
 
 if __name__ == "__main__":
     harness.FERRY = os.path.abspath(sys.argv.pop(1))
+    TEST_FUNCTIONS = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)

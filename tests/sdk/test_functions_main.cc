@@ -65,6 +65,25 @@ void Chaos(ferry::Event const& event, ferry::Context const& context) {
   ferry::log::Info("chaos survived");
 }
 
+// Appends this call's start and end (CLOCK_MONOTONIC, seconds) to $OVERLAP_FILE: cluster_test.py checks that no
+// two calls of a function with max_instances 1 overlap, on whichever node they ran.
+void Overlap(ferry::Event const&, ferry::Context const&) {
+  auto now = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  };
+  double start = now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  double end = now();
+  char const* path = std::getenv("OVERLAP_FILE");
+  if (path == nullptr) throw std::runtime_error("OVERLAP_FILE is not set");
+  FILE* f = std::fopen(path, "a");
+  if (f == nullptr) throw std::runtime_error("cannot open OVERLAP_FILE");
+  std::fprintf(f, "%.6f %.6f\n", start, end);
+  std::fclose(f);
+}
+
 ferry::Response Echo(ferry::Request const& request) {
   ferry::Response response;
   response.status = request.headers.count("x-status") ? std::stoi(request.headers.at("x-status")) : 200;
@@ -85,5 +104,6 @@ int main(int argc, char** argv) {
                         .Event("crash", Crash)
                         .Event("hog", Hog)
                         .Event("chaos", Chaos)
+                        .Event("overlap", Overlap)
                         .Http("echo", Echo));
 }

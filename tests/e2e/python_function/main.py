@@ -55,16 +55,6 @@ def fds_http(request):
                        "headers": sorted(k.lower() for k in request.headers)}), 200, {"Content-Type": "application/json"}
 
 
-def overlap(event, context):
-    """Appends this call's start and end (the machine's monotonic clock) to OVERLAP_FILE: cluster_test.py checks
-    that no two calls of a function with max_instances 1 overlap, on whatever node they ran."""
-    start = time.clock_gettime(time.CLOCK_MONOTONIC)
-    time.sleep(0.02)
-    end = time.clock_gettime(time.CLOCK_MONOTONIC)
-    with open(os.environ["OVERLAP_FILE"], "a") as f:
-        f.write("%.6f %.6f\n" % (start, end))
-
-
 def record_slowly(event, context):
     """Appends "start DATA PPID" (the node running it) and, a second later, "done DATA" to RECORD_FILE: cluster_test.py
     kills a node while calls are under way on it and checks they run again elsewhere."""
@@ -77,7 +67,8 @@ def record_slowly(event, context):
 
 
 def overlap_http(request):
-    """overlap as an HTTP function: cluster_test.py calls it through every node at once."""
+    """Appends this call's start and end (the machine's monotonic clock) to OVERLAP_FILE: cluster_test.py calls it
+    through every node at once and checks that no two calls of it (max_instances 1) overlap."""
     start = time.clock_gettime(time.CLOCK_MONOTONIC)
     time.sleep(0.03)
     end = time.clock_gettime(time.CLOCK_MONOTONIC)
