@@ -133,7 +133,7 @@ class SdkTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 1)
         self.assertEqual(proc.stderr.strip(),
                          'ferry: FUNCTION_TARGET "nope" is not exported by this program (it exports: chaos, crash, '
-                         'explode, greet, hog, sleepy, echo)')
+                         'explode, greet, hog, overlap, sleepy, echo)')
 
 
 if __name__ == "__main__":
