@@ -377,9 +377,10 @@ void BucketService::Reconcile(std::string const& bucket_name, std::vector<std::s
     if (!object.ok() || object->updated_ms >= settled_before) continue;
     raise(name, stored, [&](std::optional<ObjectInfo> const& now) { return Written(bucket.record, *object, now); });
   }
-  for (auto const& [name, object] : known) {  // gone while nobody watched
-    if (object.updated_ms >= settled_before) continue;
-    raise(name, object, [&](std::optional<ObjectInfo> const& now) { return Gone(bucket.record, name, now); });
+  for (auto const& entry : known) {  // gone while nobody watched
+    std::string const& name = entry.first;
+    if (entry.second.updated_ms >= settled_before) continue;
+    raise(name, entry.second, [&](std::optional<ObjectInfo> const& now) { return Gone(bucket.record, name, now); });
   }
   Commit(bucket.record, std::move(changes), std::move(events));
 }
