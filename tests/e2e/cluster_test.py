@@ -43,6 +43,29 @@ class ClusterTest(unittest.TestCase):
             self.addCleanup(c.close)
         return cs
 
+    def work_dir(self):
+        work = tempfile.mkdtemp(prefix="ferry-cluster-")
+        self.addCleanup(shutil.rmtree, work, True)
+        return work
+
+    @staticmethod
+    def deploy(node, work, text):
+        """Writes `text` (dedented) as work/ferry.yaml and deploys it through `node`."""
+        path = os.path.join(work, "ferry.yaml")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        node.deploy(path)
+
+    def wait_active_everywhere(self, function):
+        def active_everywhere():
+            for node in self.nodes:
+                status, _, body = harness.http_request(node.port, "GET", "/ferry/v1/projects/cl/functions")
+                functions = json.loads(body).get("functions", []) if status == 200 else []
+                if [f.get("state") for f in functions if f["name"].endswith("/" + function)] != ["ACTIVE"]:
+                    return False
+            return True
+        harness.wait_for(active_everywhere, timeout=60, what=function + " ACTIVE on every node")
+
     def test_publish_on_one_node_pull_and_ack_on_others(self):
         a, b, c = self.clients()
         a.create_topic("topic-1")
@@ -100,11 +123,8 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(seen, set(published))
 
     def test_a_deploy_on_one_node_runs_on_every_node(self):
-        work = tempfile.mkdtemp(prefix="ferry-cluster-")
-        self.addCleanup(shutil.rmtree, work, True)
-        deploy = os.path.join(work, "ferry.yaml")
-        with open(deploy, "w") as f:
-            f.write(textwrap.dedent("""\
+        work = self.work_dir()
+        self.deploy(self.nodes[0], work, """\
                 project: cl
                 functions:
                   - name: hello
@@ -113,17 +133,9 @@ class ClusterTest(unittest.TestCase):
                     entry_point: hello_pubsub
                     event_trigger_type: google.pubsub.topic.publish
                     event_trigger_resource: hello
-                """) % json.dumps(os.path.join(HERE, "python_function")))
-        self.nodes[0].deploy(deploy)
+                """ % json.dumps(os.path.join(HERE, "python_function")))
 
-        def active_everywhere():
-            for node in self.nodes:
-                status, _, body = harness.http_request(node.port, "GET", "/ferry/v1/projects/cl/functions")
-                functions = json.loads(body).get("functions", []) if status == 200 else []
-                if [f.get("state") for f in functions if f["name"].endswith("/hello")] != ["ACTIVE"]:
-                    return False
-            return True
-        harness.wait_for(active_everywhere, timeout=60, what="the function ACTIVE on every node")
+        self.wait_active_everywhere("hello")
         # A publish through the third node runs it (on whichever node's dispatcher takes the message).
         self.nodes[2].client().publish("hello", ["{}"])
 
@@ -158,12 +170,9 @@ class ClusterTest(unittest.TestCase):
     def test_max_instances_holds_across_the_cluster(self):
         """A C++ function (the SDK's, in tests/sdk/test_functions_main.cc) with max_instances 1 never runs twice at
         once, though every node runs it and messages come through every node."""
-        work = tempfile.mkdtemp(prefix="ferry-cluster-")
-        self.addCleanup(shutil.rmtree, work, True)
+        work = self.work_dir()
         spans = os.path.join(work, "spans")
-        deploy = os.path.join(work, "ferry.yaml")
-        with open(deploy, "w") as f:
-            f.write(textwrap.dedent("""\
+        self.deploy(self.nodes[1], work, """\
                 project: cl
                 functions:
                   - name: one-at-a-time
@@ -174,17 +183,9 @@ class ClusterTest(unittest.TestCase):
                     event_trigger_resource: serial
                     max_instances: 1
                     env_vars: {OVERLAP_FILE: %s}
-                """) % (json.dumps(TEST_FUNCTIONS), json.dumps(spans)))
-        self.nodes[1].deploy(deploy)
+                """ % (json.dumps(TEST_FUNCTIONS), json.dumps(spans)))
 
-        def active_everywhere():
-            for node in self.nodes:
-                status, _, body = harness.http_request(node.port, "GET", "/ferry/v1/projects/cl/functions")
-                functions = json.loads(body).get("functions", []) if status == 200 else []
-                if [f.get("state") for f in functions if f["name"].endswith("/one-at-a-time")] != ["ACTIVE"]:
-                    return False
-            return True
-        harness.wait_for(active_everywhere, timeout=60, what="the function ACTIVE on every node")
+        self.wait_active_everywhere("one-at-a-time")
         clients = self.clients()
         for i in range(20):  # 200 messages, a backlog of seconds of work for every node that would take it
             clients[i % 3].publish("serial", ["m%d-%d" % (i, j) for j in range(10)])
@@ -212,13 +213,10 @@ class ClusterTest(unittest.TestCase):
     def test_one_node_watches_a_bucket_and_another_takes_over_when_it_dies(self):
         """Files written into a shared bucket directory, uploaded through any node, and written or deleted while the
         watching node is dead each raise their event exactly once."""
-        work = tempfile.mkdtemp(prefix="ferry-cluster-bucket-")
-        self.addCleanup(shutil.rmtree, work, True)
+        work = self.work_dir()
         shared = os.path.join(work, "shared")
-        deploy = os.path.join(work, "ferry.yaml")
-        with open(deploy, "w") as f:
-            f.write("project: cl\nbuckets:\n  - {name: shared-inbox, path: %s}\n" % json.dumps(shared))
-        self.nodes[0].deploy(deploy)
+        self.deploy(self.nodes[0], work,
+                    "project: cl\nbuckets:\n  - {name: shared-inbox, path: %s}\n" % json.dumps(shared))
         watcher = harness.wait_for(lambda: self.node_holding("watch shared-inbox"), timeout=30,
                                    what="a node watching the bucket")
         # Its first scan, which raises nothing, is done.
@@ -351,12 +349,10 @@ class ClusterTest(unittest.TestCase):
     def test_a_node_killed_mid_execution_its_calls_run_again_elsewhere(self):
         """Publishes through every node; the node delivering a function's events dies (kill -9) with calls under
         way; every answered publish still runs to completion, those calls on another node."""
-        work = tempfile.mkdtemp(prefix="ferry-cluster-")
-        self.addCleanup(shutil.rmtree, work, True)
+        work = self.work_dir()
         record = os.path.join(work, "record")
-        deploy = os.path.join(work, "ferry.yaml")
-        with open(deploy, "w") as f:
-            f.write(textwrap.dedent("""                project: cl
+        self.deploy(self.nodes[0], work, """\
+                project: cl
                 functions:
                   - name: recorder
                     runtime: python3
@@ -366,8 +362,7 @@ class ClusterTest(unittest.TestCase):
                     event_trigger_resource: jobs
                     timeout: 5s
                     env_vars: {RECORD_FILE: %s}
-                """) % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(record)))
-        self.nodes[0].deploy(deploy)
+                """ % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(record)))
         victim = harness.wait_for(lambda: self.node_holding("deliver %/recorder"), timeout=60,
                                   what="a node delivering the function's events")
         survivors = [node for node in self.nodes if node is not victim]
@@ -416,8 +411,8 @@ class ClusterTest(unittest.TestCase):
         for node in nodes:
             client = node.client()
             try:
-                out[node] = int(client.metric("ferry_schedule_ticks_fired_total", "projects/cl/locations/local/jobs/tick-tock")
-                                or 0)
+                fired = client.metric("ferry_schedule_ticks_fired_total", "projects/cl/locations/local/jobs/tick-tock")
+                out[node] = int(fired or 0)
             finally:
                 client.close()
         return out
@@ -425,23 +420,19 @@ class ClusterTest(unittest.TestCase):
     def test_a_schedule_fires_each_tick_once_across_the_death_of_the_node_that_fired(self):
         """A schedule every minute on three nodes: one node fires a tick; killed, another fires the next, and no tick
         fires twice. Takes two real minutes."""
-        work = tempfile.mkdtemp(prefix="ferry-cluster-")
-        self.addCleanup(shutil.rmtree, work, True)
+        work = self.work_dir()
         a = self.nodes[0].client()
         self.addCleanup(a.close)
         a.create_topic("cl-ticks")
         a.create_subscription("cl-ticks-sub", "cl-ticks")
-        deploy = os.path.join(work, "ferry.yaml")
-        with open(deploy, "w") as f:
-            f.write(textwrap.dedent("""\
+        self.deploy(self.nodes[0], work, """\
                 project: cl
                 schedules:
                   - name: tick-tock
                     schedule: "* * * * *"
                     topic: cl-ticks
                     data: tick
-                """))
-        self.nodes[0].deploy(deploy)
+                """)
         ticks = []
 
         def pull_ticks(client):
@@ -472,12 +463,9 @@ class ClusterTest(unittest.TestCase):
     def test_max_instances_holds_across_the_cluster_for_http_calls(self):
         """An HTTP function with max_instances 1 called through all three nodes at once: every call is served, one at
         a time in the whole cluster."""
-        work = tempfile.mkdtemp(prefix="ferry-cluster-")
-        self.addCleanup(shutil.rmtree, work, True)
+        work = self.work_dir()
         spans = os.path.join(work, "spans")
-        deploy = os.path.join(work, "ferry.yaml")
-        with open(deploy, "w") as f:
-            f.write(textwrap.dedent("""\
+        self.deploy(self.nodes[2], work, """\
                 project: cl
                 functions:
                   - name: one-web
@@ -488,8 +476,7 @@ class ClusterTest(unittest.TestCase):
                     allow_unauthenticated: true
                     max_instances: 1
                     env_vars: {OVERLAP_FILE: %s}
-                """) % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(spans)))
-        self.nodes[2].deploy(deploy)
+                """ % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(spans)))
 
         def ready_everywhere():
             return all(harness.http_request(node.port, "GET", "/functions/one-web")[0] == 200 for node in self.nodes)
