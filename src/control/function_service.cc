@@ -26,11 +26,6 @@ constexpr std::array<double, 15> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01,
 
 std::string FunctionPrefix(std::string const& project) { return "projects/" + project + "/locations/"; }
 
-// The claim on delivering a function's events (cluster only), and how long one lasts unrenewed: a node that dies
-// holding it leaves its functions' events undelivered for at most this long.
-std::string DeliveryClaim(std::string const& function) { return "deliver " + function; }
-constexpr int64_t kClaimMillis = 10'000;
-
 
 // How the dispatcher runs a Pub/Sub- or storage-triggered function (`name`: its full name).
 PubsubTriggerSpec TriggerOf(FunctionSpec const& spec, std::string const& name) {
@@ -55,9 +50,11 @@ FunctionService::FunctionService(Store& store, Broker& broker, ExecutionLog& log
       log_(log),
       clock_(clock),
       options_(std::move(options)),
+      slots_(options_.node.empty() ? nullptr : std::make_unique<ClusterSlots>(store, clock, options_.node)),
       supervisor_([this](std::string const& function, InstanceLine line) { OnInstanceLine(function, std::move(line)); }),
       dispatcher_(broker, supervisor_, clock,
-                  [this](ExecutionPhase phase, ExecutionRecord const& record) { OnExecution(phase, record); }) {}
+                  [this](ExecutionPhase phase, ExecutionRecord const& record) { OnExecution(phase, record); },
+                  slots_.get()) {}
 
 FunctionService::~FunctionService() { Shutdown(); }
 
@@ -125,10 +122,7 @@ void FunctionService::Follow() {
     }
     BuildAndLaunch(name, spec);
   }
-  if (!options_.node.empty()) {
-    FollowClaims();
-    ReportThisNode();
-  }
+  if (!options_.node.empty()) ReportThisNode();
   // Schedules and buckets: tell their services when another node's deploy changed them.
   auto fingerprint = [](auto const& list, auto const& key) {
     std::string out;
@@ -149,34 +143,6 @@ void FunctionService::Follow() {
     });
     if (now != followed_buckets_ && options_.buckets_changed) options_.buckets_changed();
     followed_buckets_ = now.empty() ? "\n" : now;
-  }
-}
-
-void FunctionService::FollowClaims() {
-  std::vector<std::pair<std::string, FunctionSpec>> triggered;
-  {
-    std::lock_guard lock(mu_);
-    for (auto const& [name, r] : running_) {
-      if (r.error.empty() && r.ready && !TriggerTopic(r.spec).empty()) triggered.emplace_back(name, r.spec);
-    }
-  }
-  int64_t now = ToUnixMillis(clock_.Now());
-  bool took_one = false;  // one new function a round: nodes following at once share the functions out
-  for (auto const& [name, spec] : triggered) {
-    bool mine = dispatching_.contains(name);
-    if (!mine && took_one) continue;
-    auto held = store_.Claim(DeliveryClaim(name), options_.node, now, now + kClaimMillis);
-    bool hold = held.ok() && *held;
-    if (hold && !mine) {
-      dispatcher_.Start(TriggerOf(spec, name));
-      dispatching_.insert(name);
-      took_one = true;
-    } else if (!hold && mine) {
-      // Lost (another node took it after this one missed renewals) or the database is away: stop delivering,
-      // so two nodes never deliver one function's events at once for longer than a renewal round.
-      dispatcher_.Stop(name);
-      dispatching_.erase(name);
-    }
   }
 }
 
@@ -235,8 +201,7 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     return UnimplementedError("runtime " + spec.runtime + " is not supported yet");
   }
   supervisor_.Deploy(std::move(instance));
-  // In a cluster, the node holding the function's claim delivers its events (FollowClaims).
-  if (!TriggerTopic(spec).empty() && options_.node.empty()) dispatcher_.Start(TriggerOf(spec, name));
+  if (!TriggerTopic(spec).empty()) dispatcher_.Start(TriggerOf(spec, name));
   std::lock_guard lock(mu_);
   running_[name] = {spec, ""};
   return OkStatus();
@@ -244,9 +209,6 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
 
 void FunctionService::Stop(std::string const& name) {
   dispatcher_.Stop(name);
-  if (!options_.node.empty() && dispatching_.erase(name) > 0) {
-    (void)store_.Release(DeliveryClaim(name), options_.node);  // another node takes over at once
-  }
   supervisor_.Remove(name);
   std::lock_guard lock(mu_);
   running_.erase(name);
@@ -526,11 +488,10 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
     invocation = PubsubDispatcher::MakeInvocation(trigger, message, record.execution_id);
   }
   invocation.bounded_wait = true;  // an admin :call or a schedule waits in the queue of HTTP calls
-  std::string const holder = options_.node + " " + record.execution_id;
-  FERRY_ASSIGN_OR_RETURN(auto slot, TakeClusterSlot(name, holder, nullptr));  // the cluster's limit, as InvokeHttp
+  FERRY_ASSIGN_OR_RETURN(auto slot, TakeClusterSlot(name, nullptr));  // the cluster's limit, as InvokeHttp
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
                         record, std::move(invocation));
-  if (!slot.empty()) (void)store_.Release(slot, holder);
+  GiveClusterSlot(slot);
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status, result.body,
                     result.error};
 }
@@ -566,9 +527,9 @@ ExecutionRecord FunctionService::NewHttpRecord(std::string const& name) {
   return record;
 }
 
-StatusOr<std::string> FunctionService::TakeClusterSlot(std::string const& name, std::string const& holder,
+StatusOr<std::string> FunctionService::TakeClusterSlot(std::string const& name,
                                                        std::shared_ptr<std::atomic<bool>> const& client_gone) {
-  if (options_.node.empty()) return std::string();
+  if (!slots_) return std::string();
   int slots = 0;
   std::chrono::seconds timeout{0};
   {
@@ -580,11 +541,7 @@ StatusOr<std::string> FunctionService::TakeClusterSlot(std::string const& name, 
   }
   auto const give_up = clock_.SteadyNow() + timeout;
   for (auto pause = std::chrono::milliseconds(5);; pause = std::min(pause * 2, std::chrono::milliseconds(100))) {
-    int64_t now = ToUnixMillis(clock_.Now());
-    auto slot = store_.ClaimOne("run " + name + " #", slots, holder, now,
-                                now + std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count() + 30'000);
-    if (!slot.ok()) return slot.status();
-    if (*slot) return **slot;
+    if (std::string slot = slots_->TryTake(name, slots); !slot.empty()) return slot;
     if (client_gone && client_gone->load()) return Status(StatusCode::kCancelled, "the caller left");
     if (clock_.SteadyNow() >= give_up) {
       return Status(StatusCode::kResourceExhausted, "no instance of function " + name +
@@ -599,8 +556,7 @@ StatusOr<CallResult> FunctionService::InvokeHttp(std::string const& name, Invoca
   ExecutionRecord record = NewHttpRecord(name);
   request.execution_id = record.execution_id;
   // In a cluster the function's limit is the cluster's: the call first takes one of its slots.
-  std::string const holder = options_.node + " " + record.execution_id;
-  auto slot = TakeClusterSlot(name, holder, request.client_gone);
+  auto slot = TakeClusterSlot(name, request.client_gone);
   if (!slot.ok()) {
     int http = slot.status().code() == StatusCode::kResourceExhausted ? 429
                : slot.status().code() == StatusCode::kCancelled       ? 499
@@ -610,7 +566,7 @@ StatusOr<CallResult> FunctionService::InvokeHttp(std::string const& name, Invoca
   }
   auto result = Execute(supervisor_, clock_, [this](ExecutionPhase p, ExecutionRecord const& r) { OnExecution(p, r); },
                         record, std::move(request));
-  if (!slot->empty()) (void)store_.Release(*slot, holder);
+  GiveClusterSlot(*slot);
   return CallResult{record.execution_id, ExecutionStatusName(result.status), result.http_status,
                     std::move(result.body), result.error, std::move(result.headers)};
 }

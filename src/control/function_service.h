@@ -10,6 +10,7 @@
 
 #include "broker/broker.h"
 #include "common/clock.h"
+#include "control/cluster_slots.h"
 #include "functions/supervisor.h"
 #include "model/deploy_request.h"
 #include "model/function_spec.h"
@@ -53,9 +54,9 @@ struct FunctionServiceOptions {
   // Directories a bucket may live in (ferry serve --bucket-root): its path, links resolved, must be one of them or
   // below one, so a deploy cannot publish /etc through the storage API. Empty: any absolute path.
   std::vector<std::string> bucket_roots;
-  // This node's name among nodes that share the store (empty: the only node). With one, a function's events are
-  // delivered by the node that holds its claim (ClaimStore), so its max_instances holds across the cluster;
-  // Follow takes and renews the claims.
+  // This node's name among nodes that share the store (empty: the only node). With one, every execution of a
+  // function, on any node, holds one of its max_instances x concurrency slots (ClusterSlots), so the limit holds
+  // across the cluster.
   std::string node;
 };
 
@@ -125,27 +126,25 @@ class FunctionService {
   // In a cluster: adds the other live nodes' instances (their reports) to states of this node's.
   void AddOtherNodes(std::vector<FunctionState>& states);
   void ReportThisNode();
-  // Cluster only: one of function `name`'s max_instances x concurrency slots across the cluster for one call
-  // (claims "run <function> #<i>"), held until the call ends, or its timeout and 30 s pass when this node dies.
-  // Waits for one as a call waits for an instance: up to the function's timeout, or until the caller leaves.
-  // Returns the slot's name ("" outside a cluster); RESOURCE_EXHAUSTED or CANCELLED when none came.
-  StatusOr<std::string> TakeClusterSlot(std::string const& name, std::string const& holder,
+  // Cluster only: one of function `name`'s slots for one call, given back when the call ends. Waits for one as a
+  // call waits for an instance: up to the function's timeout, or until the caller leaves. Returns the slot's name
+  // ("" outside a cluster); RESOURCE_EXHAUSTED or CANCELLED when none came.
+  StatusOr<std::string> TakeClusterSlot(std::string const& name,
                                         std::shared_ptr<std::atomic<bool>> const& client_gone);
+  void GiveClusterSlot(std::string const& slot) {
+    if (!slot.empty()) slots_->Give(slot);
+  }
 
   Store& store_;
   Broker& broker_;
   ExecutionLog& log_;
   Clock& clock_;
   FunctionServiceOptions const options_;
+  std::unique_ptr<ClusterSlots> const slots_;  // cluster only
   Supervisor supervisor_;
   PubsubDispatcher dispatcher_;
 
-  // Cluster only (options_.node): takes, renews or gives up the claims on delivering each function's events, and
-  // starts or stops its dispatcher to match.
-  void FollowClaims();
-
   std::mutex deploy_mu_;  // one deploy (or delete) at a time
-  std::set<std::string> dispatching_;  // GUARDED_BY(deploy_mu_): cluster only, functions whose events this node delivers
   std::string followed_schedules_, followed_buckets_;  // GUARDED_BY(deploy_mu_): what Follow saw last
   std::mutex mu_;
   std::map<std::string, Running> running_;    // GUARDED_BY(mu_), by full name

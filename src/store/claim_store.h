@@ -15,8 +15,8 @@ struct NodeReport {
   std::string status;
 };
 
-// Named leases on work that one node at a time does among nodes sharing a database: delivering a function's
-// events (so its max_instances holds across the cluster), watching a bucket. A node holds a claim until it lets
+// Named leases on work that one node at a time does among nodes sharing a database: running one of a function's
+// max_instances x concurrency executions (so the limit holds across the cluster), watching a bucket. A node holds a claim until it lets
 // go or stops renewing it; a node that dies loses its claims when they run out, and another takes them.
 class ClaimStore {
  public:
@@ -30,6 +30,11 @@ class ClaimStore {
   [[nodiscard]] virtual StatusOr<std::optional<std::string>> ClaimOne(std::string const& prefix, int count,
                                                                       std::string const& node, int64_t now_ms,
                                                                       int64_t until_ms) = 0;
+  // Renews, in one transaction, each of `names` that `node` still holds (as Claim would). Returns the ones it no
+  // longer holds: they ran out and another node took them.
+  [[nodiscard]] virtual StatusOr<std::vector<std::string>> RenewClaims(std::vector<std::string> const& names,
+                                                                       std::string const& node, int64_t now_ms,
+                                                                       int64_t until_ms) = 0;
   // Lets go of a claim `node` holds (nothing when it holds none).
   [[nodiscard]] virtual Status Release(std::string const& name, std::string const& node) = 0;
   // Records what `node` tells of itself, good until `until_ms` (renewed by the next report).

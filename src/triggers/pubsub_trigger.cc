@@ -21,10 +21,20 @@ constexpr int kMaxPrefetch = 1000;
 // Acks are sent when this many are waiting or the oldest has waited this long.
 constexpr std::size_t kAckBatch = 500;
 constexpr auto kAckBatchWindow = std::chrono::milliseconds(10);
+// Cluster only: a worker holding a slot keeps it this long after its delivery for the next message, then gives it
+// back for other nodes and calls to use.
+constexpr auto kSlotLinger = std::chrono::milliseconds(200);
+// Cluster only: how long a node that found every slot held waits before asking again, first and at most.
+constexpr auto kMinProbeWait = std::chrono::milliseconds(50);
+constexpr auto kMaxProbeWait = std::chrono::milliseconds(1000);
+// Cluster only: a node leases ahead at most this much of the function's work, at its recent pace.
+constexpr auto kClusterPrefetch = std::chrono::milliseconds(1000);
 }  // namespace
 
 struct PubsubDispatcher::Trigger {
   PubsubTriggerSpec spec;
+  SlotPool* slots = nullptr;  // in a cluster: every delivery holds one of the cluster's slots
+  int worker_count = 0;
   std::mutex mu;
   std::condition_variable cv;       // the puller waits here for room in the queue
   std::condition_variable work_cv;  // workers wait here for messages
@@ -33,18 +43,42 @@ struct PubsubDispatcher::Trigger {
   double avg_duration_ms = -1;        // GUARDED_BY(mu): moving average of invocations; -1 before the first
   std::vector<std::string> acks;      // GUARDED_BY(mu): waiting for AckLoop
   bool stopping = false;              // GUARDED_BY(mu)
+  // Cluster only: the slots this node holds for the function, free ones (waiting for a worker to take them) and
+  // the ones workers hold (running a delivery, or waiting a moment for the next message).
+  std::vector<std::string> free_slots;  // GUARDED_BY(mu)
+  int held = 0;                         // GUARDED_BY(mu)
+  // Cluster only: when every slot was held elsewhere, the puller asks again for one after this, waiting longer
+  // each time up to kMaxProbeWait.
+  std::chrono::steady_clock::time_point probe_after;  // GUARDED_BY(mu)
+  std::chrono::milliseconds probe_wait = kMinProbeWait;  // GUARDED_BY(mu)
   std::condition_variable ack_cv;
   std::thread puller;
   std::thread acker;
   std::vector<std::thread> workers;
 
+  int Running() const { return worker_count - idle_workers; }
+  // How many deliveries may run here at once: the function's capacity, or in a cluster the slots held here.
+  int Capacity() const { return slots ? held : spec.capacity; }
+
   // How many messages may wait leased in the queue: what the function finishes within a quarter of the ack
-  // deadline at its recent pace, none until that pace is known.
+  // deadline at its recent pace (in a cluster, within kClusterPrefetch: what one node leases ahead, the others
+  // cannot run), none until that pace is known.
   int PrefetchLimit() const {
     if (avg_duration_ms < 0) return 0;
     double budget_ms = spec.ack_deadline_seconds * 1000.0 / 4;
-    double n = budget_ms / std::max(avg_duration_ms, 0.05) * spec.capacity;
+    if (slots) budget_ms = std::min<double>(budget_ms, kClusterPrefetch.count());
+    double n = budget_ms / std::max(avg_duration_ms, 0.05) * Capacity();
     return static_cast<int>(std::min<double>(n, kMaxPrefetch));
+  }
+
+  // How many more messages the puller may lease: one for each delivery that could start now, plus the prefetch.
+  // In a cluster, with `probe`, one more while this node could hold another slot: it learns there is work by
+  // leasing a message, then takes a slot to run it (TakeSlots).
+  int Room(bool probe) const {
+    int prefetch = PrefetchLimit();
+    if (slots && probe && held < worker_count) prefetch = std::max(prefetch, 1);
+    int can_start = slots ? held - Running() : idle_workers;
+    return can_start + prefetch - static_cast<int>(queue.size());
   }
 
   void Shutdown() {
@@ -58,6 +92,8 @@ struct PubsubDispatcher::Trigger {
     if (puller.joinable()) puller.join();
     for (auto& w : workers) w.join();
     if (acker.joinable()) acker.join();
+    for (auto const& slot : free_slots) slots->Give(slot);
+    free_slots.clear();
   }
 };
 
@@ -68,8 +104,9 @@ std::string NewExecutionId() {
   return buf;
 }
 
-PubsubDispatcher::PubsubDispatcher(Broker& broker, Supervisor& supervisor, Clock& clock, ExecutionSink sink)
-    : broker_(broker), supervisor_(supervisor), clock_(clock), sink_(std::move(sink)) {}
+PubsubDispatcher::PubsubDispatcher(Broker& broker, Supervisor& supervisor, Clock& clock, ExecutionSink sink,
+                                   SlotPool* slots)
+    : broker_(broker), supervisor_(supervisor), clock_(clock), sink_(std::move(sink)), slots_(slots) {}
 
 PubsubDispatcher::~PubsubDispatcher() {
   std::map<std::string, std::unique_ptr<Trigger>> triggers;
@@ -84,10 +121,12 @@ void PubsubDispatcher::Start(PubsubTriggerSpec spec) {
   Stop(spec.function);
   auto trigger = std::make_unique<Trigger>();
   trigger->spec = std::move(spec);
+  trigger->slots = slots_;
   Trigger* t = trigger.get();
   // A worker per delivery in flight, up to kMaxWorkersPerTrigger: max_instances x concurrency may be a million,
   // and a thread per slot would be that many threads. Past the cap, deliveries wait their turn in the broker.
   int workers = std::clamp(t->spec.capacity, 1, kMaxWorkersPerTrigger);
+  t->worker_count = workers;
   t->idle_workers = workers;
   for (int i = 0; i < workers; ++i) t->workers.emplace_back([this, t] { WorkLoop(*t); });
   t->puller = std::thread([this, t] { PullLoop(*t); });
@@ -116,11 +155,19 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
       std::unique_lock lock(t.mu);
       // Refill when the queue is down to half the prefetch, so leases are taken in batches rather than one by
       // one as workers finish (each lease is a store commit).
-      auto room = [&] { return t.idle_workers + t.PrefetchLimit() - static_cast<int>(t.queue.size()); };
       auto low = [&] { return static_cast<int>(t.queue.size()) <= t.PrefetchLimit() / 2; };
-      t.cv.wait(lock, [&] { return t.stopping || (room() > 0 && low()); });
+      while (!t.stopping) {
+        bool probe = std::chrono::steady_clock::now() >= t.probe_after;
+        want = t.Room(probe);
+        if (want > 0 && low()) break;
+        if (!probe && t.Room(true) > 0 && low()) {
+          t.cv.wait_until(lock, t.probe_after);
+        } else {
+          t.cv.wait(lock);
+        }
+      }
       if (t.stopping) break;
-      want = std::min(room(), kMaxPullMessages);
+      want = std::min(want, kMaxPullMessages);
     }
     // A long-poll: returns as soon as a message arrives, or empty after the broker's pull_wait.
     auto pulled = broker_.Pull(t.spec.subscription, want, false);
@@ -136,6 +183,7 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
       std::lock_guard lock(t.mu);
       for (auto& m : *pulled) t.queue.push_back(std::move(m));
     }
+    if (t.slots) TakeSlots(t);
     if (pulled->size() == 1) {
       t.work_cv.notify_one();
     } else {
@@ -152,17 +200,89 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
   if (!unstarted.empty()) (void)broker_.ReturnUnsent(t.spec.subscription, unstarted);
 }
 
+void PubsubDispatcher::TakeSlots(Trigger& t) {
+  auto const now = std::chrono::steady_clock::now();
+  bool every_slot_held = false;
+  while (true) {
+    {
+      std::lock_guard lock(t.mu);
+      int without_slot = static_cast<int>(t.queue.size()) - (t.held - t.Running());
+      if (without_slot <= 0 || t.held >= t.worker_count || now < t.probe_after) break;
+    }
+    std::string slot = t.slots->TryTake(t.spec.function, t.spec.capacity);
+    if (slot.empty()) {
+      every_slot_held = true;
+      break;
+    }
+    {
+      std::lock_guard lock(t.mu);
+      t.free_slots.push_back(std::move(slot));
+      ++t.held;
+    }
+    t.work_cv.notify_all();
+  }
+  std::vector<std::string> unsent;
+  {
+    std::lock_guard lock(t.mu);
+    if (every_slot_held) {  // the other nodes hold the rest: ask again a little later, then less often
+      t.probe_after = now + t.probe_wait;
+      t.probe_wait = std::min(t.probe_wait * 2, kMaxProbeWait);
+    } else if (now >= t.probe_after) {
+      t.probe_wait = kMinProbeWait;
+    }
+    // Messages beyond what the slots held here run and prefetch go back at once, for the nodes that hold the
+    // other slots.
+    int excess = static_cast<int>(t.queue.size()) - (t.held - t.Running()) - t.PrefetchLimit();
+    for (; excess > 0; --excess) {
+      unsent.push_back(std::move(t.queue.back().ack_id));
+      t.queue.pop_back();
+    }
+  }
+  if (!unsent.empty()) (void)broker_.ReturnUnsent(t.spec.subscription, unsent);
+}
+
+// A worker takes the next message when it can run it: at once on a node alone; in a cluster while it holds a
+// slot, or when it finds a free one.
+bool PubsubDispatcher::NextMessage(Trigger& t, std::string& slot, ReceivedMessage& message) {
+  std::unique_lock lock(t.mu);
+  if (!t.slots) {
+    t.work_cv.wait(lock, [&] { return t.stopping || !t.queue.empty(); });
+  } else if (slot.empty()) {
+    t.work_cv.wait(lock, [&] { return t.stopping || (!t.queue.empty() && !t.free_slots.empty()); });
+    if (t.stopping) return false;
+    slot = std::move(t.free_slots.back());
+    t.free_slots.pop_back();
+  } else if (!t.work_cv.wait_for(lock, kSlotLinger, [&] { return t.stopping || !t.queue.empty(); })) {
+    // No message came for a while: the slot goes back, for other nodes and calls to use.
+    --t.held;
+    lock.unlock();
+    t.slots->Give(slot);
+    slot.clear();
+    return NextMessage(t, slot, message);
+  }
+  if (t.stopping) return false;
+  message = std::move(t.queue.front());
+  t.queue.pop_front();
+  --t.idle_workers;
+  return true;
+}
+
 void PubsubDispatcher::WorkLoop(Trigger& t) {
   pthread_setname_np(pthread_self(), "ferry-fn-work");
-  while (true) {
-    ReceivedMessage message;
-    {
-      std::unique_lock lock(t.mu);
-      t.work_cv.wait(lock, [&] { return t.stopping || !t.queue.empty(); });
-      if (t.stopping) return;
-      message = std::move(t.queue.front());
-      t.queue.pop_front();
-      --t.idle_workers;
+  std::string slot;  // in a cluster: the slot this worker holds, if any
+  ReceivedMessage message;
+  while (NextMessage(t, slot, message)) {
+    if (t.slots && !t.slots->Holds(slot)) {
+      // Lost (this node went unheard too long, and another took it): the message goes back undelivered.
+      (void)broker_.ReturnUnsent(t.spec.subscription, {message.ack_id});
+      {
+        std::lock_guard lock(t.mu);
+        ++t.idle_workers;
+        --t.held;
+      }
+      slot.clear();
+      t.cv.notify_one();
+      continue;
     }
     auto started = std::chrono::steady_clock::now();
     try {
@@ -179,6 +299,7 @@ void PubsubDispatcher::WorkLoop(Trigger& t) {
     }
     t.cv.notify_one();  // room for the puller
   }
+  if (!slot.empty()) t.slots->Give(slot);
 }
 
 void PubsubDispatcher::AckLoop(Trigger& t) {

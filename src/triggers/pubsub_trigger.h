@@ -19,6 +19,19 @@ namespace ferry {
 // allows: enough for any function a 2-core node can run, and a bound on its threads.
 inline constexpr int kMaxWorkersPerTrigger = 64;
 
+// A limit that several nodes share (a cluster's max_instances x concurrency): each execution holds one of its
+// slots, on whichever node it runs. Thread-safe.
+class SlotPool {
+ public:
+  virtual ~SlotPool() = default;
+  // One of `function`'s `count` slots, or "" when every one is held (or the pool cannot be reached).
+  virtual std::string TryTake(std::string const& function, int count) = 0;
+  // Gives back a slot taken here.
+  virtual void Give(std::string const& slot) = 0;
+  // Whether this node still holds `slot`: false once it was lost (unrenewed for too long, and taken elsewhere).
+  virtual bool Holds(std::string const& slot) = 0;
+};
+
 // One function's Pub/Sub trigger: the subscription it consumes and how.
 struct PubsubTriggerSpec {
   std::string function;
@@ -62,7 +75,10 @@ InvocationResult Execute(Supervisor& supervisor, Clock& clock, ExecutionSink con
 // slow functions get no prefetch. Acks go to the broker in batches from one thread. Thread-safe.
 class PubsubDispatcher {
  public:
-  PubsubDispatcher(Broker& broker, Supervisor& supervisor, Clock& clock, ExecutionSink sink);
+  // With `slots` (a cluster), each delivery holds one of the cluster's slots of its function, so the function's
+  // max_instances x concurrency holds across the nodes; the pool outlives the dispatcher.
+  PubsubDispatcher(Broker& broker, Supervisor& supervisor, Clock& clock, ExecutionSink sink,
+                   SlotPool* slots = nullptr);
   ~PubsubDispatcher();
 
   // Starts (or restarts with new settings) delivering to a function.
@@ -81,6 +97,11 @@ class PubsubDispatcher {
   struct Trigger;
   void PullLoop(Trigger& trigger);
   void WorkLoop(Trigger& trigger);
+  // Cluster only, after a pull: takes slots for the leased messages no slot held here can run, and hands back the
+  // messages beyond those and the prefetch.
+  void TakeSlots(Trigger& trigger);
+  // Waits for the next message this worker can run (taking or giving back a slot in a cluster); false: stopping.
+  bool NextMessage(Trigger& trigger, std::string& slot, ReceivedMessage& message);
   void AckLoop(Trigger& trigger);
   void Deliver(Trigger& trigger, ReceivedMessage const& message);
 
@@ -88,6 +109,7 @@ class PubsubDispatcher {
   Supervisor& supervisor_;
   Clock& clock_;
   ExecutionSink sink_;
+  SlotPool* const slots_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Trigger>> triggers_;  // GUARDED_BY(mu_)
 };

@@ -201,6 +201,62 @@ class ClusterTest(unittest.TestCase):
         for (_, end), (start, _) in zip(intervals, intervals[1:]):
             self.assertLessEqual(end, start, "two calls overlapped")
 
+    def test_a_functions_calls_spread_over_the_nodes_within_max_instances(self):
+        """A function with max_instances 4 and a backlog: its calls run on more than one node, never more than four
+        at once in the whole cluster, and its `ferry call`s count against the same four."""
+        work = self.work_dir()
+        spans = os.path.join(work, "spans")
+        self.deploy(self.nodes[0], work, """\
+                project: cl
+                functions:
+                  - name: spread
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: overlap_event
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: spread
+                    max_instances: 4
+                    env_vars: {OVERLAP_FILE: %s}
+                """ % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(spans)))
+        self.wait_active_everywhere("spread")
+        clients = self.clients()
+        for i in range(12):  # 60 calls of 0.3 s: 4.5 s of work at four at once
+            clients[i % 3].publish("spread", ["m%d-%d" % (i, j) for j in range(5)])
+        calls = []
+
+        def call(node):
+            env = dict(os.environ, FERRY_ENDPOINT=node.endpoint, FERRY_PROJECT="cl")
+            if node.admin_token:
+                env["FERRY_TOKEN"] = node.admin_token
+            calls.append(subprocess.run([harness.FERRY, "call", "spread", "--data", "x"], env=env,
+                                        capture_output=True, text=True, timeout=120))
+        callers = [threading.Thread(target=call, args=(node,)) for node in self.nodes]
+        for t in callers:
+            t.start()
+
+        def spans_done():
+            if not os.path.exists(spans):
+                return False
+            with open(spans) as f:
+                return len(f.read().splitlines()) >= 63
+        harness.wait_for(spans_done, timeout=120, interval=0.5, what="63 calls")
+        for t in callers:
+            t.join(timeout=120)
+        self.assertEqual([c.returncode for c in calls], [0, 0, 0], [c.stderr for c in calls])
+        with open(spans) as f:
+            rows = [line.split() for line in f.read().splitlines()]
+        events = sorted([(float(r[0]), 1) for r in rows] + [(float(r[1]), -1) for r in rows])
+        at_once = most = 0
+        for _, step in events:
+            at_once += step
+            most = max(most, at_once)
+        self.assertLessEqual(most, 4, "more than max_instances calls at once")
+        self.assertGreaterEqual(most, 2, "the calls never ran side by side")
+        # The nodes that ask first take the slots, and keep them while they have work: the burst's first calls
+        # find every node asking.
+        by_node = collections.Counter(r[2] for r in rows if r[3] != "x")
+        self.assertGreaterEqual(len(by_node), 2, "every event ran on one node: %s" % by_node)
+
     def node_holding(self, claim):
         """The node (of self.nodes) that holds the claim named like `claim` (SQL LIKE) now, or None."""
         rows = self.pg.query("SELECT node FROM claims WHERE name LIKE '%s' AND until > "
@@ -347,8 +403,8 @@ class ClusterTest(unittest.TestCase):
             subscriber.wait(timeout=30)
 
     def test_a_node_killed_mid_execution_its_calls_run_again_elsewhere(self):
-        """Publishes through every node; the node delivering a function's events dies (kill -9) with calls under
-        way; every answered publish still runs to completion, those calls on another node."""
+        """Publishes through every node; a node running the function's calls dies (kill -9) with calls under way;
+        every answered publish still runs to completion, those calls on another node."""
         work = self.work_dir()
         record = os.path.join(work, "record")
         self.deploy(self.nodes[0], work, """\
@@ -363,26 +419,29 @@ class ClusterTest(unittest.TestCase):
                     timeout: 5s
                     env_vars: {RECORD_FILE: %s}
                 """ % (json.dumps(os.path.join(HERE, "python_function")), json.dumps(record)))
-        victim = harness.wait_for(lambda: self.node_holding("deliver %/recorder"), timeout=60,
-                                  what="a node delivering the function's events")
-        survivors = [node for node in self.nodes if node is not victim]
+        self.wait_active_everywhere("recorder")
 
         def lines():
             if not os.path.exists(record):
                 return []
             with open(record) as f:
                 return f.read().splitlines()
+
+        def under_way_on(node):
+            done = {line.split()[1] for line in lines() if line.startswith("done ")}
+            return [line.split()[1] for line in lines()
+                    if line.startswith("start ") and line.split()[2] == str(node.proc.pid)
+                    and line.split()[1] not in done]
         answered = []
         clients = self.clients()
         for i in range(30):
             answered += clients[i % 3].publish("jobs", ["before-%d" % i])
+        victim = harness.wait_for(lambda: next((node for node in self.nodes if under_way_on(node)), None),
+                                  timeout=60, interval=0.02, what="calls under way on some node")
+        survivors = [node for node in self.nodes if node is not victim]
 
         def under_way_on_victim():
-            done = {line.split()[1] for line in lines() if line.startswith("done ")}
-            return [line.split()[1] for line in lines()
-                    if line.startswith("start ") and line.split()[2] == str(victim.proc.pid)
-                    and line.split()[1] not in done]
-        harness.wait_for(under_way_on_victim, timeout=60, interval=0.02, what="calls under way on the delivering node")
+            return under_way_on(victim)
         victim.kill9()
         try:
             cut_short = set(under_way_on_victim())
@@ -396,7 +455,7 @@ class ClusterTest(unittest.TestCase):
 
             def all_done():
                 return {line.split()[1] for line in lines() if line.startswith("done ")} >= expected
-            # The claim runs out (10 s), then the leases of the calls cut short (the timeout and 30 s).
+            # The leases of the calls cut short run out (the subscription's ack deadline, the timeout and 30 s).
             harness.wait_for(all_done, timeout=120, interval=0.5, what="every published call done")
         finally:
             victim.start()

@@ -21,6 +21,7 @@ using ::ferry::testing::IsOk;
 using ::ferry::testing::IsOkAndHolds;
 using ::ferry::testing::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
 constexpr char kTopic[] = "projects/p/topics/bar";
@@ -764,6 +765,18 @@ TEST_P(StoreContractTest, AClaimIsOneNodesUntilItIsReleasedOrRunsOut) {
   EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 17'000, kNow + 27'000), IsOkAndHolds(false));
   ASSERT_THAT(store_->Release("deliver f", "b"), IsOk());
   EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 17'000, kNow + 27'000), IsOkAndHolds(true));
+}
+
+TEST_P(StoreContractTest, RenewingClaimsKeepsTheOnesStillHeldAndNamesTheLost) {
+  ASSERT_THAT(store_->Claim("run f #0", "a", kNow, kNow + 10'000), IsOkAndHolds(true));
+  ASSERT_THAT(store_->Claim("run f #1", "a", kNow, kNow + 10'000), IsOkAndHolds(true));
+  // #1 runs out and b takes it; #0 is renewed in time.
+  ASSERT_THAT(store_->Claim("run f #1", "b", kNow + 10'001, kNow + 20'000), IsOkAndHolds(true));
+  EXPECT_THAT(store_->RenewClaims({"run f #0", "run f #1"}, "a", kNow + 9'000, kNow + 30'000),
+              IsOkAndHolds(ElementsAre("run f #1")));
+  EXPECT_THAT(store_->Claim("run f #0", "b", kNow + 25'000, kNow + 35'000), IsOkAndHolds(false));  // renewed
+  EXPECT_THAT(store_->Claim("run f #1", "a", kNow + 15'000, kNow + 35'000), IsOkAndHolds(false));  // still b's
+  EXPECT_THAT(store_->RenewClaims({}, "a", kNow, kNow + 10'000), IsOkAndHolds(IsEmpty()));
 }
 
 // PostgreSQL only: message bodies are dropped by partition, and only partitions nothing refers to.

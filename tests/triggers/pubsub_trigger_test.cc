@@ -1,12 +1,14 @@
 #include "triggers/pubsub_trigger.h"
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "control/cluster_slots.h"
 #include "store/delivery_policy.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -44,6 +46,13 @@ class PubsubTriggerTest : public ::testing::Test {
 
   void Deploy(std::string entry_point, bool retry, int max_instances = 1,
               std::optional<DeadLetterPolicy> dlp = {}) {
+    DeployInstances(std::move(entry_point), max_instances, std::move(dlp));
+    dispatcher_.Start({.function = "fn", .subscription = kSub, .topic = kTopic, .retry = retry,
+                       .capacity = max_instances});
+  }
+
+  // The trigger's subscription and the function's instances, without a dispatcher delivering to them.
+  void DeployInstances(std::string entry_point, int max_instances, std::optional<DeadLetterPolicy> dlp = {}) {
     Subscription sub;
     sub.name = kSub;
     sub.topic = kTopic;
@@ -57,8 +66,30 @@ class PubsubTriggerTest : public ::testing::Test {
     spec.process.argv = {FERRY_TEST_FUNCTIONS};
     spec.max_instances = max_instances;
     supervisor_.Deploy(spec);
-    dispatcher_.Start({.function = "fn", .subscription = kSub, .topic = kTopic, .retry = retry,
-                       .capacity = max_instances});
+  }
+
+  // The most executions under way at once, from the begin and end lines of tests/sdk's sleepy function.
+  int PeakOfSleepy(std::size_t executions) {
+    auto stamped = [&] {  // the instances' lines come through their pipes, a moment after the answers
+      std::lock_guard lock(mu_);
+      return std::count_if(lines_.begin(), lines_.end(), [](std::string const& text) {
+        return text.rfind("begin ", 0) == 0 || text.rfind("end ", 0) == 0;
+      });
+    };
+    EXPECT_TRUE(Eventually([&] { return stamped() >= static_cast<std::ptrdiff_t>(2 * executions); }));
+    std::vector<std::pair<int64_t, int>> edges;
+    {
+      std::lock_guard lock(mu_);
+      for (auto const& text : lines_) {
+        if (text.rfind("begin ", 0) == 0) edges.emplace_back(std::stoll(text.substr(6)), +1);
+        if (text.rfind("end ", 0) == 0) edges.emplace_back(std::stoll(text.substr(4)), -1);
+      }
+    }
+    EXPECT_EQ(edges.size(), 2 * executions);
+    std::sort(edges.begin(), edges.end());
+    int running = 0, peak = 0;
+    for (auto const& [t, d] : edges) peak = std::max(peak, running += d);
+    return peak;
   }
 
   void Publish(std::string data, int times = 1) {
@@ -169,26 +200,36 @@ TEST_F(PubsubTriggerTest, BurstNeverExceedsMaxInstances) {
   ASSERT_THAT(records, SizeIs(60));
   for (auto const& r : records) EXPECT_EQ(r.status, ExecutionStatus::kOk) << r.error;
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
-  auto stamped = [&] {  // the instances' lines come through their pipes, a moment after the answers
-    std::lock_guard lock(mu_);
-    return std::count_if(lines_.begin(), lines_.end(), [](std::string const& text) {
-      return text.rfind("begin ", 0) == 0 || text.rfind("end ", 0) == 0;
-    });
+  EXPECT_LE(PeakOfSleepy(60), 2);
+}
+
+// Two nodes (each its own dispatcher and ClusterSlots, on one store) deliver one function's events: together they
+// run every one, and never more than its max_instances x concurrency at once, though each alone could. (Which
+// node runs more is a race: the first to ask takes the slots, and keeps them while it has work.)
+TEST_F(PubsubTriggerTest, NodesSharingTheClusterSlotsStayWithinTheLimitTogether) {
+  DeployInstances("sleepy", /*max_instances=*/4);  // room for both nodes' two at once: the slots must hold
+  std::mutex mu;
+  std::map<std::string, int> ran;  // by node
+  auto node = [&](std::string name) {
+    return [&mu, &ran, name](ExecutionPhase phase, ExecutionRecord const& r) {
+      if (phase != ExecutionPhase::kFinished || r.status != ExecutionStatus::kOk) return;
+      std::lock_guard lock(mu);
+      ++ran[name];
+    };
   };
-  EXPECT_TRUE(Eventually([&] { return stamped() >= 120; }));
-  std::vector<std::pair<int64_t, int>> edges;
-  {
-    std::lock_guard lock(mu_);
-    for (auto const& text : lines_) {
-      if (text.rfind("begin ", 0) == 0) edges.emplace_back(std::stoll(text.substr(6)), +1);
-      if (text.rfind("end ", 0) == 0) edges.emplace_back(std::stoll(text.substr(4)), -1);
-    }
-  }
-  std::sort(edges.begin(), edges.end());
-  int running = 0, peak = 0;
-  for (auto const& [t, d] : edges) peak = std::max(peak, running += d);
-  EXPECT_EQ(edges.size(), 120u);
-  EXPECT_LE(peak, 2);
+  ClusterSlots slots_a(*store_, clock_, "a"), slots_b(*store_, clock_, "b");
+  PubsubDispatcher a(broker_, supervisor_, clock_, node("a"), &slots_a);
+  PubsubDispatcher b(broker_, supervisor_, clock_, node("b"), &slots_b);
+  PubsubTriggerSpec spec{.function = "fn", .subscription = kSub, .topic = kTopic, .retry = true, .capacity = 2};
+  a.Start(spec);
+  b.Start(spec);
+  Publish(R"({"ms": 20})", 60);
+  EXPECT_TRUE(Eventually([&] {
+    std::lock_guard lock(mu);
+    return ran["a"] + ran["b"] >= 60;
+  }));
+  EXPECT_LE(PeakOfSleepy(60), 2);
+  EXPECT_TRUE(Eventually([&] { return Backlog() == 0; }));  // every one acked
 }
 
 TEST(PubsubInvocationTest, LegacyEventBodyMatchesTheFunctionsFramework) {

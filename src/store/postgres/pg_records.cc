@@ -222,18 +222,40 @@ Status PgStore::SetSchedulePaused(std::string const& name, bool paused, int64_t 
 }
 
 // One statement: the upsert takes the row lock, so of two nodes claiming at once one wins.
+namespace {
+// Takes or renews one claim within a transaction (Claim's statement).
+StatusOr<bool> ClaimIn(PgConn& db, std::string const& name, std::string const& node, int64_t now_ms,
+                       int64_t until_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("INSERT INTO claims(name, node, until) VALUES($1, $2, $3) ON "
+                                             "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
+                                             "excluded.until WHERE claims.node = excluded.node OR claims.until < $4 "
+                                             "RETURNING node",
+                                             PgParams().Add(name).Add(node).Add(until_ms).Add(now_ms)));
+  return !rows.empty();
+}
+}  // namespace
+
 StatusOr<bool> PgStore::Claim(std::string const& name, std::string const& node, int64_t now_ms, int64_t until_ms) {
   bool held = false;
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
-    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("INSERT INTO claims(name, node, until) VALUES($1, $2, $3) ON "
-                                               "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
-                                               "excluded.until WHERE claims.node = excluded.node OR claims.until < $4 "
-                                               "RETURNING node",
-                                               PgParams().Add(name).Add(node).Add(until_ms).Add(now_ms)));
-    held = !rows.empty();
+    FERRY_ASSIGN_OR_RETURN(held, ClaimIn(db, name, node, now_ms, until_ms));
     return OkStatus();
   }));
   return held;
+}
+
+StatusOr<std::vector<std::string>> PgStore::RenewClaims(std::vector<std::string> const& names,
+                                                        std::string const& node, int64_t now_ms, int64_t until_ms) {
+  std::vector<std::string> lost;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    lost.clear();
+    for (auto const& name : names) {
+      FERRY_ASSIGN_OR_RETURN(bool held, ClaimIn(db, name, node, now_ms, until_ms));
+      if (!held) lost.push_back(name);
+    }
+    return OkStatus();
+  }));
+  return lost;
 }
 
 // The free slots are read, then taken one by one with the claim's upsert (which waits for, and then sees, a

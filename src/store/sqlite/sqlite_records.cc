@@ -226,19 +226,42 @@ Status SqliteStore::SetSchedulePaused(std::string const& name, bool paused, int6
   });
 }
 
+namespace {
+// Takes or renews one claim within a write (Claim's statement).
+StatusOr<bool> ClaimIn(SqliteDb& db, std::string const& name, std::string const& node, int64_t now_ms,
+                       int64_t until_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO claims(name, node, until) VALUES(?1, ?2, ?3) ON "
+                                             "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
+                                             "excluded.until WHERE claims.node = excluded.node OR claims.until < ?4 "
+                                             "RETURNING node"));
+  st->Bind(1, name).Bind(2, node).Bind(3, until_ms).Bind(4, now_ms);
+  return st->Step();
+}
+}  // namespace
+
 StatusOr<bool> SqliteStore::Claim(std::string const& name, std::string const& node, int64_t now_ms,
                                   int64_t until_ms) {
   bool held = false;
   FERRY_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
-    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("INSERT INTO claims(name, node, until) VALUES(?1, ?2, ?3) ON "
-                                               "CONFLICT(name) DO UPDATE SET node = excluded.node, until = "
-                                               "excluded.until WHERE claims.node = excluded.node OR claims.until < ?4 "
-                                               "RETURNING node"));
-    st->Bind(1, name).Bind(2, node).Bind(3, until_ms).Bind(4, now_ms);
-    FERRY_ASSIGN_OR_RETURN(held, st->Step());
+    FERRY_ASSIGN_OR_RETURN(held, ClaimIn(db, name, node, now_ms, until_ms));
     return OkStatus();
   }, /*durable=*/false));  // as a lease is: one lost in a crash runs out
   return held;
+}
+
+StatusOr<std::vector<std::string>> SqliteStore::RenewClaims(std::vector<std::string> const& names,
+                                                            std::string const& node, int64_t now_ms,
+                                                            int64_t until_ms) {
+  std::vector<std::string> lost;
+  FERRY_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    lost.clear();
+    for (auto const& name : names) {
+      FERRY_ASSIGN_OR_RETURN(bool held, ClaimIn(db, name, node, now_ms, until_ms));
+      if (!held) lost.push_back(name);
+    }
+    return OkStatus();
+  }, /*durable=*/false));
+  return lost;
 }
 
 StatusOr<std::optional<std::string>> SqliteStore::ClaimOne(std::string const& prefix, int count,

@@ -75,3 +75,15 @@ def overlap_http(request):
     with open(os.environ["OVERLAP_FILE"], "a") as f:
         f.write("%.6f %.6f\n" % (start, end))
     return "ok"
+
+
+def overlap_event(event, context):
+    """Appends this call's start and end (the machine's monotonic clock), its node (the instance's parent) and its
+    data to OVERLAP_FILE: cluster_test.py checks that a function's calls spread over the nodes and never pass
+    max_instances."""
+    data = base64.b64decode(event["data"]).decode() if event.get("data") else ""
+    start = time.clock_gettime(time.CLOCK_MONOTONIC)
+    time.sleep(0.3)
+    end = time.clock_gettime(time.CLOCK_MONOTONIC)
+    with open(os.environ["OVERLAP_FILE"], "a") as f:
+        f.write("%.6f %.6f %d %s\n" % (start, end, os.getppid(), data))
