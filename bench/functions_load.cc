@@ -18,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unordered_set>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -146,13 +147,22 @@ void Latency(Options const& o) {
   std::atomic<bool> published{false};
   std::thread reader([&] {
     auto rc = Connect(Endpoints(o).back());  // the logs of every node, through any
+    int64_t const first = after;
+    int64_t newest = after;
+    std::unordered_set<int64_t> seen;
     auto give_up = Steady::time_point::max();
     while (static_cast<int>(ms.size()) < total && Steady::now() < give_up) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       if (published && give_up == Steady::time_point::max()) give_up = Steady::now() + std::chrono::seconds(20);
-      Json page = Json::parse(Send(*rc, "GET", logs + "?limit=10000&after=" + std::to_string(after), ""));
+      // Several nodes write logs: a line numbered below the newest read may still commit, so each read starts
+      // kRereadLines back and skips the lines already seen.
+      constexpr int64_t kRereadLines = 2000;
+      int64_t from = std::max(first, newest - kRereadLines);
+      Json page = Json::parse(Send(*rc, "GET", logs + "?limit=10000&after=" + std::to_string(from), ""));
       for (auto const& e : page["entries"]) {
-        after = std::max(after, e["seq"].get<int64_t>());
+        int64_t seq = e["seq"].get<int64_t>();
+        newest = std::max(newest, seq);
+        if (!seen.insert(seq).second) continue;
         std::string m = e["message"].get<std::string>();
         if (m.rfind("latency_us=", 0) == 0) ms.push_back(std::stod(m.substr(11)) / 1000.0);
       }

@@ -34,6 +34,11 @@ std::string ClusterSlots::TryTake(std::string const& function, int count) {
   return **slot;
 }
 
+bool ClusterSlots::AnyFree(std::string const& function, int count) {
+  auto held = store_.CountClaims("run " + function + " #", ToUnixMillis(clock_.Now()));
+  return !held.ok() || *held < std::max(count, 1);
+}
+
 void ClusterSlots::Give(std::string const& slot) {
   {
     std::lock_guard lock(mu_);

@@ -25,6 +25,7 @@ class ClusterSlots final : public SlotPool {
   ~ClusterSlots() override;
 
   std::string TryTake(std::string const& function, int count) override;
+  bool AnyFree(std::string const& function, int count) override;
   void Give(std::string const& slot) override;
   bool Holds(std::string const& slot) override;
 

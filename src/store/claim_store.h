@@ -30,6 +30,8 @@ class ClaimStore {
   [[nodiscard]] virtual StatusOr<std::optional<std::string>> ClaimOne(std::string const& prefix, int count,
                                                                       std::string const& node, int64_t now_ms,
                                                                       int64_t until_ms) = 0;
+  // How many claims named `prefix`... are held past `now_ms` (a read: how many of a limit's slots are taken).
+  [[nodiscard]] virtual StatusOr<int> CountClaims(std::string const& prefix, int64_t now_ms) = 0;
   // Renews, in one transaction, each of `names` that `node` still holds (as Claim would). Returns the ones it no
   // longer holds: they ran out and another node took them.
   [[nodiscard]] virtual StatusOr<std::vector<std::string>> RenewClaims(std::vector<std::string> const& names,

@@ -26,7 +26,7 @@ constexpr auto kAckBatchWindow = std::chrono::milliseconds(10);
 constexpr auto kSlotLinger = std::chrono::milliseconds(200);
 // Cluster only: how long a node that found every slot held waits before asking again, first and at most.
 constexpr auto kMinProbeWait = std::chrono::milliseconds(50);
-constexpr auto kMaxProbeWait = std::chrono::milliseconds(1000);
+constexpr auto kMaxProbeWait = std::chrono::milliseconds(250);
 // Cluster only: a node leases ahead at most this much of the function's work, at its recent pace.
 constexpr auto kClusterPrefetch = std::chrono::milliseconds(1000);
 }  // namespace
@@ -37,7 +37,8 @@ struct PubsubDispatcher::Trigger {
   int worker_count = 0;
   std::mutex mu;
   std::condition_variable cv;       // the puller waits here for room in the queue
-  std::condition_variable work_cv;  // workers wait here for messages
+  std::condition_variable work_cv;  // workers wait here for messages (in a cluster, the workers holding a slot)
+  std::condition_variable slot_cv;  // cluster only: workers without a slot wait here for a free one
   std::deque<ReceivedMessage> queue;  // GUARDED_BY(mu): leased, waiting for a worker
   int idle_workers = 0;               // GUARDED_BY(mu)
   double avg_duration_ms = -1;        // GUARDED_BY(mu): moving average of invocations; -1 before the first
@@ -81,6 +82,12 @@ struct PubsubDispatcher::Trigger {
     return can_start + prefetch - static_cast<int>(queue.size());
   }
 
+  // Every slot is held elsewhere: ask again a little later, then less often. Called with mu held.
+  void BackOff() {
+    probe_after = std::chrono::steady_clock::now() + probe_wait;
+    probe_wait = std::min(probe_wait * 2, kMaxProbeWait);
+  }
+
   void Shutdown() {
     {
       std::lock_guard lock(mu);
@@ -88,6 +95,7 @@ struct PubsubDispatcher::Trigger {
     }
     cv.notify_all();
     work_cv.notify_all();
+    slot_cv.notify_all();
     ack_cv.notify_all();
     if (puller.joinable()) puller.join();
     for (auto& w : workers) w.join();
@@ -151,6 +159,7 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
   pthread_setname_np(pthread_self(), "ferry-fn-pull");
   while (true) {
     int want = 0;
+    bool probing = false;
     {
       std::unique_lock lock(t.mu);
       // Refill when the queue is down to half the prefetch, so leases are taken in batches rather than one by
@@ -159,6 +168,7 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
       while (!t.stopping) {
         bool probe = std::chrono::steady_clock::now() >= t.probe_after;
         want = t.Room(probe);
+        probing = want > t.Room(false);
         if (want > 0 && low()) break;
         if (!probe && t.Room(true) > 0 && low()) {
           t.cv.wait_until(lock, t.probe_after);
@@ -168,6 +178,13 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
       }
       if (t.stopping) break;
       want = std::min(want, kMaxPullMessages);
+    }
+    // A probe (a message leased to learn there is work, before holding a slot for it) while every slot is held
+    // elsewhere would only be handed back: a read tells first.
+    if (probing && !t.slots->AnyFree(t.spec.function, t.spec.capacity)) {
+      std::lock_guard lock(t.mu);
+      t.BackOff();
+      continue;
     }
     // A long-poll: returns as soon as a message arrives, or empty after the broker's pull_wait.
     auto pulled = broker_.Pull(t.spec.subscription, want, false);
@@ -219,14 +236,13 @@ void PubsubDispatcher::TakeSlots(Trigger& t) {
       t.free_slots.push_back(std::move(slot));
       ++t.held;
     }
-    t.work_cv.notify_all();
+    t.slot_cv.notify_one();
   }
   std::vector<std::string> unsent;
   {
     std::lock_guard lock(t.mu);
-    if (every_slot_held) {  // the other nodes hold the rest: ask again a little later, then less often
-      t.probe_after = now + t.probe_wait;
-      t.probe_wait = std::min(t.probe_wait * 2, kMaxProbeWait);
+    if (every_slot_held) {
+      t.BackOff();
     } else if (now >= t.probe_after) {
       t.probe_wait = kMinProbeWait;
     }
@@ -241,25 +257,28 @@ void PubsubDispatcher::TakeSlots(Trigger& t) {
   if (!unsent.empty()) (void)broker_.ReturnUnsent(t.spec.subscription, unsent);
 }
 
-// A worker takes the next message when it can run it: at once on a node alone; in a cluster while it holds a
-// slot, or when it finds a free one.
+// A worker takes the next message when it can run it: at once on a node alone. In a cluster, a worker without a
+// slot waits for a free one and takes it; a worker with a slot waits for a message, and gives the slot back when
+// none comes for kSlotLinger.
 bool PubsubDispatcher::NextMessage(Trigger& t, std::string& slot, ReceivedMessage& message) {
   std::unique_lock lock(t.mu);
-  if (!t.slots) {
-    t.work_cv.wait(lock, [&] { return t.stopping || !t.queue.empty(); });
-  } else if (slot.empty()) {
-    t.work_cv.wait(lock, [&] { return t.stopping || (!t.queue.empty() && !t.free_slots.empty()); });
-    if (t.stopping) return false;
-    slot = std::move(t.free_slots.back());
-    t.free_slots.pop_back();
-  } else if (!t.work_cv.wait_for(lock, kSlotLinger, [&] { return t.stopping || !t.queue.empty(); })) {
+  while (t.slots) {
+    if (slot.empty()) {
+      t.slot_cv.wait(lock, [&] { return t.stopping || !t.free_slots.empty(); });
+      if (t.stopping) return false;
+      slot = std::move(t.free_slots.back());
+      t.free_slots.pop_back();
+    }
+    if (t.work_cv.wait_for(lock, kSlotLinger, [&] { return t.stopping || !t.queue.empty(); })) break;
     // No message came for a while: the slot goes back, for other nodes and calls to use.
     --t.held;
     lock.unlock();
     t.slots->Give(slot);
     slot.clear();
-    return NextMessage(t, slot, message);
+    t.cv.notify_one();  // the puller's room changed
+    lock.lock();
   }
+  t.work_cv.wait(lock, [&] { return t.stopping || !t.queue.empty(); });  // at once in a cluster
   if (t.stopping) return false;
   message = std::move(t.queue.front());
   t.queue.pop_front();

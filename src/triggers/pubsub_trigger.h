@@ -26,6 +26,8 @@ class SlotPool {
   virtual ~SlotPool() = default;
   // One of `function`'s `count` slots, or "" when every one is held (or the pool cannot be reached).
   virtual std::string TryTake(std::string const& function, int count) = 0;
+  // Whether some of `function`'s `count` slots are free now (true when the pool cannot tell).
+  virtual bool AnyFree(std::string const& function, int count) = 0;
   // Gives back a slot taken here.
   virtual void Give(std::string const& slot) = 0;
   // Whether this node still holds `slot`: false once it was lost (unrenewed for too long, and taken elsewhere).

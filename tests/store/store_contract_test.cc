@@ -777,6 +777,11 @@ TEST_P(StoreContractTest, RenewingClaimsKeepsTheOnesStillHeldAndNamesTheLost) {
   EXPECT_THAT(store_->Claim("run f #0", "b", kNow + 25'000, kNow + 35'000), IsOkAndHolds(false));  // renewed
   EXPECT_THAT(store_->Claim("run f #1", "a", kNow + 15'000, kNow + 35'000), IsOkAndHolds(false));  // still b's
   EXPECT_THAT(store_->RenewClaims({}, "a", kNow, kNow + 10'000), IsOkAndHolds(IsEmpty()));
+  // Counting by prefix: "run f #" holds two; at kNow + 30'001 both have run out.
+  ASSERT_THAT(store_->Claim("run fx #0", "a", kNow, kNow + 30'000), IsOk());
+  EXPECT_THAT(store_->CountClaims("run f #", kNow + 10'000), IsOkAndHolds(2));
+  EXPECT_THAT(store_->CountClaims("run f #", kNow + 30'001), IsOkAndHolds(0));
+  EXPECT_THAT(store_->CountClaims("run g #", kNow), IsOkAndHolds(0));
 }
 
 // PostgreSQL only: message bodies are dropped by partition, and only partitions nothing refers to.

@@ -251,6 +251,8 @@ StatusOr<int> PgStore::ReturnUnsent(std::string const& subscription, std::vector
                                                      .Add(int64_t{ref.attempt}).Add(now_ms)));
       returned += rows.Affected();
     }
+    // Available again at once: every node's waiting pulls hear of it when this commits.
+    if (returned > 0) FERRY_RETURN_IF_ERROR(NotifyAll(db, sub->spec.topic));
     return OkStatus();
   }));
   if (returned > 0) ForgetScanFrom(returned_to);  // committed: they are back below where leases start
@@ -312,6 +314,8 @@ StatusOr<ModifyResult> PgStore::Modify(std::string const& subscription, std::vec
                                      PgParams().Add(sub->id).Add(ref.message_id).Add(after.retry_at_ms)));
       }
     }
+    // Nacked messages without a retry delay are available again at once, on every node.
+    if (result.nacked > result.dead_lettered) FERRY_RETURN_IF_ERROR(NotifyAll(db, spec.topic));
     return OkStatus();
   }));
   if (nacked != 0) ForgetScanFrom(nacked);  // committed: they are back below where leases start

@@ -244,6 +244,17 @@ StatusOr<bool> PgStore::Claim(std::string const& name, std::string const& node, 
   return held;
 }
 
+StatusOr<int> PgStore::CountClaims(std::string const& prefix, int64_t now_ms) {
+  int count = 0;
+  FERRY_RETURN_IF_ERROR(Read([&](PgConn& db) -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT count(*) FROM claims WHERE starts_with(name, $1) AND until >= $2",
+                                               PgParams().Add(prefix).Add(now_ms)));
+    count = static_cast<int>(rows.Int(0, 0));
+    return OkStatus();
+  }));
+  return count;
+}
+
 StatusOr<std::vector<std::string>> PgStore::RenewClaims(std::vector<std::string> const& names,
                                                         std::string const& node, int64_t now_ms, int64_t until_ms) {
   std::vector<std::string> lost;

@@ -319,8 +319,12 @@ StatusOr<std::vector<int64_t>> PgStore::InsertMessages(PgConn& db, int64_t topic
   FERRY_RETURN_IF_ERROR(db.CopyIn("COPY deliveries(sub_id, msg_id, publish_time, visible_at, ordering_key) FROM STDIN",
                                   delivery_rows));
   // Every node's subscribers and dispatchers hear of it when this commits.
-  FERRY_RETURN_IF_ERROR(db.Run("SELECT pg_notify('ferry_publish', $1)", PgParams().Add(topic)));
+  FERRY_RETURN_IF_ERROR(NotifyAll(db, topic));
   return ids;
+}
+
+Status PgStore::NotifyAll(PgConn& db, std::string const& topic) {
+  return db.Run("SELECT pg_notify('ferry_publish', $1)", PgParams().Add(topic));  // kChannel
 }
 
 StatusOr<PubsubMessage> PgStore::LoadMessage(PgConn& db, int64_t msg_id) {

@@ -95,6 +95,7 @@ class PgStore final : public Store {
                               std::string const& topic, PubsubMessage const* message, int64_t now_ms) override;
   Status SetSchedulePaused(std::string const& name, bool paused, int64_t next_fire_ms) override;
   StatusOr<bool> Claim(std::string const& name, std::string const& node, int64_t now_ms, int64_t until_ms) override;
+  StatusOr<int> CountClaims(std::string const& prefix, int64_t now_ms) override;
   StatusOr<std::vector<std::string>> RenewClaims(std::vector<std::string> const& names, std::string const& node,
                                                  int64_t now_ms, int64_t until_ms) override;
   StatusOr<std::optional<std::string>> ClaimOne(std::string const& prefix, int count, std::string const& node,
@@ -113,6 +114,8 @@ class PgStore final : public Store {
   // ---- shared steps, in the caller's transaction (pg_store.cc) ----
   static StatusOr<std::optional<int64_t>> FindTopicId(PgConn& db, std::string const& name);
   static StatusOr<std::optional<PgSub>> FindSub(PgConn& db, std::string const& name);
+  // Tells every node (this one too), when the transaction commits, that `topic`'s subscriptions have messages.
+  static Status NotifyAll(PgConn& db, std::string const& topic);
   static Status CheckDeadLetterTopic(PgConn& db, Subscription const& sub);
   static StatusOr<bool> IsCurrentLease(PgConn& db, int64_t sub_id, AckRef const& ref, int64_t now_ms);
   static StatusOr<int64_t> RemoveDeliveries(PgConn& db, PgSub const& sub, std::vector<int64_t> const& msg_ids);

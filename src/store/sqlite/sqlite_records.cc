@@ -249,6 +249,15 @@ StatusOr<bool> SqliteStore::Claim(std::string const& name, std::string const& no
   return held;
 }
 
+StatusOr<int> SqliteStore::CountClaims(std::string const& prefix, int64_t now_ms) {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT count(*) FROM claims WHERE substr(name, 1, length(?1)) = "
+                                                  "?1 AND until >= ?2"));
+  st->Bind(1, prefix).Bind(2, now_ms);
+  FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+  return row ? static_cast<int>(st->Int(0)) : 0;
+}
+
 StatusOr<std::vector<std::string>> SqliteStore::RenewClaims(std::vector<std::string> const& names,
                                                             std::string const& node, int64_t now_ms,
                                                             int64_t until_ms) {

@@ -117,6 +117,7 @@ class SqliteStore final : public Store {
                               std::string const& topic, PubsubMessage const* message, int64_t now_ms) override;
   Status SetSchedulePaused(std::string const& name, bool paused, int64_t next_fire_ms) override;
   StatusOr<bool> Claim(std::string const& name, std::string const& node, int64_t now_ms, int64_t until_ms) override;
+  StatusOr<int> CountClaims(std::string const& prefix, int64_t now_ms) override;
   StatusOr<std::vector<std::string>> RenewClaims(std::vector<std::string> const& names, std::string const& node,
                                                  int64_t now_ms, int64_t until_ms) override;
   StatusOr<std::optional<std::string>> ClaimOne(std::string const& prefix, int count, std::string const& node,
