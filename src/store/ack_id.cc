@@ -22,6 +22,12 @@ std::string EncodeAckId(AckRef const& ref) {
          std::to_string(ref.attempt);
 }
 
+std::optional<int64_t> DecodeMessageId(std::string_view id) {
+  int64_t out = 0;
+  if (!TakeNumber(id, out, true)) return std::nullopt;
+  return out;
+}
+
 std::optional<AckRef> DecodeAckId(std::string_view ack_id) {
   AckRef ref;
   int64_t attempt = 0;

@@ -17,7 +17,9 @@ struct AckRef {
   int attempt = 0;
 };
 
-std::string EncodeAckId(AckRef const& ref);  // "s-m-a" in decimal
+std::string EncodeAckId(AckRef const& ref);
+// A message id as Ferry assigns them (a positive decimal number), or nullopt.
+std::optional<int64_t> DecodeMessageId(std::string_view id);  // "s-m-a" in decimal
 std::optional<AckRef> DecodeAckId(std::string_view ack_id);
 // All of them, or INVALID_ARGUMENT naming the first that is malformed.
 StatusOr<std::vector<AckRef>> DecodeAckIds(std::vector<std::string> const& ack_ids);

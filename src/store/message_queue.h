@@ -37,6 +37,16 @@ struct MaintenanceResult {
   int64_t dropped_by_retention = 0;
 };
 
+// A message as a subscription holds it, read without leasing it.
+struct HeldMessage {
+  PubsubMessage message;
+  int attempts = 0;     // deliveries so far
+  bool leased = false;  // out to a subscriber now (or its lease ran out and it waits to be handed out again)
+};
+
+// Rewrites a message as MoveMessages republishes it.
+using MessageRewrite = std::function<PubsubMessage(PubsubMessage)>;
+
 struct SubscriptionStats {
   std::string name;
   int64_t backlog = 0;                  // messages not yet acknowledged
@@ -87,6 +97,19 @@ class MessageQueue {
   // dead-lettered, the error travels with it in the kLastErrorAttribute attribute.
   [[nodiscard]] virtual StatusOr<ModifyResult> Nack(std::string const& subscription, std::string const& ack_id,
                                                     std::string const& error, int64_t now_ms) = 0;
+
+  // Up to `max` of the messages `subscription` holds unacknowledged, in publish order, those after message id
+  // `after_id` (0: from the first): read only, no lease taken and no attempt counted.
+  [[nodiscard]] virtual StatusOr<std::vector<HeldMessage>> Peek(std::string const& subscription, int64_t after_id,
+                                                                int max) = 0;
+  // In one transaction, takes each of `message_ids` that `subscription` holds unacknowledged off it (as an ack
+  // would) and, unless `to_topic` is empty, publishes `rewrite(message)` to `to_topic`: dead-letter redrive and
+  // purge, which a crash neither loses nor doubles. Ids it does not hold are skipped. Returns the ids taken.
+  [[nodiscard]] virtual StatusOr<std::vector<std::string>> MoveMessages(std::string const& subscription,
+                                                                        std::vector<std::string> const& message_ids,
+                                                                        std::string const& to_topic,
+                                                                        MessageRewrite const& rewrite,
+                                                                        int64_t now_ms) = 0;
 
   // Dead-letters expired leases that have no attempt left and, with `apply_retention`, drops messages past their
   // subscription's retention and expired snapshots (a scan of every backlog, so callers do it less often).

@@ -767,6 +767,72 @@ TEST_P(StoreContractTest, AClaimIsOneNodesUntilItIsReleasedOrRunsOut) {
   EXPECT_THAT(store_->Claim("deliver f", "a", kNow + 17'000, kNow + 27'000), IsOkAndHolds(true));
 }
 
+TEST_P(StoreContractTest, PeekReadsWhatASubscriptionHoldsWithoutLeasing) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a"), Msg("b"), Msg("c")}, kNow), IsOk());
+  auto leased = store_->Lease(kSub, 1, kNow);
+  ASSERT_THAT(leased, IsOk());
+  ASSERT_THAT(leased->messages, SizeIs(1));
+  auto peeked = store_->Peek(kSub, 0, 10);
+  ASSERT_THAT(peeked, IsOk());
+  ASSERT_THAT(*peeked, SizeIs(3));
+  EXPECT_EQ((*peeked)[0].message.data, "a");
+  EXPECT_TRUE((*peeked)[0].leased);
+  EXPECT_EQ((*peeked)[0].attempts, 1);
+  EXPECT_FALSE((*peeked)[1].leased);
+  EXPECT_EQ((*peeked)[1].attempts, 0);
+  // Pages: after the first message's id, at most one.
+  auto page = store_->Peek(kSub, std::stoll((*peeked)[0].message.message_id), 1);
+  ASSERT_THAT(page, IsOk());
+  ASSERT_THAT(*page, SizeIs(1));
+  EXPECT_EQ((*page)[0].message.data, "b");
+  // Nothing was leased by peeking: the two others are still there to lease, on their first attempt.
+  auto rest = store_->Lease(kSub, 10, kNow);
+  ASSERT_THAT(rest, IsOk());
+  EXPECT_THAT(Data(rest->messages), ElementsAre("b", "c"));
+  EXPECT_EQ(rest->messages[0].attempt, 1);
+  EXPECT_EQ(store_->Peek("projects/p/subscriptions/nope", 0, 10).status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(StoreContractTest, MovingMessagesRepublishesAndTakesThemOffInOneStep) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->CreateTopic({.name = kDlt}), IsOk());
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kDltSub, kDlt)), IsOk());
+  auto ids = store_->Publish(kDlt, {Msg("x"), Msg("y"), Msg("z")}, kNow);
+  ASSERT_THAT(ids, IsOk());
+  auto rewrite = [](PubsubMessage m) {
+    m.attributes["moved"] = "yes";
+    return m;
+  };
+  // x and z go back to kTopic (so to kSub); an unknown id and a repeated one are skipped.
+  auto moved = store_->MoveMessages(kDltSub, {(*ids)[0], (*ids)[2], (*ids)[0], "999999", "junk"}, kTopic, rewrite,
+                                    kNow + 1000);
+  ASSERT_THAT(moved, IsOk());
+  EXPECT_THAT(*moved, ElementsAre((*ids)[0], (*ids)[2]));
+  auto back = store_->Lease(kSub, 10, kNow + 2000);
+  ASSERT_THAT(back, IsOk());
+  EXPECT_THAT(Data(back->messages), ElementsAre("x", "z"));
+  EXPECT_EQ(back->messages[0].message.attributes.at("moved"), "yes");
+  EXPECT_NE(back->messages[0].message.message_id, (*ids)[0]);  // a new message
+  auto left = store_->Peek(kDltSub, 0, 10);
+  ASSERT_THAT(left, IsOk());
+  ASSERT_THAT(*left, SizeIs(1));
+  EXPECT_EQ((*left)[0].message.data, "y");
+  // Moved again: nothing, it is no longer held. Purged (no topic): gone, and published nowhere.
+  EXPECT_THAT(store_->MoveMessages(kDltSub, {(*ids)[0]}, kTopic, rewrite, kNow), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store_->MoveMessages(kDltSub, {(*ids)[1]}, "", nullptr, kNow), IsOkAndHolds(ElementsAre((*ids)[1])));
+  EXPECT_THAT(store_->Peek(kDltSub, 0, 10), IsOkAndHolds(IsEmpty()));
+  // It survives a reopen (committed), and a missing topic changes nothing.
+  Open();
+  EXPECT_EQ(store_->MoveMessages(kSub, {back->messages[0].message.message_id}, "projects/p/topics/gone", rewrite, kNow)
+                .status()
+                .code(),
+            StatusCode::kNotFound);
+  auto still = store_->Peek(kSub, 0, 10);
+  ASSERT_THAT(still, IsOk());
+  EXPECT_THAT(*still, SizeIs(2));
+}
+
 TEST_P(StoreContractTest, RenewingClaimsKeepsTheOnesStillHeldAndNamesTheLost) {
   ASSERT_THAT(store_->Claim("run f #0", "a", kNow, kNow + 10'000), IsOkAndHolds(true));
   ASSERT_THAT(store_->Claim("run f #1", "a", kNow, kNow + 10'000), IsOkAndHolds(true));

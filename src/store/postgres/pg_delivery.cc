@@ -375,6 +375,78 @@ StatusOr<MaintenanceResult> PgStore::Maintain(int64_t now_ms, bool apply_retenti
   return result;
 }
 
+StatusOr<std::vector<HeldMessage>> PgStore::Peek(std::string const& subscription, int64_t after_id, int max) {
+  std::vector<HeldMessage> out;
+  FERRY_RETURN_IF_ERROR(Read([&](PgConn& db) -> Status {
+    out.clear();
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT d.msg_id, d.attempts, d.leased, m.publish_time, m.data, "
+                                               "m.attributes, m.ordering_key FROM deliveries d JOIN messages m ON "
+                                               "m.id = d.msg_id WHERE d.sub_id = $1 AND d.msg_id > $2 ORDER BY "
+                                               "d.msg_id LIMIT $3",
+                                               PgParams().Add(sub->id).Add(after_id).Add(int64_t{max})));
+    for (int i = 0; i < rows.size(); ++i) {
+      HeldMessage held;
+      held.message.message_id = std::to_string(rows.Int(i, 0));
+      held.attempts = static_cast<int>(rows.Int(i, 1));
+      held.leased = rows.Bool(i, 2);
+      held.message.publish_time_ms = rows.Int(i, 3);
+      held.message.data = rows.Bytes(i, 4);
+      FERRY_ASSIGN_OR_RETURN(held.message.attributes, DecodeAttributes(rows.Text(i, 5)));
+      held.message.ordering_key = rows.Text(i, 6);
+      out.push_back(std::move(held));
+    }
+    return OkStatus();
+  }));
+  return out;
+}
+
+StatusOr<std::vector<std::string>> PgStore::MoveMessages(std::string const& subscription,
+                                                         std::vector<std::string> const& message_ids,
+                                                         std::string const& to_topic, MessageRewrite const& rewrite,
+                                                         int64_t now_ms) {
+  std::vector<std::string> taken;
+  FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
+    taken.clear();
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    std::optional<int64_t> topic_id;
+    if (!to_topic.empty()) {
+      FERRY_ASSIGN_OR_RETURN(topic_id, FindTopicId(db, to_topic));
+      if (!topic_id) return NotFoundError("Topic not found");
+    }
+    std::vector<int64_t> wanted;
+    for (auto const& text : message_ids) {
+      if (auto id = DecodeMessageId(text)) wanted.push_back(*id);
+    }
+    // Locked, so a concurrent redrive of the same message waits, then finds it gone.
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT msg_id FROM deliveries WHERE sub_id = $1 AND msg_id = "
+                                               "ANY($2::int8[]) ORDER BY msg_id FOR UPDATE",
+                                               PgParams().Add(sub->id).AddArray(wanted)));
+    std::vector<int64_t> ids;
+    std::vector<PubsubMessage> copies;
+    for (int i = 0; i < rows.size(); ++i) {
+      int64_t id = rows.Int(i, 0);
+      ids.push_back(id);
+      if (topic_id) {
+        FERRY_ASSIGN_OR_RETURN(auto message, LoadMessage(db, id));
+        copies.push_back(rewrite ? rewrite(std::move(message)) : std::move(message));
+      }
+    }
+    if (topic_id && !copies.empty()) {
+      FERRY_ASSIGN_OR_RETURN(auto published, InsertMessages(db, *topic_id, to_topic, copies, now_ms));
+      (void)published;
+    }
+    FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, ids));
+    (void)removed;
+    for (int64_t id : ids) taken.push_back(std::to_string(id));
+    return OkStatus();
+  }));
+  if (!to_topic.empty() && !taken.empty()) Notify(to_topic);
+  return taken;
+}
+
 StatusOr<std::vector<SubscriptionStats>> PgStore::Stats() {
   std::vector<SubscriptionStats> out;
   FERRY_RETURN_IF_ERROR(Read([&](PgConn& db) -> Status {

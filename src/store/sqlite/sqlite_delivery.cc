@@ -1,6 +1,7 @@
 // The embedded store: publishing, and the delivery state machine (leases, acks, nacks, dead letters).
 #include "store/sqlite/sqlite_store.h"
 
+#include <algorithm>
 #include <limits>
 #include <set>
 
@@ -300,6 +301,79 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
   });
   if (!st.ok()) return st;
   return result;
+}
+
+StatusOr<std::vector<HeldMessage>> SqliteStore::Peek(std::string const& subscription, int64_t after_id, int max) {
+  auto reader = Read();
+  FERRY_ASSIGN_OR_RETURN(auto find, reader->Prepare("SELECT id FROM subscriptions WHERE name = ?1"));
+  find->Bind(1, subscription);
+  FERRY_ASSIGN_OR_RETURN(bool found, find->Step());
+  if (!found) return NotFoundError("Subscription does not exist");
+  int64_t sub_id = find->Int(0);
+  FERRY_ASSIGN_OR_RETURN(auto st, reader->Prepare("SELECT d.msg_id, d.attempts, d.leased, m.publish_time, m.data, "
+                                                  "m.attributes, m.ordering_key FROM deliveries d JOIN messages m ON "
+                                                  "m.id = d.msg_id WHERE d.sub_id = ?1 AND d.msg_id > ?2 ORDER BY "
+                                                  "d.msg_id LIMIT ?3"));
+  st->Bind(1, sub_id).Bind(2, after_id).Bind(3, int64_t{max});
+  std::vector<HeldMessage> out;
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    HeldMessage held;
+    held.message.message_id = std::to_string(st->Int(0));
+    held.attempts = static_cast<int>(st->Int(1));
+    held.leased = st->Int(2) != 0;
+    held.message.publish_time_ms = st->Int(3);
+    held.message.data = st->Text(4);
+    FERRY_ASSIGN_OR_RETURN(held.message.attributes, DecodeAttributes(st->Text(5)));
+    held.message.ordering_key = st->Text(6);
+    out.push_back(std::move(held));
+  }
+  return out;
+}
+
+StatusOr<std::vector<std::string>> SqliteStore::MoveMessages(std::string const& subscription,
+                                                             std::vector<std::string> const& message_ids,
+                                                             std::string const& to_topic, MessageRewrite const& rewrite,
+                                                             int64_t now_ms) {
+  std::vector<std::string> taken;
+  FERRY_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
+    taken.clear();
+    FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
+    if (!sub) return NotFoundError("Subscription does not exist");
+    std::optional<int64_t> topic_id;
+    if (!to_topic.empty()) {
+      FERRY_ASSIGN_OR_RETURN(topic_id, FindTopicId(db, to_topic));
+      if (!topic_id) return NotFoundError("Topic not found");
+    }
+    FERRY_ASSIGN_OR_RETURN(auto held, db.Prepare("SELECT 1 FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
+    std::vector<int64_t> ids;
+    std::vector<PubsubMessage> copies;
+    for (auto const& text : message_ids) {
+      auto decoded = DecodeMessageId(text);
+      if (!decoded) continue;
+      int64_t const id = *decoded;
+      held->Bind(1, sub->id).Bind(2, id);
+      FERRY_ASSIGN_OR_RETURN(bool holds, held->Step());
+      held->Reset();
+      if (!holds || std::find(ids.begin(), ids.end(), id) != ids.end()) continue;
+      ids.push_back(id);
+      if (topic_id) {
+        FERRY_ASSIGN_OR_RETURN(auto message, LoadMessage(db, id));
+        copies.push_back(rewrite ? rewrite(std::move(message)) : std::move(message));
+      }
+    }
+    if (topic_id && !copies.empty()) {
+      FERRY_ASSIGN_OR_RETURN(auto published, InsertMessages(db, *topic_id, copies, now_ms));
+      (void)published;
+      published_topics_.push_back(to_topic);
+    }
+    FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, ids));
+    (void)removed;
+    for (int64_t id : ids) taken.push_back(std::to_string(id));
+    return OkStatus();
+  }));
+  return taken;
 }
 
 StatusOr<std::vector<SubscriptionStats>> SqliteStore::Stats() {

@@ -86,6 +86,11 @@ class SqliteStore final : public Store {
   StatusOr<ModifyResult> Nack(std::string const& subscription, std::string const& ack_id, std::string const& error,
                               int64_t now_ms) override;
   StatusOr<MaintenanceResult> Maintain(int64_t now_ms, bool apply_retention) override;
+  StatusOr<std::vector<HeldMessage>> Peek(std::string const& subscription, int64_t after_id, int max) override;
+  StatusOr<std::vector<std::string>> MoveMessages(std::string const& subscription,
+                                                  std::vector<std::string> const& message_ids,
+                                                  std::string const& to_topic, MessageRewrite const& rewrite,
+                                                  int64_t now_ms) override;
   StatusOr<std::vector<SubscriptionStats>> Stats() override;
   void SetPublishListener(std::function<void(std::string const& topic)> listener) override;
 
