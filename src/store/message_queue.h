@@ -103,11 +103,12 @@ class MessageQueue {
   [[nodiscard]] virtual StatusOr<std::vector<HeldMessage>> Peek(std::string const& subscription, int64_t after_id,
                                                                 int max) = 0;
   // In one transaction, takes each of `message_ids` that `subscription` holds unacknowledged off it (as an ack
-  // would) and, unless `to_topic` is empty, publishes `rewrite(message)` to `to_topic`: dead-letter redrive and
-  // purge, which a crash neither loses nor doubles. Ids it does not hold are skipped. Returns the ids taken.
+  // would) and, unless `to_subscription` is empty, publishes `rewrite(message)` to that subscription's topic for
+  // that subscription alone: dead-letter redrive (back to the subscription that gave up on it) and purge, which a
+  // crash neither loses nor doubles. Ids it does not hold are skipped. Returns the ids taken.
   [[nodiscard]] virtual StatusOr<std::vector<std::string>> MoveMessages(std::string const& subscription,
                                                                         std::vector<std::string> const& message_ids,
-                                                                        std::string const& to_topic,
+                                                                        std::string const& to_subscription,
                                                                         MessageRewrite const& rewrite,
                                                                         int64_t now_ms) = 0;
 

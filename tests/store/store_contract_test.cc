@@ -796,6 +796,7 @@ TEST_P(StoreContractTest, PeekReadsWhatASubscriptionHoldsWithoutLeasing) {
 
 TEST_P(StoreContractTest, MovingMessagesRepublishesAndTakesThemOffInOneStep) {
   CreateTopicAndSub();
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
   ASSERT_THAT(store_->CreateTopic({.name = kDlt}), IsOk());
   ASSERT_THAT(store_->CreateSubscription(MakeSub(kDltSub, kDlt)), IsOk());
   auto ids = store_->Publish(kDlt, {Msg("x"), Msg("y"), Msg("z")}, kNow);
@@ -804,8 +805,8 @@ TEST_P(StoreContractTest, MovingMessagesRepublishesAndTakesThemOffInOneStep) {
     m.attributes["moved"] = "yes";
     return m;
   };
-  // x and z go back to kTopic (so to kSub); an unknown id and a repeated one are skipped.
-  auto moved = store_->MoveMessages(kDltSub, {(*ids)[0], (*ids)[2], (*ids)[0], "999999", "junk"}, kTopic, rewrite,
+  // x and z go back to kSub (alone, not to kSub2 on the same topic); an unknown id and a repeated one are skipped.
+  auto moved = store_->MoveMessages(kDltSub, {(*ids)[0], (*ids)[2], (*ids)[0], "999999", "junk"}, kSub, rewrite,
                                     kNow + 1000);
   ASSERT_THAT(moved, IsOk());
   EXPECT_THAT(*moved, ElementsAre((*ids)[0], (*ids)[2]));
@@ -814,17 +815,19 @@ TEST_P(StoreContractTest, MovingMessagesRepublishesAndTakesThemOffInOneStep) {
   EXPECT_THAT(Data(back->messages), ElementsAre("x", "z"));
   EXPECT_EQ(back->messages[0].message.attributes.at("moved"), "yes");
   EXPECT_NE(back->messages[0].message.message_id, (*ids)[0]);  // a new message
+  EXPECT_THAT(store_->Peek(kSub2, 0, 10), IsOkAndHolds(IsEmpty()));
   auto left = store_->Peek(kDltSub, 0, 10);
   ASSERT_THAT(left, IsOk());
   ASSERT_THAT(*left, SizeIs(1));
   EXPECT_EQ((*left)[0].message.data, "y");
-  // Moved again: nothing, it is no longer held. Purged (no topic): gone, and published nowhere.
-  EXPECT_THAT(store_->MoveMessages(kDltSub, {(*ids)[0]}, kTopic, rewrite, kNow), IsOkAndHolds(IsEmpty()));
+  // Moved again: nothing, it is no longer held. Purged (nowhere to go): gone, and published nowhere.
+  EXPECT_THAT(store_->MoveMessages(kDltSub, {(*ids)[0]}, kSub, rewrite, kNow), IsOkAndHolds(IsEmpty()));
   EXPECT_THAT(store_->MoveMessages(kDltSub, {(*ids)[1]}, "", nullptr, kNow), IsOkAndHolds(ElementsAre((*ids)[1])));
   EXPECT_THAT(store_->Peek(kDltSub, 0, 10), IsOkAndHolds(IsEmpty()));
-  // It survives a reopen (committed), and a missing topic changes nothing.
+  // It survives a reopen (committed), and a missing destination changes nothing.
   Open();
-  EXPECT_EQ(store_->MoveMessages(kSub, {back->messages[0].message.message_id}, "projects/p/topics/gone", rewrite, kNow)
+  EXPECT_EQ(store_->MoveMessages(kSub, {back->messages[0].message.message_id}, "projects/p/subscriptions/gone",
+                                 rewrite, kNow)
                 .status()
                 .code(),
             StatusCode::kNotFound);

@@ -404,17 +404,23 @@ StatusOr<std::vector<HeldMessage>> PgStore::Peek(std::string const& subscription
 
 StatusOr<std::vector<std::string>> PgStore::MoveMessages(std::string const& subscription,
                                                          std::vector<std::string> const& message_ids,
-                                                         std::string const& to_topic, MessageRewrite const& rewrite,
+                                                         std::string const& to_subscription,
+                                                         MessageRewrite const& rewrite,
                                                          int64_t now_ms) {
   std::vector<std::string> taken;
+  std::string to_topic;
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     taken.clear();
     FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
     if (!sub) return NotFoundError("Subscription does not exist");
+    std::optional<PgSub> to;
     std::optional<int64_t> topic_id;
-    if (!to_topic.empty()) {
-      FERRY_ASSIGN_OR_RETURN(topic_id, FindTopicId(db, to_topic));
+    if (!to_subscription.empty()) {
+      FERRY_ASSIGN_OR_RETURN(to, FindSub(db, to_subscription));
+      if (!to) return NotFoundError("Subscription does not exist");
+      FERRY_ASSIGN_OR_RETURN(topic_id, FindTopicId(db, to->spec.topic));
       if (!topic_id) return NotFoundError("Topic not found");
+      to_topic = to->spec.topic;
     }
     std::vector<int64_t> wanted;
     for (auto const& text : message_ids) {
@@ -435,7 +441,7 @@ StatusOr<std::vector<std::string>> PgStore::MoveMessages(std::string const& subs
       }
     }
     if (topic_id && !copies.empty()) {
-      FERRY_ASSIGN_OR_RETURN(auto published, InsertMessages(db, *topic_id, to_topic, copies, now_ms));
+      FERRY_ASSIGN_OR_RETURN(auto published, InsertMessages(db, *topic_id, to_topic, copies, now_ms, to->id));
       (void)published;
     }
     FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, ids));

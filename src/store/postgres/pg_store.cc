@@ -267,15 +267,17 @@ Status PgStore::DropSubscriptionRows(PgConn& db, int64_t sub_id) {
 }
 
 StatusOr<std::vector<int64_t>> PgStore::InsertMessages(PgConn& db, int64_t topic_id, std::string const& topic,
-                                                       std::vector<PubsubMessage> const& messages, int64_t now_ms) {
+                                                       std::vector<PubsubMessage> const& messages, int64_t now_ms,
+                                                       int64_t only_sub) {
   FERRY_ASSIGN_OR_RETURN(auto id_rows, db.Query("WITH l AS (SELECT pg_advisory_xact_lock_shared($2::int8)) "
                                                 "SELECT nextval('message_ids') FROM l, generate_series(1, $1::int8)",
                                                 PgParams().Add(static_cast<int64_t>(messages.size())).Add(kDropLock)));
   std::vector<int64_t> ids;
   ids.reserve(messages.size());
   for (int i = 0; i < id_rows.size(); ++i) ids.push_back(id_rows.Int(i, 0));
-  FERRY_ASSIGN_OR_RETURN(auto subs, db.Query("SELECT id, spec FROM subscriptions WHERE topic_id = $1",
-                                             PgParams().Add(topic_id)));
+  FERRY_ASSIGN_OR_RETURN(auto subs, db.Query("SELECT id, spec FROM subscriptions WHERE topic_id = $1 AND ($2 = 0 OR "
+                                             "id = $2)",
+                                             PgParams().Add(topic_id).Add(only_sub)));
   if (subs.empty() || ids.empty()) return ids;
   if (ids.back() >= partitions_end_) FERRY_RETURN_IF_ERROR(EnsurePartitions(ids.back() + kPartitionIds));
   struct Target {

@@ -67,7 +67,7 @@ class PgStore final : public Store {
   StatusOr<std::vector<HeldMessage>> Peek(std::string const& subscription, int64_t after_id, int max) override;
   StatusOr<std::vector<std::string>> MoveMessages(std::string const& subscription,
                                                   std::vector<std::string> const& message_ids,
-                                                  std::string const& to_topic, MessageRewrite const& rewrite,
+                                                  std::string const& to_subscription, MessageRewrite const& rewrite,
                                                   int64_t now_ms) override;
   StatusOr<std::vector<SubscriptionStats>> Stats() override;
   void SetPublishListener(std::function<void(std::string const& topic)> listener) override;
@@ -129,9 +129,11 @@ class PgStore final : public Store {
   static Status LockBucket(PgConn& db, std::string const& bucket);
   StatusOr<bool> ApplyBucketEvents(PgConn& db, std::string const& bucket, std::vector<BucketObjectChange> const& changes,
                                    std::string const& topic, std::vector<PubsubMessage> const& events, int64_t now_ms);
-  // Appends messages to a topic, a copy to each subscription whose filter takes it, and tells every node.
+  // Appends messages to a topic, a copy to each subscription whose filter takes it (to `only_sub` alone when not 0:
+  // a redrive), and tells every node.
   StatusOr<std::vector<int64_t>> InsertMessages(PgConn& db, int64_t topic_id, std::string const& topic,
-                                                std::vector<PubsubMessage> const& messages, int64_t now_ms);
+                                                std::vector<PubsubMessage> const& messages, int64_t now_ms,
+                                                int64_t only_sub = 0);
   static StatusOr<PubsubMessage> LoadMessage(PgConn& db, int64_t msg_id);
   StatusOr<bool> DeadLetter(PgConn& db, PgSub const& sub, int64_t msg_id, int attempts, int64_t now_ms);
   // Message partitions (pg_store.cc): created ahead of the ids in use, dropped once nothing refers to them.

@@ -334,16 +334,20 @@ StatusOr<std::vector<HeldMessage>> SqliteStore::Peek(std::string const& subscrip
 
 StatusOr<std::vector<std::string>> SqliteStore::MoveMessages(std::string const& subscription,
                                                              std::vector<std::string> const& message_ids,
-                                                             std::string const& to_topic, MessageRewrite const& rewrite,
+                                                             std::string const& to_subscription,
+                                                             MessageRewrite const& rewrite,
                                                              int64_t now_ms) {
   std::vector<std::string> taken;
   FERRY_RETURN_IF_ERROR(Write([&](SqliteDb& db) -> Status {
     taken.clear();
     FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
     if (!sub) return NotFoundError("Subscription does not exist");
+    std::optional<SubRow> to;
     std::optional<int64_t> topic_id;
-    if (!to_topic.empty()) {
-      FERRY_ASSIGN_OR_RETURN(topic_id, FindTopicId(db, to_topic));
+    if (!to_subscription.empty()) {
+      FERRY_ASSIGN_OR_RETURN(to, FindSub(db, to_subscription));
+      if (!to) return NotFoundError("Subscription does not exist");
+      FERRY_ASSIGN_OR_RETURN(topic_id, FindTopicId(db, to->spec.topic));
       if (!topic_id) return NotFoundError("Topic not found");
     }
     FERRY_ASSIGN_OR_RETURN(auto held, db.Prepare("SELECT 1 FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
@@ -364,9 +368,9 @@ StatusOr<std::vector<std::string>> SqliteStore::MoveMessages(std::string const& 
       }
     }
     if (topic_id && !copies.empty()) {
-      FERRY_ASSIGN_OR_RETURN(auto published, InsertMessages(db, *topic_id, copies, now_ms));
+      FERRY_ASSIGN_OR_RETURN(auto published, InsertMessages(db, *topic_id, copies, now_ms, to->id));
       (void)published;
-      published_topics_.push_back(to_topic);
+      published_topics_.push_back(to->spec.topic);
     }
     FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, ids));
     (void)removed;

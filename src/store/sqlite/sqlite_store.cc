@@ -208,7 +208,8 @@ StatusOr<std::vector<FanoutTarget> const*> SqliteStore::FanoutOf(SqliteDb& db, i
 // refuses is, as in Pub/Sub, acknowledged on that subscription's behalf at once. Messages nobody receives get ids
 // and are not stored.
 StatusOr<std::vector<int64_t>> SqliteStore::InsertMessages(SqliteDb& db, int64_t topic_id,
-                                                           std::vector<PubsubMessage> const& messages, int64_t now_ms) {
+                                                           std::vector<PubsubMessage> const& messages, int64_t now_ms,
+                                                           int64_t only_sub) {
   std::vector<int64_t> ids;
   ids.reserve(messages.size());
   for (std::size_t i = 0; i < messages.size(); ++i) ids.push_back(++last_message_id_);
@@ -224,6 +225,7 @@ StatusOr<std::vector<int64_t>> SqliteStore::InsertMessages(SqliteDb& db, int64_t
   std::vector<int64_t> refs(messages.size(), 0);
   for (std::size_t m = 0; m < messages.size(); ++m) {
     for (auto const& target : *targets) {
+      if (only_sub != 0 && target.sub_id != only_sub) continue;
       if (!target.filter.Matches(messages[m].attributes)) continue;
       copies.push_back({target.sub_id, m, target.ordered});
       ++refs[m];

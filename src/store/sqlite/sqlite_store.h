@@ -89,7 +89,7 @@ class SqliteStore final : public Store {
   StatusOr<std::vector<HeldMessage>> Peek(std::string const& subscription, int64_t after_id, int max) override;
   StatusOr<std::vector<std::string>> MoveMessages(std::string const& subscription,
                                                   std::vector<std::string> const& message_ids,
-                                                  std::string const& to_topic, MessageRewrite const& rewrite,
+                                                  std::string const& to_subscription, MessageRewrite const& rewrite,
                                                   int64_t now_ms) override;
   StatusOr<std::vector<SubscriptionStats>> Stats() override;
   void SetPublishListener(std::function<void(std::string const& topic)> listener) override;
@@ -160,8 +160,10 @@ class SqliteStore final : public Store {
                            std::string const& topic, std::vector<PubsubMessage> const& events, int64_t now_ms);
   static Status SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased);
   StatusOr<std::vector<FanoutTarget> const*> FanoutOf(SqliteDb& db, int64_t topic_id);
+  // `only_sub` (not 0): a copy for that subscription alone (a redrive), not every subscription of the topic.
   StatusOr<std::vector<int64_t>> InsertMessages(SqliteDb& db, int64_t topic_id,
-                                                std::vector<PubsubMessage> const& messages, int64_t now_ms);
+                                                std::vector<PubsubMessage> const& messages, int64_t now_ms,
+                                                int64_t only_sub = 0);
   static Status MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t> const& msg_ids, int64_t until);
   static Status ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& msg_ids);
   static StatusOr<int64_t> DropDeliveries(SqliteDb& db, int64_t sub_id, int64_t before_ms);
