@@ -5,6 +5,7 @@
 
 #include "common/status_macros.h"
 #include "model/json_codec.h"
+#include "store/ack_id.h"
 
 namespace ferry {
 namespace {
@@ -385,6 +386,30 @@ Status Broker::ReturnUnsent(std::string const& subscription, std::vector<std::st
   FERRY_ASSIGN_OR_RETURN(int returned, store_.ReturnUnsent(subscription, ack_ids, NowMillis()));
   if (returned > 0) WakeSubscribersOf(subscription);
   return OkStatus();
+}
+
+StatusOr<std::vector<HeldMessage>> Broker::Peek(std::string const& subscription, int64_t after_id, int max) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  if (max < 1 || max > kMaxPullMessages) return InvalidArgumentError("A peek reads 1 to 1000 messages");
+  return store_.Peek(subscription, std::max<int64_t>(after_id, 0), max);
+}
+
+StatusOr<std::vector<std::string>> Broker::MoveMessages(std::string const& subscription,
+                                                        std::vector<std::string> const& message_ids,
+                                                        std::string const& to_subscription,
+                                                        MessageRewrite const& rewrite) {
+  FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
+  if (!to_subscription.empty()) FERRY_RETURN_IF_ERROR(CheckName(to_subscription, ResourceKind::kSubscription));
+  if (message_ids.size() > static_cast<std::size_t>(kMaxPullMessages)) {
+    return InvalidArgumentError("At most 1000 messages a call");
+  }
+  for (auto const& id : message_ids) {
+    if (!DecodeMessageId(id)) return InvalidArgumentError("Invalid message id \"" + id.substr(0, 64) + "\"");
+  }
+  FERRY_ASSIGN_OR_RETURN(auto moved, store_.MoveMessages(subscription, message_ids, to_subscription, rewrite,
+                                                         NowMillis()));
+  if (!moved.empty() && !to_subscription.empty()) WakeSubscribersOf(to_subscription);
+  return moved;
 }
 
 void Broker::CountNacked(std::string const& subscription, ModifyResult const& result) {

@@ -130,6 +130,14 @@ class Broker {
   // whoever pulls next, with no delivery attempt counted and no backoff. Not a nack.
   Status ReturnUnsent(std::string const& subscription, std::vector<std::string> const& ack_ids);
 
+  // ---- Ferry's own: reading a backlog, and moving messages (dead-letter redrive: broker/dead_letters.h) ----
+  // Up to `max` (1 to 1000) messages `subscription` holds, after message id `after_id`, without leasing them.
+  StatusOr<std::vector<HeldMessage>> Peek(std::string const& subscription, int64_t after_id, int max);
+  // MessageQueue::MoveMessages, at most 1000 ids a call; wakes the destination's subscribers.
+  StatusOr<std::vector<std::string>> MoveMessages(std::string const& subscription,
+                                                  std::vector<std::string> const& message_ids,
+                                                  std::string const& to_subscription, MessageRewrite const& rewrite);
+
   // Wakes every waiting pull (they answer empty) and stops background work; later pulls do not wait. For an
   // orderly stop: call before stopping the servers that call in.
   void Shutdown();

@@ -758,6 +758,68 @@ int Main(int argc, char** argv) {
     }));
   }
 
+  // ---- dead-letter ----
+  auto dead_letter_path = [&](std::string const& sub) -> StatusOr<std::string> {
+    if (sub.rfind("projects/", 0) == 0) return "/ferry/v1/" + sub + "/deadLetters";
+    FERRY_ASSIGN_OR_RETURN(auto project, cli.Project());
+    return "/ferry/v1/projects/" + project + "/subscriptions/" + sub + "/deadLetters";
+  };
+  auto* dead = app.add_subcommand("dead-letter", "Messages a subscription dead-lettered: list, redrive, purge");
+  dead->require_subcommand(1);
+  int dead_limit = 100;
+  auto* dlist = dead->add_subcommand("list", "List the messages a subscription dead-lettered, oldest first");
+  dlist->add_option("SUBSCRIPTION", one_id, "The subscription that gave up on them (a function's trigger's)")
+      ->required();
+  dlist->add_option("--limit", dead_limit, "At most this many")->check(CLI::Range(1, 1000))->capture_default_str();
+  dlist->callback(run([&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto path, dead_letter_path(one_id));
+    FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("GET", path + "?limit=" + std::to_string(dead_limit)));
+    if (cli.json_output()) {
+      std::cout << res.dump(2) << "\n";
+      return OkStatus();
+    }
+    auto cut = [](std::string text, std::size_t n) {
+      std::replace(text.begin(), text.end(), '\n', ' ');
+      return text.size() <= n ? text : text.substr(0, n) + "...";
+    };
+    std::vector<std::vector<std::string>> rows;
+    for (auto const& m : res.value("messages", Json::array())) {
+      rows.push_back({m.value("messageId", ""), m.value("publishTime", ""),
+                      std::to_string(m.value("deliveryAttempts", 0)), std::to_string(m.value("redrives", 0)),
+                      cut(m.value("lastError", ""), 60), cut(m.value("dataPreview", ""), 40)});
+    }
+    PrintTable({"MESSAGE_ID", "DEAD_LETTERED", "ATTEMPTS", "REDRIVES", "LAST_ERROR", "DATA"}, rows);
+    if (res.contains("nextAfter")) std::cerr << "More follow; list them with --format json and the API's after.\n";
+    return OkStatus();
+  }));
+  std::vector<std::string> dead_ids;
+  bool dead_all = false;
+  for (auto [verb, help, done] :
+       {std::tuple{"redrive", "Send dead-lettered messages back to the subscription that gave up on them", "redriven"},
+        std::tuple{"purge", "Drop dead-lettered messages for good", "purged"}}) {
+    auto* sub = dead->add_subcommand(verb, help);
+    sub->add_option("SUBSCRIPTION", one_id, "The subscription that dead-lettered them")->required();
+    sub->add_option("--message-id", dead_ids, "A message's id on the dead-letter subscription (as list shows)");
+    sub->add_flag("--all", dead_all, "Every message the subscription dead-lettered");
+    sub->callback(run([&, verb = std::string(verb), done = std::string(done)]() -> Status {
+      if (dead_all == !dead_ids.empty()) return InvalidArgumentError("give --message-id ID (one or more) or --all");
+      FERRY_ASSIGN_OR_RETURN(auto path, dead_letter_path(one_id));
+      Json body = dead_all ? Json{{"all", true}} : Json{{"messageIds", dead_ids}};
+      FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("POST", path + ":" + verb, &body));
+      auto moved = res.value(done, Json::array());
+      if (cli.json_output()) {
+        std::cout << res.dump(2) << "\n";
+      } else {
+        std::cout << moved.size() << " message(s) " << done << ".\n";
+      }
+      if (!dead_all && moved.size() < dead_ids.size()) {
+        return NotFoundError(std::to_string(dead_ids.size() - moved.size()) +
+                             " of the messages named are not dead letters of " + one_id);
+      }
+      return OkStatus();
+    }));
+  }
+
   // ---- cp ----
   std::string cp_from, cp_to, cp_type;
   auto* cp = app.add_subcommand("cp", "Copy a file into a bucket (gs://BUCKET/OBJECT) or an object out of one");

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "broker/dead_letters.h"
 #include "common/status_macros.h"
 #include "control/scheduler.h"
 #include "model/json_codec.h"
@@ -55,6 +56,9 @@ std::vector<std::string> TriggerSubscriptionsOf(DeployRequest const& request, st
       if (!TriggerTopic(fn).empty()) names.push_back(TriggerSubscriptionName(fn));
     }
   }
+  for (auto const& fn : request.functions) {
+    if (!fn.dead_letter_topic.empty()) names.push_back(DeadLetterSubscriptionName(fn.dead_letter_topic));
+  }
   return names;
 }
 
@@ -101,6 +105,16 @@ StatusOr<DeployPlan> PlanDeploy(DeployRequest const& request, DeployedState cons
       change.update_subscriptions.push_back(updated);
     }
   };
+  // Each dead-letter topic gets a subscription that keeps its messages for `ferry dead-letter` (a topic without one
+  // drops what is published to it). Never deleted by a deploy: it may hold messages to redrive.
+  std::set<std::string> dead_letter_subs;
+  for (auto const& fn : request.functions) {
+    if (fn.dead_letter_topic.empty()) continue;
+    std::string name = DeadLetterSubscriptionName(fn.dead_letter_topic);
+    if (name.empty() || !dead_letter_subs.insert(name).second || state.subscriptions.contains(name)) continue;
+    items.push_back({"create", "subscription", name});
+    change.create_subscriptions.push_back(Subscription{.name = name, .topic = fn.dead_letter_topic});
+  }
   for (auto const& fn : request.functions) {
     std::string name = FunctionResourceName(fn);
     auto it = old.find(name);

@@ -140,7 +140,7 @@ int RunDaemon(DaemonOptions const& options) {
                              .node = node});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
-  AdminApi admin(functions, scheduler, **executions, options.project);
+  AdminApi admin(functions, scheduler, **executions, broker, options.project);
   FunctionGateway gateway(functions, broker, {options.project, &tokens, options.webhook_secrets});
   HttpGuard guard({.tokens = &tokens, .bound_host = options.host, .allowed_hosts = options.allowed_hosts});
   std::atomic<uint16_t> bound_port{options.port};  // set once the server is bound

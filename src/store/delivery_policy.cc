@@ -1,5 +1,7 @@
 #include "store/delivery_policy.h"
 
+#include <algorithm>
+
 #include "common/status_macros.h"
 #include "common/time_util.h"
 
@@ -36,6 +38,22 @@ StatusOr<PubsubMessage> DeadLetterCopy(PubsubMessage message, Subscription const
   message.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = parsed.project;
   message.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = FormatRfc3339(message.publish_time_ms);
   if (last_error) message.attributes[kLastErrorAttribute] = TruncateUtf8(*last_error, kMaxAttributeValueBytes);
+  return message;
+}
+
+PubsubMessage RedriveCopy(PubsubMessage message) {
+  auto& attributes = message.attributes;
+  int redrives = 0;
+  if (auto it = attributes.find(kRedriveCountAttribute); it != attributes.end()) {
+    try {
+      redrives = std::max(0, std::stoi(it->second));
+    } catch (...) {  // someone else's value: counted afresh
+    }
+  }
+  std::erase_if(attributes, [](auto const& kv) {
+    return kv.first.rfind("CloudPubSubDeadLetterSource", 0) == 0 || kv.first == kLastErrorAttribute;
+  });
+  attributes[kRedriveCountAttribute] = std::to_string(redrives + 1);
   return message;
 }
 

@@ -16,6 +16,9 @@ namespace ferry {
 // bytes, Pub/Sub's attribute value limit).
 inline constexpr char kLastErrorAttribute[] = "FerryLastError";
 
+// Ferry's count of a message's redrives from its dead-letter subscription, on the redriven copy.
+inline constexpr char kRedriveCountAttribute[] = "FerryRedriveCount";
+
 struct AfterFailure {
   bool dead_letter = false;  // no attempt left: to the dead-letter topic (if it still exists)
   int64_t retry_at_ms = 0;   // otherwise (or when the dead-letter topic is gone) deliverable again from then
@@ -31,5 +34,10 @@ bool Exhausted(Subscription const& sub, int attempts);
 // when known, the last error.
 StatusOr<PubsubMessage> DeadLetterCopy(PubsubMessage message, Subscription const& sub, int attempts,
                                        std::optional<std::string> const& last_error);
+
+// A dead-lettered message as a redrive sends it back: its data, ordering key and attributes, without the
+// dead-letter ones (CloudPubSubDeadLetterSource*, FerryLastError), with kRedriveCountAttribute one more than it
+// carried.
+PubsubMessage RedriveCopy(PubsubMessage message);
 
 }  // namespace ferry

@@ -84,10 +84,15 @@ TEST(DeployPlanTest, TheWalkthroughsFirstDeployCreatesEverything) {
   ASSERT_THAT(plan, IsOk());
   EXPECT_THAT(plan->items, ElementsAre(PlanItem{"create", "topic", "projects/p/topics/bar"},
                                        PlanItem{"create", "topic", "projects/p/topics/bar-failed"},
+                                       PlanItem{"create", "subscription",
+                                                "projects/p/subscriptions/ferry-dead-letters-bar-failed"},
                                        PlanItem{"create", "subscription", kBarSub},
                                        PlanItem{"create", "function", kBarName}));
-  ASSERT_THAT(plan->change.create_subscriptions, SizeIs(1));
-  auto const& sub = plan->change.create_subscriptions[0];
+  ASSERT_THAT(plan->change.create_subscriptions, SizeIs(2));
+  // The dead-letter topic's subscription keeps what the function gives up on, for `ferry dead-letter`.
+  EXPECT_EQ(plan->change.create_subscriptions[0].topic, "projects/p/topics/bar-failed");
+  EXPECT_FALSE(plan->change.create_subscriptions[0].dead_letter_policy);
+  auto const& sub = plan->change.create_subscriptions[1];
   EXPECT_EQ(sub.dead_letter_policy->dead_letter_topic, "projects/p/topics/bar-failed");
   EXPECT_EQ(sub.dead_letter_policy->max_delivery_attempts, 6);
   EXPECT_EQ(sub.retry_policy->minimum_backoff_ms, 120'000);
@@ -156,6 +161,7 @@ TEST(DeployPlanTest, WhatTheDeployLeavesOutIsDeleted) {
   auto plan = PlanDeploy(empty, state, kNow);
   ASSERT_THAT(plan, IsOk());
   EXPECT_THAT(plan->change.delete_functions, ElementsAre(kBarName));
+  // The trigger's subscription, not the dead-letter one: that may hold messages to redrive.
   EXPECT_THAT(plan->change.delete_subscriptions, ElementsAre(kBarSub));
   EXPECT_THAT(plan->change.delete_schedules, ElementsAre("projects/p/locations/local/jobs/nightly"));
   EXPECT_THAT(plan->to_stop, ElementsAre(kBarName));

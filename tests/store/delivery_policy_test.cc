@@ -63,5 +63,23 @@ TEST(DeliveryPolicyTest, DeadLetterCopyCarriesItsSourceAndLastError) {
   EXPECT_THAT(DeadLetterCopy(m, bad, 6, std::nullopt), StatusIs(StatusCode::kInvalidArgument));
 }
 
+TEST(DeliveryPolicyTest, RedriveCopyDropsTheDeadLetterAttributesAndCountsRedrives) {
+  PubsubMessage dead{.data = "d", .attributes = {{"k", "v"},
+                                               {"CloudPubSubDeadLetterSourceDeliveryCount", "6"},
+                                               {"CloudPubSubDeadLetterSourceSubscription", "s"},
+                                               {"CloudPubSubDeadLetterSourceSubscriptionProject", "p"},
+                                               {"CloudPubSubDeadLetterSourceTopicPublishTime", "t"},
+                                               {kLastErrorAttribute, "boom"}},
+                     .ordering_key = "key"};
+  PubsubMessage once = RedriveCopy(dead);
+  EXPECT_EQ(once.data, "d");
+  EXPECT_EQ(once.ordering_key, "key");
+  EXPECT_EQ(once.attributes, (Attributes{{"k", "v"}, {kRedriveCountAttribute, "1"}}));
+  once.attributes[kLastErrorAttribute] = "again";
+  EXPECT_EQ(RedriveCopy(once).attributes, (Attributes{{"k", "v"}, {kRedriveCountAttribute, "2"}}));
+  dead.attributes[kRedriveCountAttribute] = "not a number";
+  EXPECT_EQ(RedriveCopy(dead).attributes.at(kRedriveCountAttribute), "1");
+}
+
 }  // namespace
 }  // namespace ferry

@@ -4,7 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/base64.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
+#include "store/ack_id.h"
 #include "common/time_util.h"
 #include "model/json_codec.h"
 
@@ -68,6 +71,31 @@ int IntParam(HttpRequest const& req, std::string_view name, int fallback, int ma
   } catch (...) {
     return fallback;
   }
+}
+
+// A dead-lettered message: its error and attempts, and a preview of its data (text up to 200 bytes, when it is
+// text); `data` is the whole of it, base64 as in Pub/Sub.
+json DeadLetterJson(DeadLetterEntry const& e) {
+  auto const& m = e.held.message;
+  std::string preview;
+  if (IsValidUtf8(m.data)) {
+    preview = m.data.size() <= 200 ? m.data : ToValidUtf8(m.data.substr(0, 200)) + "...";
+  } else {
+    preview = "(" + std::to_string(m.data.size()) + " bytes, not text)";
+  }
+  json j{{"messageId", m.message_id},
+         {"publishTime", FormatRfc3339(m.publish_time_ms)},
+         {"data", Base64Encode(m.data)},
+         {"dataPreview", preview},
+         {"attributes", m.attributes},
+         {"deliveryAttempts", e.delivery_attempts},
+         {"redrives", e.redrives}};
+  if (!e.last_error.empty()) j["lastError"] = e.last_error;
+  if (auto it = m.attributes.find("CloudPubSubDeadLetterSourceTopicPublishTime"); it != m.attributes.end()) {
+    j["firstPublishTime"] = it->second;
+  }
+  if (!m.ordering_key.empty()) j["orderingKey"] = m.ordering_key;
+  return j;
 }
 
 json ScheduleJson(ScheduleState const& s) {
@@ -138,6 +166,19 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     if (!IsValidResourceId(id)) return ErrorResponse(InvalidArgumentError("Invalid job id"));
     return Schedule(req, "projects/" + project + "/locations/" + region + "/jobs/" + id, verb);
   }
+  if (path.rfind("subscriptions/", 0) == 0) {
+    path.remove_prefix(14);
+    auto end = path.find('/');
+    std::string id(path.substr(0, end));
+    if (end == std::string_view::npos || id.empty()) return NotFoundPath(req);
+    if (!IsValidResourceId(id)) return ErrorResponse(InvalidArgumentError("Invalid subscription id"));
+    std::string_view rest = path.substr(end + 1);
+    if (rest.rfind("deadLetters", 0) != 0) return NotFoundPath(req);
+    rest.remove_prefix(11);
+    if (!rest.empty() && rest.front() != ':') return NotFoundPath(req);
+    return DeadLetterCall(req, MakeResourceName(project, ResourceKind::kSubscription, id),
+                          std::string(rest.empty() ? rest : rest.substr(1)));
+  }
   if (path.rfind("functions/", 0) != 0) return NotFoundPath(req);
   path.remove_prefix(10);
   // {f}, {f}:call, {f}/executions, {f}/logs
@@ -165,6 +206,53 @@ HttpResponse AdminApi::Schedule(HttpRequest const& req, std::string const& name,
   auto state = scheduler_.Get(name);
   if (!state.ok()) return ErrorResponse(state.status());
   return JsonReply(ScheduleJson(*state));
+}
+
+HttpResponse AdminApi::DeadLetterCall(HttpRequest const& req, std::string const& subscription,
+                                      std::string const& verb) {
+  if (verb.empty()) {
+    if (req.method != "GET") return WrongMethod(req, "GET");
+    int64_t after = 0;
+    if (std::string a = req.Query("after"); !a.empty()) {
+      auto id = DecodeMessageId(a);
+      if (!id) return ErrorResponse(InvalidArgumentError("\"after\" must be a message id"));
+      after = *id;
+    }
+    auto page = dead_letters_.List(subscription, after, IntParam(req, "limit", 100, kMaxPullMessages));
+    if (!page.ok()) return ErrorResponse(page.status());
+    json messages = json::array();
+    for (auto const& e : page->messages) messages.push_back(DeadLetterJson(e));
+    json out{{"subscription", subscription},
+             {"deadLetterSubscription", page->dead_letter_subscription},
+             {"messages", messages}};
+    if (page->next_after != 0) out["nextAfter"] = std::to_string(page->next_after);
+    return JsonReply(out);
+  }
+  if (verb != "redrive" && verb != "purge") {
+    return ErrorResponse(NotFoundError("Unknown dead-letter verb \"" + verb + "\" (redrive, purge)"));
+  }
+  if (req.method != "POST") return WrongMethod(req, "POST");
+  auto parsed = ParseJsonText(req.body.empty() ? "{}" : req.body);
+  if (!parsed.ok()) return ErrorResponse(parsed.status());
+  json const& body = *parsed;
+  if (!body.is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));
+  std::vector<std::string> ids;
+  if (body.contains("messageIds")) {
+    if (!body["messageIds"].is_array()) return ErrorResponse(InvalidArgumentError("\"messageIds\" must be a list"));
+    for (auto const& id : body["messageIds"]) {
+      if (!id.is_string()) return ErrorResponse(InvalidArgumentError("\"messageIds\" must hold strings"));
+      ids.push_back(id.get<std::string>());
+    }
+  }
+  bool all = false;
+  if (body.contains("all")) {
+    if (!body["all"].is_boolean()) return ErrorResponse(InvalidArgumentError("\"all\" must be true or false"));
+    all = body["all"].get<bool>();
+  }
+  auto moved = verb == "redrive" ? dead_letters_.Redrive(subscription, ids, all)
+                                 : dead_letters_.Purge(subscription, ids, all);
+  if (!moved.ok()) return ErrorResponse(moved.status());
+  return JsonReply(json{{verb == "redrive" ? "redriven" : "purged", *moved}});
 }
 
 HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name, std::string const& rest) {

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "api/http_server.h"
+#include "broker/dead_letters.h"
 #include "control/function_service.h"
 #include "control/scheduler.h"
 #include "store/execution_log.h"
@@ -19,10 +20,18 @@ namespace ferry {
 //   GET    .../functions/{f}/executions?limit=N
 //   GET    .../functions/{f}/logs?limit=N&after=SEQ&executionId=ID
 //   GET    /ferry/v1/executions/{id}
+//   GET    /ferry/v1/projects/{p}/subscriptions/{s}/deadLetters?limit=N&after=ID   what {s} dead-lettered
+//   POST   .../deadLetters:redrive  {messageIds: [...]} or {all: true}             back to {s}
+//   POST   .../deadLetters:purge    the same, dropped
 class AdminApi {
  public:
-  AdminApi(FunctionService& functions, Scheduler& scheduler, ExecutionLog& log, std::string default_project)
-      : functions_(functions), scheduler_(scheduler), log_(log), default_project_(std::move(default_project)) {}
+  AdminApi(FunctionService& functions, Scheduler& scheduler, ExecutionLog& log, Broker& broker,
+           std::string default_project)
+      : functions_(functions),
+        scheduler_(scheduler),
+        log_(log),
+        dead_letters_(broker),
+        default_project_(std::move(default_project)) {}
   // Paths it does not know are answered 404 with a google.rpc body.
   HttpResponse Handle(HttpRequest const& request);
 
@@ -30,10 +39,12 @@ class AdminApi {
   HttpResponse Deploy(HttpRequest const& request);
   HttpResponse Function(HttpRequest const& request, std::string const& name, std::string const& rest);
   HttpResponse Schedule(HttpRequest const& request, std::string const& name, std::string const& verb);
+  HttpResponse DeadLetterCall(HttpRequest const& request, std::string const& subscription, std::string const& verb);
 
   FunctionService& functions_;
   Scheduler& scheduler_;
   ExecutionLog& log_;
+  DeadLetters dead_letters_;
   std::string default_project_;
 };
 

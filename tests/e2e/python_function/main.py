@@ -87,3 +87,12 @@ def overlap_event(event, context):
     end = time.clock_gettime(time.CLOCK_MONOTONIC)
     with open(os.environ["OVERLAP_FILE"], "a") as f:
         f.write("%.6f %.6f %d %s\n" % (start, end, os.getppid(), data))
+
+
+def fail_until_fixed(event, context):
+    """Fails every message until deployed with FIXED=1; then prints what it got: dead_letter_test.py fails it until
+    its messages are dead-lettered, fixes it, and redrives them."""
+    data = base64.b64decode(event["data"]).decode() if event.get("data") else ""
+    if os.environ.get("FIXED") != "1":
+        raise RuntimeError("cannot handle %s yet" % data)
+    print("handled %s attributes=%s" % (data, json.dumps(event.get("attributes") or {}, sort_keys=True)))
