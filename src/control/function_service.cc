@@ -188,6 +188,22 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
   instance.timeout = std::chrono::seconds(spec.timeout_seconds);
   instance.process.working_dir = spec.source_dir;
   instance.process.env = spec.env_vars;
+  // Cloud Functions' (1st gen) environment, which libraries read (Sentry's GCP integration among them); the
+  // Functions Framework's own (PORT, FUNCTION_TARGET, FUNCTION_SIGNATURE_TYPE, K_SERVICE) the supervisor adds. A
+  // value the deploy sets itself wins: apps often read GCP_PROJECT as their real project's id.
+  std::string revision = Digest(SafeDump(FunctionSpecToJson(spec))).substr(0, 12);
+  for (auto const& [key, value] :
+       std::initializer_list<std::pair<char const*, std::string>>{
+           {"FUNCTION_NAME", spec.name},
+           {"FUNCTION_REGION", spec.region},
+           {"GCP_PROJECT", spec.project},
+           {"ENTRY_POINT", spec.entry_point},
+           {"FUNCTION_TIMEOUT_SEC", std::to_string(spec.timeout_seconds)},
+           {"FUNCTION_MEMORY_MB", std::to_string(spec.memory_mb)},
+           {"FUNCTION_IDENTITY", spec.project + "@appspot.gserviceaccount.com"},
+           {"K_REVISION", spec.name + "-" + revision}}) {
+    instance.process.env.emplace(key, value);
+  }
   if (spec.runtime == "cpp") {
     instance.process.argv = {executable};
   } else if (spec.runtime == "command") {

@@ -457,6 +457,14 @@ class OpenLoopbackTest(unittest.TestCase):
                 daemon_sockets.add(target)
         shared = [t for t in seen["fds"].values() if t in daemon_sockets]
         self.assertEqual(shared, [], "the instance holds the daemon's sockets")
+        # What it does get: Cloud Functions' environment, which libraries such as Sentry's GCP integration read.
+        contract = seen["contract"]
+        self.assertTrue(contract.pop("K_REVISION").startswith("fds-"))
+        self.assertEqual(contract, {
+            "FUNCTION_NAME": "fds", "FUNCTION_REGION": "local", "GCP_PROJECT": "sec-proj", "ENTRY_POINT": "fds_http",
+            "FUNCTION_TIMEOUT_SEC": "60", "FUNCTION_MEMORY_MB": "256",
+            "FUNCTION_IDENTITY": "sec-proj@appspot.gserviceaccount.com", "K_SERVICE": "fds",
+            "FUNCTION_TARGET": "fds_http", "FUNCTION_SIGNATURE_TYPE": "http"})
 
     def test_instances_serve_ferry_only(self):  # L11
         status, _, body = self.http("GET", "/functions/fds", headers={"X-Ferry-Instance-Secret": "guess"})

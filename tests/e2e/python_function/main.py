@@ -51,7 +51,11 @@ def fds_http(request):
             fds[fd] = os.readlink("/proc/self/fd/" + fd)
         except OSError:
             pass
-    return json.dumps({"fds": fds, "env": sorted(os.environ), "port": os.environ.get("PORT"),
+    contract = {k: os.environ.get(k) for k in ("FUNCTION_NAME", "FUNCTION_REGION", "GCP_PROJECT", "ENTRY_POINT",
+                                               "FUNCTION_TIMEOUT_SEC", "FUNCTION_MEMORY_MB", "FUNCTION_IDENTITY",
+                                               "K_SERVICE", "K_REVISION", "FUNCTION_TARGET",
+                                               "FUNCTION_SIGNATURE_TYPE")}
+    return json.dumps({"fds": fds, "env": sorted(os.environ), "port": os.environ.get("PORT"), "contract": contract,
                        "headers": sorted(k.lower() for k in request.headers)}), 200, {"Content-Type": "application/json"}
 
 
