@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/prometheus.h"
 #include "common/status_macros.h"
 #include "schedule/cron.h"
 
@@ -121,13 +122,12 @@ int64_t Scheduler::RunDue() {
 std::string Scheduler::RenderMetrics() {
   std::lock_guard lock(mu_);
   if (fired_.empty()) return "";
-  std::string out =
-      "# HELP ferry_schedule_ticks_fired_total Ticks of each schedule that this node fired.\n"
-      "# TYPE ferry_schedule_ticks_fired_total counter\n";
+  PrometheusWriter w;
+  w.Family("ferry_schedule_ticks_fired_total", "counter", "Ticks of each schedule that this node fired.");
   for (auto const& [name, n] : fired_) {
-    out += "ferry_schedule_ticks_fired_total{schedule=\"" + name + "\"} " + std::to_string(n) + "\n";
+    w.Sample("ferry_schedule_ticks_fired_total", {{"schedule", name}}, static_cast<double>(n));
   }
-  return out;
+  return w.Take();
 }
 
 void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
@@ -152,8 +152,10 @@ void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
     int64_t backoff = spec.min_backoff_ms;
     for (int attempt = 0; attempt <= spec.retry_count; ++attempt) {
       if (invoke_(function, spec.data)) return;
+      // The backoff counts from the failure, not from when this thread next gets the lock.
+      auto retry_at = clock_.SteadyNow() + std::chrono::milliseconds(backoff);
       std::unique_lock wait(mu_);
-      if (clock_.WaitFor(cv_, wait, std::chrono::milliseconds(backoff), [&] { return stopping_; })) return;
+      if (clock_.WaitUntil(cv_, wait, retry_at, [&] { return stopping_; })) return;
       backoff *= 2;
     }
   });
