@@ -3,82 +3,35 @@
 #include <cstdio>
 #include <string_view>
 
+#include "common/prometheus.h"
 #include "common/status_macros.h"
 
 namespace ferry {
-namespace {
-
-// Label values escape backslash, double quote and newline.
-std::string Escape(std::string const& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
-class Writer {
- public:
-  void Family(char const* name, char const* type, char const* help) {
-    out_ += "# HELP ";
-    out_ += name;
-    out_ += ' ';
-    out_ += help;
-    out_ += "\n# TYPE ";
-    out_ += name;
-    out_ += ' ';
-    out_ += type;
-    out_ += '\n';
-  }
-  void Sample(char const* name, char const* label, std::string const& value_of_label, double value) {
-    char num[64];
-    std::snprintf(num, sizeof num, "%.17g", value);
-    out_ += name;
-    out_ += '{';
-    out_ += label;
-    out_ += "=\"";
-    out_ += Escape(value_of_label);
-    out_ += "\"} ";
-    out_ += num;
-    out_ += '\n';
-  }
-  std::string Take() { return std::move(out_); }
-
- private:
-  std::string out_;
-};
-
-}  // namespace
 
 StatusOr<std::string> RenderMetrics(Broker& broker) {
   FERRY_ASSIGN_OR_RETURN(auto stats, broker.Stats());
   BrokerCounters counters = broker.Counters();
   int64_t now = broker.NowMillis();
-  Writer w;
+  PrometheusWriter w;
 
   w.Family("ferry_topic_published_messages_total", "counter", "Messages published to the topic.");
   for (auto const& [topic, c] : counters.topics) {
-    w.Sample("ferry_topic_published_messages_total", "topic", topic, static_cast<double>(c.published_messages));
+    w.Sample("ferry_topic_published_messages_total", {{"topic", topic}}, static_cast<double>(c.published_messages));
   }
   w.Family("ferry_topic_published_bytes_total", "counter", "Bytes of message data published to the topic.");
   for (auto const& [topic, c] : counters.topics) {
-    w.Sample("ferry_topic_published_bytes_total", "topic", topic, static_cast<double>(c.published_bytes));
+    w.Sample("ferry_topic_published_bytes_total", {{"topic", topic}}, static_cast<double>(c.published_bytes));
   }
 
   w.Family("ferry_subscription_backlog_messages", "gauge", "Messages not yet acknowledged.");
   for (auto const& s : stats) {
-    w.Sample("ferry_subscription_backlog_messages", "subscription", s.name, static_cast<double>(s.backlog));
+    w.Sample("ferry_subscription_backlog_messages", {{"subscription", s.name}}, static_cast<double>(s.backlog));
   }
   w.Family("ferry_subscription_oldest_unacked_message_age_seconds", "gauge",
            "Age of the oldest unacknowledged message; 0 with an empty backlog.");
   for (auto const& s : stats) {
     double age = s.backlog > 0 ? static_cast<double>(now - s.oldest_unacked_publish_ms) / 1000.0 : 0.0;
-    w.Sample("ferry_subscription_oldest_unacked_message_age_seconds", "subscription", s.name, age < 0 ? 0 : age);
+    w.Sample("ferry_subscription_oldest_unacked_message_age_seconds", {{"subscription", s.name}}, age < 0 ? 0 : age);
   }
 
   struct Counter {
@@ -101,7 +54,7 @@ StatusOr<std::string> RenderMetrics(Broker& broker) {
     for (auto const& s : stats) {
       auto it = counters.subscriptions.find(s.name);
       int64_t v = it == counters.subscriptions.end() ? 0 : it->second.*c.field;
-      w.Sample(c.name, "subscription", s.name, static_cast<double>(v));
+      w.Sample(c.name, {{"subscription", s.name}}, static_cast<double>(v));
     }
   }
   return w.Take();

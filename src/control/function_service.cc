@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/prometheus.h"
 #include "common/status_macros.h"
 #include "functions/builder.h"
 
@@ -661,22 +662,16 @@ std::string FunctionService::RenderMetrics() {
     counters = counters_;
     for (auto const& [name, r] : running_) names.push_back(name);
   }
-  std::string out;
-  auto num = [](double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return std::string(buf);
-  };
-  out += "# HELP ferry_function_executions_total Executions by function and status.\n"
-         "# TYPE ferry_function_executions_total counter\n";
+  PrometheusWriter w;
+  w.Family("ferry_function_executions_total", "counter", "Executions by function and status.");
   for (auto const& [fn, c] : counters) {
     for (std::size_t s = 0; s < c.by_status.size(); ++s) {
-      out += "ferry_function_executions_total{function=\"" + fn + "\",status=\"" +
-             ExecutionStatusName(static_cast<ExecutionStatus>(s)) + "\"} " + num(double(c.by_status[s])) + "\n";
+      w.Sample("ferry_function_executions_total",
+               {{"function", fn}, {"status", ExecutionStatusName(static_cast<ExecutionStatus>(s))}},
+               static_cast<double>(c.by_status[s]));
     }
   }
-  out += "# HELP ferry_function_execution_duration_seconds How long executions took.\n"
-         "# TYPE ferry_function_execution_duration_seconds histogram\n";
+  w.Family("ferry_function_execution_duration_seconds", "histogram", "How long executions took.");
   for (auto const& [fn, c] : counters) {
     int64_t cumulative = 0;
     int64_t total = 0;
@@ -685,22 +680,20 @@ std::string FunctionService::RenderMetrics() {
       cumulative += c.buckets[i];
       char bound[32];
       std::snprintf(bound, sizeof bound, "%g", i == kDurationBuckets.size() ? 0.0 : kDurationBuckets[i]);
-      std::string le = i == kDurationBuckets.size() ? "+Inf" : bound;
-      out += "ferry_function_execution_duration_seconds_bucket{function=\"" + fn + "\",le=\"" + le + "\"} " +
-             num(double(cumulative)) + "\n";
+      w.Sample("ferry_function_execution_duration_seconds_bucket",
+               {{"function", fn}, {"le", i == kDurationBuckets.size() ? "+Inf" : bound}},
+               static_cast<double>(cumulative));
     }
-    out += "ferry_function_execution_duration_seconds_sum{function=\"" + fn + "\"} " + num(c.duration_sum_seconds) +
-           "\n";
-    out += "ferry_function_execution_duration_seconds_count{function=\"" + fn + "\"} " + num(double(total)) + "\n";
+    w.Sample("ferry_function_execution_duration_seconds_sum", {{"function", fn}}, c.duration_sum_seconds);
+    w.Sample("ferry_function_execution_duration_seconds_count", {{"function", fn}}, static_cast<double>(total));
   }
-  out += "# HELP ferry_function_instances Instances of the function by state.\n"
-         "# TYPE ferry_function_instances gauge\n";
+  w.Family("ferry_function_instances", "gauge", "Instances of the function by state.");
   for (auto const& fn : names) {
     auto usage = supervisor_.UsageOf(fn);
-    out += "ferry_function_instances{function=\"" + fn + "\",state=\"running\"} " + num(usage.running) + "\n";
-    out += "ferry_function_instances{function=\"" + fn + "\",state=\"busy\"} " + num(usage.busy) + "\n";
+    w.Sample("ferry_function_instances", {{"function", fn}, {"state", "running"}}, usage.running);
+    w.Sample("ferry_function_instances", {{"function", fn}, {"state", "busy"}}, usage.busy);
   }
-  return out;
+  return w.Take();
 }
 
 }  // namespace ferry
