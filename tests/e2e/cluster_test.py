@@ -21,6 +21,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TEST_FUNCTIONS = ""  # the ferry_test_functions program (C++, the SDK), from argv
 
 
+def lines_of(path):
+    """The lines of a file the functions under test append to ([] before the first)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().splitlines()
+
+
 class ClusterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -55,6 +63,12 @@ class ClusterTest(unittest.TestCase):
         with open(path, "w") as f:
             f.write(textwrap.dedent(text))
         node.deploy(path)
+
+    def assert_one_at_a_time(self, spans):
+        """`spans`: "start end" lines (a monotonic clock's seconds), one a call. No two overlap."""
+        intervals = sorted(tuple(map(float, line.split()[:2])) for line in spans)
+        for (_, end), (start, _) in zip(intervals, intervals[1:]):
+            self.assertLessEqual(end, start, "two calls overlapped")
 
     def wait_active_everywhere(self, function):
         def active_everywhere():
@@ -233,16 +247,8 @@ class ClusterTest(unittest.TestCase):
         for i in range(20):  # 200 messages, a backlog of seconds of work for every node that would take it
             clients[i % 3].publish("serial", ["m%d-%d" % (i, j) for j in range(10)])
 
-        def spans_done():
-            if not os.path.exists(spans):
-                return False
-            with open(spans) as f:
-                return len(f.read().splitlines()) >= 200
-        harness.wait_for(spans_done, timeout=120, interval=0.5, what="200 calls")
-        with open(spans) as f:
-            intervals = sorted(tuple(map(float, line.split())) for line in f.read().splitlines())
-        for (_, end), (start, _) in zip(intervals, intervals[1:]):
-            self.assertLessEqual(end, start, "two calls overlapped")
+        harness.wait_for(lambda: len(lines_of(spans)) >= 200, timeout=120, interval=0.5, what="200 calls")
+        self.assert_one_at_a_time(lines_of(spans))
 
     def test_a_functions_calls_spread_over_the_nodes_within_max_instances(self):
         """A function with max_instances 4 and a backlog: its calls run on more than one node, never more than four
@@ -277,17 +283,11 @@ class ClusterTest(unittest.TestCase):
         for t in callers:
             t.start()
 
-        def spans_done():
-            if not os.path.exists(spans):
-                return False
-            with open(spans) as f:
-                return len(f.read().splitlines()) >= 63
-        harness.wait_for(spans_done, timeout=120, interval=0.5, what="63 calls")
+        harness.wait_for(lambda: len(lines_of(spans)) >= 63, timeout=120, interval=0.5, what="63 calls")
         for t in callers:
             t.join(timeout=120)
         self.assertEqual([c.returncode for c in calls], [0, 0, 0], [c.stderr for c in calls])
-        with open(spans) as f:
-            rows = [line.split() for line in f.read().splitlines()]
+        rows = [line.split() for line in lines_of(spans)]
         events = sorted([(float(r[0]), 1) for r in rows] + [(float(r[1]), -1) for r in rows])
         at_once = most = 0
         for _, step in events:
@@ -465,10 +465,7 @@ class ClusterTest(unittest.TestCase):
         self.wait_active_everywhere("recorder")
 
         def lines():
-            if not os.path.exists(record):
-                return []
-            with open(record) as f:
-                return f.read().splitlines()
+            return lines_of(record)
 
         def under_way_on(node):
             done = {line.split()[1] for line in lines() if line.startswith("done ")}
@@ -596,11 +593,8 @@ class ClusterTest(unittest.TestCase):
         for t in callers:
             t.join(timeout=120)
         self.assertEqual(statuses, [200] * 48)
-        with open(spans) as f:
-            intervals = sorted(tuple(map(float, line.split())) for line in f.read().splitlines())
-        self.assertEqual(len(intervals), 48)
-        for (_, end), (start, _) in zip(intervals, intervals[1:]):
-            self.assertLessEqual(end, start, "two calls overlapped")
+        self.assertEqual(len(lines_of(spans)), 48)
+        self.assert_one_at_a_time(lines_of(spans))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ redrive` sends one back to the function's subscription alone, where it runs; `pu
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -46,8 +45,7 @@ class DeadLetterTest(unittest.TestCase):
         shutil.rmtree(cls.work, ignore_errors=True)
 
     def ferry(self, *args, expect=0):
-        env = dict(os.environ, FERRY_ENDPOINT=self.daemon.endpoint, FERRY_PROJECT="dl")
-        proc = subprocess.run([harness.FERRY] + list(args), env=env, capture_output=True, text=True, timeout=120)
+        proc = self.daemon.cli(*args)
         self.assertEqual(proc.returncode, expect, "ferry %s: %s %s" % (" ".join(args), proc.stdout, proc.stderr))
         return proc
 

@@ -111,6 +111,17 @@ class Daemon:
             raise RuntimeError("deploy failed: %s\n%s" % (proc.stdout, proc.stderr))
         return proc.stdout
 
+    def cli(self, *args, project=None, timeout=300):
+        """`ferry ARGS` against this daemon (with its admin token), in `project` or the daemon's: the finished
+        process, its output as text."""
+        env = dict(os.environ, FERRY_ENDPOINT=self.endpoint)
+        env.pop("FERRY_PROJECT", None)
+        if project:
+            env["FERRY_PROJECT"] = project
+        if self.admin_token:
+            env["FERRY_TOKEN"] = self.admin_token
+        return subprocess.run([FERRY] + list(args), env=env, capture_output=True, text=True, timeout=timeout)
+
     def log_messages(self, function, project=None):
         """The messages of a function's newest 1000 log lines, from the admin API."""
         status, _, body = http_request(self.port, "GET", "/ferry/v1/projects/%s/functions/%s/logs?limit=1000" % (

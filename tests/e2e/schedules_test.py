@@ -3,7 +3,6 @@ to a function; `ferry schedules` lists, runs, pauses and resumes; a restart does
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -26,9 +25,7 @@ class SchedulesTest(unittest.TestCase):
         shutil.rmtree(self.work, ignore_errors=True)
 
     def ferry(self, *args, expect=0):
-        env = dict(os.environ, FERRY_ENDPOINT=self.daemon.endpoint)
-        env.pop("FERRY_PROJECT", None)
-        proc = subprocess.run([harness.FERRY] + list(args), env=env, capture_output=True, text=True, timeout=300)
+        proc = self.daemon.cli(*args)
         self.assertEqual(proc.returncode, expect, "ferry %s: %s %s" % (" ".join(args), proc.stdout, proc.stderr))
         return proc
 
