@@ -256,5 +256,20 @@ TEST(PubsubInvocationTest, LegacyEventBodyMatchesTheFunctionsFramework) {
   EXPECT_EQ(nlohmann::json::parse(ce.body)["message"]["messageId"], "2");
 }
 
+// Google's client libraries put the publisher's trace context in the googclient_traceparent attribute (with
+// OpenTelemetry tracing on): it reaches the function, as every attribute does, in both shapes.
+TEST(PubsubInvocationTest, TraceContextAttributesReachTheFunctionInBothShapes) {
+  std::string const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  ReceivedMessage r{.ack_id = "1-2-1",
+                    .message = {.data = "x", .attributes = {{"googclient_traceparent", traceparent}},
+                                .message_id = "2"},
+                    .attempt = 1};
+  auto legacy = PubsubDispatcher::MakeInvocation({.function = "fn", .subscription = kSub, .topic = kTopic}, r, "x1");
+  EXPECT_EQ(nlohmann::json::parse(legacy.body)["data"]["attributes"]["googclient_traceparent"], traceparent);
+  auto ce = PubsubDispatcher::MakeInvocation(
+      {.function = "fn", .subscription = kSub, .topic = kTopic, .signature = "cloudevent"}, r, "x2");
+  EXPECT_EQ(nlohmann::json::parse(ce.body)["message"]["attributes"]["googclient_traceparent"], traceparent);
+}
+
 }  // namespace
 }  // namespace ferry
