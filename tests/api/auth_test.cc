@@ -101,6 +101,10 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   EXPECT_EQ(role("GET", "/ferry/v1/projects/p/functions/f/logs"), Role::kViewer);
   EXPECT_EQ(role("POST", "/ferry/v1/projects/p/functions/f:call"), Role::kInvoker);
   EXPECT_EQ(role("POST", "/ferry/v1/projects/p/jobs/j:run"), Role::kAdmin);
+  // Dead letters: a viewer reads them (as it reads logs); only an admin sends them back or drops them.
+  EXPECT_EQ(role("GET", "/ferry/v1/projects/p/subscriptions/s/deadLetters"), Role::kViewer);
+  EXPECT_EQ(role("POST", "/ferry/v1/projects/p/subscriptions/s/deadLetters:redrive"), Role::kAdmin);
+  EXPECT_EQ(role("POST", "/ferry/v1/projects/p/subscriptions/s/deadLetters:purge"), Role::kAdmin);
   EXPECT_EQ(role("GET", "/metrics"), Role::kViewer);
   EXPECT_EQ(role("POST", "/v1/projects/p/topics/t:publish"), Role::kPublisher);
   EXPECT_EQ(role("PUT", "/v1/projects/p/topics/t"), Role::kAdmin);
