@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libhowardhinnant-date-dev
   python3 curl tzdata openssl systemd
   python3-django python3-psycopg2 postgresql
+  python3-sentry-sdk prometheus chromium
 )
 
 missing=()

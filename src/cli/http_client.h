@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,5 +38,12 @@ class HttpClient {
                                     std::string const& content_type = "application/json",
                                     HttpHeaders const& headers = {}) = 0;
 };
+
+// One request on a fresh connection to `endpoint` (as HttpClient::Make takes it), the whole exchange (resolve,
+// connect, TLS, write, read) within `timeout`: DEADLINE_EXCEEDED past it, UNAVAILABLE when it fails. For the
+// daemon's own outbound reports, which must never wait without end. Thread-safe (each call has its own state).
+StatusOr<HttpResult> SendOnce(std::string const& endpoint, std::string const& method, std::string const& target,
+                              std::string const& body, std::string const& content_type, HttpHeaders const& headers,
+                              std::chrono::milliseconds timeout);
 
 }  // namespace ferry

@@ -18,6 +18,7 @@
 #include "common/time_util.h"
 #include "daemon/daemon.h"
 #include "deploy/deploy_file.h"
+#include "model/sentry_dsn.h"
 
 namespace ferry {
 namespace {
@@ -320,6 +321,10 @@ int Main(int argc, char** argv) {
   serve->add_option("--push-allow", d.push_allow,
                     "An internal address or CIDR block push subscriptions may reach (loopback, private and link-local "
                     "ones are refused otherwise); repeatable");
+  serve->add_option("--sentry-dsn", d.sentry_dsn,
+                    "Report failed executions (errors, timeouts, crashes, out of memory) to this Sentry DSN; a "
+                    "function's own sentry_dsn wins")
+      ->envname("FERRY_SENTRY_DSN");
   serve->add_flag("--insecure", d.insecure, "Serve a non-loopback --host without tokens (anyone who reaches it can "
                                             "run code)");
   serve->callback([&] {
@@ -371,6 +376,12 @@ int Main(int argc, char** argv) {
     if (d.tls_cert.empty() != d.tls_key.empty()) {
       rc = Fail(InvalidArgumentError("--tls-cert and --tls-key go together"));
       return;
+    }
+    if (!d.sentry_dsn.empty()) {
+      if (auto dsn = ParseSentryDsn(d.sentry_dsn); !dsn.ok()) {
+        rc = Fail(InvalidArgumentError("--sentry-dsn: " + dsn.status().message()));
+        return;
+      }
     }
     if (!webhook_secret_file.empty()) {
       auto text = read_file(webhook_secret_file);

@@ -5,6 +5,8 @@
 #include "functions/runtimes.h"
 #include "model/json_codec.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -42,6 +44,16 @@ PubsubTriggerSpec TriggerOf(FunctionSpec const& spec, std::string const& name) {
   return trigger;
 }
 
+// The deploy revision: the function's name and a digest of its settings (K_REVISION, Sentry's release).
+std::string Revision(FunctionSpec const& spec) {
+  return spec.name + "-" + Digest(SafeDump(FunctionSpecToJson(spec))).substr(0, 12);
+}
+
+std::string HostName() {
+  char name[256] = {};
+  return ::gethostname(name, sizeof name - 1) == 0 ? std::string(name) : std::string("ferry");
+}
+
 }  // namespace
 
 FunctionService::FunctionService(Store& store, Broker& broker, ExecutionLog& log, Clock& clock,
@@ -52,6 +64,7 @@ FunctionService::FunctionService(Store& store, Broker& broker, ExecutionLog& log
       clock_(clock),
       options_(std::move(options)),
       slots_(options_.node.empty() ? nullptr : std::make_unique<ClusterSlots>(store, clock, options_.node)),
+      sentry_(log, options_.node.empty() ? HostName() : options_.node),
       supervisor_([this](std::string const& function, InstanceLine line) { OnInstanceLine(function, std::move(line)); }),
       dispatcher_(broker, supervisor_, clock,
                   [this](ExecutionPhase phase, ExecutionRecord const& record) { OnExecution(phase, record); },
@@ -192,7 +205,7 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
   // Cloud Functions' (1st gen) environment, which libraries read (Sentry's GCP integration among them); the
   // Functions Framework's own (PORT, FUNCTION_TARGET, FUNCTION_SIGNATURE_TYPE, K_SERVICE) the supervisor adds. A
   // value the deploy sets itself wins: apps often read GCP_PROJECT as their real project's id.
-  std::string revision = Digest(SafeDump(FunctionSpecToJson(spec))).substr(0, 12);
+  std::string revision = Revision(spec);
   for (auto const& [key, value] :
        std::initializer_list<std::pair<char const*, std::string>>{
            {"FUNCTION_NAME", spec.name},
@@ -202,8 +215,12 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
            {"FUNCTION_TIMEOUT_SEC", std::to_string(spec.timeout_seconds)},
            {"FUNCTION_MEMORY_MB", std::to_string(spec.memory_mb)},
            {"FUNCTION_IDENTITY", spec.project + "@appspot.gserviceaccount.com"},
-           {"K_REVISION", spec.name + "-" + revision}}) {
+           {"K_REVISION", revision}}) {
     instance.process.env.emplace(key, value);
+  }
+  if (std::string dsn = SentryDsnOf(spec); !dsn.empty()) {  // what Sentry's SDKs read when init names neither
+    instance.process.env.emplace("SENTRY_DSN", dsn);
+    instance.process.env.emplace("SENTRY_RELEASE", revision);
   }
   if (spec.runtime == "cpp") {
     instance.process.argv = {executable};
@@ -633,9 +650,17 @@ void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r
                     "Function execution took " + std::to_string(r.duration_ms) + " ms, finished with status: '" +
                         status + "'"},
                    kAfterOutput);
-  log_.Record({r.execution_id, r.function, r.trigger, r.message_id, r.attempt, status, r.start_ms, r.duration_ms,
-               r.error});
+  ExecutionRow row{r.execution_id, r.function, r.trigger, r.message_id, r.attempt, status, r.start_ms, r.duration_ms,
+                   r.error};
+  log_.Record(row);
   std::lock_guard lock(mu_);
+  if (!ok) {
+    if (auto it = running_.find(r.function); it != running_.end()) {
+      if (auto dsn = ParseSentryDsn(SentryDsnOf(it->second.spec)); dsn.ok()) {
+        sentry_.Report(*std::move(dsn), std::move(row), Revision(it->second.spec));
+      }
+    }
+  }
   auto& c = counters_[r.function];
   ++c.by_status[static_cast<std::size_t>(r.status)];
   double seconds = static_cast<double>(r.duration_ms) / 1000.0;
@@ -646,6 +671,10 @@ void FunctionService::OnExecution(ExecutionPhase phase, ExecutionRecord const& r
       break;
     }
   }
+}
+
+std::string FunctionService::SentryDsnOf(FunctionSpec const& spec) const {
+  return spec.sentry_dsn.empty() ? options_.sentry_dsn : spec.sentry_dsn;
 }
 
 void FunctionService::OnInstanceLine(std::string const& function, InstanceLine line) {
@@ -693,7 +722,7 @@ std::string FunctionService::RenderMetrics() {
     w.Sample("ferry_function_instances", {{"function", fn}, {"state", "running"}}, usage.running);
     w.Sample("ferry_function_instances", {{"function", fn}, {"state", "busy"}}, usage.busy);
   }
-  return w.Take();
+  return w.Take() + sentry_.RenderMetrics();
 }
 
 }  // namespace ferry

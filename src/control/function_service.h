@@ -11,6 +11,7 @@
 #include "broker/broker.h"
 #include "common/clock.h"
 #include "control/cluster_slots.h"
+#include "control/sentry.h"
 #include "functions/supervisor.h"
 #include "model/deploy_request.h"
 #include "model/function_spec.h"
@@ -58,6 +59,9 @@ struct FunctionServiceOptions {
   // function, on any node, holds one of its max_instances x concurrency slots (ClusterSlots), so the limit holds
   // across the cluster.
   std::string node;
+  // Failed executions (error, timeout, crash, out of memory) are reported here unless the function names its own
+  // sentry_dsn; either way the instance gets it as SENTRY_DSN, and its revision as SENTRY_RELEASE. Empty: none.
+  std::string sentry_dsn;
 };
 
 // The functions control plane: applies deploys (plan, build, one store transaction, then the running
@@ -121,6 +125,7 @@ class FunctionService {
   Status CheckHttpRunning(std::string const& name);
   static ExecutionRecord NewHttpRecord(std::string const& name);
   void OnInstanceLine(std::string const& function, InstanceLine line);
+  std::string SentryDsnOf(FunctionSpec const& spec) const;  // the function's own, or the daemon's; "" for none
   StatusOr<std::vector<FunctionSpec>> Stored(std::string const& project);
   FunctionState StateOf(FunctionSpec spec);  // with how it runs now, on this node
   // In a cluster: adds the other live nodes' instances (their reports) to states of this node's.
@@ -141,6 +146,7 @@ class FunctionService {
   Clock& clock_;
   FunctionServiceOptions const options_;
   std::unique_ptr<ClusterSlots> const slots_;  // cluster only
+  SentryReporter sentry_;
   Supervisor supervisor_;
   PubsubDispatcher dispatcher_;
 

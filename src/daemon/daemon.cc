@@ -137,7 +137,8 @@ int RunDaemon(DaemonOptions const& options) {
                              .schedules_changed = [&] { scheduler.Wake(); },
                              .buckets_changed = [&] { buckets.Sync(); },
                              .bucket_roots = bucket_roots,
-                             .node = node});
+                             .node = node,
+                             .sentry_dsn = options.sentry_dsn});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   AdminApi admin(functions, scheduler, **executions, broker, options.project);

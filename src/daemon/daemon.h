@@ -32,6 +32,7 @@ struct DaemonOptions {
   std::string tls_cert, tls_key;                       // PEM files: serve HTTPS and gRPC over TLS on the port
   std::string public_url;                              // links in answers point here; default: as reached
   std::vector<std::string> push_allow;                 // internal addresses push may reach (CIDR blocks)
+  std::string sentry_dsn;                              // failed executions are reported here (Sentry)
 };
 
 // Runs the daemon until SIGINT or SIGTERM. Returns the process exit code.

@@ -194,6 +194,7 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
       if (ms % 1000 != 0) return r.Error(v.Mark(), what + " must be whole seconds");
       s.timeout_seconds = static_cast<int>(ms / 1000);
     } else if (key == "allow_unauthenticated") FERRY_YAML_ASSIGN(s.allow_unauthenticated, r.Bool(v, what));
+    else if (key == "sentry_dsn") FERRY_YAML_ASSIGN(s.sentry_dsn, r.String(v, what));
     else return r.Error(kv.first.Mark(), fn + "unknown setting \"" + key + "\"");
   }
   if (trigger_http) {

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/sentry_dsn.h"
+
 namespace ferry {
 
 bool IsValidFunctionName(std::string_view name) {
@@ -110,6 +112,7 @@ json FunctionSpecToJson(FunctionSpec const& s) {
       {"memory_mb", s.memory_mb},
       {"timeout", s.timeout_seconds},
       {"allow_unauthenticated", s.allow_unauthenticated},
+      {"sentry_dsn", s.sentry_dsn},
       {"source_hash", s.source_hash},
   };
 }
@@ -182,6 +185,7 @@ StatusOr<FunctionSpec> FunctionSpecFromJson(json const& j) {
     else if (key == "memory_mb") integer(s.memory_mb);
     else if (key == "timeout") integer(s.timeout_seconds);
     else if (key == "allow_unauthenticated") boolean(s.allow_unauthenticated);
+    else if (key == "sentry_dsn") str(s.sentry_dsn);
     else if (key == "source_hash") str(s.source_hash);
     else return InvalidArgumentError("unknown function setting \"" + key + "\"");
     if (!st.ok()) return st;
@@ -200,6 +204,9 @@ Status NormalizeFunctionSpec(FunctionSpec& s) {
   if (!IsValidProjectId(s.project)) return fail("invalid project id (lowercase letters, digits and '-')");
   if (!IsValidRegionId(s.region)) return fail("invalid region (lowercase letters, digits and '-', as us-central1)");
   if (s.entry_point.empty()) s.entry_point = s.name;
+  if (!s.sentry_dsn.empty()) {
+    if (auto dsn = ParseSentryDsn(s.sentry_dsn); !dsn.ok()) return fail(dsn.status().message());
+  }
   if (s.runtime != "cpp" && s.runtime != "command" && s.runtime != "nodejs" && s.runtime != "python3") {
     return fail("runtime must be cpp, command, nodejs or python3, not \"" + s.runtime + "\"");
   }

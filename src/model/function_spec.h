@@ -53,6 +53,8 @@ struct FunctionSpec {
   int64_t memory_mb = kDefaultMemoryMb;
   int timeout_seconds = kDefaultFunctionTimeoutSeconds;
   bool allow_unauthenticated = false;
+  // Where its failed executions are reported (a Sentry DSN); empty: ferry serve --sentry-dsn, if any.
+  std::string sentry_dsn;
   // Set by the daemon at deploy: a digest of source_dir's files and the build settings. A change in it is a
   // change of the function, so deploy rebuilds and restarts it.
   std::string source_hash;

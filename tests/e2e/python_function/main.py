@@ -100,3 +100,21 @@ def fail_until_fixed(event, context):
     if os.environ.get("FIXED") != "1":
         raise RuntimeError("cannot handle %s yet" % data)
     print("handled %s attributes=%s" % (data, json.dumps(event.get("attributes") or {}, sort_keys=True)))
+
+
+def sentry_reports(request):
+    """Reports its own failure with Debian's sentry-sdk, configured only by what Ferry sets (SENTRY_DSN,
+    SENTRY_RELEASE and Cloud Functions' variables), as a function on Google would; then fails."""
+    import sentry_sdk
+    from sentry_sdk.integrations.gcp import GcpIntegration
+    sentry_sdk.init(integrations=[GcpIntegration()], default_integrations=False)
+    with sentry_sdk.configure_scope() as scope:
+        scope.set_tag("function_name", os.environ.get("FUNCTION_NAME"))
+        scope.set_tag("gcp_project", os.environ.get("GCP_PROJECT"))
+    try:
+        raise ValueError("the order table is locked")
+    except ValueError:
+        sentry_sdk.capture_exception()
+    sentry_sdk.flush(5)
+    print("reported to sentry")
+    return "failed", 500
