@@ -685,11 +685,14 @@ void FunctionService::OnInstanceLine(std::string const& function, InstanceLine l
 
 std::string FunctionService::RenderMetrics() {
   std::map<std::string, Counters> counters;
-  std::vector<std::string> names;
+  std::vector<std::pair<std::string, int>> names;  // with max instances
   {
     std::lock_guard lock(mu_);
     counters = counters_;
-    for (auto const& [name, r] : running_) names.push_back(name);
+    for (auto const& [name, r] : running_) {
+      names.emplace_back(name, r.spec.max_instances);
+      counters.try_emplace(name);  // zeros until it runs: rates and alerts see every deployed function
+    }
   }
   PrometheusWriter w;
   w.Family("ferry_function_executions_total", "counter", "Executions by function and status.");
@@ -717,11 +720,14 @@ std::string FunctionService::RenderMetrics() {
     w.Sample("ferry_function_execution_duration_seconds_count", {{"function", fn}}, static_cast<double>(total));
   }
   w.Family("ferry_function_instances", "gauge", "Instances of the function by state.");
-  for (auto const& fn : names) {
+  for (auto const& [fn, max] : names) {
     auto usage = supervisor_.UsageOf(fn);
     w.Sample("ferry_function_instances", {{"function", fn}, {"state", "running"}}, usage.running);
     w.Sample("ferry_function_instances", {{"function", fn}, {"state", "busy"}}, usage.busy);
   }
+  w.Family("ferry_function_max_instances", "gauge",
+           "The function's max_instances: a limit across the cluster (compare with the sum of busy instances).");
+  for (auto const& [fn, max] : names) w.Sample("ferry_function_max_instances", {{"function", fn}}, max);
   return w.Take() + sentry_.RenderMetrics();
 }
 

@@ -120,11 +120,16 @@ int64_t Scheduler::RunDue() {
 }
 
 std::string Scheduler::RenderMetrics() {
+  auto records = store_.ListSchedules();  // every schedule, 0 until this node fires it: rates see them all
   std::lock_guard lock(mu_);
-  if (fired_.empty()) return "";
+  std::map<std::string, int64_t> fired = fired_;
+  if (records.ok()) {
+    for (auto const& r : *records) fired.try_emplace(r.name, 0);
+  }
+  if (fired.empty()) return "";
   PrometheusWriter w;
   w.Family("ferry_schedule_ticks_fired_total", "counter", "Ticks of each schedule that this node fired.");
-  for (auto const& [name, n] : fired_) {
+  for (auto const& [name, n] : fired) {
     w.Sample("ferry_schedule_ticks_fired_total", {{"schedule", name}}, static_cast<double>(n));
   }
   return w.Take();
