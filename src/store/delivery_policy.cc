@@ -38,6 +38,7 @@ StatusOr<PubsubMessage> DeadLetterCopy(PubsubMessage message, Subscription const
   message.attributes["CloudPubSubDeadLetterSourceSubscriptionProject"] = parsed.project;
   message.attributes["CloudPubSubDeadLetterSourceTopicPublishTime"] = FormatRfc3339(message.publish_time_ms);
   if (last_error) message.attributes[kLastErrorAttribute] = TruncateUtf8(*last_error, kMaxAttributeValueBytes);
+  if (!message.message_id.empty()) message.attributes[kSourceMessageIdAttribute] = message.message_id;
   return message;
 }
 
@@ -51,7 +52,8 @@ PubsubMessage RedriveCopy(PubsubMessage message) {
     }
   }
   std::erase_if(attributes, [](auto const& kv) {
-    return kv.first.rfind("CloudPubSubDeadLetterSource", 0) == 0 || kv.first == kLastErrorAttribute;
+    return kv.first.rfind("CloudPubSubDeadLetterSource", 0) == 0 || kv.first == kLastErrorAttribute ||
+           kv.first == kSourceMessageIdAttribute;
   });
   attributes[kRedriveCountAttribute] = std::to_string(redrives + 1);
   return message;

@@ -15,6 +15,8 @@ namespace ferry {
 // Ferry's addition to dead-lettered messages: the last error of the function that failed them (at most 1024
 // bytes, Pub/Sub's attribute value limit).
 inline constexpr char kLastErrorAttribute[] = "FerryLastError";
+// A dead-lettered message's id on its source topic: what its executions are recorded under.
+inline constexpr char kSourceMessageIdAttribute[] = "FerrySourceMessageId";
 
 // Ferry's count of a message's redrives from its dead-letter subscription, on the redriven copy.
 inline constexpr char kRedriveCountAttribute[] = "FerryRedriveCount";
@@ -36,7 +38,7 @@ StatusOr<PubsubMessage> DeadLetterCopy(PubsubMessage message, Subscription const
                                        std::optional<std::string> const& last_error);
 
 // A dead-lettered message as a redrive sends it back: its data, ordering key and attributes, without the
-// dead-letter ones (CloudPubSubDeadLetterSource*, FerryLastError), with kRedriveCountAttribute one more than it
+// dead-letter ones (CloudPubSubDeadLetterSource*, FerryLastError, FerrySourceMessageId), with kRedriveCountAttribute one more than it
 // carried.
 PubsubMessage RedriveCopy(PubsubMessage message);
 

@@ -65,7 +65,9 @@ class ExecutionLog {
   [[nodiscard]] virtual Status Flush() = 0;
 
   // Newest first.
-  [[nodiscard]] virtual StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit) = 0;
+  // Newest first; with `message_id`, only the executions of that message (its attempts).
+  [[nodiscard]] virtual StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit,
+                                                                      std::string const& message_id = "") = 0;
   [[nodiscard]] virtual StatusOr<std::optional<ExecutionRow>> Execution(std::string const& execution_id) = 0;
   [[nodiscard]] virtual StatusOr<std::vector<LogEntry>> Logs(LogQuery const& query) = 0;
   // Deletes what retention no longer keeps; runs by itself every minute too. Returns the lines deleted.

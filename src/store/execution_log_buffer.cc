@@ -57,8 +57,9 @@ class BufferedExecutionLog final : public ExecutionLog {
     return last_error_;
   }
 
-  StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit) override {
-    return backend_->Executions(function, limit);
+  StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit,
+                                                 std::string const& message_id) override {
+    return backend_->Executions(function, limit, message_id);
   }
   StatusOr<std::optional<ExecutionRow>> Execution(std::string const& execution_id) override {
     return backend_->Execution(execution_id);

@@ -21,7 +21,8 @@ class ExecutionLogBackend {
                                           std::vector<LogEntry const*> const& logs) = 0;
   // Deletes what retention no longer keeps (ExecutionLogOptions); returns the lines deleted.
   [[nodiscard]] virtual StatusOr<int64_t> Retain(int64_t now_ms) = 0;
-  [[nodiscard]] virtual StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit) = 0;
+  [[nodiscard]] virtual StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit,
+                                                                      std::string const& message_id) = 0;
   [[nodiscard]] virtual StatusOr<std::optional<ExecutionRow>> Execution(std::string const& execution_id) = 0;
   [[nodiscard]] virtual StatusOr<std::vector<LogEntry>> Logs(LogQuery const& query) = 0;
 };

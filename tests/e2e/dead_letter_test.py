@@ -75,6 +75,13 @@ class DeadLetterTest(unittest.TestCase):
         self.assertEqual(first["redrives"], 0)
         self.assertIn("cannot handle first yet", first["lastError"])
         self.assertEqual(first["attributes"]["order"], "42")
+        # Its source message id finds the function's executions of it: five attempts, each failed.
+        status, body = client.request(
+            "GET", "/ferry/v1/projects/dl/functions/worker/executions?messageId=" + first["sourceMessageId"])
+        self.assertEqual(status, 200, body)
+        attempts = body["executions"]
+        self.assertEqual(sorted(e["attempt"] for e in attempts), [1, 2, 3, 4, 5])
+        self.assertEqual({e["status"] for e in attempts}, {"error"})
         table = self.ferry("dead-letter", "list", TRIGGER_SUB).stdout
         self.assertIn("cannot handle second yet", table)
         self.assertIn("MESSAGE_ID", table)

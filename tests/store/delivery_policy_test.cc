@@ -43,7 +43,7 @@ TEST(DeliveryPolicyTest, TheLastAttemptDeadLetters) {
 }
 
 TEST(DeliveryPolicyTest, DeadLetterCopyCarriesItsSourceAndLastError) {
-  PubsubMessage m{.data = "{}", .publish_time_ms = 1'800'000'000'000};
+  PubsubMessage m{.data = "{}", .message_id = "77", .publish_time_ms = 1'800'000'000'000};
   m.attributes["mine"] = "kept";
   // An error longer than an attribute value may be, cut at a character boundary (é is 2 bytes).
   std::string error = std::string(1023, 'x') + "\xc3\xa9";
@@ -56,6 +56,7 @@ TEST(DeliveryPolicyTest, DeadLetterCopyCarriesItsSourceAndLastError) {
   EXPECT_EQ(copy->attributes.at("CloudPubSubDeadLetterSourceSubscriptionProject"), "p");
   EXPECT_EQ(copy->attributes.at("CloudPubSubDeadLetterSourceTopicPublishTime"), "2027-01-15T08:00:00.000Z");
   EXPECT_EQ(copy->attributes.at(kLastErrorAttribute), std::string(1023, 'x'));
+  EXPECT_EQ(copy->attributes.at(kSourceMessageIdAttribute), "77");  // what its executions are recorded under
   EXPECT_FALSE(DeadLetterCopy(m, Sub(), 6, std::nullopt)->attributes.contains(kLastErrorAttribute));
 
   auto bad = Sub();

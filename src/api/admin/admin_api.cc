@@ -8,6 +8,7 @@
 #include "common/status_macros.h"
 #include "common/utf8.h"
 #include "store/ack_id.h"
+#include "store/delivery_policy.h"
 #include "common/time_util.h"
 #include "model/json_codec.h"
 
@@ -91,6 +92,9 @@ json DeadLetterJson(DeadLetterEntry const& e) {
          {"deliveryAttempts", e.delivery_attempts},
          {"redrives", e.redrives}};
   if (!e.last_error.empty()) j["lastError"] = e.last_error;
+  if (auto it = m.attributes.find(kSourceMessageIdAttribute); it != m.attributes.end()) {
+    j["sourceMessageId"] = it->second;  // its executions' messageId
+  }
   if (auto it = m.attributes.find("CloudPubSubDeadLetterSourceTopicPublishTime"); it != m.attributes.end()) {
     j["firstPublishTime"] = it->second;
   }
@@ -289,7 +293,7 @@ HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name,
   if (req.method != "GET") return WrongMethod(req, "GET");
   // Executions and logs stay readable after a function is deleted, until retention drops them.
   if (rest == "/executions") {
-    auto rows = log_.Executions(name, IntParam(req, "limit", 20, 1000));
+    auto rows = log_.Executions(name, IntParam(req, "limit", 20, 1000), req.Query("messageId"));
     if (!rows.ok()) return ErrorResponse(rows.status());
     json out = json::array();
     for (auto const& r : *rows) out.push_back(ExecutionJson(r));

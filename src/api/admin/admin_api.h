@@ -17,7 +17,7 @@ namespace ferry {
 //   GET    /ferry/v1/projects/{p}/locations/{r}/functions/{f}  (also without /locations/{r}: region "local")
 //   DELETE the same
 //   POST   .../functions/{f}:call                              {data}
-//   GET    .../functions/{f}/executions?limit=N
+//   GET    .../functions/{f}/executions?limit=N&messageId=ID
 //   GET    .../functions/{f}/logs?limit=N&after=SEQ&executionId=ID
 //   GET    /ferry/v1/executions/{id}
 //   GET    /ferry/v1/projects/{p}/subscriptions/{s}/deadLetters?limit=N&after=ID   what {s} dead-lettered

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS executions(
   error text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS executions_by_function ON executions(function, start_ms);
+CREATE INDEX IF NOT EXISTS executions_by_message ON executions(message_id) WHERE message_id <> '';
 CREATE TABLE IF NOT EXISTS logs(
   seq bigserial PRIMARY KEY,
   time_ms bigint NOT NULL,
@@ -123,12 +124,14 @@ class PgExecutionLogBackend final : public ExecutionLogBackend {
     return int64_t{old_logs.Affected()};
   }
 
-  StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit) override {
+  StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit,
+                                                 std::string const& message_id) override {
     FERRY_ASSIGN_OR_RETURN(auto db, readers_.Acquire());
     FERRY_ASSIGN_OR_RETURN(auto rows, db->Query("SELECT execution_id, function, trigger, message_id, attempt, "
                                                 "status, start_ms, duration_ms, error FROM executions WHERE "
-                                                "function = $1 ORDER BY start_ms DESC LIMIT $2",
-                                                PgParams().Add(function).Add(limit)));
+                                                "function = $1 AND ($3 = '' OR message_id = $3) "
+                                                "ORDER BY start_ms DESC LIMIT $2",
+                                                PgParams().Add(function).Add(limit).Add(Storable(message_id))));
     std::vector<ExecutionRow> out;
     for (int i = 0; i < rows.size(); ++i) out.push_back(ExecutionAt(rows, i));
     return out;

@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS executions(
   error TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS executions_by_function ON executions(function, start_ms);
+CREATE INDEX IF NOT EXISTS executions_by_message ON executions(message_id) WHERE message_id <> '';
 CREATE TABLE IF NOT EXISTS logs(
   seq INTEGER PRIMARY KEY,
   time_ms INTEGER NOT NULL,
@@ -43,12 +44,14 @@ class SqliteExecutionLogBackend final : public ExecutionLogBackend {
                             std::unique_ptr<SqliteDb> reader)
       : options_(std::move(options)), writer_(std::move(writer)), reader_(std::move(reader)) {}
 
-  StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit) override {
+  StatusOr<std::vector<ExecutionRow>> Executions(std::string const& function, int limit,
+                                                 std::string const& message_id) override {
     std::lock_guard lock(read_mu_);
     FERRY_ASSIGN_OR_RETURN(auto st, reader_->Prepare("SELECT execution_id, function, trigger, message_id, attempt, "
                                                       "status, start_ms, duration_ms, error FROM executions WHERE "
-                                                      "function = ?1 ORDER BY start_ms DESC LIMIT ?2"));
-    st->Bind(1, function).Bind(2, limit);
+                                                      "function = ?1 AND (?3 = '' OR message_id = ?3) "
+                                                      "ORDER BY start_ms DESC LIMIT ?2"));
+    st->Bind(1, function).Bind(2, limit).Bind(3, message_id);
     std::vector<ExecutionRow> out;
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
