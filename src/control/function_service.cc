@@ -683,6 +683,16 @@ void FunctionService::OnInstanceLine(std::string const& function, InstanceLine l
                line.is_stderr ? "stderr" : "stdout", std::move(severity), std::move(line.message)});
 }
 
+std::map<std::string, int64_t> FunctionService::ExecutionCounts(std::string const& name) {
+  std::lock_guard lock(mu_);
+  std::map<std::string, int64_t> out;
+  auto it = counters_.find(name);
+  for (std::size_t s = 0; s < std::tuple_size_v<decltype(Counters::by_status)>; ++s) {
+    out[ExecutionStatusName(static_cast<ExecutionStatus>(s))] = it == counters_.end() ? 0 : it->second.by_status[s];
+  }
+  return out;
+}
+
 std::string FunctionService::RenderMetrics() {
   std::map<std::string, Counters> counters;
   std::vector<std::pair<std::string, int>> names;  // with max instances

@@ -101,6 +101,8 @@ class FunctionService {
 
   // Executions by function and status, their duration histogram, instances running and busy.
   std::string RenderMetrics();
+  // Executions of `name` on this node since it started, by status ("ok", "error", "timeout", "crash", "oom").
+  std::map<std::string, int64_t> ExecutionCounts(std::string const& name);
 
  private:
   // Refuses a bucket whose directory is outside the bucket roots; on success its path is the canonical one.

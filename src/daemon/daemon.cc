@@ -22,6 +22,7 @@
 
 #include "api/admin/admin_api.h"
 #include "api/auth/http_guard.h"
+#include "api/console/console.h"
 #include "api/gateway/gateway.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
@@ -198,6 +199,7 @@ int RunDaemon(DaemonOptions const& options) {
   auto server = HttpServer::Start(http_options, [&](HttpRequest const& req) {
     if (auto refused = guard.Refusal(req)) return *std::move(refused);
     if (req.path == "/ferry/v1/info") return HttpResponse{200, "application/json", info, {}};
+    if (Console::Serves(req.path)) return Console::Handle(req);
     if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);
     if (FunctionGateway::Serves(req.path)) return gateway.Handle(req);
     if (StorageApi::Serves(req.path)) return storage.Handle(req);

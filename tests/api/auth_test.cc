@@ -105,6 +105,9 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   EXPECT_EQ(role("GET", "/ferry/v1/projects/p/subscriptions/s/deadLetters"), Role::kViewer);
   EXPECT_EQ(role("POST", "/ferry/v1/projects/p/subscriptions/s/deadLetters:redrive"), Role::kAdmin);
   EXPECT_EQ(role("POST", "/ferry/v1/projects/p/subscriptions/s/deadLetters:purge"), Role::kAdmin);
+  // The console's data: the overview and a peek are reads.
+  EXPECT_EQ(role("GET", "/ferry/v1/projects/p/overview"), Role::kViewer);
+  EXPECT_EQ(role("GET", "/ferry/v1/projects/p/subscriptions/s/messages"), Role::kViewer);
   EXPECT_EQ(role("GET", "/metrics"), Role::kViewer);
   EXPECT_EQ(role("POST", "/v1/projects/p/topics/t:publish"), Role::kPublisher);
   EXPECT_EQ(role("PUT", "/v1/projects/p/topics/t"), Role::kAdmin);
@@ -120,6 +123,11 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   EXPECT_EQ(role("POST", "/upload/storage/v1/b/b/o"), Role::kPublisher);
   EXPECT_EQ(role("DELETE", "/storage/v1/b/b/o/x"), Role::kPublisher);
   EXPECT_EQ(AccessFor(Request("GET", "/healthz", {})).kind, Access::Kind::kPublic);
+  // The console's page and script hold no data; anything else on /console is not public.
+  EXPECT_EQ(AccessFor(Request("GET", "/console", {})).kind, Access::Kind::kPublic);
+  EXPECT_EQ(AccessFor(Request("GET", "/console/console.js", {})).kind, Access::Kind::kPublic);
+  EXPECT_EQ(AccessFor(Request("POST", "/console", {})).kind, Access::Kind::kRole);
+  EXPECT_EQ(AccessFor(Request("GET", "/consoles", {})).kind, Access::Kind::kRole);
   EXPECT_EQ(AccessFor(Request("GET", "/ferry/v1/info", {})).kind, Access::Kind::kAnyToken);
   EXPECT_EQ(AccessFor(Request("POST", "/functions/f", {})).kind, Access::Kind::kDelegated);
   EXPECT_EQ(AccessFor(Request("POST", "/webhooks/t", {})).kind, Access::Kind::kDelegated);

@@ -74,10 +74,9 @@ int IntParam(HttpRequest const& req, std::string_view name, int fallback, int ma
   }
 }
 
-// A dead-lettered message: its error and attempts, and a preview of its data (text up to 200 bytes, when it is
-// text); `data` is the whole of it, base64 as in Pub/Sub.
-json DeadLetterJson(DeadLetterEntry const& e) {
-  auto const& m = e.held.message;
+// A message with a preview of its data (text up to 200 bytes, when it is text); `data` is the whole of it, base64
+// as in Pub/Sub.
+json MessagePreviewJson(PubsubMessage const& m) {
   std::string preview;
   if (IsValidUtf8(m.data)) {
     preview = m.data.size() <= 200 ? m.data : ToValidUtf8(m.data.substr(0, 200)) + "...";
@@ -88,9 +87,17 @@ json DeadLetterJson(DeadLetterEntry const& e) {
          {"publishTime", FormatRfc3339(m.publish_time_ms)},
          {"data", Base64Encode(m.data)},
          {"dataPreview", preview},
-         {"attributes", m.attributes},
-         {"deliveryAttempts", e.delivery_attempts},
-         {"redrives", e.redrives}};
+         {"attributes", m.attributes}};
+  if (!m.ordering_key.empty()) j["orderingKey"] = m.ordering_key;
+  return j;
+}
+
+// A dead-lettered message: that, with its error and attempts.
+json DeadLetterJson(DeadLetterEntry const& e) {
+  auto const& m = e.held.message;
+  json j = MessagePreviewJson(m);
+  j["deliveryAttempts"] = e.delivery_attempts;
+  j["redrives"] = e.redrives;
   if (!e.last_error.empty()) j["lastError"] = e.last_error;
   if (auto it = m.attributes.find(kSourceMessageIdAttribute); it != m.attributes.end()) {
     j["sourceMessageId"] = it->second;  // its executions' messageId
@@ -98,7 +105,6 @@ json DeadLetterJson(DeadLetterEntry const& e) {
   if (auto it = m.attributes.find("CloudPubSubDeadLetterSourceTopicPublishTime"); it != m.attributes.end()) {
     j["firstPublishTime"] = it->second;
   }
-  if (!m.ordering_key.empty()) j["orderingKey"] = m.ordering_key;
   return j;
 }
 
@@ -152,6 +158,10 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     for (auto const& s : *list) out.push_back(StateJson(s));
     return JsonReply(json{{"functions", out}});
   }
+  if (path == "overview") {
+    if (req.method != "GET") return WrongMethod(req, "GET");
+    return Overview(project);
+  }
   if (path == "jobs" || path == "schedules") {
     if (req.method != "GET") return WrongMethod(req, "GET");
     auto list = scheduler_.List(project);
@@ -177,6 +187,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     if (end == std::string_view::npos || id.empty()) return NotFoundPath(req);
     if (!IsValidResourceId(id)) return ErrorResponse(InvalidArgumentError("Invalid subscription id"));
     std::string_view rest = path.substr(end + 1);
+    if (rest == "messages") return Peek(req, MakeResourceName(project, ResourceKind::kSubscription, id));
     if (rest.rfind("deadLetters", 0) != 0) return NotFoundPath(req);
     rest.remove_prefix(11);
     if (!rest.empty() && rest.front() != ':') return NotFoundPath(req);
@@ -257,6 +268,89 @@ HttpResponse AdminApi::DeadLetterCall(HttpRequest const& req, std::string const&
                                  : dead_letters_.Purge(subscription, ids, all);
   if (!moved.ok()) return ErrorResponse(moved.status());
   return JsonReply(json{{verb == "redrive" ? "redriven" : "purged", *moved}});
+}
+
+HttpResponse AdminApi::Peek(HttpRequest const& req, std::string const& subscription) {
+  if (req.method != "GET") return WrongMethod(req, "GET");
+  int64_t after = 0;
+  if (std::string a = req.Query("after"); !a.empty()) {
+    auto id = DecodeMessageId(a);
+    if (!id) return ErrorResponse(InvalidArgumentError("\"after\" must be a message id"));
+    after = *id;
+  }
+  int limit = IntParam(req, "limit", 50, kMaxPullMessages);
+  if (auto sub = broker_.GetSubscription(subscription); !sub.ok()) return ErrorResponse(sub.status());
+  auto held = broker_.Peek(subscription, after, limit + 1);  // one more: whether a next page exists
+  if (!held.ok()) return ErrorResponse(held.status());
+  json messages = json::array();
+  for (std::size_t i = 0; i < held->size() && static_cast<int>(i) < limit; ++i) {
+    json j = MessagePreviewJson((*held)[i].message);
+    j["deliveryAttempts"] = (*held)[i].attempts;
+    j["leased"] = (*held)[i].leased;
+    messages.push_back(std::move(j));
+  }
+  json out{{"subscription", subscription}, {"messages", messages}};
+  if (static_cast<int>(held->size()) > limit) out["nextAfter"] = (*held)[limit - 1].message.message_id;
+  return JsonReply(out);
+}
+
+HttpResponse AdminApi::Overview(std::string const& project) {
+  std::string const prefix = "projects/" + project + "/";
+  auto stats = broker_.Stats();
+  if (!stats.ok()) return ErrorResponse(stats.status());
+  BrokerCounters counters = broker_.Counters();
+  int64_t now = broker_.NowMillis();
+  json topics = json::array();
+  for (std::string token;;) {
+    auto page = broker_.ListTopics(project, 1000, token);
+    if (!page.ok()) return ErrorResponse(page.status());
+    for (auto const& t : page->items) {
+      auto c = counters.topics.find(t.name);
+      topics.push_back({{"name", t.name},
+                        {"publishedMessages", c == counters.topics.end() ? 0 : c->second.published_messages}});
+    }
+    if (page->next_page_token.empty()) break;
+    token = page->next_page_token;
+  }
+  std::map<std::string, SubscriptionStats const*> by_name;
+  for (auto const& s : *stats) by_name[s.name] = &s;
+  json subscriptions = json::array();
+  for (std::string token;;) {
+    auto page = broker_.ListSubscriptions(project, 1000, token);
+    if (!page.ok()) return ErrorResponse(page.status());
+    for (auto const& s : page->items) {
+      json j{{"name", s.name}, {"topic", s.topic}, {"backlog", 0}, {"oldestUnackedAgeSeconds", 0}};
+      if (auto it = by_name.find(s.name); it != by_name.end() && it->second->backlog > 0) {
+        j["backlog"] = it->second->backlog;
+        j["oldestUnackedAgeSeconds"] =
+            std::max<double>(0, static_cast<double>(now - it->second->oldest_unacked_publish_ms) / 1000.0);
+      }
+      auto c = counters.subscriptions.find(s.name);
+      SubscriptionCounters sc = c == counters.subscriptions.end() ? SubscriptionCounters{} : c->second;
+      j["delivered"] = sc.delivered;
+      j["acked"] = sc.acked;
+      j["deadLettered"] = sc.dead_lettered;
+      if (s.dead_letter_policy && !s.dead_letter_policy->dead_letter_topic.empty()) {
+        j["deadLetterTopic"] = s.dead_letter_policy->dead_letter_topic;
+      }
+      subscriptions.push_back(std::move(j));
+    }
+    if (page->next_page_token.empty()) break;
+    token = page->next_page_token;
+  }
+  auto list = functions_.List(project);
+  if (!list.ok()) return ErrorResponse(list.status());
+  json functions = json::array();
+  for (auto const& f : *list) {
+    json j = StateJson(f);
+    j["executions"] = functions_.ExecutionCounts(FunctionResourceName(f.spec));
+    functions.push_back(std::move(j));
+  }
+  return JsonReply(json{{"project", project},
+                        {"time", FormatRfc3339(now)},
+                        {"topics", topics},
+                        {"subscriptions", subscriptions},
+                        {"functions", functions}});
 }
 
 HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name, std::string const& rest) {

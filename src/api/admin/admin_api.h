@@ -23,6 +23,8 @@ namespace ferry {
 //   GET    /ferry/v1/projects/{p}/subscriptions/{s}/deadLetters?limit=N&after=ID   what {s} dead-lettered
 //   POST   .../deadLetters:redrive  {messageIds: [...]} or {all: true}             back to {s}
 //   POST   .../deadLetters:purge    the same, dropped
+//   GET    /ferry/v1/projects/{p}/subscriptions/{s}/messages?limit=N&after=ID      peek: no lease, no attempt
+//   GET    /ferry/v1/projects/{p}/overview    topics, subscriptions and functions with their numbers (the console)
 class AdminApi {
  public:
   AdminApi(FunctionService& functions, Scheduler& scheduler, ExecutionLog& log, Broker& broker,
@@ -30,6 +32,7 @@ class AdminApi {
       : functions_(functions),
         scheduler_(scheduler),
         log_(log),
+        broker_(broker),
         dead_letters_(broker),
         default_project_(std::move(default_project)) {}
   // Paths it does not know are answered 404 with a google.rpc body.
@@ -40,10 +43,13 @@ class AdminApi {
   HttpResponse Function(HttpRequest const& request, std::string const& name, std::string const& rest);
   HttpResponse Schedule(HttpRequest const& request, std::string const& name, std::string const& verb);
   HttpResponse DeadLetterCall(HttpRequest const& request, std::string const& subscription, std::string const& verb);
+  HttpResponse Peek(HttpRequest const& request, std::string const& subscription);
+  HttpResponse Overview(std::string const& project);
 
   FunctionService& functions_;
   Scheduler& scheduler_;
   ExecutionLog& log_;
+  Broker& broker_;
   DeadLetters dead_letters_;
   std::string default_project_;
 };

@@ -49,6 +49,8 @@ Access AccessFor(HttpRequest const& request) {
   std::string_view method = request.method;
   bool reads = method == "GET" || method == "HEAD";
   if (path == "/healthz" || (path == "/" && reads)) return {Access::Kind::kPublic};
+  // The console's page and script hold no data; everything it shows it reads through the APIs with the user's token.
+  if ((path == "/console" || StartsWith(path, "/console/")) && reads) return {Access::Kind::kPublic};
   if (path == "/ferry/v1/info") return {Access::Kind::kAnyToken};
   if (path == "/metrics") return {Access::Kind::kRole, Role::kViewer};
   if (StartsWith(path, "/functions/") || StartsWith(path, "/webhooks/")) return {Access::Kind::kDelegated};
