@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -15,6 +16,7 @@
 
 #include "cli/http_client.h"
 #include "common/split.h"
+#include "testing/temp_dir.h"
 
 namespace ferry {
 namespace {
@@ -106,9 +108,24 @@ class Listener {
     thread_ = std::thread([this, answer] {
       int c = ::accept(fd_, nullptr, nullptr);
       if (c < 0) return;
+      // The request: its head, then Content-Length bytes of body.
+      std::string got;
       char buf[65536];
-      ssize_t n = ::read(c, buf, sizeof buf);
-      if (n > 0) request_.assign(buf, static_cast<std::size_t>(n));
+      for (;;) {
+        auto head_end = got.find("\r\n\r\n");
+        if (head_end != std::string::npos) {
+          auto cl = got.find("Content-Length: ");
+          std::size_t length = cl == std::string::npos ? 0 : std::stoul(got.substr(cl + 16));
+          if (got.size() >= head_end + 4 + length) break;
+        }
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<std::size_t>(n));
+      }
+      {
+        std::lock_guard lock(mu_);
+        request_ = got;
+      }
       if (answer) {
         std::string res = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
         (void)::write(c, res.data(), res.size());
@@ -125,13 +142,47 @@ class Listener {
     ::close(fd_);
   }
   [[nodiscard]] std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string request_;
+  std::string request() {
+    std::lock_guard lock(mu_);
+    return request_;
+  }
 
  private:
+  std::mutex mu_;
+  std::string request_;
   int fd_ = -1;
   int port_ = 0;
   std::thread thread_;
 };
+
+// The reporter end to end on its own thread: a failure reported, its lines read from a real execution log, the
+// envelope posted to the DSN's endpoint with Sentry's auth header, and counted.
+TEST(SentryReporterTest, PostsTheEnvelopeWithTheExecutionsLinesAndCountsIt) {
+  Listener listener(true);
+  testing::TempDir dir;
+  auto log = MakeSqliteExecutionLog({.data_dir = dir.path()});
+  ASSERT_TRUE(log.ok()) << log.status().message();
+  std::string const fn = "projects/p/locations/local/functions/bar";
+  (*log)->Append({0, 1000, fn, "exec-9", "stderr", "ERROR", "Traceback: the order table is locked"});
+  auto dsn = ParseSentryDsn("http://pubkey@127.0.0.1:" + listener.endpoint().substr(17) + "/42");
+  ASSERT_TRUE(dsn.ok()) << dsn.status().message();
+  {
+    SentryReporter reporter(**log, "node-a");
+    reporter.Report(*dsn, {"exec-9", fn, "pubsub", "m1", 2, "crash", 1000, 5, "the instance crashed"}, "bar-abc");
+    for (int i = 0; i < 500 && reporter.RenderMetrics().find("result=\"sent\"} 1") == std::string::npos; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_NE(reporter.RenderMetrics().find("ferry_sentry_reports_total{result=\"sent\"} 1"), std::string::npos)
+        << reporter.RenderMetrics();
+  }
+  std::string request = listener.request();
+  EXPECT_EQ(request.rfind("POST /api/42/envelope/ HTTP/1.1\r\n", 0), 0u) << request;
+  EXPECT_NE(request.find("X-Sentry-Auth: Sentry sentry_version=7, sentry_key=pubkey, sentry_client=ferry/"),
+            std::string::npos) << request;
+  EXPECT_NE(request.find("Content-Type: application/x-sentry-envelope"), std::string::npos);
+  EXPECT_NE(request.find("\"type\":\"FunctionCrash\""), std::string::npos);
+  EXPECT_NE(request.find("Traceback: the order table is locked"), std::string::npos) << "the execution's line";
+}
 
 TEST(SendOnceTest, SendsTheRequestAndReadsTheAnswer) {
   Listener listener(true);
