@@ -154,6 +154,22 @@ StatusOr<DeployPlan> PlanDeploy(DeployRequest const& request, DeployedState cons
     FERRY_ASSIGN_OR_RETURN(auto spec, ScheduleSpecFromJson(nlohmann::json::parse(r.spec, nullptr, false)));
     old_schedules[r.name] = std::move(spec);
   }
+  // Jobs made through the Cloud Scheduler API (gcloud scheduler) are not the deploy file's: a deploy neither
+  // deletes them nor takes them over (docs/gcloud.md).
+  for (auto it = old_schedules.begin(); it != old_schedules.end();) {
+    if (it->second.created_by != kCreatedByApi) {
+      ++it;
+      continue;
+    }
+    for (auto const& s : request.schedules) {
+      if (ScheduleResourceName(s) == it->first) {
+        return FailedPreconditionError("schedule " + it->first + " was created with gcloud scheduler (the Cloud " +
+                                       "Scheduler API), not by a deploy file: delete it there first, or give the " +
+                                       "deploy file's schedule another name");
+      }
+    }
+    it = old_schedules.erase(it);
+  }
   for (auto const& s : request.schedules) {
     std::string name = ScheduleResourceName(s);
     auto it = old_schedules.find(name);

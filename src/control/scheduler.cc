@@ -7,6 +7,7 @@
 
 #include "common/prometheus.h"
 #include "common/status_macros.h"
+#include "model/json_codec.h"
 #include "schedule/cron.h"
 
 namespace ferry {
@@ -201,6 +202,44 @@ StatusOr<ScheduleState> Scheduler::Get(std::string const& name) {
     if (r.name == name) return Decode(r);
   }
   return NotFoundError("Schedule " + name + " does not exist");
+}
+
+Status Scheduler::Create(ScheduleSpec spec) {
+  spec.created_by = kCreatedByApi;
+  std::string name = ScheduleResourceName(spec);
+  if (Get(name).ok()) return Status(StatusCode::kAlreadyExists, "Job " + name + " already exists");
+  Deployment change;
+  change.put_schedules.push_back({name, SafeDump(ScheduleSpecToJson(spec)), NextFire(spec, ToUnixMillis(clock_.Now()))});
+  FERRY_RETURN_IF_ERROR(store_.ApplyDeployment(change));
+  Wake();
+  return OkStatus();
+}
+
+Status Scheduler::Replace(ScheduleSpec spec) {
+  spec.created_by = kCreatedByApi;
+  std::string name = ScheduleResourceName(spec);
+  FERRY_ASSIGN_OR_RETURN(auto old, Get(name));
+  if (old.spec.created_by != kCreatedByApi) {
+    return FailedPreconditionError("Job " + name + " is declared in a deploy file: change it there and run ferry deploy");
+  }
+  Deployment change;
+  change.put_schedules.push_back({name, SafeDump(ScheduleSpecToJson(spec)), NextFire(spec, ToUnixMillis(clock_.Now()))});
+  FERRY_RETURN_IF_ERROR(store_.ApplyDeployment(change));
+  Wake();
+  return OkStatus();
+}
+
+Status Scheduler::Delete(std::string const& name) {
+  FERRY_ASSIGN_OR_RETURN(auto old, Get(name));
+  if (old.spec.created_by != kCreatedByApi) {
+    return FailedPreconditionError("Job " + name +
+                                   " is declared in a deploy file: remove it there and run ferry deploy");
+  }
+  Deployment change;
+  change.delete_schedules.push_back(name);
+  FERRY_RETURN_IF_ERROR(store_.ApplyDeployment(change));
+  Wake();
+  return OkStatus();
 }
 
 Status Scheduler::RunNow(std::string const& name) {

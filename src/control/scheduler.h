@@ -49,6 +49,12 @@ class Scheduler {
   StatusOr<ScheduleState> Get(std::string const& name);  // full name
   // Fires now, outside the schedule: the ticks are not changed.
   Status RunNow(std::string const& name);
+  // The Cloud Scheduler API's changes (gcloud scheduler), each one store transaction; `spec` is normalized and
+  // marked created_by kCreatedByApi. ALREADY_EXISTS, NOT_FOUND, and FAILED_PRECONDITION for a schedule that a
+  // deploy file manages (a deploy would undo the change).
+  Status Create(ScheduleSpec spec);
+  Status Replace(ScheduleSpec spec);
+  Status Delete(std::string const& name);
   Status Pause(std::string const& name);
   Status Resume(std::string const& name);
 

@@ -24,6 +24,7 @@
 #include "api/auth/http_guard.h"
 #include "api/console/console.h"
 #include "api/gateway/gateway.h"
+#include "api/scheduler/scheduler_api.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
 #include "api/metrics.h"
@@ -142,6 +143,7 @@ int RunDaemon(DaemonOptions const& options) {
                              .sentry_dsn = options.sentry_dsn});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
+  SchedulerApi scheduler_api(scheduler);
   AdminApi admin(functions, scheduler, **executions, broker, options.project);
   FunctionGateway gateway(functions, broker, {options.project, &tokens, options.webhook_secrets});
   HttpGuard guard({.tokens = &tokens, .bound_host = options.host, .allowed_hosts = options.allowed_hosts});
@@ -203,6 +205,7 @@ int RunDaemon(DaemonOptions const& options) {
     if (req.path.rfind("/ferry/", 0) == 0) return admin.Handle(req);
     if (FunctionGateway::Serves(req.path)) return gateway.Handle(req);
     if (StorageApi::Serves(req.path)) return storage.Handle(req);
+    if (SchedulerApi::Serves(req.path)) return scheduler_api.Handle(req);
     HttpResponse res = rest.Handle(req);
     if (req.path == "/metrics" && res.status == 200) {
       res.body += functions.RenderMetrics();

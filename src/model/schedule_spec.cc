@@ -23,7 +23,8 @@ nlohmann::json ScheduleSpecToJson(ScheduleSpec const& s) {
           {"function", s.function},
           {"retry_count", s.retry_count},
           {"min_backoff_ms", s.min_backoff_ms},
-          {"catch_up_ms", s.catch_up_ms}};
+          {"catch_up_ms", s.catch_up_ms},
+          {"created_by", s.created_by}};
 }
 
 StatusOr<ScheduleSpec> ScheduleSpecFromJson(nlohmann::json const& json) {
@@ -45,6 +46,7 @@ StatusOr<ScheduleSpec> ScheduleSpecFromJson(nlohmann::json const& json) {
                        : key == "topic"       ? &s.topic
                        : key == "data"        ? &s.data
                        : key == "function"    ? &s.function
+                       : key == "created_by"  ? &s.created_by
                                               : nullptr;
     if (str != nullptr) {
       if (!v.is_string()) return wrong("a string");

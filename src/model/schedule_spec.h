@@ -27,9 +27,14 @@ struct ScheduleSpec {
   int64_t min_backoff_ms = 5'000;  // before the first retry, doubling after each
   // A tick that fell while Ferry was down fires once on start when it is at most this old; older ones are skipped.
   int64_t catch_up_ms = 3'600'000;
+  // Who manages it: "" for a deploy file (ferry deploy creates, changes and deletes it), kCreatedByApi for the
+  // Cloud Scheduler API (gcloud scheduler), which a deploy never changes or deletes (docs/gcloud.md).
+  std::string created_by;
 
   friend bool operator==(ScheduleSpec const&, ScheduleSpec const&) = default;
 };
+
+inline constexpr char kCreatedByApi[] = "cloudscheduler-api";
 
 // "projects/{p}/locations/{region}/jobs/{name}".
 std::string ScheduleResourceName(ScheduleSpec const& spec);

@@ -109,6 +109,11 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   EXPECT_EQ(role("GET", "/ferry/v1/projects/p/overview"), Role::kViewer);
   EXPECT_EQ(role("GET", "/ferry/v1/projects/p/subscriptions/s/messages"), Role::kViewer);
   EXPECT_EQ(role("GET", "/metrics"), Role::kViewer);
+  // Cloud Scheduler jobs: a viewer reads them; creating, changing, running, pausing is an admin's.
+  EXPECT_EQ(role("GET", "/v1/projects/p/locations/r/jobs"), Role::kViewer);
+  EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs"), Role::kAdmin);
+  EXPECT_EQ(role("PATCH", "/v1/projects/p/locations/r/jobs/j"), Role::kAdmin);
+  EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs/j:run"), Role::kAdmin);
   EXPECT_EQ(role("POST", "/v1/projects/p/topics/t:publish"), Role::kPublisher);
   EXPECT_EQ(role("PUT", "/v1/projects/p/topics/t"), Role::kAdmin);
   EXPECT_EQ(role("GET", "/v1/projects/p/topics"), Role::kViewer);

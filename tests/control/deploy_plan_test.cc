@@ -185,6 +185,32 @@ TEST(DeployPlanTest, ANewOrChangedScheduleStartsAtItsNextTickAfterNow) {
   EXPECT_EQ(changed->change.put_schedules[0].next_fire_ms, kNow + 3'600'000);
 }
 
+// A job made with gcloud scheduler (the Cloud Scheduler API) is not the deploy file's: a deploy that leaves it out
+// keeps it, and one that declares it is refused whole, naming it.
+TEST(DeployPlanTest, AJobMadeThroughTheSchedulerApiIsNotTheDeployFiles) {
+  ScheduleSpec api = Nightly();
+  api.name = "from-gcloud";
+  api.created_by = kCreatedByApi;
+  DeployedState state;
+  state.schedules.push_back({ScheduleResourceName(api), SafeDump(ScheduleSpecToJson(api)), kNow, 0, false});
+  DeployRequest empty;
+  empty.project = "p";
+  auto plan = PlanDeploy(empty, state, kNow);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->change.delete_schedules, IsEmpty());
+  EXPECT_THAT(plan->items, IsEmpty());
+
+  auto request = Request();
+  ScheduleSpec mine = Nightly();
+  mine.name = "from-gcloud";
+  request.schedules = {mine};
+  auto refused = PlanDeploy(request, state, kNow);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("projects/p/locations/local/jobs/from-gcloud was "
+                                                               "created with gcloud scheduler"));
+}
+
 TEST(DeployPlanTest, ABucketNameIsOneProjectsOnly) {
   DeployRequest request;
   request.project = "p";

@@ -1,0 +1,160 @@
+"""`gcloud scheduler jobs` against Ferry (Cloud Scheduler v1): create a Pub/Sub job with a time zone, list,
+describe, run (its message reaches a subscription of the topic), pause, resume, update, delete; bad input in
+Google's error shape, printed by gcloud; and ownership: a deploy file neither deletes nor takes over a job made with
+gcloud, and gcloud does not change a deploy file's job."""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+GCLOUD = shutil.which("gcloud")
+PROJECT = "test-proj"
+
+
+@unittest.skipIf(GCLOUD is None and os.environ.get("CI") != "true", "gcloud is not installed")
+class GcloudSchedulerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = harness.Daemon(project=PROJECT).start()
+        cls.config = tempfile.mkdtemp(prefix="gcloud-config-")
+        cls.work = tempfile.mkdtemp(prefix="ferry-sched-")
+        cls.env = dict(os.environ, **{
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDSCHEDULER": cls.daemon.endpoint + "/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": cls.daemon.endpoint + "/",
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_CONFIG": cls.config,
+            "CLOUDSDK_CORE_PROJECT": PROJECT,
+            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+        })
+        client = cls.daemon.client()
+        client.create_topic("bar-topic")
+        client.create_subscription("bar-audit", "bar-topic")
+        client.close()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.close()
+        shutil.rmtree(cls.config, ignore_errors=True)
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def gcloud(self, *args, expect=0):
+        proc = subprocess.run([GCLOUD, "scheduler", "jobs"] + list(args) + ["--location", "us-central1"],
+                              env=self.env, capture_output=True, text=True, timeout=120)
+        self.assertEqual(proc.returncode, expect, "gcloud scheduler jobs %s: %s %s" % (
+            " ".join(args), proc.stdout, proc.stderr))
+        return proc
+
+    def test_a_pubsub_job_from_create_to_delete(self):
+        self.gcloud("create", "pubsub", "bar-every-5", "--schedule", "*/5 * * * *", "--topic", "bar-topic",
+                    "--message-body", "{}", "--attributes", "k=v", "--time-zone", "Europe/Amsterdam")
+        job = json.loads(self.gcloud("describe", "bar-every-5", "--format", "json").stdout)
+        self.assertEqual(job["name"], "projects/test-proj/locations/us-central1/jobs/bar-every-5")
+        self.assertEqual(job["schedule"], "*/5 * * * *")
+        self.assertEqual(job["timeZone"], "Europe/Amsterdam")
+        self.assertEqual(job["state"], "ENABLED")
+        self.assertEqual(job["pubsubTarget"]["topicName"], "projects/test-proj/topics/bar-topic")
+        self.assertEqual(base64.b64decode(job["pubsubTarget"]["data"]), b"{}")
+        self.assertEqual(job["pubsubTarget"]["attributes"], {"k": "v"})
+        self.assertIn("scheduleTime", job)
+        listed = self.gcloud("list").stdout
+        self.assertIn("bar-every-5", listed)
+        self.assertIn("ENABLED", listed)
+
+        # run: the job's message is published now.
+        self.gcloud("run", "bar-every-5")
+        client = self.daemon.client()
+        self.addCleanup(client.close)
+        got = harness.wait_for(lambda: client.pull("bar-audit", 10, immediately=True), timeout=15,
+                               what="the run's message")
+        self.assertEqual(harness.data_of(got[0]), "{}")
+        self.assertEqual(got[0]["message"]["attributes"], {"k": "v"})
+        client.ack("bar-audit", [m["ackId"] for m in got])
+
+        self.gcloud("pause", "bar-every-5")
+        self.assertEqual(json.loads(self.gcloud("describe", "bar-every-5", "--format", "json").stdout)["state"],
+                         "PAUSED")
+        self.gcloud("resume", "bar-every-5")
+        self.assertEqual(json.loads(self.gcloud("describe", "bar-every-5", "--format", "json").stdout)["state"],
+                         "ENABLED")
+        self.gcloud("update", "pubsub", "bar-every-5", "--schedule", "*/10 * * * *")
+        job = json.loads(self.gcloud("describe", "bar-every-5", "--format", "json").stdout)
+        self.assertEqual(job["schedule"], "*/10 * * * *")
+        self.assertEqual(job["pubsubTarget"]["attributes"], {"k": "v"}, "an update keeps what it does not name")
+
+        self.gcloud("delete", "bar-every-5")
+        failed = self.gcloud("describe", "bar-every-5", expect=1)
+        self.assertIn("NOT_FOUND", failed.stderr + failed.stdout)
+
+    def test_cloud_schedulers_defaults(self):
+        self.gcloud("create", "pubsub", "defaults", "--schedule", "0 9 * * 1", "--topic", "bar-topic",
+                    "--message-body", "hello")
+        job = json.loads(self.gcloud("describe", "defaults", "--format", "json").stdout)
+        self.assertEqual(job["timeZone"], "Etc/UTC")
+        self.assertEqual(job["retryConfig"]["minBackoffDuration"], "5s")
+        self.gcloud("delete", "defaults")
+
+    def test_bad_input_is_refused_in_googles_words(self):
+        bad = self.gcloud("create", "pubsub", "broken", "--schedule", "every day", "--topic", "bar-topic",
+                          "--message-body", "x", expect=1)
+        self.assertIn("INVALID_ARGUMENT", bad.stderr)
+        self.assertIn("schedule broken", bad.stderr)
+        bad = self.gcloud("create", "pubsub", "zoned", "--schedule", "* * * * *", "--topic", "bar-topic",
+                          "--message-body", "x", "--time-zone", "Mars/Olympus", expect=1)
+        self.assertIn("Mars/Olympus", bad.stderr)
+        http = self.gcloud("create", "http", "hook", "--schedule", "* * * * *", "--uri", "http://127.0.0.1:9/",
+                           expect=1)
+        self.assertIn("Pub/Sub target", http.stderr)
+        self.gcloud("create", "pubsub", "twice", "--schedule", "* * * * *", "--topic", "bar-topic",
+                    "--message-body", "x")
+        again = self.gcloud("create", "pubsub", "twice", "--schedule", "* * * * *", "--topic", "bar-topic",
+                            "--message-body", "x", expect=1)
+        self.assertIn("ALREADY_EXISTS", again.stderr)
+        self.gcloud("delete", "twice")
+
+    def test_a_deploy_file_and_gcloud_keep_to_their_own_jobs(self):
+        self.gcloud("create", "pubsub", "from-gcloud", "--schedule", "0 1 * * *", "--topic", "other-topic",
+                    "--message-body", "x")
+        path = os.path.join(self.work, "ferry.yaml")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: test-proj
+                schedules:
+                  - name: from-file
+                    region: us-central1
+                    schedule: "0 2 * * *"
+                    topic: other-topic
+                    data: '{}'
+                """))
+        self.daemon.deploy(path)
+        # The deploy left gcloud's job alone (it did not declare it)...
+        names = [j["name"].split("/")[-1] for j in json.loads(self.gcloud("list", "--format", "json").stdout)]
+        self.assertEqual(sorted(names), ["from-file", "from-gcloud"])
+        # ...and gcloud cannot change or delete the file's job (the next deploy would undo it).
+        refused = self.gcloud("delete", "from-file", expect=1)
+        self.assertIn("deploy file", refused.stderr)
+        refused = self.gcloud("update", "pubsub", "from-file", "--schedule", "0 3 * * *", expect=1)
+        self.assertIn("deploy file", refused.stderr)
+        # A deploy file that declares gcloud's job is refused whole, naming it.
+        with open(path, "a") as f:
+            f.write("  - {name: from-gcloud, region: us-central1, schedule: '0 4 * * *', topic: other-topic, data: x}\n")
+        out = self.daemon.cli("deploy", "-f", path)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("was created with gcloud scheduler", out.stderr)
+        # Both still run by hand.
+        self.gcloud("run", "from-file")
+        self.gcloud("delete", "from-gcloud")
+
+
+if __name__ == "__main__":
+    harness.FERRY = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
