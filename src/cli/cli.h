@@ -7,6 +7,7 @@
 //   function_commands.cc    deploy, functions, call, logs
 //   operations_commands.cc  schedules, dead-letter
 //   storage_commands.cc     cp
+//   env_command.cc          env
 
 #include <functional>
 #include <memory>
@@ -84,5 +85,6 @@ void AddFunctionCommands(CLI::App& app, Cli& cli, Runner const& run);
 void AddScheduleCommands(CLI::App& app, Cli& cli, Runner const& run);
 void AddDeadLetterCommands(CLI::App& app, Cli& cli, Runner const& run);
 void AddStorageCommands(CLI::App& app, Cli& cli, Runner const& run);
+void AddEnvCommand(CLI::App& app, Cli& cli, Globals const& g, Runner const& run);
 
 }  // namespace ferry

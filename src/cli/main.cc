@@ -35,6 +35,7 @@ int Main(int argc, char** argv) {
   AddScheduleCommands(app, cli, run);
   AddDeadLetterCommands(app, cli, run);
   AddStorageCommands(app, cli, run);
+  AddEnvCommand(app, cli, g, run);
 
   try {
     app.parse(argc, argv);

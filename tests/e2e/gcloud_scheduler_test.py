@@ -1,10 +1,11 @@
-"""`gcloud scheduler jobs` against Ferry (Cloud Scheduler v1): create a Pub/Sub job with a time zone, list,
+"""`gcloud scheduler jobs` against Ferry (Cloud Scheduler v1), configured by `ferry env`: create a Pub/Sub job with a time zone, list,
 describe, run (its message reaches a subscription of the topic), pause, resume, update, delete; bad input in
 Google's error shape, printed by gcloud; and ownership: a deploy file neither deletes nor takes over a job made with
 gcloud, and gcloud does not change a deploy file's job."""
 import base64
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,12 +27,15 @@ class GcloudSchedulerTest(unittest.TestCase):
         cls.daemon = harness.Daemon(project=PROJECT).start()
         cls.config = tempfile.mkdtemp(prefix="gcloud-config-")
         cls.work = tempfile.mkdtemp(prefix="ferry-sched-")
-        cls.env = dict(os.environ, **{
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDSCHEDULER": cls.daemon.endpoint + "/",
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": cls.daemon.endpoint + "/",
-            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        # What `eval "$(ferry env)"` sets, as a user would get it.
+        out = cls.daemon.cli("env")
+        assert out.returncode == 0, out.stderr
+        exports = dict(shlex.split(line[len("export "):])[0].split("=", 1)
+                       for line in out.stdout.splitlines() if line.startswith("export "))
+        assert exports["CLOUDSDK_CORE_PROJECT"] == PROJECT, exports
+        assert exports["CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDSCHEDULER"] == cls.daemon.endpoint + "/", exports
+        cls.env = dict(os.environ, **exports, **{
             "CLOUDSDK_CONFIG": cls.config,
-            "CLOUDSDK_CORE_PROJECT": PROJECT,
             "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
             "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
             "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
