@@ -8,6 +8,11 @@ K_SERVICE. Calls are made as Google's Python Functions Framework makes them:
   cloudevent: fn(cloud_event) with cloud_event["type"], ... and cloud_event.data
   http:       fn(request) with a Flask-like request; returns a body, (body, status) or (body, status, headers)
 An exception answers 500 and its traceback goes to stderr, which Ferry keeps in the execution's log.
+
+Code written for Google's runtime that imports `functions_framework` runs unchanged: the runner provides that
+module (its `http`, `cloud_event` and `typed` decorators), and a function's decorator sets its signature type, as
+Google's framework does. A `cloud_event` function on a Pub/Sub trigger gets the event Google's framework would make
+of it (type google.cloud.pubsub.topic.v1.messagePublished, data {"message": ..., "subscription": ...}).
 """
 import hmac
 import http.server
@@ -17,6 +22,7 @@ import logging
 import os
 import sys
 import traceback
+import types
 import urllib.parse
 
 
@@ -104,14 +110,62 @@ def setup_logging():
     root.addHandler(StructuredHandler())
 
 
+# Signature types that functions_framework's decorators declared, by function name.
+DECLARED_SIGNATURES = {}
+
+
+def install_functions_framework():
+    """A `functions_framework` module with Google's decorators; each returns the function unchanged."""
+    module = types.ModuleType("functions_framework")
+
+    def declare(signature):
+        def decorator(fn):
+            DECLARED_SIGNATURES[fn.__name__] = signature
+            return fn
+        return decorator
+
+    module.http = declare("http")
+    module.cloud_event = declare("cloudevent")
+
+    def typed(*args, **kwargs):  # @typed or @typed(InputType): an HTTP function taking and returning JSON
+        if len(args) == 1 and callable(args[0]) and not kwargs:
+            return declare("http")(args[0])
+        return declare("http")
+    module.typed = typed
+    module.CloudEvent = CloudEvent
+    sys.modules["functions_framework"] = module
+
+
 def load_function():
     sys.path.insert(0, os.getcwd())
+    install_functions_framework()
     target = os.environ["FUNCTION_TARGET"]
     module = importlib.import_module("main")
     fn = getattr(module, target, None)
     if not callable(fn):
         raise SystemExit("ferry: main.py has no function named %r" % target)
     return fn
+
+
+def legacy_to_cloudevent(body):
+    """A background (legacy) event as Google's framework turns it into a CloudEvent for a cloud_event function."""
+    payload = json.loads(body or b"{}")
+    ctx = payload.get("context", {})
+    data = payload.get("data")
+    resource = ctx.get("resource")
+    if isinstance(resource, dict):
+        resource = resource.get("name")
+    event_type = ctx.get("eventType", "")
+    attributes = {"specversion": "1.0", "id": ctx.get("eventId"), "time": ctx.get("timestamp"),
+                  "type": event_type, "source": resource}
+    if event_type == "google.pubsub.topic.publish":
+        message = dict(data or {})
+        message.setdefault("messageId", ctx.get("eventId"))
+        message.setdefault("publishTime", ctx.get("timestamp"))
+        attributes["type"] = "google.cloud.pubsub.topic.v1.messagePublished"
+        attributes["source"] = "//pubsub.googleapis.com/" + (resource or "")
+        data = {"message": message, "subscription": os.environ.get("K_SERVICE", "")}
+    return CloudEvent(attributes, data)
 
 
 def event_call(fn, headers, body):
@@ -157,6 +211,8 @@ def main():
     setup_logging()
     fn = load_function()
     signature = os.environ.get("FUNCTION_SIGNATURE_TYPE", "http")
+    # A functions_framework decorator says how the function is called, as with Google's framework.
+    declared = DECLARED_SIGNATURES.get(os.environ["FUNCTION_TARGET"])
     secret = os.environ.get("FERRY_INSTANCE_SECRET", "")
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -179,15 +235,18 @@ def main():
             headers = {k.lower(): v for k, v in self.headers.items() if k.lower() != "x-ferry-instance-secret"}
             parsed = urllib.parse.urlsplit(self.path)
             try:
-                if signature == "event":
-                    event_call(fn, headers, body)
+                if declared == "cloudevent" and signature == "event" and "ce-type" not in headers:
+                    fn(legacy_to_cloudevent(body))
                     status, out_headers, out = 200, {}, b"OK"
-                elif signature == "cloudevent":
+                elif declared == "cloudevent" or (declared is None and signature == "cloudevent"):
                     cloudevent_call(fn, headers, body)
                     status, out_headers, out = 200, {}, b"OK"
-                else:
+                elif declared == "http" or signature == "http":
                     request = Request(self.command, parsed.path, parsed.query, headers, body)
                     status, out_headers, out = to_http(fn(request))
+                else:  # a background function: (data, context)
+                    event_call(fn, headers, body)
+                    status, out_headers, out = 200, {}, b"OK"
             except Exception as e:  # the function failed: its traceback goes to the log, its message answers
                 traceback.print_exc(file=sys.stderr)
                 sys.stderr.flush()

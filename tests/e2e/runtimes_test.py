@@ -43,7 +43,7 @@ class RuntimesTest(unittest.TestCase):
         with open(deploy, "w") as f:
             f.write(textwrap.dedent("""\
                 project: rt
-                topics: [py-orders, py-failed, node-orders, hooks, signed-hooks]
+                topics: [py-orders, py-failed, node-orders, hooks, signed-hooks, ff-orders]
                 functions:
                   - name: py-events
                     runtime: python3
@@ -80,7 +80,20 @@ class RuntimesTest(unittest.TestCase):
                     entry_point: helloHttp
                     trigger_http: true
                     allow_unauthenticated: true
-                """ % {"py": json.dumps(cls.python_src), "node": json.dumps(cls.node_src)}))
+                  - name: ff-events
+                    runtime: python3
+                    source_dir: %(ff)s
+                    entry_point: on_message
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: ff-orders
+                  - name: ff-web
+                    runtime: python3
+                    source_dir: %(ff)s
+                    entry_point: hello
+                    trigger_http: true
+                    allow_unauthenticated: true
+                """ % {"py": json.dumps(cls.python_src), "node": json.dumps(cls.node_src),
+                       "ff": json.dumps(os.path.join(HERE, "python_ff_function"))}))
         cls.daemon.deploy(deploy, timeout=600)
 
     @classmethod
@@ -123,6 +136,20 @@ class RuntimesTest(unittest.TestCase):
         self.assertEqual(len(errors()), 5)
         # The traceback is in the execution's log.
         self.assertTrue(any("ValueError: python function failed as asked" in m for m in self.log_messages("py-events")))
+
+    def test_python_code_for_googles_runtime_with_functions_framework_decorators_runs_unchanged(self):
+        # @functions_framework.cloud_event on a Pub/Sub trigger: the CloudEvent Google's framework makes.
+        [mid] = self.client.publish("ff-orders", ["order 7"], {"k": "v"})
+        got = wait_for(lambda: [m for m in self.log_messages("ff-events") if m.startswith("cloud_event")],
+                       what="the cloud_event function to run")
+        self.assertIn("type=google.cloud.pubsub.topic.v1.messagePublished", got[0])
+        self.assertIn("source=//pubsub.googleapis.com/projects/rt/topics/ff-orders", got[0])
+        self.assertIn("data=order 7", got[0])
+        self.assertIn("attributes={'k': 'v'}", got[0])
+        self.assertIn("id=" + mid, got[0])
+        # @functions_framework.http.
+        status, _, body = self.http("GET", "/functions/ff-web?name=ferry")
+        self.assertEqual((status, body), (200, "hello ferry"))
 
     def test_python_http_function_round_trips_and_times_out_with_504(self):
         status, headers, body = self.http("POST", "/functions/py-web/a/b?x=1&y=two", body='{"q": 7}',
