@@ -41,6 +41,7 @@ void AddEnvCommand(CLI::App& app, Cli& cli, Globals const& g, Runner const& run)
     line("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE", base + "/storage/v1/");
     line("CLOUDSDK_CORE_PROJECT", project);
     line("CLOUDSDK_FUNCTIONS_GEN2", "false");  // the guide's functions are 1st gen: gcloud goes to v1 directly
+    line("CLOUDSDK_FUNCTIONS_REGION", "local");  // a deploy file's default region (gcloud's is us-central1)
     if (!g.token_file.empty()) {
       line("CLOUDSDK_AUTH_ACCESS_TOKEN_FILE", std::filesystem::absolute(g.token_file).string());
     } else if (!EnvOr("FERRY_TOKEN", "").empty()) {

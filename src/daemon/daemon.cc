@@ -24,6 +24,7 @@
 #include "api/auth/http_guard.h"
 #include "api/console/console.h"
 #include "api/gateway/gateway.h"
+#include "api/logging/logging_api.h"
 #include "api/scheduler/scheduler_api.h"
 #include "api/grpc/pubsub_grpc.h"
 #include "api/http_server.h"
@@ -144,6 +145,7 @@ int RunDaemon(DaemonOptions const& options) {
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   SchedulerApi scheduler_api(scheduler);
+  LoggingApi logging_api(functions, **executions);
   AdminApi admin(functions, scheduler, **executions, broker, options.project);
   FunctionGateway gateway(functions, broker, {options.project, &tokens, options.webhook_secrets});
   HttpGuard guard({.tokens = &tokens, .bound_host = options.host, .allowed_hosts = options.allowed_hosts});
@@ -206,6 +208,7 @@ int RunDaemon(DaemonOptions const& options) {
     if (FunctionGateway::Serves(req.path)) return gateway.Handle(req);
     if (StorageApi::Serves(req.path)) return storage.Handle(req);
     if (SchedulerApi::Serves(req.path)) return scheduler_api.Handle(req);
+    if (LoggingApi::Serves(req.path)) return logging_api.Handle(req);
     HttpResponse res = rest.Handle(req);
     if (req.path == "/metrics" && res.status == 200) {
       res.body += functions.RenderMetrics();

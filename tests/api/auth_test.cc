@@ -111,6 +111,7 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   EXPECT_EQ(role("GET", "/metrics"), Role::kViewer);
   // Cloud Scheduler jobs: a viewer reads them; creating, changing, running, pausing is an admin's.
   EXPECT_EQ(role("GET", "/v1/projects/p/locations/r/jobs"), Role::kViewer);
+  EXPECT_EQ(role("POST", "/v2/entries:list"), Role::kViewer);  // reading logs, though by POST
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs"), Role::kAdmin);
   EXPECT_EQ(role("PATCH", "/v1/projects/p/locations/r/jobs/j"), Role::kAdmin);
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs/j:run"), Role::kAdmin);

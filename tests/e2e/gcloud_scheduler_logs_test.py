@@ -1,4 +1,5 @@
-"""`gcloud scheduler jobs` against Ferry (Cloud Scheduler v1), configured by `ferry env`: create a Pub/Sub job with a time zone, list,
+"""gcloud beyond Pub/Sub, configured by `ferry env`: `gcloud functions logs read` (Cloud Logging v2), and
+`gcloud scheduler jobs` (Cloud Scheduler v1): create a Pub/Sub job with a time zone, list,
 describe, run (its message reaches a subscription of the topic), pause, resume, update, delete; bad input in
 Google's error shape, printed by gcloud; and ownership: a deploy file neither deletes nor takes over a job made with
 gcloud, and gcloud does not change a deploy file's job."""
@@ -20,6 +21,22 @@ GCLOUD = shutil.which("gcloud")
 PROJECT = "test-proj"
 
 
+def gcloud_env(daemon, config):
+    """What `eval "$(ferry env)"` sets, as a user would get it, plus a throwaway gcloud config."""
+    out = daemon.cli("env")
+    assert out.returncode == 0, out.stderr
+    exports = dict(shlex.split(line[len("export "):])[0].split("=", 1)
+                   for line in out.stdout.splitlines() if line.startswith("export "))
+    assert exports["CLOUDSDK_CORE_PROJECT"] == daemon.project, exports
+    assert exports["CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDSCHEDULER"] == daemon.endpoint + "/", exports
+    return dict(os.environ, **exports, **{
+        "CLOUDSDK_CONFIG": config,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
+        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
+    })
+
+
 @unittest.skipIf(GCLOUD is None and os.environ.get("CI") != "true", "gcloud is not installed")
 class GcloudSchedulerTest(unittest.TestCase):
     @classmethod
@@ -27,19 +44,7 @@ class GcloudSchedulerTest(unittest.TestCase):
         cls.daemon = harness.Daemon(project=PROJECT).start()
         cls.config = tempfile.mkdtemp(prefix="gcloud-config-")
         cls.work = tempfile.mkdtemp(prefix="ferry-sched-")
-        # What `eval "$(ferry env)"` sets, as a user would get it.
-        out = cls.daemon.cli("env")
-        assert out.returncode == 0, out.stderr
-        exports = dict(shlex.split(line[len("export "):])[0].split("=", 1)
-                       for line in out.stdout.splitlines() if line.startswith("export "))
-        assert exports["CLOUDSDK_CORE_PROJECT"] == PROJECT, exports
-        assert exports["CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDSCHEDULER"] == cls.daemon.endpoint + "/", exports
-        cls.env = dict(os.environ, **exports, **{
-            "CLOUDSDK_CONFIG": cls.config,
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-        })
+        cls.env = gcloud_env(cls.daemon, cls.config)
         client = cls.daemon.client()
         client.create_topic("bar-topic")
         client.create_subscription("bar-audit", "bar-topic")
@@ -157,6 +162,75 @@ class GcloudSchedulerTest(unittest.TestCase):
         # Both still run by hand.
         self.gcloud("run", "from-file")
         self.gcloud("delete", "from-gcloud")
+
+
+@unittest.skipIf(GCLOUD is None and os.environ.get("CI") != "true", "gcloud is not installed")
+class GcloudLogsTest(unittest.TestCase):
+    """`gcloud functions logs read` (Cloud Logging v2 entries:list) on a deploy file's function."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = harness.Daemon(project="logs-proj").start()
+        cls.config = tempfile.mkdtemp(prefix="gcloud-config-")
+        cls.work = tempfile.mkdtemp(prefix="ferry-logs-")
+        cls.env = gcloud_env(cls.daemon, cls.config)
+        path = os.path.join(cls.work, "ferry.yaml")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: logs-proj
+                topics: [bar]
+                functions:
+                  - name: bar
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: hello_pubsub
+                    event_trigger_type: google.pubsub.topic.publish
+                    event_trigger_resource: bar
+                """) % json.dumps(os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_function")))
+        cls.daemon.deploy(path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.close()
+        shutil.rmtree(cls.config, ignore_errors=True)
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def logs(self, *args):
+        proc = subprocess.run([GCLOUD, "functions", "logs", "read"] + list(args), env=self.env, capture_output=True,
+                              text=True, timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        return proc.stdout
+
+    def test_logs_read_shows_each_executions_lines(self):
+        client = self.daemon.client()
+        self.addCleanup(client.close)
+        client.publish("bar", ['{"n": 1}'])
+        client.publish("bar", ['{"n": 2}', '{"fail": 1}'], {"fail": "yes"})
+        # gcloud asks for the newest 20 lines by default; the failures' tracebacks are more than that.
+        harness.wait_for(lambda: "python got data={\"n\": 1}" in self.logs("bar", "--limit", "100"), timeout=30,
+                         what="the function's line in gcloud functions logs read")
+        out = self.logs("bar", "--limit", "100")
+        self.assertEqual(out.splitlines()[0].split(), ["LEVEL", "NAME", "EXECUTION_ID", "TIME_UTC", "LOG"])
+        rows = [line.split(None, 5) for line in out.splitlines()[1:]]
+        got = [r for r in rows if len(r) == 6 and r[5].startswith("python got data={\"n\": 1}")]
+        self.assertEqual(len(got), 1, out)
+        level, name, execution = got[0][:3]
+        self.assertEqual((level, name), ("I", "bar"))
+        # --execution-id: that execution's lines only (its start, its line, its end).
+        one = self.logs("bar", "--execution-id", execution)
+        self.assertIn("python got", one)
+        self.assertNotIn('{"n": 2}', one)
+        self.assertTrue(all(execution in line for line in one.splitlines()[1:]), one)
+        # --min-log-level error: the failures' tracebacks and Ferry's error lines, nothing at INFO.
+        harness.wait_for(lambda: "ValueError: python function failed as asked" in self.logs(
+            "bar", "--min-log-level", "error", "--limit", "100"), timeout=30, what="the failure's traceback")
+        errors = self.logs("bar", "--min-log-level", "error", "--limit", "100")
+        self.assertNotIn("python got", errors)
+        # --limit: the newest lines, newest first, as gcloud asks for them.
+        newest = self.logs("bar", "--limit", "3").splitlines()
+        self.assertEqual(len(newest), 4)
+        times = [line.split(None, 5)[3] + " " + line.split(None, 5)[4] for line in newest[1:]]
+        self.assertEqual(times, sorted(times, reverse=True))
 
 
 if __name__ == "__main__":
