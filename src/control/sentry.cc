@@ -14,7 +14,7 @@ namespace ferry {
 namespace {
 
 constexpr std::size_t kMaxQueued = 256;
-constexpr auto kLinesSettle = std::chrono::milliseconds(300);  // AppendAfter's hold plus the log's commit
+constexpr auto kLinesSettle = std::chrono::seconds(1);  // for the instance's last lines (read on another thread) to be stored
 constexpr auto kSendTimeout = std::chrono::seconds(10);
 constexpr int kLinesReported = 50;
 constexpr auto kDrainOnStop = std::chrono::seconds(5);  // reports still waiting at shutdown get this long
