@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <thread>
 #include <cstring>
 #include <fstream>
 
@@ -193,6 +195,8 @@ ChildProcess::ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_lin
     : pid_(pid),
       on_line_(std::move(on_line)),
       stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      out_fd_(out_fd),
+      err_fd_(err_fd),
       out_reader_([this, out_fd] { ReadLines(out_fd, false); }),
       err_reader_([this, err_fd] { ReadLines(err_fd, true); }) {}
 
@@ -212,6 +216,8 @@ ChildProcess::~ChildProcess() {
   lock.unlock();
   out_reader_.join();
   err_reader_.join();
+  close(out_fd_);
+  close(err_fd_);
   if (stop_fd_ >= 0) close(stop_fd_);
 }
 
@@ -232,9 +238,16 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
       break;
     }
     if (fds[0].revents == 0 && fds[1].revents != 0) break;  // told to stop, nothing left to read
+    ++readers_handling_;  // before the read: the bytes are in the pipe or being handled, never neither
     ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0 && errno == EINTR) {
+      --readers_handling_;
+      continue;
+    }
+    if (n <= 0) {
+      --readers_handling_;
+      break;
+    }
     std::string_view chunk(buf, static_cast<std::size_t>(n));
     while (!chunk.empty()) {
       auto nl = chunk.find('\n');
@@ -254,9 +267,9 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
         chunk.remove_prefix(room);
       }
     }
+    --readers_handling_;
   }
   if (!pending.empty()) emit(pending);
-  close(fd);
   std::lock_guard lock(mu_);
   --readers_running_;
   readers_cv_.notify_all();
@@ -265,6 +278,18 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
 bool ChildProcess::WaitOutputRead(std::chrono::milliseconds max) {
   std::unique_lock lock(mu_);
   return readers_cv_.wait_for(lock, max, [&] { return readers_running_ == 0; });
+}
+
+bool ChildProcess::WaitOutputDrained(std::chrono::milliseconds max) {
+  auto const give_up = std::chrono::steady_clock::now() + max;
+  for (;;) {
+    int out = 0, err = 0;
+    bool drained = readers_handling_.load() == 0 && ioctl(out_fd_, FIONREAD, &out) == 0 && out == 0 &&
+                   ioctl(err_fd_, FIONREAD, &err) == 0 && err == 0 && readers_handling_.load() == 0;
+    if (drained) return true;
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
 }
 
 void ChildProcess::Kill() {

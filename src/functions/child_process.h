@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -43,6 +44,10 @@ class ChildProcess {
   // Waits, at most `max`, until its output has been read to the end (its pipes closed), so its last lines have
   // reached the line handler. Returns whether they have.
   bool WaitOutputRead(std::chrono::milliseconds max);
+  // Waits, at most `max`, until what the process has written so far has reached the line handler: both pipes
+  // empty and neither reader between a read and its lines' handling. A running process's answer can overtake its
+  // output (they come by different channels); this puts them back in order. Returns whether it drained.
+  bool WaitOutputDrained(std::chrono::milliseconds max);
   // True once the process has exited (reaps it without blocking).
   bool Exited();
   // Resident memory of the process in bytes, 0 when it is gone.
@@ -61,6 +66,8 @@ class ChildProcess {
   // Ends the readers when a process the child started outside its group (setsid) keeps the pipes open after
   // the child is gone. Made before the readers start.
   int stop_fd_;
+  int out_fd_, err_fd_;                     // closed by the destructor, after the readers end
+  std::atomic<int> readers_handling_{0};    // readers between a read and the end of its lines' handling
   std::mutex mu_;
   std::condition_variable readers_cv_;
   int readers_running_ = 2;  // GUARDED_BY(mu_)

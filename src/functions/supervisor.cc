@@ -40,6 +40,9 @@ using tcp = asio::ip::tcp;
 using Steady = std::chrono::steady_clock;
 
 constexpr std::chrono::milliseconds kWatchInterval{100};
+// How long an answered call waits for the instance's output written before the answer (ChildProcess::
+// WaitOutputDrained); usually no time at all.
+constexpr std::chrono::milliseconds kOutputDrainWait{100};
 constexpr std::chrono::milliseconds kMaxRestartBackoff{30'000};
 constexpr std::size_t kStderrLinesKept = 5;
 constexpr std::size_t kMaxErrorBytes = 2048;
@@ -705,6 +708,9 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     if (parser->keep_alive()) inst->ReturnConnection(std::move(conn));
     result = Answered(parser->release());
   }
+  // Its output comes by pipe, its answer by socket, and the answer can overtake the lines written before it: wait
+  // (briefly) for them, so they are logged under this execution, before it is recorded and the instance moves on.
+  if (inst->process) inst->process->WaitOutputDrained(kOutputDrainWait);
   inst->SetCurrentExecution("");
   Release(*pool, inst, healthy);
   return result;
@@ -837,6 +843,18 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
     } else {
       if (parser->keep_alive()) connections.Return(inst->id, std::move(conn));
       result = Answered(parser->release());
+    }
+    // As in Invoke: the lines written before the answer are logged under this execution (without blocking the
+    // event loop: checked, then checked again every 2 ms).
+    if (inst->process) {
+      asio::steady_timer pause(io);
+      for (auto waited = std::chrono::milliseconds(0);
+           waited < kOutputDrainWait && !inst->process->WaitOutputDrained(std::chrono::milliseconds(0));
+           waited += std::chrono::milliseconds(2)) {
+        pause.expires_after(std::chrono::milliseconds(2));
+        beast::error_code ignored;
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      }
     }
     inst->SetCurrentExecution("");
     Release(*pool, inst, healthy);

@@ -1,4 +1,5 @@
 #include "functions/supervisor.h"
+#include "functions/child_process.h"
 
 #include "common/base64.h"
 
@@ -79,6 +80,29 @@ class SupervisorTest : public ::testing::Test {
   std::vector<Line> lines_;
   Supervisor supervisor_;
 };
+
+// The order fix behind every execution's log: lines a process wrote are handled before WaitOutputDrained returns,
+// however slow their handling. Without it, the answer of a call could be recorded before its last lines (they come
+// by pipe, the answer by socket), and lines handled after the instance moved on lost their execution.
+TEST(ChildProcessTest, WaitOutputDrainedReturnsOnceEveryLineWrittenIsHandled) {
+  std::mutex mu;
+  std::vector<std::string> handled;
+  auto child = ChildProcess::Spawn({.argv = {"sh", "-c", "printf '1\\n2\\n3\\n'; sleep 30"}},
+                                   [&](bool, std::string line) {
+                                     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow log
+                                     std::lock_guard lock(mu);
+                                     handled.push_back(std::move(line));
+                                   });
+  ASSERT_TRUE(child.ok()) << child.status().message();
+  for (int i = 0; i < 500; ++i) {  // the output is written (the first line is being handled)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::lock_guard lock(mu);
+    if (!handled.empty()) break;
+  }
+  EXPECT_TRUE((*child)->WaitOutputDrained(std::chrono::seconds(10)));
+  std::lock_guard lock(mu);
+  EXPECT_THAT(handled, ::testing::ElementsAre("1", "2", "3"));
+}
 
 TEST_F(SupervisorTest, RunsAnInvocationAndTagsItsLogLines) {
   supervisor_.Deploy(Spec("greet"));
