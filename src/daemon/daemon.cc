@@ -24,6 +24,7 @@
 #include "api/auth/http_guard.h"
 #include "api/console/console.h"
 #include "api/gateway/gateway.h"
+#include "api/functions/functions_api.h"
 #include "api/logging/logging_api.h"
 #include "api/scheduler/scheduler_api.h"
 #include "api/grpc/pubsub_grpc.h"
@@ -146,6 +147,7 @@ int RunDaemon(DaemonOptions const& options) {
   PubsubRestApi rest(broker);
   SchedulerApi scheduler_api(scheduler);
   LoggingApi logging_api(functions, **executions);
+  FunctionsApi functions_api(functions);
   AdminApi admin(functions, scheduler, **executions, broker, options.project);
   FunctionGateway gateway(functions, broker, {options.project, &tokens, options.webhook_secrets});
   HttpGuard guard({.tokens = &tokens, .bound_host = options.host, .allowed_hosts = options.allowed_hosts});
@@ -209,6 +211,7 @@ int RunDaemon(DaemonOptions const& options) {
     if (StorageApi::Serves(req.path)) return storage.Handle(req);
     if (SchedulerApi::Serves(req.path)) return scheduler_api.Handle(req);
     if (LoggingApi::Serves(req.path)) return logging_api.Handle(req);
+    if (FunctionsApi::Serves(req.path)) return functions_api.Handle(req);
     HttpResponse res = rest.Handle(req);
     if (req.path == "/metrics" && res.status == 200) {
       res.body += functions.RenderMetrics();

@@ -112,6 +112,9 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   // Cloud Scheduler jobs: a viewer reads them; creating, changing, running, pausing is an admin's.
   EXPECT_EQ(role("GET", "/v1/projects/p/locations/r/jobs"), Role::kViewer);
   EXPECT_EQ(role("POST", "/v2/entries:list"), Role::kViewer);  // reading logs, though by POST
+  EXPECT_EQ(role("GET", "/v1/projects/p/locations/r/functions/f"), Role::kViewer);
+  EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/functions/f:call"), Role::kInvoker);
+  EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/functions"), Role::kAdmin);
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs"), Role::kAdmin);
   EXPECT_EQ(role("PATCH", "/v1/projects/p/locations/r/jobs/j"), Role::kAdmin);
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs/j:run"), Role::kAdmin);

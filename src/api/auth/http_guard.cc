@@ -54,6 +54,10 @@ Access AccessFor(HttpRequest const& request) {
   if (path == "/ferry/v1/info") return {Access::Kind::kAnyToken};
   if (path == "/metrics") return {Access::Kind::kRole, Role::kViewer};
   if (path == "/v2/entries:list") return {Access::Kind::kRole, Role::kViewer, IsMutating(method)};  // a read, by POST
+  // Cloud Functions v1's :call runs a function, as the admin API's :call does.
+  if (StartsWith(path, "/v1/projects/") && path.find("/functions/") != std::string_view::npos && EndsWith(path, ":call")) {
+    return {Access::Kind::kRole, Role::kInvoker, IsMutating(method)};
+  }
   if (StartsWith(path, "/functions/") || StartsWith(path, "/webhooks/")) return {Access::Kind::kDelegated};
   if (StartsWith(path, "/ferry/")) {
     if (reads) return {Access::Kind::kRole, Role::kViewer};

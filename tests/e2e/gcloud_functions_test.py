@@ -1,5 +1,6 @@
-"""gcloud beyond Pub/Sub, configured by `ferry env`: `gcloud functions logs read` (Cloud Logging v2), and
-`gcloud scheduler jobs` (Cloud Scheduler v1): create a Pub/Sub job with a time zone, list,
+"""gcloud beyond Pub/Sub, configured by `ferry env`: `gcloud functions list / describe / call` (Cloud Functions
+v1) and `logs read` (Cloud Logging v2) on a deploy file's function, and `gcloud scheduler jobs` (Cloud Scheduler
+v1): create a Pub/Sub job with a time zone, list,
 describe, run (its message reaches a subscription of the topic), pause, resume, update, delete; bad input in
 Google's error shape, printed by gcloud; and ownership: a deploy file neither deletes nor takes over a job made with
 gcloud, and gcloud does not change a deploy file's job."""
@@ -231,6 +232,41 @@ class GcloudLogsTest(unittest.TestCase):
         self.assertEqual(len(newest), 4)
         times = [line.split(None, 5)[3] + " " + line.split(None, 5)[4] for line in newest[1:]]
         self.assertEqual(times, sorted(times, reverse=True))
+
+
+    def functions(self, *args, expect=0):
+        proc = subprocess.run([GCLOUD, "functions"] + list(args), env=self.env, capture_output=True, text=True,
+                              timeout=120)
+        self.assertEqual(proc.returncode, expect, proc.stdout + proc.stderr)
+        return proc
+
+    def test_list_describe_and_call_a_deploy_files_function(self):
+        listed = json.loads(self.functions("list", "--format", "json").stdout)
+        self.assertEqual([f["name"] for f in listed], ["projects/logs-proj/locations/local/functions/bar"])
+        bar = json.loads(self.functions("describe", "bar", "--format", "json").stdout)
+        self.assertEqual(bar["status"], "ACTIVE")
+        self.assertEqual(bar["runtime"], "python311")
+        self.assertEqual(bar["entryPoint"], "hello_pubsub")
+        self.assertEqual(bar["eventTrigger"]["eventType"], "google.pubsub.topic.publish")
+        self.assertEqual(bar["eventTrigger"]["resource"], "projects/logs-proj/topics/bar")
+        self.assertEqual(bar["timeout"], "60s")
+        called = self.functions("call", "bar", "--data", '{"n": 42}').stdout
+        self.assertIn("executionId:", called)
+        self.assertIn("result: OK", called)
+        execution = [line.split(":", 1)[1].strip() for line in called.splitlines() if line.startswith("executionId")][0]
+        harness.wait_for(lambda: "python got data={\"n\": 42}" in self.logs("bar", "--execution-id", execution),
+                         timeout=30, what="the called execution's line")
+        missing = self.functions("describe", "nope", expect=1)
+        self.assertIn("does not exist", missing.stderr)
+
+    def test_deploying_through_gcloud_says_what_to_use_instead(self):
+        src = tempfile.mkdtemp(prefix="ferry-src-")
+        self.addCleanup(shutil.rmtree, src, True)
+        with open(os.path.join(src, "main.py"), "w") as f:
+            f.write("def bar(event, context):\n    print('hi')\n")
+        out = self.functions("deploy", "baz", "--runtime", "python311", "--trigger-topic", "bar", "--source", src,
+                             "--entry-point", "bar", expect=1)
+        self.assertIn("ferry deploy", out.stderr)
 
 
 if __name__ == "__main__":
