@@ -613,6 +613,14 @@ HttpResponse ErrorResponse(Status const& status, int http_status) {
                       {}};
 }
 
+HttpResponse MethodNotAllowed(HttpRequest const& req, char const* allowed) {
+  auto res = ErrorResponse(Status(StatusCode::kUnimplemented, "Method " + req.method + " is not allowed on " +
+                                                                  req.path + "; use " + allowed),
+                           405);
+  res.headers.emplace_back("Allow", allowed);
+  return res;
+}
+
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions const& options, HttpHandler handler) {
   auto server = std::make_unique<BeastHttpServer>(options, std::move(handler));
   if (auto st = server->Listen(); !st.ok()) return st;

@@ -118,5 +118,7 @@ HttpResponse ErrorResponse(Status const& status);
 // The same with an HTTP status that the code does not imply (405, 413).
 HttpResponse ErrorResponse(Status const& status, int http_status);
 int HttpStatusFor(StatusCode code);
+// 405 for a method the path does not take, with Allow: `allowed` ("GET, POST").
+HttpResponse MethodNotAllowed(HttpRequest const& request, char const* allowed);
 
 }  // namespace ferry

@@ -28,6 +28,17 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+// An answer as the CLI reads it: status, body, headers with lowercased names.
+HttpResult ToResult(http::response<http::string_body> res) {
+  HttpResult result{static_cast<int>(res.result_int()), std::move(res.body()), {}};
+  for (auto const& f : res) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    result.headers.emplace_back(std::move(name), std::string(f.value()));
+  }
+  return result;
+}
+
 struct Target {
   std::string endpoint, host, port, authorization;
 };
@@ -76,13 +87,7 @@ class BeastHttpClient : public HttpClient {
       }
       auto res = parser.release();
       if (!res.keep_alive()) stream_.reset();
-      HttpResult result{static_cast<int>(res.result_int()), std::move(res.body()), {}};
-      for (auto const& f : res) {
-        std::string name(f.name_string());
-        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        result.headers.emplace_back(std::move(name), std::string(f.value()));
-      }
-      return result;
+      return ToResult(std::move(res));
     }
     return UnavailableError("request to " + target_.endpoint + " failed");
   }
@@ -191,14 +196,7 @@ StatusOr<HttpResult> SendOnceOver(Target const& target, std::string const& metho
                                                      std::to_string(timeout.count()) + " ms");
   }
   if (ec) return UnavailableError("request to " + target.endpoint + " failed: " + ec.message());
-  auto res = parser.release();
-  HttpResult result{static_cast<int>(res.result_int()), std::move(res.body()), {}};
-  for (auto const& f : res) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    result.headers.emplace_back(std::move(name), std::string(f.value()));
-  }
-  return result;
+  return ToResult(parser.release());
 }
 
 }  // namespace

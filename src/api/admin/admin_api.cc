@@ -33,13 +33,6 @@ HttpResponse NotFoundPath(HttpRequest const& req) {
   return ErrorResponse(NotFoundError("Not found: " + req.method + " " + req.path));
 }
 
-HttpResponse WrongMethod(HttpRequest const& req, char const* allowed) {
-  auto res = ErrorResponse(Status(StatusCode::kUnimplemented, "Method " + req.method + " is not allowed on " +
-                                                                  req.path + "; use " + allowed),
-                           405);
-  res.headers.emplace_back("Allow", allowed);
-  return res;
-}
 
 json StateJson(FunctionState const& s) {
   json j{{"name", FunctionResourceName(s.spec)},
@@ -72,6 +65,15 @@ int IntParam(HttpRequest const& req, std::string_view name, int fallback, int ma
   } catch (...) {
     return fallback;
   }
+}
+
+// The "after" query parameter: a message id to list after (0: from the first).
+StatusOr<int64_t> AfterParam(HttpRequest const& req) {
+  std::string a = req.Query("after");
+  if (a.empty()) return int64_t{0};
+  auto id = DecodeMessageId(a);
+  if (!id) return InvalidArgumentError("\"after\" must be a message id");
+  return *id;
 }
 
 // A message with a preview of its data (text up to 200 bytes, when it is text); `data` is the whole of it, base64
@@ -125,9 +127,9 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
   constexpr std::string_view kPrefix = "/ferry/v1/";
   if (path.substr(0, kPrefix.size()) != kPrefix) return NotFoundPath(req);
   path.remove_prefix(kPrefix.size());
-  if (path == "deploy") return req.method == "POST" ? Deploy(req) : WrongMethod(req, "POST");
+  if (path == "deploy") return req.method == "POST" ? Deploy(req) : MethodNotAllowed(req, "POST");
   if (path.rfind("executions/", 0) == 0) {
-    if (req.method != "GET") return WrongMethod(req, "GET");
+    if (req.method != "GET") return MethodNotAllowed(req, "GET");
     auto row = log_.Execution(std::string(path.substr(11)));
     if (!row.ok()) return ErrorResponse(row.status());
     if (!row->has_value()) return ErrorResponse(NotFoundError("Execution not found"));
@@ -151,7 +153,7 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     path.remove_prefix(slash + 1);
   }
   if (path == "functions") {
-    if (req.method != "GET") return WrongMethod(req, "GET");
+    if (req.method != "GET") return MethodNotAllowed(req, "GET");
     auto list = functions_.List(project);
     if (!list.ok()) return ErrorResponse(list.status());
     json out = json::array();
@@ -159,11 +161,11 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
     return JsonReply(json{{"functions", out}});
   }
   if (path == "overview") {
-    if (req.method != "GET") return WrongMethod(req, "GET");
+    if (req.method != "GET") return MethodNotAllowed(req, "GET");
     return Overview(project);
   }
   if (path == "jobs" || path == "schedules") {
-    if (req.method != "GET") return WrongMethod(req, "GET");
+    if (req.method != "GET") return MethodNotAllowed(req, "GET");
     auto list = scheduler_.List(project);
     if (!list.ok()) return ErrorResponse(list.status());
     json out = json::array();
@@ -207,12 +209,12 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
 
 HttpResponse AdminApi::Schedule(HttpRequest const& req, std::string const& name, std::string const& verb) {
   if (verb.empty()) {
-    if (req.method != "GET") return WrongMethod(req, "GET");
+    if (req.method != "GET") return MethodNotAllowed(req, "GET");
     auto state = scheduler_.Get(name);
     if (!state.ok()) return ErrorResponse(state.status());
     return JsonReply(ScheduleJson(*state));
   }
-  if (req.method != "POST") return WrongMethod(req, "POST");
+  if (req.method != "POST") return MethodNotAllowed(req, "POST");
   Status st = verb == "run"      ? scheduler_.RunNow(name)
               : verb == "pause"  ? scheduler_.Pause(name)
               : verb == "resume" ? scheduler_.Resume(name)
@@ -226,14 +228,10 @@ HttpResponse AdminApi::Schedule(HttpRequest const& req, std::string const& name,
 HttpResponse AdminApi::DeadLetterCall(HttpRequest const& req, std::string const& subscription,
                                       std::string const& verb) {
   if (verb.empty()) {
-    if (req.method != "GET") return WrongMethod(req, "GET");
-    int64_t after = 0;
-    if (std::string a = req.Query("after"); !a.empty()) {
-      auto id = DecodeMessageId(a);
-      if (!id) return ErrorResponse(InvalidArgumentError("\"after\" must be a message id"));
-      after = *id;
-    }
-    auto page = dead_letters_.List(subscription, after, IntParam(req, "limit", 100, kMaxPullMessages));
+    if (req.method != "GET") return MethodNotAllowed(req, "GET");
+    auto after = AfterParam(req);
+    if (!after.ok()) return ErrorResponse(after.status());
+    auto page = dead_letters_.List(subscription, *after, IntParam(req, "limit", 100, kMaxPullMessages));
     if (!page.ok()) return ErrorResponse(page.status());
     json messages = json::array();
     for (auto const& e : page->messages) messages.push_back(DeadLetterJson(e));
@@ -246,7 +244,7 @@ HttpResponse AdminApi::DeadLetterCall(HttpRequest const& req, std::string const&
   if (verb != "redrive" && verb != "purge") {
     return ErrorResponse(NotFoundError("Unknown dead-letter verb \"" + verb + "\" (redrive, purge)"));
   }
-  if (req.method != "POST") return WrongMethod(req, "POST");
+  if (req.method != "POST") return MethodNotAllowed(req, "POST");
   auto parsed = ParseJsonText(req.body.empty() ? "{}" : req.body);
   if (!parsed.ok()) return ErrorResponse(parsed.status());
   json const& body = *parsed;
@@ -271,16 +269,12 @@ HttpResponse AdminApi::DeadLetterCall(HttpRequest const& req, std::string const&
 }
 
 HttpResponse AdminApi::Peek(HttpRequest const& req, std::string const& subscription) {
-  if (req.method != "GET") return WrongMethod(req, "GET");
-  int64_t after = 0;
-  if (std::string a = req.Query("after"); !a.empty()) {
-    auto id = DecodeMessageId(a);
-    if (!id) return ErrorResponse(InvalidArgumentError("\"after\" must be a message id"));
-    after = *id;
-  }
+  if (req.method != "GET") return MethodNotAllowed(req, "GET");
+  auto after = AfterParam(req);
+  if (!after.ok()) return ErrorResponse(after.status());
   int limit = IntParam(req, "limit", 50, kMaxPullMessages);
   if (auto sub = broker_.GetSubscription(subscription); !sub.ok()) return ErrorResponse(sub.status());
-  auto held = broker_.Peek(subscription, after, limit + 1);  // one more: whether a next page exists
+  auto held = broker_.Peek(subscription, *after, limit + 1);  // one more: whether a next page exists
   if (!held.ok()) return ErrorResponse(held.status());
   json messages = json::array();
   for (std::size_t i = 0; i < held->size() && static_cast<int>(i) < limit; ++i) {
@@ -363,10 +357,10 @@ HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name,
       auto st = functions_.Delete(name);
       return st.ok() ? JsonReply(json::object()) : ErrorResponse(st);
     }
-    return WrongMethod(req, "GET, DELETE");
+    return MethodNotAllowed(req, "GET, DELETE");
   }
   if (rest == ":call") {
-    if (req.method != "POST") return WrongMethod(req, "POST");
+    if (req.method != "POST") return MethodNotAllowed(req, "POST");
     auto parsed = ParseJsonText(req.body.empty() ? "{}" : req.body);
     if (!parsed.ok()) return ErrorResponse(parsed.status());
     json& body = *parsed;
@@ -384,7 +378,7 @@ HttpResponse AdminApi::Function(HttpRequest const& req, std::string const& name,
     if (!result->error.empty()) out["error"] = result->error;
     return JsonReply(out);
   }
-  if (req.method != "GET") return WrongMethod(req, "GET");
+  if (req.method != "GET") return MethodNotAllowed(req, "GET");
   // Executions and logs stay readable after a function is deleted, until retention drops them.
   if (rest == "/executions") {
     auto rows = log_.Executions(name, IntParam(req, "limit", 20, 1000), req.Query("messageId"));

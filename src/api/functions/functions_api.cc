@@ -140,7 +140,7 @@ HttpResponse FunctionsApi::Handle(HttpRequest const& req) {
     return Unimplemented("gcloud functions deploy / delete (" + req.method + " " + req.path + ")");
   }
   if (verb != "call") return Unimplemented(":" + verb);
-  if (req.method != "POST") return ErrorResponse(Status(StatusCode::kUnimplemented, ":call is a POST"), 405);
+  if (req.method != "POST") return MethodNotAllowed(req, "POST");
   auto body = ParseJsonText(req.body.empty() ? "{}" : req.body);
   if (!body.ok()) return ErrorResponse(body.status());
   if (!body->is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));

@@ -25,11 +25,7 @@ struct Entry {
 }  // namespace
 
 HttpResponse LoggingApi::Handle(HttpRequest const& req) {
-  if (req.method != "POST") {
-    auto res = ErrorResponse(Status(StatusCode::kUnimplemented, "entries:list is called with POST"), 405);
-    res.headers.emplace_back("Allow", "POST");
-    return res;
-  }
+  if (req.method != "POST") return MethodNotAllowed(req, "POST");
   auto body = ParseJsonText(req.body.empty() ? "{}" : req.body);
   if (!body.ok()) return ErrorResponse(body.status());
   if (!body->is_object()) return ErrorResponse(InvalidArgumentError("Invalid JSON payload received"));

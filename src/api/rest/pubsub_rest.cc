@@ -123,14 +123,6 @@ Status ReconcileName(std::string& body_name, std::string const& path_name) {
   return OkStatus();
 }
 
-HttpResponse MethodNotAllowed(HttpRequest const& req, char const* allowed) {
-  HttpResponse res = ErrorResponse(
-      Status(StatusCode::kUnimplemented, "method " + req.method + " is not allowed on " + req.path + "; use " + allowed),
-      405);
-  res.headers.emplace_back("Allow", allowed);
-  return res;
-}
-
 HttpResponse NotFound(HttpRequest const& req) {
   return ErrorResponse(NotFoundError("no such resource or method: " + req.method + " " + req.path));
 }

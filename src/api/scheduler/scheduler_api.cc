@@ -17,13 +17,6 @@ json JobJson(ScheduleState const& s) {
   return CloudSchedulerJobJson(s.spec, {s.next_fire_ms, s.last_fired_ms, s.paused});
 }
 
-HttpResponse WrongMethod(HttpRequest const& req, char const* allowed) {
-  auto res = ErrorResponse(Status(StatusCode::kUnimplemented, "Method " + req.method + " is not allowed on " +
-                                                                  req.path + "; use " + allowed),
-                           405);
-  res.headers.emplace_back("Allow", allowed);
-  return res;
-}
 
 }  // namespace
 
@@ -50,7 +43,7 @@ HttpResponse SchedulerApi::Handle(HttpRequest const& req) {
       }
       return Reply(jobs.empty() ? json::object() : json{{"jobs", jobs}});
     }
-    if (req.method != "POST") return WrongMethod(req, "GET, POST");
+    if (req.method != "POST") return MethodNotAllowed(req, "GET, POST");
     auto body = ParseJsonText(req.body);
     if (!body.ok()) return ErrorResponse(body.status());
     if (!body->is_object() || !(*body)["name"].is_string()) {
@@ -81,7 +74,7 @@ HttpResponse SchedulerApi::Handle(HttpRequest const& req) {
   if (!IsValidResourceId(id)) return ErrorResponse(InvalidArgumentError("Invalid job id \"" + id + "\""));
   std::string const name = parent + "/jobs/" + id;
   if (!verb.empty()) {
-    if (req.method != "POST") return WrongMethod(req, "POST");
+    if (req.method != "POST") return MethodNotAllowed(req, "POST");
     Status st = verb == "run"      ? scheduler_.RunNow(name)
                 : verb == "pause"  ? scheduler_.Pause(name)
                 : verb == "resume" ? scheduler_.Resume(name)
@@ -104,7 +97,7 @@ HttpResponse SchedulerApi::Handle(HttpRequest const& req) {
     if (Status st = NormalizeScheduleSpec(spec); !st.ok()) return ErrorResponse(st);
     if (Status st = scheduler_.Replace(spec); !st.ok()) return ErrorResponse(st);
   } else if (req.method != "GET") {
-    return WrongMethod(req, "GET, PATCH, DELETE");
+    return MethodNotAllowed(req, "GET, PATCH, DELETE");
   }
   auto state = scheduler_.Get(name);
   return state.ok() ? Reply(JobJson(*state)) : ErrorResponse(state.status());
