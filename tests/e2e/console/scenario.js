@@ -28,6 +28,8 @@ async function open(page, hash) {
 }
 
 async function shot(page, name) {
+  const text = await page.textContent("main");
+  check(!/\bnull\b|\bundefined\b|\[object /.test(text), name + " shows a placeholder for nothing: " + text);
   await page.screenshot({ path: path.join(shots, name + ".png"), fullPage: true });
 }
 

@@ -27,6 +27,12 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// Sets an element's children, leaving out the null, undefined and false that conditional parts give.
+function fill(el, ...kids) {
+  el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false)
+    .map((k) => (k instanceof Node ? k : document.createTextNode(String(k)))));
+}
+
 function table(headers, rows, empty) {
   if (!rows.length) return h("p", { class: "muted" }, empty || "None.");
   return h("table", {},
@@ -175,7 +181,7 @@ async function overviewPage(main) {
         num(total), num(failed), num(total ? (100 * failed / total).toFixed(1) + " %" : ""));
     });
     state.lastOverview = { project: state.project, at: now, counters };
-    main.replaceChildren(...page("Overview", "Project " + o.project + " · " + fmtTime(o.time),
+    fill(main, ...page("Overview", "Project " + o.project + " · " + fmtTime(o.time),
       h("h2", {}, "Functions"),
       table(["Function", "State", "Trigger", "Busy / running#", "Max instances#", "Executions#", "Failed#",
              "Error rate#"], fns, "No functions deployed."),
@@ -203,11 +209,11 @@ async function topicPage(main, id) {
       const message = { data: b64encode(form.data.value), attributes: parseAttributes(form.attributes.value) };
       if (form.orderingKey.value) message.orderingKey = form.orderingKey.value;
       const res = await call("POST", pubsub("/topics/" + enc(id) + ":publish"), { messages: [message] });
-      result.replaceChildren(h("p", {}, "Published message ", h("code", { class: "message-id" }, res.messageIds[0])));
+      fill(result, h("p", {}, "Published message ", h("code", { class: "message-id" }, res.messageIds[0])));
       flash("Published " + res.messageIds[0]);
     } catch (e) { flash(e.message, true); }
   });
-  main.replaceChildren(...page("Topic " + id, topic.name,
+  fill(main, ...page("Topic " + id, topic.name,
     h("section", { class: "card" }, h("h2", {}, "Publish"), form, result),
     h("h2", {}, "Subscriptions"),
     table(["Subscription"], (subs.subscriptions || []).map((s) =>
@@ -231,7 +237,7 @@ async function subscriptionPage(main, id) {
   const peek = async (after) => {
     const res = await call("GET", admin("/subscriptions/" + enc(id) + "/messages?limit=50" +
       (after ? "&after=" + enc(after) : "")));
-    peekBox.replaceChildren(messagesTable(res.messages),
+    fill(peekBox, messagesTable(res.messages),
       res.nextAfter ? h("button", { onclick: () => peek(res.nextAfter).catch((e) => flash(e.message, true)) },
         "Next 50") : null);
   };
@@ -261,7 +267,7 @@ async function subscriptionPage(main, id) {
      ["Dead letters", sub.deadLetterPolicy ? sub.deadLetterPolicy.deadLetterTopic + " after " +
        (sub.deadLetterPolicy.maxDeliveryAttempts || 5) + " attempts" : "none"]]
       .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-  main.replaceChildren(...page("Subscription " + id, sub.name,
+  fill(main, ...page("Subscription " + id, sub.name,
     sub.deadLetterPolicy ? h("p", {}, h("a", { href: "#/dead-letters/" + enc(id) }, "Dead letters of " + id)) : null,
     h("section", { class: "card" }, h("h2", {}, "Settings"), settings),
     h("section", { class: "card" }, h("h2", {}, "Seek"), seek),
@@ -309,11 +315,11 @@ async function deadLettersPage(main, id) {
           parts.push(await logLines(shortName(fn.name), e.executionId));
         }
       }
-      detail.replaceChildren(h("section", { class: "card" }, parts));
+      fill(detail, h("section", { class: "card" }, parts));
     };
     const hide = (k) => k.startsWith("CloudPubSubDeadLetterSource") || k === "FerryLastError" ||
       k === "FerrySourceMessageId";
-    listBox.replaceChildren(
+    fill(listBox,
       h("div", { class: "actions" },
         h("button", { class: "primary", id: "redrive-selected",
           onclick: () => act("redrive", { messageIds: [...selected] }) }, "Redrive selected"),
@@ -335,7 +341,7 @@ async function deadLettersPage(main, id) {
       }),
       detail);
   };
-  main.replaceChildren(...page("Dead letters of " + id,
+  fill(main, ...page("Dead letters of " + id,
     "Messages the subscription gave up on" + (fn ? ", for function " + shortName(fn.name) : "") +
     ". Redrive sends them back to " + id + " alone.", listBox));
   await load();
@@ -348,12 +354,12 @@ async function functionPage(main, id) {
   const logBox = h("div", {});
   const loadExecutions = async () => {
     const res = await call("GET", admin("/functions/" + enc(id) + "/executions?limit=50"));
-    execBox.replaceChildren(table(["Started", "Execution", "Trigger", "Attempt#", "Status", "Duration#", "Error"],
+    fill(execBox, table(["Started", "Execution", "Trigger", "Attempt#", "Status", "Duration#", "Error"],
       (res.executions || []).map((e) => h("tr", { "data-execution-id": e.executionId },
         h("td", {}, fmtTime(e.startTime)),
         h("td", {}, h("a", { href: "#", class: "mono", onclick: async (ev) => {
           ev.preventDefault();
-          logBox.replaceChildren(h("h2", {}, "Execution " + e.executionId), await logLines(id, e.executionId));
+          fill(logBox, h("h2", {}, "Execution " + e.executionId), await logLines(id, e.executionId));
         } }, e.executionId)),
         h("td", {}, e.trigger), num(e.attempt), h("td", { class: "status-" + e.status }, e.status),
         num(e.durationMs + " ms"), h("td", { class: "error" }, e.error || ""))), "No executions yet."));
@@ -380,14 +386,14 @@ async function functionPage(main, id) {
     h("button", { class: "primary", type: "submit" }, "Call now"));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    callResult.replaceChildren(h("p", { class: "muted" }, "Running…"));
+    fill(callResult, h("p", { class: "muted" }, "Running…"));
     try {
       const r = await call("POST", admin("/functions/" + enc(id) + ":call"), { data: form.data.value });
-      callResult.replaceChildren(h("p", {}, "Execution ", h("code", {}, r.executionId), ": ",
+      fill(callResult, h("p", {}, "Execution ", h("code", {}, r.executionId), ": ",
         h("span", { class: "status-" + r.status }, r.status), r.error ? h("span", { class: "error" }, " " + r.error) : ""),
         r.result ? h("pre", {}, r.result) : null);
       await loadExecutions();
-    } catch (e) { callResult.replaceChildren(h("p", { class: "error" }, e.message)); }
+    } catch (e) { fill(callResult, h("p", { class: "error" }, e.message)); }
   });
   const settings = [
     ["State", h("span", { class: "state-" + f.state }, f.state + (f.error ? ": " + f.error : ""))],
@@ -400,7 +406,7 @@ async function functionPage(main, id) {
     ["Environment", Object.keys(s.env_vars || {}).map((k) => k + "=(hidden)").join(", ") || "none"],
     ["Nodes", (f.nodes || []).map((n) => n.node + ": " + n.instancesBusy + "/" + n.instancesRunning).join(", ")],
   ].filter(([, v]) => v !== "" && v !== undefined);
-  main.replaceChildren(...page("Function " + id, f.name,
+  fill(main, ...page("Function " + id, f.name,
     f.triggerSubscription && s.dead_letter_topic
       ? h("p", {}, h("a", { href: "#/dead-letters/" + enc(shortName(f.triggerSubscription)) }, "Dead letters")) : null,
     h("section", { class: "card" }, h("h2", {}, "Settings"),
@@ -431,7 +437,7 @@ async function schedulesPage(main) {
         return new Date(iso).toLocaleString(undefined, { timeZone: zone || "UTC", timeZoneName: "short" });
       } catch (e) { return iso; }
     };
-    main.replaceChildren(...page("Schedules", "Cloud Scheduler jobs deployed in " + state.project,
+    fill(main, ...page("Schedules", "Cloud Scheduler jobs deployed in " + state.project,
       table(["Schedule", "When", "Time zone", "Target", "Next run", "Last run", "State", ""],
         (res.schedules || []).map((j) => h("tr", { "data-schedule": j.id },
           h("td", {}, j.id), h("td", { class: "mono" }, j.schedule), h("td", {}, j.time_zone || "UTC"),
@@ -449,7 +455,7 @@ async function schedulesPage(main) {
 
 async function bucketsPage(main) {
   const res = await call("GET", "/storage/v1/b?project=" + P());
-  main.replaceChildren(...page("Buckets", "Directories Ferry serves as Cloud Storage buckets",
+  fill(main, ...page("Buckets", "Directories Ferry serves as Cloud Storage buckets",
     table(["Bucket", "Created"], (res.items || []).map((b) => h("tr", {},
       h("td", {}, h("a", { href: "#/buckets/" + enc(b.name) }, b.name)), h("td", {}, fmtTime(b.timeCreated)))),
       "No buckets deployed.")));
@@ -490,10 +496,10 @@ async function bucketPage(main, bucket, prefix) {
       h("td", {}, o.name.slice(prefix.length)), num(o.size), h("td", {}, fmtTime(o.updated)),
       h("td", {}, h("div", { class: "actions" },
         h("button", { onclick: () => download(o.name).catch((e) => flash(e.message, true)) }, "Download"),
-        h("button", { onclick: () => meta.replaceChildren(h("section", { class: "card" }, h("h2", {}, o.name),
+        h("button", { onclick: () => fill(meta, h("section", { class: "card" }, h("h2", {}, o.name),
           h("pre", {}, JSON.stringify(o, null, 2)))) }, "Metadata"))))),
   ];
-  main.replaceChildren(...page("Bucket " + bucket, "/" + prefix,
+  fill(main, ...page("Bucket " + bucket, "/" + prefix,
     h("section", { class: "card" }, upload),
     table(["Name", "Size#", "Updated", ""], rows, "Empty."), meta));
 }
@@ -517,7 +523,7 @@ function loginPage(main) {
       flash(e.status === 401 || e.status === 403 ? "That token is not valid here" : e.message, true);
     }
   });
-  main.replaceChildren(form);
+  fill(main, form);
 }
 
 // ---- routing ----
@@ -548,12 +554,12 @@ async function route() {
       await render(main, ...m.slice(1));
     } catch (e) {
       if (e.status === 401) return;  // on its way to the login page
-      main.replaceChildren(h("h1", {}, "Cannot show this page"), h("p", { class: "error" }, e.message));
+      fill(main, h("h1", {}, "Cannot show this page"), h("p", { class: "error" }, e.message));
     }
     document.body.dataset.page = hash;  // for tests and screenshots: the page finished rendering
     return;
   }
-  main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Overview")));
+  fill(main, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Overview")));
 }
 
 function setProject(project) {
