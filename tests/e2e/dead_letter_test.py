@@ -76,10 +76,13 @@ class DeadLetterTest(unittest.TestCase):
         self.assertIn("cannot handle first yet", first["lastError"])
         self.assertEqual(first["attributes"]["order"], "42")
         # Its source message id finds the function's executions of it: five attempts, each failed.
-        status, body = client.request(
-            "GET", "/ferry/v1/projects/dl/functions/worker/executions?messageId=" + first["sourceMessageId"])
-        self.assertEqual(status, 200, body)
-        attempts = body["executions"]
+        # (Executions are recorded a moment after they end; the last may trail its dead-lettering.)
+        def attempts_of_first():
+            status, body = client.request(
+                "GET", "/ferry/v1/projects/dl/functions/worker/executions?messageId=" + first["sourceMessageId"])
+            self.assertEqual(status, 200, body)
+            return body["executions"] if len(body["executions"]) >= 5 else None
+        attempts = harness.wait_for(attempts_of_first, timeout=10, what="the five attempts' executions")
         self.assertEqual(sorted(e["attempt"] for e in attempts), [1, 2, 3, 4, 5])
         self.assertEqual({e["status"] for e in attempts}, {"error"})
         table = self.ferry("dead-letter", "list", TRIGGER_SUB).stdout
