@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <deque>
@@ -267,7 +268,11 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
         chunk.remove_prefix(room);
       }
     }
-    --readers_handling_;
+    {
+      std::lock_guard lock(drained_mu_);  // so a waiter cannot miss the notification between its check and wait
+      --readers_handling_;
+    }
+    drained_cv_.notify_all();
   }
   if (!pending.empty()) emit(pending);
   std::lock_guard lock(mu_);
@@ -282,14 +287,19 @@ bool ChildProcess::WaitOutputRead(std::chrono::milliseconds max) {
 
 bool ChildProcess::WaitOutputDrained(std::chrono::milliseconds max) {
   auto const give_up = std::chrono::steady_clock::now() + max;
-  for (;;) {
+  auto drained = [&] {
     int out = 0, err = 0;
-    bool drained = readers_handling_.load() == 0 && ioctl(out_fd_, FIONREAD, &out) == 0 && out == 0 &&
-                   ioctl(err_fd_, FIONREAD, &err) == 0 && err == 0 && readers_handling_.load() == 0;
-    if (drained) return true;
-    if (std::chrono::steady_clock::now() >= give_up) return false;
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return readers_handling_.load() == 0 && ioctl(out_fd_, FIONREAD, &out) == 0 && out == 0 &&
+           ioctl(err_fd_, FIONREAD, &err) == 0 && err == 0 && readers_handling_.load() == 0;
+  };
+  std::unique_lock lock(drained_mu_);
+  // Woken as each read is handled; bytes not yet read are seen again at most 1 ms later.
+  while (!drained()) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= give_up) return false;
+    drained_cv_.wait_until(lock, std::min(give_up, now + std::chrono::milliseconds(1)));
   }
+  return true;
 }
 
 void ChildProcess::Kill() {

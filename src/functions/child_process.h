@@ -68,6 +68,8 @@ class ChildProcess {
   int stop_fd_;
   int out_fd_, err_fd_;                     // closed by the destructor, after the readers end
   std::atomic<int> readers_handling_{0};    // readers between a read and the end of its lines' handling
+  std::mutex drained_mu_;
+  std::condition_variable drained_cv_;      // notified each time a reader has handled what it read
   std::mutex mu_;
   std::condition_variable readers_cv_;
   int readers_running_ = 2;  // GUARDED_BY(mu_)
