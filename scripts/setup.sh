@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost-dev libsqlite3-dev libpq-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev libarchive-dev
   libgtest-dev libgmock-dev libhowardhinnant-date-dev
   python3 curl tzdata openssl systemd
   python3-django python3-psycopg2 postgresql

@@ -362,6 +362,12 @@ class BeastHttpServer : public HttpServer {
       lowest.expires_after(first ? options_.header_timeout : options_.read_timeout);
       beast::error_code ec;
       co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t body_limit = options_.max_body_bytes;
+      if (!ec && options_.body_limit_for) {
+        auto target = parser.get().target();
+        body_limit = options_.body_limit_for(std::string_view(target.data(), target.size()));
+        parser.body_limit(body_limit);
+      }
       if (!ec && !parser.is_done()) {
         lowest.expires_after(options_.read_timeout);
         co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
@@ -374,7 +380,7 @@ class BeastHttpServer : public HttpServer {
         // A malformed or oversized request: answer it, then close, since the stream is out of step.
         Status st = ec == http::error::body_limit
                         ? Status(StatusCode::kInvalidArgument, "request body exceeds the limit of " +
-                                                                   std::to_string(options_.max_body_bytes) + " bytes")
+                                                                   std::to_string(body_limit) + " bytes")
                         : Status(StatusCode::kInvalidArgument, "malformed HTTP request: " + ec.message());
         bool too_large = ec == http::error::body_limit || ec == http::error::header_limit;
         HttpResponse res = too_large ? ErrorResponse(st, 413) : ErrorResponse(st);

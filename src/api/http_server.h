@@ -76,6 +76,8 @@ struct HttpServerOptions {
   std::function<bool(HttpRequest const&)> watch_client;
   // A body past this is answered 413. Pub/Sub's 10 MB publish limit in base64 JSON stays under it.
   std::size_t max_body_bytes = 16 * 1024 * 1024;
+  // When set, the body limit of a request by its target (path and query), in place of max_body_bytes.
+  std::function<std::size_t(std::string_view target)> body_limit_for;
   std::size_t max_header_bytes = 64 * 1024;
   // A request must arrive whole within this, and an idle keep-alive connection is closed after it.
   std::chrono::seconds read_timeout{30};

@@ -94,6 +94,17 @@ StatusOr<DeployPlan> PlanDeploy(DeployRequest const& request, DeployedState cons
       change.delete_subscriptions.push_back(sub.name);
       items.push_back({"create", "subscription", sub.name});
       change.create_subscriptions.push_back(sub);
+    } else if (fn.created_by == kCreatedByFunctionsApi) {
+      // A Cloud Functions function declares no retry or dead-letter policy: what the user set on its subscription
+      // (gcloud pubsub subscriptions update, as the guide does after each deploy) stays.
+      Subscription updated = existing->second;
+      updated.ack_deadline_seconds = sub.ack_deadline_seconds;
+      updated.labels = sub.labels;
+      if (updated.ack_deadline_seconds != existing->second.ack_deadline_seconds ||
+          updated.labels != existing->second.labels) {
+        items.push_back({"change", "subscription", sub.name});
+        change.update_subscriptions.push_back(updated);
+      }
     } else if (!SameTriggerSubscription(existing->second, sub)) {
       // Keep what a user may have set on it otherwise (filters, retention): change only the trigger's part.
       Subscription updated = existing->second;
@@ -115,31 +126,62 @@ StatusOr<DeployPlan> PlanDeploy(DeployRequest const& request, DeployedState cons
     items.push_back({"create", "subscription", name});
     change.create_subscriptions.push_back(Subscription{.name = name, .topic = fn.dead_letter_topic});
   }
+  // Functions made through the Cloud Functions API (gcloud functions deploy) are not a deploy file's, and a deploy
+  // file's are not gcloud's: neither kind of deploy deletes or takes over the other's (docs/gcloud.md).
+  for (auto const& fn : request.functions) {
+    for (auto const& spec : state.functions) {
+      if (spec.name != fn.name || (spec.created_by == kCreatedByFunctionsApi) == (fn.created_by == kCreatedByFunctionsApi)) {
+        continue;
+      }
+      if (spec.created_by == kCreatedByFunctionsApi) {
+        return FailedPreconditionError("function " + FunctionResourceName(spec) + " was deployed with gcloud " +
+                                       "functions deploy (the Cloud Functions API), not by a deploy file: delete " +
+                                       "it there first, or give the deploy file's function another name");
+      }
+      return FailedPreconditionError("function " + FunctionResourceName(spec) + " belongs to a deploy file: " +
+                                     "change or delete it there (ferry deploy), or deploy this one under another name");
+    }
+    if (request.prune) continue;
+    for (auto const& spec : state.functions) {
+      if (spec.name == fn.name && spec.region != fn.region) {
+        return FailedPreconditionError("function " + fn.name + " already exists in region " + spec.region +
+                                       ": a function's id is unique in its project on Ferry");
+      }
+    }
+  }
   for (auto const& fn : request.functions) {
     std::string name = FunctionResourceName(fn);
     auto it = old.find(name);
     if (!TriggerTopic(fn).empty()) plan_subscription(fn);
+    FunctionSpec put = fn;
     if (it == old.end()) {
       items.push_back({"create", "function", name});
-    } else if (!(*it->second == fn)) {
+      put.version_id = 1;
+      put.update_time_ms = now_ms;
+    } else if (!SameFunction(*it->second, fn)) {
       items.push_back({"change", "function", name});
       plan.to_stop.push_back(name);
+      put.version_id = std::max<int64_t>(it->second->version_id, 1) + 1;
+      put.update_time_ms = now_ms;
     } else {
       items.push_back({"unchanged", "function", name});
+      put.version_id = it->second->version_id;
+      put.update_time_ms = it->second->update_time_ms;
       if (state.running.contains(name)) continue;  // running as deployed
     }
-    plan.to_launch.push_back(fn);
-    change.put_functions.push_back({name, SafeDump(FunctionSpecToJson(fn))});
+    change.put_functions.push_back({name, SafeDump(FunctionSpecToJson(put))});
+    plan.to_launch.push_back(std::move(put));
   }
+  if (!request.prune) return plan;  // deletes nothing; schedules and buckets stay as they are
   for (auto const& [name, spec] : old) {
-    if (declared.contains(spec->name)) continue;
+    if (declared.contains(spec->name) || spec->created_by == kCreatedByFunctionsApi) continue;
     items.push_back({"delete", "function", name});
     change.delete_functions.push_back(name);
     plan.to_stop.push_back(name);
   }
   // Trigger subscriptions of functions that are gone or moved to another topic go too.
   for (auto const& [name, spec] : old) {
-    if (TriggerTopic(*spec).empty()) continue;
+    if (TriggerTopic(*spec).empty() || spec->created_by == kCreatedByFunctionsApi) continue;
     std::string sub = TriggerSubscriptionName(*spec);
     if (subs_kept.contains(sub) || !state.subscriptions.contains(sub)) continue;
     items.push_back({"delete", "subscription", sub});
@@ -206,6 +248,13 @@ StatusOr<DeployPlan> PlanDeploy(DeployRequest const& request, DeployedState cons
     if (!same) change.put_buckets.push_back(b);
   }
   for (auto const& [name, b] : old_buckets) {
+    for (auto const& [fname, spec] : old) {
+      if (spec->created_by == kCreatedByFunctionsApi && IsStorageTrigger(spec->trigger_type) &&
+          spec->trigger_resource == name) {
+        return FailedPreconditionError("bucket " + name + " triggers function " + fname + ", deployed with gcloud " +
+                                       "functions deploy: delete that function first, or keep the bucket");
+      }
+    }
     items.push_back({"delete", "bucket", name});  // its files stay
     change.delete_buckets.push_back(name);
   }

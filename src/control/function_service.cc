@@ -332,6 +332,18 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
     if (!bucket_names.insert(b.name).second) return InvalidArgumentError("bucket " + b.name + " is declared twice");
   }
   for (auto const& fn : request.functions) {
+    if (!request.prune && IsStorageTrigger(fn.trigger_type)) {
+      // gcloud functions deploy --trigger-bucket: the bucket must be one a deploy file declared in this project.
+      FERRY_ASSIGN_OR_RETURN(auto stored, store_.ListBuckets());
+      bool found = std::any_of(stored.begin(), stored.end(), [&](BucketRecord const& b) {
+        return b.name == fn.trigger_resource && b.project == request.project;
+      });
+      if (!found) {
+        return FailedPreconditionError("bucket " + fn.trigger_resource + " does not exist in project " +
+                                       request.project + ": declare it under buckets in a deploy file first");
+      }
+      continue;
+    }
     if (IsStorageTrigger(fn.trigger_type) && !bucket_names.contains(fn.trigger_resource)) {
       return InvalidArgumentError("function " + fn.name + " is triggered by bucket " + fn.trigger_resource +
                                   ", which the deploy does not declare under buckets");

@@ -147,18 +147,20 @@ int RunDaemon(DaemonOptions const& options) {
   PubsubRestApi rest(broker);
   SchedulerApi scheduler_api(scheduler);
   LoggingApi logging_api(functions, **executions);
-  FunctionsApi functions_api(functions);
   AdminApi admin(functions, scheduler, **executions, broker, options.project);
   FunctionGateway gateway(functions, broker, {options.project, &tokens, options.webhook_secrets});
   HttpGuard guard({.tokens = &tokens, .bound_host = options.host, .allowed_hosts = options.allowed_hosts});
   std::atomic<uint16_t> bound_port{options.port};  // set once the server is bound
-  StorageApi storage(buckets, [&](HttpRequest const& req) {
+  // How a client reaches this server, for the URLs Ferry hands out (uploads, downloads, HTTP functions).
+  auto base_url = [&](HttpRequest const& req) {
     if (!options.public_url.empty()) return options.public_url;
     std::string host = req.Header("host");
     std::string scheme = options.tls_cert.empty() ? "http://" : "https://";
     if (!host.empty() && guard.HostAllowed(host)) return scheme + host;
     return scheme + options.host + ":" + std::to_string(bound_port.load());
-  });
+  };
+  StorageApi storage(buckets, base_url);
+  FunctionsApi functions_api(functions, options.data_dir, base_url);
   std::string info = nlohmann::json{{"project", options.project}, {"version", "0.1.0"}}.dump();
 
   auto grpc = PubsubGrpcServer::Start(broker, tokens);
@@ -172,6 +174,10 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.port = options.port;
   http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
   http_options.tls_cert_file = options.tls_cert;
+  // Functions' source zips may be as large as Cloud Functions takes (100 MiB); everything else keeps the default.
+  http_options.body_limit_for = [](std::string_view target) {
+    return target.rfind("/upload/functions/", 0) == 0 ? SourceUploads::kMaxBytes : HttpServerOptions{}.max_body_bytes;
+  };
   http_options.tls_key_file = options.tls_key;
   // Lanes: 0 everything else (publishing, storage), 1 long-poll pulls, 2 function calls that wait for an
   // instance, 3 the admin API (deploys, the CLI). A full lane makes its own kind wait, not the others.

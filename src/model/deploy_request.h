@@ -21,6 +21,9 @@ struct DeployRequest {
   std::vector<ScheduleSpec> schedules;  // every schedule of the project, likewise
   std::vector<BucketRecord> buckets;    // every bucket of the project (name and absolute path), likewise
   bool dry_run = false;
+  // false: a deploy of just what it names (gcloud functions deploy: one function), which deletes nothing and
+  // leaves the project's schedules and buckets as they are. Not in the admin API's JSON.
+  bool prune = true;
 };
 
 // One line of a deploy plan: "create topic projects/p/topics/bar".

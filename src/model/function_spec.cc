@@ -44,6 +44,29 @@ Status Range(std::string const& setting, int64_t value, int64_t lo, int64_t hi) 
 
 }  // namespace
 
+bool SameFunction(FunctionSpec a, FunctionSpec b) {
+  a.version_id = b.version_id = 0;
+  a.update_time_ms = b.update_time_ms = 0;
+  return a == b;
+}
+
+std::string FerryRuntime(std::string const& google_runtime) {
+  auto versioned = [&](std::string_view prefix, int lo, int hi) {
+    if (google_runtime.rfind(prefix, 0) != 0) return false;
+    std::string_view digits = std::string_view(google_runtime).substr(prefix.size());
+    if (digits.empty() || digits.size() > 3 || digits[0] == '0' ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return false;
+    }
+    int v = std::stoi(std::string(digits));
+    return v >= lo && v <= hi;
+  };
+  if (google_runtime == "python3" || versioned("python3", 7, 13)) return "python3";
+  if (google_runtime == "nodejs" || versioned("nodejs", 10, 22)) return "nodejs";
+  if (google_runtime == "cpp" || google_runtime == "command") return google_runtime;
+  return "";
+}
+
 std::string FunctionResourceName(FunctionSpec const& spec) {
   return "projects/" + spec.project + "/locations/" + spec.region + "/functions/" + spec.name;
 }
@@ -88,7 +111,7 @@ Subscription TriggerSubscription(FunctionSpec const& spec) {
 }
 
 json FunctionSpecToJson(FunctionSpec const& s) {
-  return json{
+  json j{
       {"project", s.project},
       {"name", s.name},
       {"region", s.region},
@@ -115,6 +138,13 @@ json FunctionSpecToJson(FunctionSpec const& s) {
       {"sentry_dsn", s.sentry_dsn},
       {"source_hash", s.source_hash},
   };
+  // Newer settings only when set, so what older versions stored reads back the same.
+  if (!s.labels.empty()) j["labels"] = s.labels;
+  if (!s.created_by.empty()) j["created_by"] = s.created_by;
+  if (!s.google_runtime.empty()) j["google_runtime"] = s.google_runtime;
+  if (s.version_id != 0) j["version_id"] = s.version_id;
+  if (s.update_time_ms != 0) j["update_time_ms"] = s.update_time_ms;
+  return j;
 }
 
 StatusOr<FunctionSpec> FunctionSpecFromJson(json const& j) {
@@ -187,6 +217,11 @@ StatusOr<FunctionSpec> FunctionSpecFromJson(json const& j) {
     else if (key == "allow_unauthenticated") boolean(s.allow_unauthenticated);
     else if (key == "sentry_dsn") str(s.sentry_dsn);
     else if (key == "source_hash") str(s.source_hash);
+    else if (key == "labels") map(s.labels);
+    else if (key == "created_by") str(s.created_by);
+    else if (key == "google_runtime") str(s.google_runtime);
+    else if (key == "version_id") integer(s.version_id);
+    else if (key == "update_time_ms") integer(s.update_time_ms);
     else return InvalidArgumentError("unknown function setting \"" + key + "\"");
     if (!st.ok()) return st;
   }
@@ -209,6 +244,19 @@ Status NormalizeFunctionSpec(FunctionSpec& s) {
   }
   if (s.runtime != "cpp" && s.runtime != "command" && s.runtime != "nodejs" && s.runtime != "python3") {
     return fail("runtime must be cpp, command, nodejs or python3, not \"" + s.runtime + "\"");
+  }
+  if (s.labels.size() > 64) return fail("at most 64 labels");
+  for (auto const& [k, v] : s.labels) {
+    auto ok = [](std::string const& t, bool key) {
+      if (t.size() > 63 || (key && (t.empty() || !std::islower(static_cast<unsigned char>(t[0]))))) return false;
+      return std::all_of(t.begin(), t.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+      });
+    };
+    if (!ok(k, true) || !ok(v, false)) {
+      return fail("label \"" + k + "\": keys start with a lowercase letter; keys and values are at most 63 "
+                  "lowercase letters, digits, '-' and '_'");
+    }
   }
   if (s.runtime == "command" && s.command.empty()) return fail("runtime command needs a command");
   if (s.runtime != "command" && s.source_dir.empty()) return fail("runtime " + s.runtime + " needs a source_dir");

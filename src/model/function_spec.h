@@ -27,6 +27,8 @@ inline constexpr int kMaxHttpFunctionTimeoutSeconds = 3600;
 inline constexpr int kDefaultMaxInstances = 10;
 inline constexpr int64_t kDefaultMemoryMb = 256;
 inline constexpr char kDefaultRegion[] = "local";
+// FunctionSpec::created_by of a function deployed through the Cloud Functions API (gcloud functions deploy).
+inline constexpr char kCreatedByFunctionsApi[] = "cloudfunctions-api";
 
 // A deployed function as the deploy file declares it (PRODUCT.md sections 3 and 8), with names made full.
 struct FunctionSpec {
@@ -58,9 +60,26 @@ struct FunctionSpec {
   // Set by the daemon at deploy: a digest of source_dir's files and the build settings. A change in it is a
   // change of the function, so deploy rebuilds and restarts it.
   std::string source_hash;
+  // Cloud Functions' labels (gcloud adds deployment-tool: cli-gcloud); at most 64, Google's key and value rules.
+  Attributes labels;
+  // Who manages it: "" for a deploy file (ferry deploy creates, changes and deletes it), kCreatedByFunctionsApi for
+  // gcloud functions deploy (a deploy file neither deletes nor takes it over; docs/gcloud.md).
+  std::string created_by;
+  // The runtime as Cloud Functions names it ("python311", "nodejs20") when it was given so; describe shows it.
+  std::string google_runtime;
+  // Bookkeeping the deploy plan sets, not part of what a function is (SameFunction ignores them): 1 when created,
+  // one more at each change (Cloud Functions' versionId), and the time of that change.
+  int64_t version_id = 0;
+  int64_t update_time_ms = 0;
 
   friend bool operator==(FunctionSpec const&, FunctionSpec const&) = default;
 };
+
+// Equal but for the deploy's bookkeeping (version_id, update_time_ms): whether a deploy changes the function.
+bool SameFunction(FunctionSpec a, FunctionSpec b);
+// Cloud Functions' runtime names (python37 ... python313, nodejs10 ... nodejs22) as Ferry's runtime (python3,
+// nodejs); Ferry's own names as themselves; "" for anything else.
+std::string FerryRuntime(std::string const& google_runtime);
 
 // "projects/{p}/locations/{region}/functions/{name}".
 std::string FunctionResourceName(FunctionSpec const& spec);

@@ -211,6 +211,95 @@ TEST(DeployPlanTest, AJobMadeThroughTheSchedulerApiIsNotTheDeployFiles) {
                                                                "created with gcloud scheduler"));
 }
 
+// gcloud functions deploy (the Cloud Functions API) deploys one function: nothing else is deleted, a deploy file's
+// function is not taken over, and a deploy file in turn neither deletes nor takes over gcloud's.
+TEST(DeployPlanTest, AFunctionDeployedWithGcloudAndADeployFileKeepToTheirOwn) {
+  auto state = Applied({}, *PlanDeploy(Request(), {}, kNow));  // bar, from a deploy file
+  FunctionSpec web = Bar();
+  web.name = "web";
+  web.dead_letter_topic.clear();
+  web.created_by = kCreatedByFunctionsApi;
+  DeployRequest one;
+  one.project = "p";
+  one.prune = false;
+  one.functions = {web};
+  auto plan = PlanDeploy(one, state, kNow);
+  ASSERT_THAT(plan, IsOk());
+  EXPECT_THAT(plan->change.delete_functions, IsEmpty()) << "a deploy of one function deletes nothing";
+  EXPECT_THAT(plan->change.delete_subscriptions, IsEmpty());
+  ASSERT_THAT(plan->to_launch, SizeIs(1));
+  state = Applied(state, *plan);
+
+  // A deploy file that leaves gcloud's function out keeps it, and its subscription.
+  auto again = PlanDeploy(Request(), state, kNow);
+  ASSERT_THAT(again, IsOk());
+  EXPECT_THAT(again->change.delete_functions, IsEmpty());
+  EXPECT_THAT(again->change.delete_subscriptions, IsEmpty());
+  // One that declares it is refused whole, naming it.
+  auto request = Request();
+  FunctionSpec mine = web;
+  mine.created_by.clear();
+  request.functions.push_back(mine);
+  auto refused = PlanDeploy(request, state, kNow);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("deployed with gcloud functions deploy"));
+  // And gcloud cannot take over the deploy file's bar.
+  FunctionSpec theirs = Bar();
+  theirs.created_by = kCreatedByFunctionsApi;
+  one.functions = {theirs};
+  refused = PlanDeploy(one, state, kNow);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("belongs to a deploy file"));
+}
+
+// versionId counts the changes of a function (Cloud Functions' versionId); an unchanged redeploy keeps it.
+TEST(DeployPlanTest, AChangeCountsAVersionAndTakesTheTime) {
+  auto first = PlanDeploy(Request(), {}, kNow);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(first->to_launch, SizeIs(1));
+  EXPECT_EQ(first->to_launch[0].version_id, 1);
+  EXPECT_EQ(first->to_launch[0].update_time_ms, kNow);
+  auto state = Applied({}, *first);
+  state.running.clear();  // put again, as not running: its version stays
+  auto same = PlanDeploy(Request(), state, kNow + 1000);
+  ASSERT_THAT(same, IsOk());
+  EXPECT_EQ(same->to_launch[0].version_id, 1);
+  EXPECT_EQ(same->to_launch[0].update_time_ms, kNow);
+  auto changed_request = Request();
+  changed_request.functions[0].timeout_seconds = 60;
+  auto changed = PlanDeploy(changed_request, state, kNow + 2000);
+  ASSERT_THAT(changed, IsOk());
+  EXPECT_EQ(changed->items.back(), (PlanItem{"change", "function", kBarName}));
+  EXPECT_EQ(changed->to_launch[0].version_id, 2);
+  EXPECT_EQ(changed->to_launch[0].update_time_ms, kNow + 2000);
+}
+
+// The guide sets the dead-letter policy on a gcloud-deployed function's subscription after each deploy; the next
+// deploy of the function keeps it (the CloudFunction resource has no such setting to replace it with).
+TEST(DeployPlanTest, AGcloudFunctionsRedeployKeepsItsSubscriptionsPolicies) {
+  FunctionSpec web = Bar();
+  web.dead_letter_topic.clear();
+  web.created_by = kCreatedByFunctionsApi;
+  DeployRequest one;
+  one.project = "p";
+  one.prune = false;
+  one.functions = {web};
+  auto state = Applied({}, *PlanDeploy(one, {}, kNow));
+  Subscription& sub = state.subscriptions[kBarSub];
+  sub.dead_letter_policy = DeadLetterPolicy{"projects/p/topics/bar-failed", 6};
+  sub.retry_policy = RetryPolicy{120'000, 600'000};
+  one.functions[0].timeout_seconds = 60;
+  auto plan = PlanDeploy(one, state, kNow);
+  ASSERT_THAT(plan, IsOk());
+  ASSERT_THAT(plan->change.update_subscriptions, SizeIs(1));
+  auto const& updated = plan->change.update_subscriptions[0];
+  EXPECT_EQ(updated.ack_deadline_seconds, 90);
+  ASSERT_TRUE(updated.dead_letter_policy);
+  EXPECT_EQ(updated.dead_letter_policy->max_delivery_attempts, 6);
+  EXPECT_EQ(updated.retry_policy->minimum_backoff_ms, 120'000);
+}
+
 TEST(DeployPlanTest, ABucketNameIsOneProjectsOnly) {
   DeployRequest request;
   request.project = "p";

@@ -1,10 +1,12 @@
 """gcloud beyond Pub/Sub, configured by `ferry env`: `gcloud functions list / describe / call` (Cloud Functions
 v1) and `logs read` (Cloud Logging v2) on a deploy file's function, and `gcloud scheduler jobs` (Cloud Scheduler
 v1): create a Pub/Sub job with a time zone, list,
-describe, run (its message reaches a subscription of the topic), pause, resume, update, delete; bad input in
-Google's error shape, printed by gcloud; and ownership: a deploy file neither deletes nor takes over a job made with
-gcloud, and gcloud does not change a deploy file's job."""
+describe, run (its message reaches a subscription of the topic), pause, resume, update, delete; `gcloud functions
+deploy` of topic, HTTP and bucket functions (the source zipped and uploaded by gcloud), update, call, delete; bad
+input in Google's error shape, printed by gcloud; and ownership: a deploy file neither deletes nor takes over a job
+or function made with gcloud, and gcloud does not change a deploy file's."""
 import base64
+import io
 import json
 import os
 import shlex
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import textwrap
 import unittest
+import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -259,14 +262,219 @@ class GcloudLogsTest(unittest.TestCase):
         missing = self.functions("describe", "nope", expect=1)
         self.assertIn("does not exist", missing.stderr)
 
-    def test_deploying_through_gcloud_says_what_to_use_instead(self):
-        src = tempfile.mkdtemp(prefix="ferry-src-")
-        self.addCleanup(shutil.rmtree, src, True)
-        with open(os.path.join(src, "main.py"), "w") as f:
-            f.write("def bar(event, context):\n    print('hi')\n")
-        out = self.functions("deploy", "baz", "--runtime", "python311", "--trigger-topic", "bar", "--source", src,
-                             "--entry-point", "bar", expect=1)
-        self.assertIn("ferry deploy", out.stderr)
+
+FUNCTION_SOURCE = """\
+import base64
+import os
+
+
+def bar(event, context):
+    data = base64.b64decode(event.get("data", "")).decode()
+    print("Started bar! data=%s" % data)
+    if data == "fail":
+        raise ValueError("bar failed as asked")
+    print("Completed bar! A=%s" % os.environ.get("A", "-"))
+
+
+def web(request):
+    return "hello " + request.args.get("name", "world")
+
+
+def on_upload(event, context):
+    print("stored %s in %s" % (event["name"], event["bucket"]))
+"""
+
+
+@unittest.skipIf(GCLOUD is None and os.environ.get("CI") != "true", "gcloud is not installed")
+class GcloudFunctionsDeployTest(unittest.TestCase):
+    """gcloud functions deploy / describe / list / call / delete, with the source zipped and uploaded by gcloud."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = harness.Daemon(project="deploy-proj").start()
+        cls.config = tempfile.mkdtemp(prefix="gcloud-config-")
+        cls.work = tempfile.mkdtemp(prefix="ferry-gcf-")
+        cls.env = gcloud_env(cls.daemon, cls.config)
+        cls.src = os.path.join(cls.work, "src")
+        os.makedirs(cls.src)
+        with open(os.path.join(cls.src, "main.py"), "w") as f:
+            f.write(FUNCTION_SOURCE)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.close()
+        shutil.rmtree(cls.config, ignore_errors=True)
+        shutil.rmtree(cls.work, ignore_errors=True)
+
+    def gcloud(self, *args, expect=0):
+        proc = subprocess.run([GCLOUD] + list(args), env=self.env, capture_output=True, text=True, timeout=180)
+        self.assertEqual(proc.returncode, expect, "gcloud %s: %s %s" % (" ".join(args), proc.stdout, proc.stderr))
+        return proc
+
+    def describe(self, name):
+        return json.loads(self.gcloud("functions", "describe", name, "--format", "json").stdout)
+
+    def logs(self, name, *args):
+        return self.gcloud("functions", "logs", "read", name, "--limit", "100", *args).stdout
+
+    def test_a_topic_function_from_deploy_to_delete(self):
+        self.gcloud("functions", "deploy", "bar", "--no-gen2", "--runtime", "python311", "--trigger-topic", "bar",
+                    "--retry", "--timeout", "540s", "--memory", "512MB", "--max-instances", "1", "--source",
+                    self.src, "--entry-point", "bar")
+        bar = self.describe("bar")
+        self.assertEqual(bar["name"], "projects/deploy-proj/locations/local/functions/bar")
+        self.assertEqual(bar["status"], "ACTIVE")
+        self.assertEqual(bar["runtime"], "python311")
+        self.assertEqual(bar["timeout"], "540s")
+        self.assertEqual(bar["availableMemoryMb"], 512)
+        self.assertEqual(bar["maxInstances"], 1)
+        self.assertEqual(bar["eventTrigger"]["resource"], "projects/deploy-proj/topics/bar")
+        self.assertEqual(bar["eventTrigger"]["failurePolicy"], {"retry": {}})
+        self.assertEqual(bar["labels"], {"deployment-tool": "cli-gcloud"})
+        self.assertEqual(bar["versionId"], "1")
+        self.assertIn("updateTime", bar)
+
+        # The guide's next step: the dead-letter settings on the trigger subscription, named as Google names it.
+        self.gcloud("pubsub", "topics", "create", "bar-failed")
+        self.gcloud("pubsub", "subscriptions", "update", "gcf-bar-local-bar", "--dead-letter-topic", "bar-failed",
+                    "--max-delivery-attempts", "6", "--min-retry-delay", "2m")
+        self.gcloud("pubsub", "topics", "publish", "bar", "--message", "{}")
+        harness.wait_for(lambda: "Completed bar! A=-" in self.logs("bar"), timeout=60, what="Completed bar!")
+
+        # An update: a shorter timeout and an environment variable; the dead-letter settings stay.
+        self.gcloud("functions", "deploy", "bar", "--no-gen2", "--runtime", "python311", "--trigger-topic", "bar",
+                    "--retry", "--timeout", "60s", "--update-env-vars", "A=1", "--source", self.src,
+                    "--entry-point", "bar")
+        bar = self.describe("bar")
+        self.assertEqual(bar["timeout"], "60s")
+        self.assertEqual(bar["versionId"], "2")
+        self.assertEqual(bar["environmentVariables"], {"A": "(hidden)"})
+        self.assertEqual(bar["availableMemoryMb"], 512, "an update keeps what it does not change")
+        sub = json.loads(self.gcloud("pubsub", "subscriptions", "describe", "gcf-bar-local-bar", "--format",
+                                     "json").stdout)
+        self.assertEqual(sub["deadLetterPolicy"]["maxDeliveryAttempts"], 6)
+        self.assertEqual(sub["retryPolicy"]["minimumBackoff"], "120s")
+        self.assertEqual(sub["ackDeadlineSeconds"], 90)
+        # --update-env-vars sends back the "(hidden)" it read: the values stay what they are.
+        self.gcloud("functions", "deploy", "bar", "--no-gen2", "--runtime", "python311", "--trigger-topic", "bar",
+                    "--retry", "--update-env-vars", "B=2", "--source", self.src, "--entry-point", "bar")
+        self.gcloud("pubsub", "topics", "publish", "bar", "--message", "again")
+        harness.wait_for(lambda: "Completed bar! A=1" in self.logs("bar"), timeout=60, what="the new A in the log")
+
+        listed = self.gcloud("functions", "list").stdout
+        self.assertIn("bar", listed)
+        self.assertIn("ACTIVE", listed)
+        out = self.gcloud("functions", "delete", "bar")
+        self.assertIn("Deleted [projects/deploy-proj/locations/local/functions/bar]", out.stderr + out.stdout)
+        missing = self.gcloud("functions", "describe", "bar", expect=1)
+        self.assertIn("does not exist", missing.stderr)
+        # Its sources are gone with it.
+        self.assertFalse(os.path.exists(os.path.join(self.daemon.data_dir, "function-sources", "deploy-proj",
+                                                     "local", "bar")))
+
+    def test_an_http_function_called_with_and_without_gcloud(self):
+        self.gcloud("functions", "deploy", "web", "--no-gen2", "--runtime", "python311", "--trigger-http",
+                    "--allow-unauthenticated", "--source", self.src, "--entry-point", "web")
+        web = self.describe("web")
+        url = web["httpsTrigger"]["url"]
+        self.assertEqual(url, self.daemon.endpoint + "/projects/deploy-proj/locations/local/functions/web")
+        status, _, body = harness.http_request(self.daemon.port, "GET", url[len(self.daemon.endpoint):] + "?name=x")
+        self.assertEqual((status, body), (200, b"hello x"))
+        called = self.gcloud("functions", "call", "web", "--data", "{}").stdout
+        self.assertIn("result: hello world", called)
+        self.gcloud("functions", "delete", "web")
+
+    def test_a_bucket_function(self):
+        bucket_dir = os.path.join(self.work, "uploads")
+        path = os.path.join(self.work, "ferry.yaml")
+        with open(path, "w") as f:
+            f.write("project: deploy-proj\nbuckets:\n  - name: deploy-proj-uploads\n    path: %s\n"
+                    % json.dumps(bucket_dir))
+        self.daemon.deploy(path)
+        self.gcloud("functions", "deploy", "on_upload", "--no-gen2", "--runtime", "python311", "--trigger-bucket",
+                    "deploy-proj-uploads", "--source", self.src)
+        self.assertEqual(self.describe("on_upload")["eventTrigger"]["resource"],
+                         "projects/_/buckets/deploy-proj-uploads")
+        with open(os.path.join(bucket_dir, "report.csv"), "w") as f:
+            f.write("a,b\n")
+        harness.wait_for(lambda: "stored report.csv in deploy-proj-uploads" in self.logs("on_upload"), timeout=60,
+                         what="the bucket function's line")
+        # A bucket no deploy file declared is refused, saying so.
+        refused = self.gcloud("functions", "deploy", "nobucket", "--no-gen2", "--runtime", "python311",
+                              "--trigger-bucket", "nowhere-bucket", "--source", self.src, "--entry-point",
+                              "on_upload", expect=1)
+        self.assertIn("bucket nowhere-bucket does not exist", refused.stderr)
+        # The deploy file that declares the bucket keeps gcloud's function when it is applied again.
+        self.daemon.deploy(path)
+        self.assertEqual(self.describe("on_upload")["status"], "ACTIVE")
+        self.gcloud("functions", "delete", "on_upload")
+
+    def test_bad_input_is_refused_in_googles_words(self):
+        # A runtime Ferry does not run: gcloud checks the runtimes Ferry lists.
+        bad = self.gcloud("functions", "deploy", "old", "--no-gen2", "--runtime", "python27", "--trigger-http",
+                          "--source", self.src, expect=1)
+        self.assertIn("python27 is not a supported runtime", bad.stderr)
+        # A value out of Ferry's range: Ferry's message, printed by gcloud.
+        bad = self.gcloud("functions", "deploy", "slow", "--no-gen2", "--runtime", "python311", "--trigger-topic",
+                          "bar", "--max-instances", "5000", "--source", self.src, "--entry-point", "bar", expect=1)
+        self.assertIn("status=[400]", bad.stderr)
+        self.assertIn("max_instances must be between 1 and 1000", bad.stderr)
+        self.gcloud("functions", "describe", "slow", expect=1)
+        # A deploy file's function is not gcloud's to change or delete.
+        path = os.path.join(self.work, "owned.yaml")
+        with open(path, "w") as f:
+            f.write(textwrap.dedent("""\
+                project: deploy-proj
+                functions:
+                  - name: filed
+                    runtime: python3
+                    source_dir: %s
+                    entry_point: web
+                """) % json.dumps(self.src))
+        self.daemon.deploy(path)
+        refused = self.gcloud("functions", "delete", "filed", expect=1)
+        self.assertIn("belongs to a deploy file", refused.stderr)
+        refused = self.gcloud("functions", "deploy", "filed", "--no-gen2", "--runtime", "python311", "--trigger-http",
+                              "--source", self.src, "--entry-point", "web", expect=1)
+        self.assertIn("belongs to a deploy file", refused.stderr)
+
+    def test_a_zip_that_reaches_outside_its_directory_is_refused(self):
+        """gcloud zips a directory, which cannot hold such a path; another client can send one. The API refuses it
+        in google.rpc.Status form, and nothing is written outside the function's directory."""
+        port = self.daemon.port
+        base = "/v1/projects/deploy-proj/locations/local/functions"
+        status, _, body = harness.http_request(port, "POST", base + ":generateUploadUrl", b"{}",
+                                               {"Content-Type": "application/json"})
+        self.assertEqual(status, 200, body)
+        url = json.loads(body)["uploadUrl"]
+        self.assertTrue(url.startswith(self.daemon.endpoint + "/upload/functions/"), url)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("main.py", "def bar(event, context):\n    pass\n")
+            z.writestr("../../escaped.py", "oops")
+        status, _, body = harness.http_request(port, "PUT", url[len(self.daemon.endpoint):], buf.getvalue(),
+                                               {"Content-Type": "application/zip"})
+        self.assertEqual(status, 200, body)
+        fn = {"name": base[1 + len("v1/"):] + "/evil", "runtime": "python311", "entryPoint": "bar",
+              "eventTrigger": {"eventType": "google.pubsub.topic.publish",
+                               "resource": "projects/deploy-proj/topics/bar"},
+              "sourceUploadUrl": url}
+        status, _, body = harness.http_request(port, "POST", base, json.dumps(fn).encode(),
+                                               {"Content-Type": "application/json"})
+        self.assertEqual(status, 400, body)
+        error = json.loads(body)["error"]
+        self.assertEqual(error["status"], "INVALID_ARGUMENT")
+        self.assertIn("../../escaped.py", error["message"])
+        self.assertFalse(os.path.exists(os.path.join(self.daemon.data_dir, "escaped.py")))
+        self.assertFalse(os.path.exists(os.path.join(self.daemon.data_dir, "function-sources", "escaped.py")))
+        # The upload was used up: the same URL takes nothing more.
+        status, _, body = harness.http_request(port, "PUT", url[len(self.daemon.endpoint):], buf.getvalue(),
+                                               {"Content-Type": "application/zip"})
+        self.assertEqual(status, 404, body)
+        # An upload URL Ferry did not hand out takes nothing.
+        status, _, _ = harness.http_request(port, "PUT", "/upload/functions/" + "0" * 32 + ".zip", b"x",
+                                            {"Content-Type": "application/zip"})
+        self.assertEqual(status, 404)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,13 @@ MATCHER_P(StatusIs, code, "has status code " + std::string(StatusCodeName(code))
   return st.code() == code;
 }
 
+// A status with `code` whose message matches `message_matcher`.
+MATCHER_P2(StatusIs, code, message_matcher, "has status code " + std::string(StatusCodeName(code))) {
+  auto const& st = StatusOf(arg);
+  *result_listener << "status " << StatusCodeName(st.code()) << ": " << st.message();
+  return st.code() == code && ::testing::Matches(message_matcher)(st.message());
+}
+
 // An OK StatusOr whose value matches `matcher`.
 MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
   if (!arg.ok()) {

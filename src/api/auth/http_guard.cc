@@ -64,6 +64,9 @@ Access AccessFor(HttpRequest const& request) {
     bool call = EndsWith(path, ":call");
     return {Access::Kind::kRole, call ? Role::kInvoker : Role::kAdmin, IsMutating(method)};
   }
+  // A function's source zip (gcloud functions deploy): the upload URL's random id is the permission, as a signed
+  // URL's signature is at Google; only an admin gets one (functions:generateUploadUrl).
+  if (StartsWith(path, "/upload/functions/")) return {Access::Kind::kDelegated};
   if (StartsWith(path, "/upload/storage/")) return {Access::Kind::kRole, Role::kPublisher};
   if (StartsWith(path, "/storage/") || StartsWith(path, "/download/storage/")) {
     return {Access::Kind::kRole, reads ? Role::kSubscriber : Role::kPublisher, IsMutating(method)};
