@@ -1,6 +1,8 @@
 """The guide's Python walkthrough on Ferry: a real PostgreSQL server (started here), Django's migrations, the
 guide's `bar` deployed from examples/django with runtime python3, `{}` published to `bar`, and `ferry logs bar`
-showing that it started, counted the practices through the ORM and completed."""
+showing that it started, counted the practices through the ORM and completed. Then the same through gcloud alone,
+as the guide's team runs it: `gcloud functions deploy` of examples/django, the guide's dead-letter settings with
+`gcloud pubsub subscriptions update`, `gcloud pubsub topics publish`, and `gcloud functions logs read`."""
 import json
 import os
 import shutil
@@ -17,6 +19,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 EXAMPLE = os.path.join(REPO, "examples", "django")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+
+
+GCLOUD = shutil.which("gcloud")
 
 
 class DjangoWalkthroughTest(unittest.TestCase):
@@ -69,6 +74,55 @@ class DjangoWalkthroughTest(unittest.TestCase):
             self.assertLess(counted, completed)
             self.assertIn("'data': 'e30='", lines[started])  # the event: {} in base64
             self.assertTrue(lines[counted].startswith("I"), lines[counted])  # logged at INFO
+        finally:
+            if daemon:
+                daemon.close()
+            pg.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+
+    @unittest.skipIf(GCLOUD is None and os.environ.get("CI") != "true", "gcloud is not installed")
+    def test_the_guides_walkthrough_through_gcloud_alone(self):
+        sys.path.insert(0, HERE)
+        from gcloud_functions_test import gcloud_env  # noqa: E402  (what `eval "$(ferry env)"` sets)
+        pg = harness.PostgresServer()
+        daemon = None
+        work = tempfile.mkdtemp(prefix="ferry-django-gcloud-")
+        try:
+            pg.psql("CREATE DATABASE peerlogic")
+            db = dict(PGHOST="127.0.0.1", PGPORT=str(pg.port), PGDATABASE="peerlogic", PGUSER="postgres")
+            migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=EXAMPLE,
+                                     env=dict(os.environ, **db), capture_output=True, text=True, timeout=120)
+            self.assertEqual(migrate.returncode, 0, migrate.stdout + migrate.stderr)
+            pg.psql("INSERT INTO core_practice(name) VALUES ('north'), ('south'), ('east')", db="peerlogic")
+            source = os.path.join(work, "django")
+            shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("__pycache__", "ferry.yaml"))
+
+            daemon = harness.Daemon(project="peerlogic-api-dev").start()
+            env = gcloud_env(daemon, os.path.join(work, "gcloud-config"))
+
+            def gcloud(*args):
+                proc = subprocess.run([GCLOUD] + list(args), env=env, capture_output=True, text=True, timeout=300)
+                self.assertEqual(proc.returncode, 0, "gcloud %s: %s %s" % (" ".join(args), proc.stdout, proc.stderr))
+                return proc.stdout
+
+            gcloud("functions", "deploy", "bar", "--no-gen2", "--runtime", "python311", "--trigger-topic", "bar",
+                   "--retry", "--timeout", "540s", "--memory", "512MB", "--max-instances", "1", "--source", source,
+                   "--entry-point", "bar", "--set-env-vars", ",".join("%s=%s" % kv for kv in db.items()),
+                   "--set-build-env-vars", "ALLOWED_HOSTS=localhost,DJANGO_SECRET_KEY=foo")
+            gcloud("pubsub", "topics", "create", "bar-failed")
+            gcloud("pubsub", "subscriptions", "update", "gcf-bar-local-bar", "--dead-letter-topic=bar-failed",
+                   "--max-delivery-attempts=6", "--min-retry-delay=2m")
+            gcloud("pubsub", "topics", "publish", "bar", "--message", "{}")
+            logs = harness.wait_for(
+                lambda: (lambda out: out if "Completed bar!" in out else None)(
+                    gcloud("functions", "logs", "read", "bar", "--limit", "50")),
+                timeout=90, what="Completed bar! in gcloud functions logs read")
+            self.assertIn("There are 3 practices and the DB totally works!", logs)
+            self.assertIn("Started bar!", logs)
+            described = json.loads(gcloud("functions", "describe", "bar", "--format", "json"))
+            self.assertEqual((described["status"], described["timeout"], described["availableMemoryMb"],
+                              described["maxInstances"]), ("ACTIVE", "540s", 512, 1))
         finally:
             if daemon:
                 daemon.close()
