@@ -68,6 +68,8 @@ class Broker {
 
   // The clock it reads and waits on; what serves its subscribers waits on the same one.
   Clock const& clock() const { return clock_; }
+  // How long an empty pull that does not return immediately waits for a first message.
+  std::chrono::milliseconds pull_wait() const { return options_.pull_wait; }
   // Pulls waiting for a first message now.
   int WaitingPulls();
   // Wakes the waiting pulls to look at their `cancelled` flag.

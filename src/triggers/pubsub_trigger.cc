@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <optional>
 #include <random>
@@ -44,6 +45,7 @@ struct PubsubDispatcher::Trigger {
   double avg_duration_ms = -1;        // GUARDED_BY(mu): moving average of invocations; -1 before the first
   std::vector<std::string> acks;      // GUARDED_BY(mu): waiting for AckLoop
   bool stopping = false;              // GUARDED_BY(mu)
+  std::atomic<bool> pull_cancelled{false};  // ends the puller's long-poll at once (with Broker::WakePulls)
   // Cluster only: the slots this node holds for the function, free ones (waiting for a worker to take them) and
   // the ones workers hold (running a delivery, or waiting a moment for the next message).
   std::vector<std::string> free_slots;  // GUARDED_BY(mu)
@@ -122,6 +124,8 @@ PubsubDispatcher::~PubsubDispatcher() {
     std::lock_guard lock(mu_);
     triggers.swap(triggers_);
   }
+  for (auto& [name, t] : triggers) t->pull_cancelled = true;
+  broker_.WakePulls();
   for (auto& [name, t] : triggers) t->Shutdown();
 }
 
@@ -152,6 +156,9 @@ void PubsubDispatcher::Stop(std::string const& function) {
     trigger = std::move(it->second);
     triggers_.erase(it);
   }
+  // The puller may be in a long-poll: end it now rather than after pull_wait (a redeploy waits for it).
+  trigger->pull_cancelled = true;
+  broker_.WakePulls();
   trigger->Shutdown();
 }
 
@@ -187,7 +194,9 @@ void PubsubDispatcher::PullLoop(Trigger& t) {
       continue;
     }
     // A long-poll: returns as soon as a message arrives, or empty after the broker's pull_wait.
-    auto pulled = broker_.Pull(t.spec.subscription, want, false);
+    auto pulled = broker_.Pull(t.spec.subscription, {.max_messages = want,
+                                                     .wait = broker_.pull_wait(),
+                                                     .cancelled = &t.pull_cancelled});
     if (!pulled.ok()) {
       std::fprintf(stderr, "ferry: trigger of %s cannot pull %s: %s\n", t.spec.function.c_str(),
                    t.spec.subscription.c_str(), pulled.status().message().c_str());

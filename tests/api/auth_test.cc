@@ -115,6 +115,15 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   EXPECT_EQ(role("GET", "/v1/projects/p/locations/r/functions/f"), Role::kViewer);
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/functions/f:call"), Role::kInvoker);
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/functions"), Role::kAdmin);
+  // gcloud functions deploy / delete: an admin's; its look-ups and the operation it polls are reads.
+  EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/functions:generateUploadUrl"), Role::kAdmin);
+  EXPECT_EQ(role("PATCH", "/v1/projects/p/locations/r/functions/f"), Role::kAdmin);
+  EXPECT_EQ(role("DELETE", "/v1/projects/p/locations/r/functions/f"), Role::kAdmin);
+  EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/functions/f:setIamPolicy"), Role::kAdmin);
+  EXPECT_EQ(role("GET", "/v1/projects/p/locations/r/functions/f:getIamPolicy"), Role::kViewer);
+  EXPECT_EQ(role("GET", "/v1/operations/abc"), Role::kViewer);
+  EXPECT_EQ(role("GET", "/v1/projects/p/services/cloudbuild.googleapis.com"), Role::kViewer);
+  EXPECT_EQ(role("GET", "/v1/projects/p"), Role::kViewer);
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs"), Role::kAdmin);
   EXPECT_EQ(role("PATCH", "/v1/projects/p/locations/r/jobs/j"), Role::kAdmin);
   EXPECT_EQ(role("POST", "/v1/projects/p/locations/r/jobs/j:run"), Role::kAdmin);
@@ -132,6 +141,9 @@ TEST(AccessTest, EachSurfaceNeedsItsRole) {
   EXPECT_EQ(role("POST", "/upload/storage/v1/b/b/o"), Role::kPublisher);
   EXPECT_EQ(role("DELETE", "/storage/v1/b/b/o/x"), Role::kPublisher);
   EXPECT_EQ(AccessFor(Request("GET", "/healthz", {})).kind, Access::Kind::kPublic);
+  // A function's source upload: its URL's random id, which only an admin gets, is the permission (a signed URL).
+  EXPECT_EQ(AccessFor(Request("PUT", "/upload/functions/0123456789abcdef0123456789abcdef.zip", {})).kind,
+            Access::Kind::kDelegated);
   // The console's page and script hold no data; anything else on /console is not public.
   EXPECT_EQ(AccessFor(Request("GET", "/console", {})).kind, Access::Kind::kPublic);
   EXPECT_EQ(AccessFor(Request("GET", "/console/console.js", {})).kind, Access::Kind::kPublic);
