@@ -384,6 +384,20 @@ class GcloudFunctionsDeployTest(unittest.TestCase):
         self.assertIn("result: hello world", called)
         self.gcloud("functions", "delete", "web")
 
+    def test_a_nodejs_function_gets_its_dependencies_at_deploy(self):
+        """gcloud leaves node_modules out of the zip (its default .gcloudignore); the deploy runs npm ci from the
+        package-lock.json, as Cloud Functions' build does, and Google's Functions Framework runs the function."""
+        src = os.path.join(self.work, "node")
+        shutil.copytree(os.path.join(os.path.dirname(os.path.abspath(__file__)), "node_function"), src,
+                        ignore=shutil.ignore_patterns("node_modules"))
+        self.gcloud("functions", "deploy", "node-bar", "--no-gen2", "--runtime", "nodejs20", "--trigger-topic",
+                    "node-topic", "--source", src, "--entry-point", "helloPubSub")
+        self.assertEqual(self.describe("node-bar")["runtime"], "nodejs20")
+        self.gcloud("pubsub", "topics", "publish", "node-topic", "--message", "from-gcloud")
+        harness.wait_for(lambda: "node got data=from-gcloud" in self.logs("node-bar"), timeout=60,
+                         what="the Node.js function's line")
+        self.gcloud("functions", "delete", "node-bar")
+
     def test_a_bucket_function(self):
         bucket_dir = os.path.join(self.work, "uploads")
         path = os.path.join(self.work, "ferry.yaml")
