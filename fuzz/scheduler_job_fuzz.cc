@@ -1,6 +1,6 @@
 // Cloud Scheduler Job bodies, as gcloud scheduler (or anyone) sends them: parsed, applied to a schedule with and
 // without an update mask, normalized, and shown again. Never a crash; what passes normalization has a valid cron
-// expression, zone and exactly one target, and its Job form dumps.
+// expression, zone and exactly one target (topic, function or HTTP uri), and its Job form dumps.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, std::size_t size) {
     spec.time_zone.clear();
     if (!ferry::ApplyCloudSchedulerJob(*parsed, mask, spec).ok()) continue;
     if (!ferry::NormalizeScheduleSpec(spec).ok()) continue;
-    if (spec.topic.empty() == spec.function.empty()) std::abort();
+    if (!spec.topic.empty() + !spec.function.empty() + !spec.uri.empty() != 1) std::abort();
     (void)ferry::SafeDump(ferry::CloudSchedulerJobJson(spec, {}));
   }
   return 0;

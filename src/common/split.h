@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -16,5 +17,9 @@ inline std::vector<std::string_view> Split(std::string_view text, char sep) {
   }
   return out;
 }
+
+// Not of a temporary string: the views would outlive it (for (auto m : Split(req.Query("x"), ',')) reads freed
+// memory once the value is longer than the small-string buffer). Name the string first.
+std::vector<std::string_view> Split(std::string&& text, char sep) = delete;
 
 }  // namespace ferry

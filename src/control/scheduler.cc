@@ -1,11 +1,14 @@
 #include "control/scheduler.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
 
+#include "cli/http_client.h"
 #include "common/prometheus.h"
+#include "common/time_util.h"
 #include "common/status_macros.h"
 #include "model/json_codec.h"
 #include "schedule/cron.h"
@@ -157,7 +160,18 @@ void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
     std::string function = "projects/" + spec.project + "/locations/" + spec.region + "/functions/" + spec.function;
     int64_t backoff = spec.min_backoff_ms;
     for (int attempt = 0; attempt <= spec.retry_count; ++attempt) {
-      if (invoke_(function, spec.data)) return;
+      bool ok = false;
+      if (!spec.uri.empty()) {
+        Status called = CallHttp(spec);
+        ok = called.ok();
+        if (!ok) {
+          std::fprintf(stderr, "ferry: schedule %s: %s\n", ScheduleResourceName(spec).c_str(),
+                       called.message().c_str());
+        }
+      } else {
+        ok = invoke_(function, spec.data);
+      }
+      if (ok) return;
       // The backoff counts from the failure, not from when this thread next gets the lock.
       auto retry_at = clock_.SteadyNow() + std::chrono::milliseconds(backoff);
       std::unique_lock wait(mu_);
@@ -166,6 +180,39 @@ void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
     }
   });
   invocations_.push_back({std::move(thread), std::move(done)});
+}
+
+Status Scheduler::CallHttp(ScheduleSpec const& spec) {
+  // The check again at each request: a name may resolve to another address than when the job was made.
+  if (!uri_check_) return FailedPreconditionError("HTTP targets are not enabled on this Ferry");
+  FERRY_RETURN_IF_ERROR(uri_check_(spec.uri));
+  auto scheme_end = spec.uri.find("://");
+  auto path_start = spec.uri.find('/', scheme_end + 3);
+  std::string endpoint = spec.uri.substr(0, path_start);
+  std::string target = path_start == std::string::npos ? "/" : spec.uri.substr(path_start);
+  std::string content_type = "application/octet-stream";
+  HttpHeaders headers;
+  for (auto const& [k, v] : spec.http_headers) {
+    std::string lower = k;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower == "content-type") {
+      content_type = v;
+    } else if (lower != "user-agent" && lower.rfind("x-cloudscheduler", 0) != 0 && lower != "host" &&
+               lower != "content-length") {
+      headers.emplace_back(k, v);
+    }
+  }
+  headers.emplace_back("User-Agent", "Google-Cloud-Scheduler");
+  headers.emplace_back("X-CloudScheduler", "true");
+  headers.emplace_back("X-CloudScheduler-JobName", spec.name);
+  headers.emplace_back("X-CloudScheduler-ScheduleTime", FormatRfc3339(ToUnixMillis(clock_.Now())));
+  std::string method = spec.http_method.empty() ? "POST" : spec.http_method;
+  FERRY_ASSIGN_OR_RETURN(auto result, SendOnce(endpoint, method, target, spec.data, content_type, headers,
+                                               std::chrono::seconds(180)));
+  if (result.status < 200 || result.status > 299) {
+    return Status(StatusCode::kUnavailable, spec.uri + " answered HTTP " + std::to_string(result.status));
+  }
+  return OkStatus();
 }
 
 void Scheduler::Loop() {
@@ -206,6 +253,10 @@ StatusOr<ScheduleState> Scheduler::Get(std::string const& name) {
 
 Status Scheduler::Create(ScheduleSpec spec) {
   spec.created_by = kCreatedByApi;
+  if (!spec.uri.empty()) {
+    if (!uri_check_) return FailedPreconditionError("HTTP targets are not enabled on this Ferry");
+    FERRY_RETURN_IF_ERROR(uri_check_(spec.uri));
+  }
   std::string name = ScheduleResourceName(spec);
   if (Get(name).ok()) return Status(StatusCode::kAlreadyExists, "Job " + name + " already exists");
   Deployment change;
@@ -217,6 +268,10 @@ Status Scheduler::Create(ScheduleSpec spec) {
 
 Status Scheduler::Replace(ScheduleSpec spec) {
   spec.created_by = kCreatedByApi;
+  if (!spec.uri.empty()) {
+    if (!uri_check_) return FailedPreconditionError("HTTP targets are not enabled on this Ferry");
+    FERRY_RETURN_IF_ERROR(uri_check_(spec.uri));
+  }
   std::string name = ScheduleResourceName(spec);
   FERRY_ASSIGN_OR_RETURN(auto old, Get(name));
   if (old.spec.created_by != kCreatedByApi) {

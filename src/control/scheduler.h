@@ -33,6 +33,9 @@ class Scheduler {
   using Invoke = std::function<bool(std::string const& function, std::string const& data)>;
 
   Scheduler(Store& store, Clock& clock, Invoke invoke);
+  // Where HTTP targets may go: checked when a job is created or changed and again before each request (ferry
+  // serve passes its push policy, so a job reaches no more than a push subscription could). Unset: nowhere.
+  void set_uri_check(std::function<Status(std::string const& uri)> check) { uri_check_ = std::move(check); }
   ~Scheduler();
   Scheduler(Scheduler const&) = delete;
   Scheduler& operator=(Scheduler const&) = delete;
@@ -53,6 +56,10 @@ class Scheduler {
   // marked created_by kCreatedByApi. ALREADY_EXISTS, NOT_FOUND, and FAILED_PRECONDITION for a schedule that a
   // deploy file manages (a deploy would undo the change).
   Status Create(ScheduleSpec spec);
+  // An HTTP target's request, as Cloud Scheduler makes it: the job's method, headers and body, with
+  // User-Agent Google-Cloud-Scheduler and X-CloudScheduler headers, within its attempt deadline (180 s). OK for a
+  // 2xx answer.
+  Status CallHttp(ScheduleSpec const& spec);
   Status Replace(ScheduleSpec spec);
   Status Delete(std::string const& name);
   Status Pause(std::string const& name);
@@ -72,6 +79,7 @@ class Scheduler {
   Store& store_;
   Clock& clock_;
   Invoke invoke_;
+  std::function<Status(std::string const& uri)> uri_check_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // GUARDED_BY(mu_)

@@ -131,6 +131,8 @@ int RunDaemon(DaemonOptions const& options) {
     auto called = functions_ptr->Call(function, data);
     return called.ok() && called->status == "ok";
   });
+  // An HTTP job's request goes where a push subscription's may (ferry serve --push-allow): no further.
+  scheduler.set_uri_check([&](std::string const& uri) { return (*push_policy)->CheckEndpoint(uri); });
   std::string const node = options.database.empty() ? std::string() : NodeName();  // a cluster's nodes are named
   // In a cluster one node at a time watches each bucket's (shared) directory.
   BucketService buckets(**store, broker, {.claims = node.empty() ? nullptr : store->get(), .node = node});

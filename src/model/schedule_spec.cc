@@ -1,5 +1,9 @@
 #include "model/schedule_spec.h"
 
+#include <algorithm>
+#include <cctype>
+#include <string_view>
+
 #include <nlohmann/json.hpp>
 
 #include "schedule/cron.h"
@@ -11,7 +15,7 @@ std::string ScheduleResourceName(ScheduleSpec const& spec) {
 }
 
 nlohmann::json ScheduleSpecToJson(ScheduleSpec const& s) {
-  return {{"project", s.project},
+  nlohmann::json j{{"project", s.project},
           {"name", s.name},
           {"region", s.region},
           {"schedule", s.schedule},
@@ -25,6 +29,10 @@ nlohmann::json ScheduleSpecToJson(ScheduleSpec const& s) {
           {"min_backoff_ms", s.min_backoff_ms},
           {"catch_up_ms", s.catch_up_ms},
           {"created_by", s.created_by}};
+  if (!s.uri.empty()) j["uri"] = s.uri;  // newer settings only when set: older stored specs read back the same
+  if (!s.http_method.empty()) j["http_method"] = s.http_method;
+  if (!s.http_headers.empty()) j["http_headers"] = s.http_headers;
+  return j;
 }
 
 StatusOr<ScheduleSpec> ScheduleSpecFromJson(nlohmann::json const& json) {
@@ -47,15 +55,17 @@ StatusOr<ScheduleSpec> ScheduleSpecFromJson(nlohmann::json const& json) {
                        : key == "data"        ? &s.data
                        : key == "function"    ? &s.function
                        : key == "created_by"  ? &s.created_by
+                       : key == "uri"         ? &s.uri
+                       : key == "http_method" ? &s.http_method
                                               : nullptr;
     if (str != nullptr) {
       if (!v.is_string()) return wrong("a string");
       *str = v.get<std::string>();
-    } else if (key == "attributes") {
+    } else if (key == "attributes" || key == "http_headers") {
       if (!v.is_object()) return wrong("a map of strings");
       for (auto const& [k, value] : v.items()) {
         if (!value.is_string()) return wrong("a map of strings");
-        s.attributes[k] = value.get<std::string>();
+        (key == "attributes" ? s.attributes : s.http_headers)[k] = value.get<std::string>();
       }
     } else if (key == "retry_count" || key == "min_backoff_ms" || key == "catch_up_ms") {
       if (!v.is_number_integer()) return wrong("a whole number");
@@ -84,7 +94,31 @@ Status NormalizeScheduleSpec(ScheduleSpec& s) {
   if (s.time_zone.empty()) s.time_zone = "UTC";
   if (auto cron = CronSchedule::Parse(s.schedule); !cron.ok()) return fail(cron.status().message());
   if (auto zone = TimeZone::Load(s.time_zone); !zone.ok()) return fail(zone.status().message());
-  if (s.topic.empty() == s.function.empty()) return fail("give exactly one target: topic or function");
+  if (!s.topic.empty() + !s.function.empty() + !s.uri.empty() != 1) {
+    return fail("give exactly one target: topic, function or an HTTP uri");
+  }
+  if (!s.uri.empty()) {
+    if ((s.uri.rfind("http://", 0) != 0 && s.uri.rfind("https://", 0) != 0) || s.uri.size() > 2048 ||
+        s.uri.find_first_of(" \r\n\t") != std::string::npos) {
+      return fail("uri must be an absolute http:// or https:// URL, not \"" + s.uri.substr(0, 200) + "\"");
+    }
+    if (s.http_method.empty()) s.http_method = "POST";
+    static constexpr char const* kMethods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
+    if (std::find(std::begin(kMethods), std::end(kMethods), s.http_method) == std::end(kMethods)) {
+      return fail("http method must be GET, POST, PUT, DELETE, PATCH, HEAD or OPTIONS, not \"" + s.http_method + "\"");
+    }
+    for (auto const& [k, v] : s.http_headers) {
+      bool token = !k.empty() && k.size() <= 256 && std::all_of(k.begin(), k.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) !=
+                                                                    std::string_view::npos;
+      });
+      if (!token || v.size() > 8192 || v.find_first_of("\r\n") != std::string::npos) {
+        return fail("header \"" + k.substr(0, 100) + "\" is not a valid HTTP header");
+      }
+    }
+  } else if (!s.http_method.empty() || !s.http_headers.empty()) {
+    return fail("http method and headers belong to an HTTP target");
+  }
   if (!s.topic.empty()) {
     if (s.topic.rfind("projects/", 0) != 0) s.topic = MakeResourceName(s.project, ResourceKind::kTopic, s.topic);
     if (auto parsed = ParseResourceName(s.topic, ResourceKind::kTopic); !parsed.ok()) {

@@ -46,6 +46,12 @@ Status ApplyPubsubTarget(json const& t, std::vector<std::string> const& mask, Sc
            t.contains(field);
   };
   spec.function.clear();
+  if (!spec.uri.empty()) {  // another kind of target: what the HTTP one had goes
+    spec.uri.clear();
+    spec.http_method.clear();
+    spec.http_headers.clear();
+    spec.data.clear();
+  }
   if (wants("topicName")) {
     if (Status st = String(t["topicName"], "pubsub_target.topic_name", spec.topic); !st.ok()) return st;
   }
@@ -67,6 +73,60 @@ Status ApplyPubsubTarget(json const& t, std::vector<std::string> const& mask, Sc
       for (auto const& [k, v] : a.items()) {
         if (!v.is_string()) return Bad("Invalid value at 'job.pubsub_target.attributes[" + k + "]': expected a string");
         spec.attributes[k] = v.get<std::string>();
+      }
+    }
+  }
+  return OkStatus();
+}
+
+Status ApplyHttpTarget(json const& t, std::vector<std::string> const& mask, ScheduleSpec& spec) {
+  if (!t.is_object()) return Bad("Invalid value at 'job.http_target': expected an object");
+  for (auto const& [k, v] : t.items()) {
+    if (k == "oauthToken" || k == "oidcToken") {
+      return InvalidArgumentError("Ferry does not mint Google's OAuth or OIDC tokens for a job: give the target's "
+                                  "credentials as a header (--headers Authorization=...)");
+    }
+    if (k != "uri" && k != "httpMethod" && k != "headers" && k != "body") {
+      return Bad("Unknown name \"" + k + "\" at 'job.http_target'");
+    }
+  }
+  auto wants = [&](char const* field) {
+    std::string path = std::string("httpTarget.") + field;
+    return (mask.empty() || std::find(mask.begin(), mask.end(), "httpTarget") != mask.end() ||
+            std::find(mask.begin(), mask.end(), path) != mask.end()) &&
+           t.contains(field);
+  };
+  if (spec.uri.empty()) {  // another kind of target before: what it had goes
+    spec.topic.clear();
+    spec.function.clear();
+    spec.attributes.clear();
+    spec.data.clear();
+  }
+  if (wants("uri")) {
+    if (Status st = String(t["uri"], "http_target.uri", spec.uri); !st.ok()) return st;
+  }
+  if (wants("httpMethod")) {
+    if (Status st = String(t["httpMethod"], "http_target.http_method", spec.http_method); !st.ok()) return st;
+    if (spec.http_method == "HTTP_METHOD_UNSPECIFIED") spec.http_method.clear();
+  }
+  if (wants("body")) {
+    std::string encoded;
+    if (Status st = String(t["body"], "http_target.body", encoded); !st.ok()) return st;
+    auto body = Base64Decode(encoded);
+    if (!body) return Bad("Invalid value at 'job.http_target.body' (TYPE_BYTES), Base64 decoding failed");
+    if (!IsValidUtf8(*body)) {
+      return InvalidArgumentError("httpTarget.body: Ferry keeps a job's body as text, and this is not UTF-8");
+    }
+    spec.data = *std::move(body);
+  }
+  if (wants("headers")) {
+    json const& h = t["headers"];
+    if (!h.is_object() && !h.is_null()) return Bad("Invalid value at 'job.http_target.headers': expected a map");
+    spec.http_headers.clear();
+    if (h.is_object()) {
+      for (auto const& [k, v] : h.items()) {
+        if (!v.is_string()) return Bad("Invalid value at 'job.http_target.headers[" + k + "]': expected a string");
+        spec.http_headers[k] = v.get<std::string>();
       }
     }
   }
@@ -105,10 +165,10 @@ Status ApplyCloudSchedulerJob(json const& job, std::vector<std::string> const& m
                  std::find(std::begin(kOutputOnly), std::end(kOutputOnly), k) != std::end(kOutputOnly);
     if (!known) return Bad("Unknown name \"" + k + "\" at 'job': Cannot find field.");
   }
-  if (job.contains("httpTarget") || job.contains("appEngineHttpTarget")) {
+  if (job.contains("appEngineHttpTarget")) {
     return Status(StatusCode::kUnimplemented,
-                  "Ferry runs Cloud Scheduler jobs with a Pub/Sub target (gcloud scheduler jobs create pubsub); "
-                  "HTTP and App Engine targets are not supported: publish to a topic that a function consumes");
+                  "Ferry runs Cloud Scheduler jobs with Pub/Sub and HTTP targets; App Engine targets are not "
+                  "supported: use an HTTP target, or publish to a topic that a function consumes");
   }
   if (Masked(mask, job, "description")) {
     if (Status st = String(job.value("description", json()), "description", spec.description); !st.ok()) return st;
@@ -124,6 +184,10 @@ Status ApplyCloudSchedulerJob(json const& job, std::vector<std::string> const& m
   if (Masked(mask, job, "pubsubTarget") && job.contains("pubsubTarget")) {
     if (Status st = ApplyPubsubTarget(job["pubsubTarget"], mask, spec); !st.ok()) return st;
   }
+  if (Masked(mask, job, "httpTarget") && job.contains("httpTarget")) {
+    if (job.contains("pubsubTarget")) return InvalidArgumentError("A job has one target: pubsubTarget or httpTarget");
+    if (Status st = ApplyHttpTarget(job["httpTarget"], mask, spec); !st.ok()) return st;
+  }
   if (Masked(mask, job, "retryConfig") && job.contains("retryConfig")) {
     if (Status st = ApplyRetryConfig(job["retryConfig"], spec); !st.ok()) return st;
   }
@@ -137,6 +201,11 @@ json CloudSchedulerJobJson(ScheduleSpec const& spec, ScheduleView const& view) {
     json t{{"topicName", spec.topic}, {"data", Base64Encode(spec.data)}};
     if (!spec.attributes.empty()) t["attributes"] = spec.attributes;
     j["pubsubTarget"] = t;
+  } else if (!spec.uri.empty()) {
+    json t{{"uri", spec.uri}, {"httpMethod", spec.http_method.empty() ? "POST" : spec.http_method}};
+    if (!spec.http_headers.empty()) t["headers"] = spec.http_headers;
+    if (!spec.data.empty()) t["body"] = Base64Encode(spec.data);
+    j["httpTarget"] = t;
   } else {
     // A deploy file's function target, which Cloud Scheduler has no kind for: shown as the call it makes.
     j["httpTarget"] = {{"uri", "ferry:functions/" + spec.function}, {"httpMethod", "POST"}};

@@ -12,7 +12,7 @@
 namespace ferry {
 
 // Cloud Scheduler v1's Job resource (google.cloud.scheduler.v1.Job, JSON) and Ferry's schedules. Ferry runs Pub/Sub
-// targets; HTTP and App Engine targets are refused as UNIMPLEMENTED. Cloud Scheduler's defaults apply: Etc/UTC when
+// and HTTP targets; App Engine targets, and OAuth or OIDC tokens on HTTP targets, are refused. Cloud Scheduler's defaults apply: Etc/UTC when
 // no time zone is given; retryConfig's retryCount 0 and minBackoffDuration 5s.
 
 // The fields of a Job body that `mask` names (every field the body has when `mask` is empty) applied to `spec`:

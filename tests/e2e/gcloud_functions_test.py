@@ -45,7 +45,8 @@ def gcloud_env(daemon, config):
 class GcloudSchedulerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.daemon = harness.Daemon(project=PROJECT).start()
+        # HTTP jobs may reach what push subscriptions may: this machine's receiver, allowed here.
+        cls.daemon = harness.Daemon(project=PROJECT, extra_args=["--push-allow", "127.0.0.1"]).start()
         cls.config = tempfile.mkdtemp(prefix="gcloud-config-")
         cls.work = tempfile.mkdtemp(prefix="ferry-sched-")
         cls.env = gcloud_env(cls.daemon, cls.config)
@@ -108,6 +109,33 @@ class GcloudSchedulerTest(unittest.TestCase):
         failed = self.gcloud("describe", "bar-every-5", expect=1)
         self.assertIn("NOT_FOUND", failed.stderr + failed.stdout)
 
+    def test_an_http_job_calls_its_uri_as_cloud_scheduler_does(self):
+        with harness.PushReceiver() as receiver:
+            self.gcloud("create", "http", "hook", "--schedule", "0 4 * * *", "--uri", receiver.url + "/hook?x=1",
+                        "--message-body", '{"from": "job"}', "--headers", "Content-Type=application/json,X-Team=bar")
+            job = json.loads(self.gcloud("describe", "hook", "--format", "json").stdout)
+            self.assertEqual(job["httpTarget"]["uri"], receiver.url + "/hook?x=1")
+            self.assertEqual(job["httpTarget"]["httpMethod"], "POST")
+            self.assertEqual(job["httpTarget"]["headers"]["X-Team"], "bar")
+            self.assertEqual(base64.b64decode(job["httpTarget"]["body"]), b'{"from": "job"}')
+            self.gcloud("run", "hook")
+            got = receiver.wait_for(1)[0]
+            self.assertEqual(got["path"], "/hook?x=1")
+            self.assertEqual(got["body"], '{"from": "job"}')
+            self.assertEqual(got["headers"]["content-type"], "application/json")
+            self.assertEqual(got["headers"]["x-team"], "bar")
+            self.assertEqual(got["headers"]["user-agent"], "Google-Cloud-Scheduler")
+            self.assertEqual(got["headers"]["x-cloudscheduler-jobname"], "hook")
+            # An update of the body keeps the rest; a failing answer is retried as the retry config says.
+            self.gcloud("update", "http", "hook", "--message-body", "second", "--max-retry-attempts", "1",
+                        "--min-backoff", "1s")
+            receiver.status = 500
+            self.gcloud("run", "hook")
+            second = receiver.wait_for(3)[1:]
+            self.assertEqual([r["body"] for r in second], ["second", "second"])
+            self.assertEqual(second[0]["path"], "/hook?x=1")
+            self.gcloud("delete", "hook")
+
     def test_cloud_schedulers_defaults(self):
         self.gcloud("create", "pubsub", "defaults", "--schedule", "0 9 * * 1", "--topic", "bar-topic",
                     "--message-body", "hello")
@@ -124,9 +152,11 @@ class GcloudSchedulerTest(unittest.TestCase):
         bad = self.gcloud("create", "pubsub", "zoned", "--schedule", "* * * * *", "--topic", "bar-topic",
                           "--message-body", "x", "--time-zone", "Mars/Olympus", expect=1)
         self.assertIn("Mars/Olympus", bad.stderr)
-        http = self.gcloud("create", "http", "hook", "--schedule", "* * * * *", "--uri", "http://127.0.0.1:9/",
+        # An HTTP target goes only where a push endpoint may: not to an address ferry serve --push-allow leaves out.
+        http = self.gcloud("create", "http", "hook", "--schedule", "* * * * *", "--uri", "http://10.1.2.3:9/",
                            expect=1)
-        self.assertIn("Pub/Sub target", http.stderr)
+        self.assertIn("10.1.2.3", http.stderr)
+        self.assertIn("INVALID_ARGUMENT", http.stderr)
         self.gcloud("create", "pubsub", "twice", "--schedule", "* * * * *", "--topic", "bar-topic",
                     "--message-body", "x")
         again = self.gcloud("create", "pubsub", "twice", "--schedule", "* * * * *", "--topic", "bar-topic",
@@ -340,6 +370,13 @@ class GcloudFunctionsDeployTest(unittest.TestCase):
                     "--max-delivery-attempts", "6", "--min-retry-delay", "2m")
         self.gcloud("pubsub", "topics", "publish", "bar", "--message", "{}")
         harness.wait_for(lambda: "Completed bar! A=-" in self.logs("bar"), timeout=60, what="Completed bar!")
+        # A Cloud Scheduler job publishing to the function's topic: run, the function runs.
+        self.gcloud("scheduler", "jobs", "create", "pubsub", "bar-nightly", "--location", "local", "--schedule",
+                    "0 3 * * *", "--time-zone", "Europe/Amsterdam", "--topic", "bar", "--message-body", "from-job")
+        self.gcloud("scheduler", "jobs", "run", "bar-nightly", "--location", "local")
+        harness.wait_for(lambda: "Started bar! data=from-job" in self.logs("bar"), timeout=60,
+                         what="the job's run in the function's log")
+        self.gcloud("scheduler", "jobs", "delete", "bar-nightly", "--location", "local")
 
         # An update: a shorter timeout and an environment variable; the dead-letter settings stay.
         self.gcloud("functions", "deploy", "bar", "--no-gen2", "--runtime", "python311", "--trigger-topic", "bar",

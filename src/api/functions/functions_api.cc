@@ -306,7 +306,8 @@ HttpResponse FunctionsApi::Patch(HttpRequest const& req, FunctionState const& ol
   // The function as it is, with the fields the mask names taken from the body (all the body's without a mask).
   json merged = CloudFunctionToJson(old.spec, {.base_url = base_url_(req), .hide_values = false});
   std::set<std::string> fields;
-  for (auto field : Split(req.Query("updateMask"), ',')) {
+  std::string const update_mask = req.Query("updateMask");  // named: Split's views point into it
+  for (auto field : Split(update_mask, ',')) {
     if (!field.empty()) fields.insert(std::string(field.substr(0, field.find('.'))));
   }
   if (fields.empty()) {

@@ -89,7 +89,8 @@ HttpResponse SchedulerApi::Handle(HttpRequest const& req) {
     auto body = ParseJsonText(req.body);
     if (!body.ok()) return ErrorResponse(body.status());
     std::vector<std::string> mask;
-    for (auto m : Split(req.Query("updateMask"), ',')) {
+    std::string const update_mask = req.Query("updateMask");  // named: Split's views point into it
+    for (auto m : Split(update_mask, ',')) {
       if (!m.empty()) mask.emplace_back(m);
     }
     ScheduleSpec spec = old->spec;
