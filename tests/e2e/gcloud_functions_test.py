@@ -528,6 +528,50 @@ class GcloudFunctionsDeployTest(unittest.TestCase):
         self.assertEqual(status, 404)
 
 
+@unittest.skipIf(GCLOUD is None and os.environ.get("CI") != "true", "gcloud is not installed")
+class GcloudFunctionsWithTokensTest(unittest.TestCase):
+    """With tokens, `ferry env --token-file` gives gcloud its token: an admin deploys, a viewer reads and is refused a
+    deploy in Google's words."""
+
+    def test_roles(self):
+        admin, viewer = "gcloud-admin-" + "a" * 24, "gcloud-viewer-" + "v" * 24
+        daemon = harness.Daemon(project="tok-proj", tokens={"admin": admin, "viewer": viewer}).start()
+        work = tempfile.mkdtemp(prefix="ferry-gcf-tokens-")
+        self.addCleanup(shutil.rmtree, work, True)
+        self.addCleanup(daemon.close)
+        src = os.path.join(work, "src")
+        os.makedirs(src)
+        with open(os.path.join(src, "main.py"), "w") as f:
+            f.write(FUNCTION_SOURCE)
+
+        def env_for(token):
+            path = os.path.join(work, token.split("-")[1] + ".token")
+            with open(path, "w") as f:
+                f.write(token + "\n")
+            out = daemon.cli("env", "--token-file", path)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            exports = dict(shlex.split(line[len("export "):])[0].split("=", 1)
+                           for line in out.stdout.splitlines() if line.startswith("export "))
+            self.assertEqual(exports["CLOUDSDK_AUTH_ACCESS_TOKEN_FILE"], path)
+            return dict(os.environ, **exports, CLOUDSDK_CONFIG=os.path.join(work, "config-" + token[:10]),
+                        CLOUDSDK_CORE_DISABLE_PROMPTS="1")
+
+        def gcloud(env, *args):
+            return subprocess.run([GCLOUD, "functions"] + list(args), env=env, capture_output=True, text=True,
+                                  timeout=180)
+
+        deploy = ["deploy", "bar", "--no-gen2", "--runtime", "python311", "--trigger-topic", "bar", "--source", src,
+                  "--entry-point", "bar"]
+        refused = gcloud(env_for(viewer), *deploy)
+        self.assertEqual(refused.returncode, 1, refused.stdout + refused.stderr)
+        self.assertIn("status=[403]", refused.stderr)
+        self.assertIn("admin role", refused.stderr)
+        done = gcloud(env_for(admin), *deploy)
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        described = gcloud(env_for(viewer), "describe", "bar", "--format", "value(status)")
+        self.assertEqual(described.stdout.strip(), "ACTIVE", described.stderr)
+
+
 if __name__ == "__main__":
     harness.FERRY = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)
