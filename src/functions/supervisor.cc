@@ -2,6 +2,7 @@
 
 #include "common/check.h"
 #include "common/deadline_stream.h"
+#include "common/random_hex.h"
 
 #include "functions/instance_cgroup.h"
 
@@ -15,7 +16,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -111,18 +111,6 @@ int ConnectLoopback(int port, beast::error_code& ec) {
   return fd;
 }
 
-// A fresh secret for one instance: 128 random bits in hex, from the kernel.
-std::string NewInstanceSecret() {
-  unsigned char bytes[16] = {};
-  FERRY_CHECK(getrandom(bytes, sizeof bytes, 0) == static_cast<ssize_t>(sizeof bytes));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
 
 http::request<http::string_body> MakeRequest(Invocation const& invocation, std::string const& instance_secret) {
   http::request<http::string_body> req{http::string_to_verb(invocation.method), invocation.path, 11};
@@ -240,7 +228,7 @@ std::atomic<uint64_t> next_instance_id{1};
 struct Supervisor::Instance {
   uint64_t id = next_instance_id++;
   int port = 0;
-  std::string secret = NewInstanceSecret();  // its requests carry it; the runtimes Ferry controls check it
+  std::string secret = RandomHex(16);  // its requests carry it; the runtimes Ferry controls check it
   std::mutex conns_mu;
   std::vector<std::unique_ptr<Connection>> idle_conns;  // GUARDED_BY(conns_mu)
 

@@ -34,17 +34,21 @@ Status String(json const& v, std::string const& field, std::string& out) {
   return OkStatus();
 }
 
+// Whether a patch sets `target`.`field`: the body has it, and the mask names the field or the whole target (or
+// there is no mask).
+bool TargetWants(std::vector<std::string> const& mask, json const& t, std::string const& target, char const* field) {
+  std::string path = target + "." + field;
+  return (mask.empty() || std::find(mask.begin(), mask.end(), target) != mask.end() ||
+          std::find(mask.begin(), mask.end(), path) != mask.end()) &&
+         t.contains(field);
+}
+
 Status ApplyPubsubTarget(json const& t, std::vector<std::string> const& mask, ScheduleSpec& spec) {
   if (!t.is_object()) return Bad("Invalid value at 'job.pubsub_target': expected an object");
   for (auto const& [k, v] : t.items()) {
     if (k != "topicName" && k != "data" && k != "attributes") return Bad("Unknown name \"" + k + "\" at 'job.pubsub_target'");
   }
-  auto wants = [&](char const* field) {
-    std::string path = std::string("pubsubTarget.") + field;
-    return (mask.empty() || std::find(mask.begin(), mask.end(), "pubsubTarget") != mask.end() ||
-            std::find(mask.begin(), mask.end(), path) != mask.end()) &&
-           t.contains(field);
-  };
+  auto wants = [&](char const* field) { return TargetWants(mask, t, "pubsubTarget", field); };
   spec.function.clear();
   if (!spec.uri.empty()) {  // another kind of target: what the HTTP one had goes
     spec.uri.clear();
@@ -90,12 +94,7 @@ Status ApplyHttpTarget(json const& t, std::vector<std::string> const& mask, Sche
       return Bad("Unknown name \"" + k + "\" at 'job.http_target'");
     }
   }
-  auto wants = [&](char const* field) {
-    std::string path = std::string("httpTarget.") + field;
-    return (mask.empty() || std::find(mask.begin(), mask.end(), "httpTarget") != mask.end() ||
-            std::find(mask.begin(), mask.end(), path) != mask.end()) &&
-           t.contains(field);
-  };
+  auto wants = [&](char const* field) { return TargetWants(mask, t, "httpTarget", field); };
   if (spec.uri.empty()) {  // another kind of target before: what it had goes
     spec.topic.clear();
     spec.function.clear();

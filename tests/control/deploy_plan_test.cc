@@ -211,18 +211,30 @@ TEST(DeployPlanTest, AJobMadeThroughTheSchedulerApiIsNotTheDeployFiles) {
                                                                "created with gcloud scheduler"));
 }
 
+// A function as gcloud functions deploy makes it: Bar's settings, no dead-letter topic (CloudFunction has none).
+FunctionSpec FromGcloud(std::string const& name) {
+  FunctionSpec fn = Bar();
+  fn.name = name;
+  fn.dead_letter_topic.clear();
+  fn.created_by = kCreatedByFunctionsApi;
+  return fn;
+}
+
+// The deploy of that one function alone, as the Cloud Functions API makes it.
+DeployRequest OneFunction(FunctionSpec const& fn) {
+  DeployRequest one;
+  one.project = "p";
+  one.prune = false;
+  one.functions = {fn};
+  return one;
+}
+
 // gcloud functions deploy (the Cloud Functions API) deploys one function: nothing else is deleted, a deploy file's
 // function is not taken over, and a deploy file in turn neither deletes nor takes over gcloud's.
 TEST(DeployPlanTest, AFunctionDeployedWithGcloudAndADeployFileKeepToTheirOwn) {
   auto state = Applied({}, *PlanDeploy(Request(), {}, kNow));  // bar, from a deploy file
-  FunctionSpec web = Bar();
-  web.name = "web";
-  web.dead_letter_topic.clear();
-  web.created_by = kCreatedByFunctionsApi;
-  DeployRequest one;
-  one.project = "p";
-  one.prune = false;
-  one.functions = {web};
+  FunctionSpec web = FromGcloud("web");
+  DeployRequest one = OneFunction(web);
   auto plan = PlanDeploy(one, state, kNow);
   ASSERT_THAT(plan, IsOk());
   EXPECT_THAT(plan->change.delete_functions, IsEmpty()) << "a deploy of one function deletes nothing";
@@ -278,13 +290,7 @@ TEST(DeployPlanTest, AChangeCountsAVersionAndTakesTheTime) {
 // The guide sets the dead-letter policy on a gcloud-deployed function's subscription after each deploy; the next
 // deploy of the function keeps it (the CloudFunction resource has no such setting to replace it with).
 TEST(DeployPlanTest, AGcloudFunctionsRedeployKeepsItsSubscriptionsPolicies) {
-  FunctionSpec web = Bar();
-  web.dead_letter_topic.clear();
-  web.created_by = kCreatedByFunctionsApi;
-  DeployRequest one;
-  one.project = "p";
-  one.prune = false;
-  one.functions = {web};
+  DeployRequest one = OneFunction(FromGcloud("bar"));
   auto state = Applied({}, *PlanDeploy(one, {}, kNow));
   Subscription& sub = state.subscriptions[kBarSub];
   sub.dead_letter_policy = DeadLetterPolicy{"projects/p/topics/bar-failed", 6};

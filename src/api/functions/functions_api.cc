@@ -1,13 +1,12 @@
 #include "api/functions/functions_api.h"
 
-#include <openssl/rand.h>
-
 #include <chrono>
 #include <filesystem>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "common/random_hex.h"
 #include "common/split.h"
 #include "common/status_macros.h"
 #include "common/time_util.h"
@@ -36,17 +35,6 @@ std::vector<std::string> Runtimes() {
   return out;
 }
 
-std::string RandomHex(std::size_t bytes) {
-  std::vector<unsigned char> raw(bytes);
-  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) return std::to_string(std::rand());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
 
 Status NotOwned(FunctionState const& f) {
   return FailedPreconditionError("Function " + FunctionResourceName(f.spec) + " belongs to a deploy file: change or " +

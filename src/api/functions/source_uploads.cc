@@ -1,22 +1,16 @@
 #include "api/functions/source_uploads.h"
 
-#include <openssl/rand.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
+#include "common/random_hex.h"
+
 namespace ferry {
 
 StatusOr<std::string> SourceUploads::Create() {
-  unsigned char raw[16];
-  if (RAND_bytes(raw, sizeof raw) != 1) return InternalError("no random bytes for an upload id");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (unsigned char c : raw) {
-    id += kHex[c >> 4];
-    id += kHex[c & 15];
-  }
+  std::string id = RandomHex(16);
   std::lock_guard lock(mu_);
   DropExpired();
   if (pending_.size() >= kMaxPending) {

@@ -11,7 +11,7 @@
 namespace ferry {
 
 // The zips gcloud functions deploy uploads (Cloud Functions' generateUploadUrl): each upload URL names a fresh
-// random id (128 bits from OpenSSL), and that id is the permission to upload to it, as Google's signed URL is. An id
+// random id (128 bits from the kernel), and that id is the permission to upload to it, as Google's signed URL is. An id
 // takes one upload, within 30 minutes; a create or patch then takes the zip once. At most 64 wait at a time, each
 // at most 100 MiB (the server's limit for these uploads), kept as files in `dir` until taken or expired.
 class SourceUploads {
