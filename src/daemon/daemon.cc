@@ -176,9 +176,10 @@ int RunDaemon(DaemonOptions const& options) {
   http_options.port = options.port;
   http_options.http2_connections = [&](int fd) { (*grpc)->AdoptConnection(fd); };
   http_options.tls_cert_file = options.tls_cert;
-  // Functions' source zips may be as large as Cloud Functions takes (100 MiB); everything else keeps the default.
-  http_options.body_limit_for = [](std::string_view target) {
-    return target.rfind("/upload/functions/", 0) == 0 ? SourceUploads::kMaxBytes : HttpServerOptions{}.max_body_bytes;
+  // Functions' source zips may be as large as Cloud Functions takes (100 MiB), when their upload id waits for
+  // them; everything else keeps the default.
+  http_options.body_limit_for = [&functions_api, otherwise = http_options.max_body_bytes](std::string_view target) {
+    return functions_api.BodyLimit(target, otherwise);
   };
   http_options.tls_key_file = options.tls_key;
   // Lanes: 0 everything else (publishing, storage), 1 long-poll pulls, 2 function calls that wait for an

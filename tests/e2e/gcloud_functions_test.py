@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -522,10 +523,21 @@ class GcloudFunctionsDeployTest(unittest.TestCase):
         status, _, body = harness.http_request(port, "PUT", url[len(self.daemon.endpoint):], buf.getvalue(),
                                                {"Content-Type": "application/zip"})
         self.assertEqual(status, 404, body)
-        # An upload URL Ferry did not hand out takes nothing.
+        # An upload URL Ferry did not hand out takes nothing, and no more than any request may send.
         status, _, _ = harness.http_request(port, "PUT", "/upload/functions/" + "0" * 32 + ".zip", b"x",
                                             {"Content-Type": "application/zip"})
         self.assertEqual(status, 404)
+        # One that waits for its upload takes as much as Cloud Functions does (100 MiB), more than other requests.
+        status, _, body = harness.http_request(port, "POST", base + ":generateUploadUrl", b"{}",
+                                               {"Content-Type": "application/json"})
+        big = json.loads(body)["uploadUrl"][len(self.daemon.endpoint):]
+        status, _, body = harness.http_request(port, "PUT", big, os.urandom(20 << 20),
+                                               {"Content-Type": "application/zip"})
+        self.assertEqual(status, 200, body)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"PUT /upload/functions/%s.zip HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                         b"application/zip\r\nContent-Length: %d\r\n\r\n" % (b"0" * 32, 17 << 20))
+            self.assertTrue(sock.recv(4096).startswith(b"HTTP/1.1 413"))
 
 
 @unittest.skipIf(GCLOUD is None and os.environ.get("CI") != "true", "gcloud is not installed")

@@ -64,6 +64,12 @@ bool FunctionsApi::Serves(std::string_view path) {
          (parts[5] == "functions" || parts[5].rfind("functions:", 0) == 0 || (v2 && parts[5] == "runtimes"));
 }
 
+std::size_t FunctionsApi::BodyLimit(std::string_view target, std::size_t otherwise) {
+  if (target.rfind("/upload/functions/", 0) != 0) return otherwise;
+  std::string id = SourceUploads::IdOf(target);
+  return !id.empty() && uploads_.Waiting(id) ? SourceUploads::kMaxBytes : otherwise;
+}
+
 json FunctionsApi::CloudFunction(HttpRequest const& req, FunctionState const& f) const {
   json j = CloudFunctionToJson(f.spec, {.base_url = base_url_(req)});
   j["status"] = f.state == "ACTIVE" ? "ACTIVE" : f.state == "DEPLOYING" ? "DEPLOY_IN_PROGRESS" : "OFFLINE";

@@ -45,6 +45,10 @@ class FunctionsApi {
   FunctionsApi(FunctionService& functions, std::string const& data_dir,
                std::function<std::string(HttpRequest const&)> base_url);
   static bool Serves(std::string_view path);
+  // The body limit for a request to `target` (HttpServerOptions::body_limit_for): a source zip's size (100 MiB)
+  // for an upload URL that waits for its upload, `otherwise` for anything else, so that no one without an upload
+  // id can make the server hold more than it holds for any request.
+  std::size_t BodyLimit(std::string_view target, std::size_t otherwise);
   HttpResponse Handle(HttpRequest const& request);
 
  private:

@@ -71,6 +71,13 @@ StatusOr<std::string> SourceUploads::Take(std::string_view upload_url) {
   return bytes;
 }
 
+bool SourceUploads::Waiting(std::string_view id) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(id);
+  return it != pending_.end() && it->second.state == Pending::kWaiting &&
+         it->second.expires > std::chrono::steady_clock::now();
+}
+
 std::string SourceUploads::IdOf(std::string_view url) {
   constexpr std::string_view kPrefix = "/upload/functions/";
   auto at = url.find(kPrefix);

@@ -27,6 +27,8 @@ class SourceUploads {
   Status Put(std::string_view id, std::string_view bytes);
   // The uploaded zip's bytes for an upload URL that Create handed out and Put filled; the upload is gone after.
   StatusOr<std::string> Take(std::string_view upload_url);
+  // Whether `id` waits for its upload (handed out, not yet uploaded, not expired).
+  bool Waiting(std::string_view id);
   // The id in an upload URL ("{base}/upload/functions/{id}.zip?..."), or "" if it is not one.
   static std::string IdOf(std::string_view url);
 
