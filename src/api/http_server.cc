@@ -8,6 +8,7 @@
 #include <utility>
 
 #include <algorithm>
+#include <limits>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -357,7 +358,14 @@ class BeastHttpServer : public HttpServer {
     beast::flat_buffer buffer;
     for (bool first = true;; first = false) {
       http::request_parser<http::string_body> parser;
-      parser.body_limit(options_.max_body_bytes);
+      // With a limit per target, the header is read without one (Beast checks Content-Length against the limit
+      // as it reads the header), then the target's limit is applied below. (Not boost::none: Beast 1.81 compares
+      // the length with the optional, and anything is more than none.)
+      if (options_.body_limit_for) {
+        parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+      } else {
+        parser.body_limit(options_.max_body_bytes);
+      }
       parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
       lowest.expires_after(first ? options_.header_timeout : options_.read_timeout);
       beast::error_code ec;
@@ -366,7 +374,12 @@ class BeastHttpServer : public HttpServer {
       if (!ec && options_.body_limit_for) {
         auto target = parser.get().target();
         body_limit = options_.body_limit_for(std::string_view(target.data(), target.size()));
-        parser.body_limit(body_limit);
+        auto length = parser.content_length();
+        if (length && *length > body_limit) {
+          ec = http::error::body_limit;
+        } else {
+          parser.body_limit(body_limit);  // a chunked body is held to it as it arrives
+        }
       }
       if (!ec && !parser.is_done()) {
         lowest.expires_after(options_.read_timeout);
