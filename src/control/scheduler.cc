@@ -182,10 +182,14 @@ void Scheduler::InvokeWithRetries(ScheduleSpec spec) {
   invocations_.push_back({std::move(thread), std::move(done)});
 }
 
+Status Scheduler::CheckUri(std::string const& uri) const {
+  if (!uri_check_) return FailedPreconditionError("HTTP targets are not enabled on this Ferry");
+  return uri_check_(uri);
+}
+
 Status Scheduler::CallHttp(ScheduleSpec const& spec) {
   // The check again at each request: a name may resolve to another address than when the job was made.
-  if (!uri_check_) return FailedPreconditionError("HTTP targets are not enabled on this Ferry");
-  FERRY_RETURN_IF_ERROR(uri_check_(spec.uri));
+  FERRY_RETURN_IF_ERROR(CheckUri(spec.uri));
   auto scheme_end = spec.uri.find("://");
   auto path_start = spec.uri.find('/', scheme_end + 3);
   std::string endpoint = spec.uri.substr(0, path_start);
@@ -253,10 +257,7 @@ StatusOr<ScheduleState> Scheduler::Get(std::string const& name) {
 
 Status Scheduler::Create(ScheduleSpec spec) {
   spec.created_by = kCreatedByApi;
-  if (!spec.uri.empty()) {
-    if (!uri_check_) return FailedPreconditionError("HTTP targets are not enabled on this Ferry");
-    FERRY_RETURN_IF_ERROR(uri_check_(spec.uri));
-  }
+  if (!spec.uri.empty()) FERRY_RETURN_IF_ERROR(CheckUri(spec.uri));
   std::string name = ScheduleResourceName(spec);
   if (Get(name).ok()) return Status(StatusCode::kAlreadyExists, "Job " + name + " already exists");
   Deployment change;
@@ -268,10 +269,7 @@ Status Scheduler::Create(ScheduleSpec spec) {
 
 Status Scheduler::Replace(ScheduleSpec spec) {
   spec.created_by = kCreatedByApi;
-  if (!spec.uri.empty()) {
-    if (!uri_check_) return FailedPreconditionError("HTTP targets are not enabled on this Ferry");
-    FERRY_RETURN_IF_ERROR(uri_check_(spec.uri));
-  }
+  if (!spec.uri.empty()) FERRY_RETURN_IF_ERROR(CheckUri(spec.uri));
   std::string name = ScheduleResourceName(spec);
   FERRY_ASSIGN_OR_RETURN(auto old, Get(name));
   if (old.spec.created_by != kCreatedByApi) {

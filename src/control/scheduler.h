@@ -80,6 +80,7 @@ class Scheduler {
   Clock& clock_;
   Invoke invoke_;
   std::function<Status(std::string const& uri)> uri_check_;
+  Status CheckUri(std::string const& uri) const;  // FAILED_PRECONDITION without a uri_check_
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // GUARDED_BY(mu_)

@@ -107,6 +107,7 @@ Status NormalizeScheduleSpec(ScheduleSpec& s) {
     if (std::find(std::begin(kMethods), std::end(kMethods), s.http_method) == std::end(kMethods)) {
       return fail("http method must be GET, POST, PUT, DELETE, PATCH, HEAD or OPTIONS, not \"" + s.http_method + "\"");
     }
+    if (s.http_headers.size() > 100) return fail("at most 100 headers");
     for (auto const& [k, v] : s.http_headers) {
       bool token = !k.empty() && k.size() <= 256 && std::all_of(k.begin(), k.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) !=

@@ -64,5 +64,18 @@ TEST(SchedulerJobTest, WhatFerryCannotDoForAnHttpTargetIsRefused) {
   EXPECT_THAT(NormalizeScheduleSpec(spec), StatusIs(StatusCode::kInvalidArgument));
 }
 
+TEST(SchedulerJobTest, AnHttpTargetsHeadersAreBounded) {
+  json headers = json::object();
+  for (int i = 0; i < 101; ++i) headers["X-H" + std::to_string(i)] = "v";
+  ScheduleSpec spec{.project = "p", .name = "hook"};
+  ASSERT_THAT(ApplyCloudSchedulerJob(json{{"schedule", "* * * * *"},
+                                          {"httpTarget", {{"uri", "http://h/"}, {"headers", headers}}}},
+                                     {}, spec),
+              IsOk());
+  EXPECT_THAT(NormalizeScheduleSpec(spec), StatusIs(StatusCode::kInvalidArgument));
+  spec.http_headers.erase("X-H0");
+  EXPECT_THAT(NormalizeScheduleSpec(spec), IsOk());
+}
+
 }  // namespace
 }  // namespace ferry
