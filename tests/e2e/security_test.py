@@ -436,7 +436,11 @@ class OpenLoopbackTest(unittest.TestCase):
             status, _, body = self.http("GET", "/ferry/v1/projects/sec-proj/functions/noisy/logs?limit=1000")
             self.assertEqual(status, 200, body[:300])
             return [e["message"] for e in json.loads(body)["entries"]]
-        got = harness.wait_for(lambda: [l for l in lines() if l.startswith("aaa")], what="the long line")
+        # The pieces of the long line are logged one record at a time, so wait for all of them.
+        def long_line():
+            pieces = [l for l in lines() if l.startswith("aaa")]
+            return pieces if sum(len(l) for l in pieces) >= 200000 else None
+        got = harness.wait_for(long_line, what="every piece of the long line")
         self.assertIn("caf\ufffd", lines())
         self.assertTrue(all(len(l.encode()) <= 65536 for l in lines()))
         self.assertEqual(sum(len(l) for l in got), 200000, "the long line is split, not lost")
