@@ -61,7 +61,7 @@ void Broker::Shutdown() {
     std::lock_guard lock(wait_mu_);
     stopping_ = true;
   }
-  wait_cv_.notify_all();
+  WakePulls();
   if (maintenance_.joinable()) maintenance_.join();
 }
 
@@ -273,6 +273,7 @@ void Broker::WakeSubscribersOf(std::string const& subscription) {
 // ---- data path ----
 
 StatusOr<std::vector<std::string>> Broker::Publish(std::string const& topic, std::vector<PubsubMessage> messages) {
+  latency::ScopedStage stage(Stage::kPublish);
   FERRY_RETURN_IF_ERROR(CheckName(topic, ResourceKind::kTopic));
   if (messages.empty()) return InvalidArgumentError("The request contains no messages");
   if (messages.size() > static_cast<std::size_t>(kMaxMessagesPerPublish)) {
@@ -291,8 +292,7 @@ StatusOr<std::vector<std::string>> Broker::Publish(std::string const& topic, std
     c.published_messages += static_cast<int64_t>(ids.size());
     c.published_bytes += bytes;
   }
-  Notify(topic);
-  return ids;
+  return ids;  // the store told the waiting pulls at its commit (SetPublishListener), before the fsync
 }
 
 StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscription, int max_messages,
@@ -311,8 +311,10 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
 
   while (true) {
     uint64_t generation = Generation(sub.topic);
+    auto const lease_start = latency::Now();
     FERRY_ASSIGN_OR_RETURN(auto lease, store_.Lease(subscription, max_messages, NowMillis(),
                                                     options.ack_deadline_seconds, options.max_bytes));
+    if (!lease.messages.empty()) latency::RecordSince(Stage::kDeliverLease, lease_start);
     if (lease.expired > 0 || lease.dead_lettered > 0 || !lease.messages.empty()) {
       std::lock_guard lock(counters_mu_);
       auto& c = counters_.subscriptions[subscription];
@@ -321,17 +323,35 @@ StatusOr<std::vector<ReceivedMessage>> Broker::Pull(std::string const& subscript
       c.dead_lettered += lease.dead_lettered;
     }
     if (lease.dead_lettered > 0 && sub.dead_letter_policy) Notify(sub.dead_letter_policy->dead_letter_topic);
+    if (static_cast<int>(lease.messages.size()) == max_messages) {
+      // There may be more than this pull could take: another stream of the subscription takes the rest.
+      std::lock_guard lock(wait_mu_);
+      if (auto it = waiters_.find(sub.topic); it != waiters_.end()) WakeOnePerSubscription(it->second, &subscription);
+    }
     auto now = clock_.SteadyNow();
     if (!lease.messages.empty() || now >= wait_until) return std::move(lease.messages);
 
     std::unique_lock lock(wait_mu_);
     if (stopping_) return std::vector<ReceivedMessage>{};
     auto cancelled = [&] { return options.cancelled != nullptr && options.cancelled->load(); };
+    auto& topic_generation = generations_[sub.topic];
+    auto& waiting = waiters_[sub.topic];
+    PullWaiter self{subscription, {}, false};
+    waiting.push_back(&self);
     ++waiting_pulls_;
-    clock_.WaitUntil(wait_cv_, lock, std::min(wait_until, now + options_.pull_recheck),
-                     [&] { return stopping_ || cancelled() || generations_[sub.topic] != generation; });
+    // A publish that committed between the lease above and now found no waiter to wake: lease again at once.
+    if (topic_generation.count == generation) {
+      clock_.WaitUntil(self.cv, lock, std::min(wait_until, now + options_.pull_recheck),
+                       [&] { return stopping_ || cancelled() || self.woken; });
+    }
     --waiting_pulls_;
-    if (stopping_ || cancelled()) return std::vector<ReceivedMessage>{};
+    waiting.erase(std::find(waiting.begin(), waiting.end(), &self));
+    if (self.woken) latency::RecordSince(Stage::kDeliverWake, topic_generation.notified);
+    if (stopping_ || cancelled()) {
+      // The wake this pull took was for a message it will not lease: it goes to the next waiter.
+      if (self.woken && !stopping_) WakeOnePerSubscription(waiting, &subscription);
+      return std::vector<ReceivedMessage>{};
+    }
   }
 }
 
@@ -351,6 +371,7 @@ Status Broker::Acknowledge(std::string const& subscription, std::vector<std::str
                            std::vector<std::string>* invalid_ack_ids) {
   FERRY_RETURN_IF_ERROR(CheckName(subscription, ResourceKind::kSubscription));
   if (ack_ids.empty()) return InvalidArgumentError("No ack ids specified");
+  latency::ScopedStage stage(Stage::kAck);
   FERRY_ASSIGN_OR_RETURN(auto result, store_.Acknowledge(subscription, ack_ids, NowMillis()));
   {
     std::lock_guard lock(counters_mu_);
@@ -454,10 +475,25 @@ void Broker::CountDeadLettered(std::string const& subscription, int count) {
 void Broker::Notify(std::string const& topic) {
   {
     std::lock_guard lock(wait_mu_);
-    ++generations_[topic];
+    auto& generation = generations_[topic];
+    ++generation.count;
+    generation.notified = latency::Now();
     if (work_listener_) work_listener_(topic);
+    if (auto it = waiters_.find(topic); it != waiters_.end()) WakeOnePerSubscription(it->second, nullptr);
   }
-  wait_cv_.notify_all();
+}
+
+void Broker::WakeOnePerSubscription(std::vector<PullWaiter*>& waiters, std::string const* subscription) {
+  // Few streams wait on one topic (a client opens 5 per subscriber), so scans beat an index here.
+  std::vector<std::string const*> woken;
+  for (PullWaiter* w : waiters) {
+    if (w->woken || (subscription != nullptr && w->subscription != *subscription)) continue;
+    if (std::any_of(woken.begin(), woken.end(), [&](auto const* s) { return *s == w->subscription; })) continue;
+    w->woken = true;
+    w->cv.notify_one();  // under wait_mu_: the waiter, and its cv, live until it has the lock again
+    woken.push_back(&w->subscription);
+    if (subscription != nullptr) return;
+  }
 }
 
 void Broker::SetWorkListener(std::function<void(std::string const& topic)> listener) {
@@ -467,6 +503,9 @@ void Broker::SetWorkListener(std::function<void(std::string const& topic)> liste
 
 void Broker::WakePulls() {
   std::lock_guard lock(wait_mu_);
+  for (auto const& [topic, waiting] : waiters_) {
+    for (PullWaiter* w : waiting) w->cv.notify_one();
+  }
   wait_cv_.notify_all();
 }
 
@@ -477,7 +516,7 @@ int Broker::WaitingPulls() {
 
 uint64_t Broker::Generation(std::string const& topic) {
   std::lock_guard lock(wait_mu_);
-  return generations_[topic];
+  return generations_[topic].count;
 }
 
 void Broker::MaintenanceLoop() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/latency_stages.h"
 #include "ferry/status.h"
 #include "model/resources.h"
 #include "store/store.h"
@@ -168,9 +169,25 @@ class Broker {
   Clock& clock_;
   BrokerOptions options_;
 
+  // A pull waiting for a first message. A publish wakes one waiter per subscription of its topic (the one that
+  // has waited longest), not every stream: a message needs one lease, and each woken stream costs a lease.
+  struct PullWaiter {
+    std::string const& subscription;
+    std::condition_variable cv;
+    bool woken = false;  // GUARDED_BY(wait_mu_)
+  };
+  // Wakes the longest-waiting, not yet woken waiter of each subscription in `waiters` (only of `subscription`,
+  // when given). REQUIRES(wait_mu_).
+  static void WakeOnePerSubscription(std::vector<PullWaiter*>& waiters, std::string const* subscription);
+
   std::mutex wait_mu_;
-  std::condition_variable wait_cv_;
-  std::map<std::string, uint64_t> generations_;  // GUARDED_BY(wait_mu_): bumped when a topic's subs gain work
+  std::condition_variable wait_cv_;  // the maintenance loop's
+  std::map<std::string, std::vector<PullWaiter*>> waiters_;  // GUARDED_BY(wait_mu_): by topic, oldest first
+  struct Generation_ {
+    uint64_t count = 0;                     // bumped when a topic's subscriptions gain work
+    latency::Clock::time_point notified{};  // when, for the stage histograms
+  };
+  std::map<std::string, Generation_> generations_;  // GUARDED_BY(wait_mu_)
   std::function<void(std::string const&)> work_listener_;  // GUARDED_BY(wait_mu_)
   bool stopping_ = false;                        // GUARDED_BY(wait_mu_)
   int waiting_pulls_ = 0;                        // GUARDED_BY(wait_mu_)

@@ -38,6 +38,8 @@ void AddServeCommand(CLI::App& app, int& rc) {
   serve->add_option("--port-file", d.port_file, "Write the bound port to this file once serving");
   serve->add_option("--pull-wait", pull_wait, "How long an empty pull waits for a message")->capture_default_str();
   serve->add_flag("!--no-fsync", d.sync, "Do not fsync commits (throwaway data only)");
+  serve->add_flag("--latency-stages", d.latency_stages,
+                  "Time each stage of publish, delivery and function calls: ferry_stage_latency_seconds in /metrics");
   serve->add_option("--deploy", serve_deploy, "Deploy this ferry.yaml once serving");
   serve->add_option("--token-file", token_file,
                     "File of API tokens, one ROLE[,ROLE]=SECRET per line (roles: admin, viewer, publisher, subscriber, "

@@ -34,6 +34,7 @@
 #include "api/storage/storage_api.h"
 #include "broker/broker.h"
 #include "common/clock.h"
+#include "common/latency_stages.h"
 #include "control/scheduler.h"
 #include "functions/instance_cgroup.h"
 #include "push/push_delivery.h"
@@ -66,6 +67,7 @@ bool IsLoopback(std::string const& host) {
 }  // namespace
 
 int RunDaemon(DaemonOptions const& options) {
+  latency::Enable(options.latency_stages);
   TokenAuthenticator tokens(options.tokens);
   // As Redis's protected mode and Google's emulator: without tokens, whoever reaches the port may deploy code, so
   // only this machine may reach it.
@@ -225,6 +227,7 @@ int RunDaemon(DaemonOptions const& options) {
     if (req.path == "/metrics" && res.status == 200) {
       res.body += functions.RenderMetrics();
       res.body += scheduler.RenderMetrics();
+      res.body += latency::RenderMetrics();
       if (!node.empty()) res.body = WithLabel(res.body, "node", node);
     }
     return res;

@@ -33,6 +33,7 @@ struct DaemonOptions {
   std::string public_url;                              // links in answers point here; default: as reached
   std::vector<std::string> push_allow;                 // internal addresses push may reach (CIDR blocks)
   std::string sentry_dsn;                              // failed executions are reported here (Sentry)
+  bool latency_stages = false;                         // per-stage latency histograms in /metrics
 };
 
 // Runs the daemon until SIGINT or SIGTERM. Returns the process exit code.

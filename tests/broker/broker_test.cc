@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/latency_stages.h"
 #include "testing/fake_clock.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -184,6 +185,45 @@ TEST_F(BrokerTest, WaitingPullWakesOnPublish) {
   ASSERT_THAT(got, IsOk());
   ASSERT_THAT(*got, SizeIs(1));
   EXPECT_EQ((*got)[0].message.data, "late");
+}
+
+TEST_F(BrokerTest, APublishWakesOneWaitingPullPerSubscription) {
+  CreateSub();
+  constexpr char kOther[] = "projects/p/subscriptions/other";
+  ASSERT_THAT(broker_->CreateSubscription({.name = kOther, .topic = kTopic}), IsOk());
+  Broker waiting(*store_, clock_, BrokerOptions{.pull_wait = seconds(30), .pull_recheck = seconds(30),
+                                                .maintenance_interval = {}});
+  // Three streams of one subscriber wait on kSub, one on kOther; the message needs one lease on each.
+  std::vector<std::future<StatusOr<std::vector<ReceivedMessage>>>> pulls;
+  std::atomic<bool> done{false};
+  for (char const* sub : {kSub, kSub, kSub, kOther}) {
+    pulls.push_back(std::async(std::launch::async, [&waiting, &done, sub] {
+      return waiting.Pull(sub, {.max_messages = 10, .wait = seconds(30), .cancelled = &done});
+    }));
+  }
+  while (waiting.WaitingPulls() < 4) std::this_thread::sleep_for(milliseconds(1));
+  latency::Enable(true);
+  int64_t writes_before = latency::Count(Stage::kStoreQueue);
+  ASSERT_THAT(waiting.Publish(kTopic, {PubsubMessage{.data = "one"}}), IsOk());
+  ASSERT_EQ(pulls[3].wait_for(seconds(10)), std::future_status::ready);
+  auto other = pulls[3].get();
+  ASSERT_THAT(other, IsOk());
+  EXPECT_THAT(*other, SizeIs(1));
+  while (waiting.WaitingPulls() > 2) std::this_thread::sleep_for(milliseconds(1));
+  std::this_thread::sleep_for(milliseconds(100));  // a pull woken for nothing would lease by now
+  // The publish and one lease per subscription: no stream woke to find nothing.
+  EXPECT_EQ(latency::Count(Stage::kStoreQueue) - writes_before, 3) << latency::RenderMetrics();
+  EXPECT_EQ(waiting.WaitingPulls(), 2);
+  latency::Enable(false);
+  done = true;
+  waiting.WakePulls();
+  int got = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto r = pulls[i].get();
+    ASSERT_THAT(r, IsOk());
+    got += static_cast<int>(r->size());
+  }
+  EXPECT_EQ(got, 1);
 }
 
 TEST_F(BrokerTest, UpdateAppliesOnlyTheMaskedFields) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "common/latency_stages.h"
 #include "model/resources.h"
 
 namespace ferry {
@@ -319,7 +320,13 @@ Status StreamingPullSession::Run(PullStream& stream, pb::StreamingPullRequest co
     auto* properties = response.mutable_subscription_properties();
     properties->set_exactly_once_delivery_enabled(exactly_once);
     properties->set_message_ordering_enabled(sub->enable_message_ordering);
-    if (!write(response)) {
+    auto const write_start = latency::Now();
+    bool written = write(response);
+    latency::RecordSince(Stage::kDeliverWrite, write_start);
+    if (latency::enabled()) {
+      for (auto const& r : *pulled) latency::RecordDelivered(r.message.message_id);
+    }
+    if (!written) {
       return_unsent(*pulled);  // the client went away before they reached it
       break;
     }

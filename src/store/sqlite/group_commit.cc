@@ -13,16 +13,23 @@
 
 namespace ferry {
 
+void GroupCommitWriter::Job::Answer(Status status) {
+  answered = latency::Now();
+  done.set_value(std::move(status));
+}
+
 void GroupCommitWriter::Batch::Answer() {
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    if (jobs[i] != nullptr) jobs[i]->done.set_value(results[i]);
+    if (jobs[i] == nullptr) continue;
+    if (jobs[i]->durable) latency::RecordSince(Stage::kStoreSync, committed);
+    jobs[i]->Answer(results[i]);
   }
 }
 
 void GroupCommitWriter::Batch::AnswerNonDurable() {
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     if (jobs[i] != nullptr && !jobs[i]->durable) {
-      jobs[i]->done.set_value(results[i]);
+      jobs[i]->Answer(results[i]);
       jobs[i] = nullptr;
     }
   }
@@ -54,13 +61,16 @@ GroupCommitWriter::~GroupCommitWriter() {
 Status GroupCommitWriter::Write(std::function<Status(SqliteDb&)> fn, bool durable) {
   if (sync_failed_) return UnavailableError("the disk failed to sync the store; restart Ferry");
   Job job{std::move(fn), {}, durable};
+  job.queued = latency::Now();
   auto result = job.done.get_future();
   {
     std::lock_guard lock(mu_);
     queue_.push_back(&job);
   }
   cv_.notify_one();
-  return result.get();
+  Status status = result.get();
+  if (job.answered != latency::Clock::time_point{}) latency::RecordSince(Stage::kStoreReturn, job.answered);
+  return status;
 }
 
 // The writer thread serves every request, so nothing one request brings (a library that throws on odd input)
@@ -92,6 +102,12 @@ void GroupCommitWriter::WriterLoop() {
       }
     }
     b.results.assign(b.jobs.size(), OkStatus());
+    auto const started = latency::Now();
+    if (started != latency::Clock::time_point{}) {
+      for (Job* job : b.jobs) {
+        if (job->queued != latency::Clock::time_point{}) latency::Record(Stage::kStoreQueue, started - job->queued);
+      }
+    }
     Status txn = Statement("BEGIN IMMEDIATE");
     for (std::size_t i = 0; txn.ok() && i < b.jobs.size(); ++i) {
       txn = Statement("SAVEPOINT job");
@@ -103,6 +119,10 @@ void GroupCommitWriter::WriterLoop() {
     if (txn.ok() && hooks_.before_commit) txn = hooks_.before_commit(db_);
     if (txn.ok()) txn = Statement("COMMIT");
     if (!txn.ok()) (void)db_.Exec("ROLLBACK");
+    b.committed = latency::Now();
+    if (started != latency::Clock::time_point{}) {
+      for (std::size_t i = 0; i < b.jobs.size(); ++i) latency::Record(Stage::kStoreBatch, b.committed - started);
+    }
     if (hooks_.after_batch) hooks_.after_batch(txn.ok());
     if (!txn.ok()) {
       // A full disk is the client's to know (RESOURCE_EXHAUSTED); anything else, retry later (UNAVAILABLE).

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/latency_stages.h"
 #include "ferry/status.h"
 
 namespace ferry {
@@ -49,11 +50,14 @@ class GroupCommitWriter {
     std::function<Status(SqliteDb&)> fn;
     std::promise<Status> done;
     bool durable = true;  // answered after the fsync; otherwise after the commit
+    latency::Clock::time_point queued{}, answered{};  // for the stage histograms, when on
+    void Answer(Status status);
   };
   // Jobs committed together, and their outcomes, waiting to be answered.
   struct Batch {
     std::vector<Job*> jobs;
     std::vector<Status> results;
+    latency::Clock::time_point committed{};
     void Answer();
     void AnswerNonDurable();  // the jobs that need not wait for the fsync, then forgets them
   };

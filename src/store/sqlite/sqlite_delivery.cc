@@ -5,6 +5,7 @@
 #include <limits>
 #include <set>
 
+#include "common/latency_stages.h"
 #include "common/status_macros.h"
 #include "store/delivery_policy.h"
 
@@ -13,6 +14,7 @@ namespace ferry {
 StatusOr<std::vector<std::string>> SqliteStore::Publish(std::string const& topic,
                                                         std::vector<PubsubMessage> const& messages, int64_t now_ms) {
   std::vector<std::string> ids;
+  auto const started = latency::Now();
   auto st = Write([&](SqliteDb& db) -> Status {
     FERRY_ASSIGN_OR_RETURN(auto topic_id, FindTopicId(db, topic));
     if (!topic_id) return NotFoundError("Topic not found");
@@ -21,6 +23,9 @@ StatusOr<std::vector<std::string>> SqliteStore::Publish(std::string const& topic
     ids.clear();
     ids.reserve(assigned.size());
     for (int64_t id : assigned) ids.push_back(std::to_string(id));
+    if (started != latency::Clock::time_point{}) {
+      for (auto const& id : ids) latency::MarkPublished(id, started);  // before its commit can wake a pull
+    }
     return OkStatus();
   });
   if (!st.ok()) return st;
