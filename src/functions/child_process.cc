@@ -271,6 +271,10 @@ void ChildProcess::ReadLines(int fd, bool is_stderr) {
     {
       std::lock_guard lock(drained_mu_);  // so a waiter cannot miss the notification between its check and wait
       --readers_handling_;
+      if (!when_drained_.empty() && Drained()) {
+        for (auto& [token, fn] : when_drained_) fn();
+        when_drained_.clear();
+      }
     }
     drained_cv_.notify_all();
   }
@@ -285,13 +289,28 @@ bool ChildProcess::WaitOutputRead(std::chrono::milliseconds max) {
   return readers_cv_.wait_for(lock, max, [&] { return readers_running_ == 0; });
 }
 
+bool ChildProcess::Drained() {
+  int out = 0, err = 0;
+  return readers_handling_.load() == 0 && ioctl(out_fd_, FIONREAD, &out) == 0 && out == 0 &&
+         ioctl(err_fd_, FIONREAD, &err) == 0 && err == 0 && readers_handling_.load() == 0;
+}
+
+uint64_t ChildProcess::WhenOutputDrained(std::function<void()> fn) {
+  std::lock_guard lock(drained_mu_);
+  if (Drained()) return 0;
+  uint64_t token = next_drained_token_++;
+  when_drained_.emplace(token, std::move(fn));
+  return token;
+}
+
+void ChildProcess::CancelWhenDrained(uint64_t token) {
+  std::lock_guard lock(drained_mu_);
+  when_drained_.erase(token);
+}
+
 bool ChildProcess::WaitOutputDrained(std::chrono::milliseconds max) {
   auto const give_up = std::chrono::steady_clock::now() + max;
-  auto drained = [&] {
-    int out = 0, err = 0;
-    return readers_handling_.load() == 0 && ioctl(out_fd_, FIONREAD, &out) == 0 && out == 0 &&
-           ioctl(err_fd_, FIONREAD, &err) == 0 && err == 0 && readers_handling_.load() == 0;
-  };
+  auto drained = [&] { return Drained(); };
   std::unique_lock lock(drained_mu_);
   // Woken as each read is handled; bytes not yet read are seen again at most 1 ms later.
   while (!drained()) {

@@ -48,6 +48,11 @@ class ChildProcess {
   // empty and neither reader between a read and its lines' handling. A running process's answer can overtake its
   // output (they come by different channels); this puts them back in order. Returns whether it drained.
   bool WaitOutputDrained(std::chrono::milliseconds max);
+  // For a waiter without a thread: calls `fn` once the output has drained (as WaitOutputDrained sees it), on a
+  // reader's thread after it handled a read, and returns its token; it must be quick. Drained already: calls
+  // nothing and returns 0. CancelWhenDrained(token) forgets it (done, or called, once it returns).
+  uint64_t WhenOutputDrained(std::function<void()> fn);
+  void CancelWhenDrained(uint64_t token);
   // True once the process has exited (reaps it without blocking).
   bool Exited();
   // Resident memory of the process in bytes, 0 when it is gone.
@@ -70,6 +75,9 @@ class ChildProcess {
   std::atomic<int> readers_handling_{0};    // readers between a read and the end of its lines' handling
   std::mutex drained_mu_;
   std::condition_variable drained_cv_;      // notified each time a reader has handled what it read
+  std::map<uint64_t, std::function<void()>> when_drained_;  // GUARDED_BY(drained_mu_)
+  uint64_t next_drained_token_ = 1;                         // GUARDED_BY(drained_mu_)
+  bool Drained();
   std::mutex mu_;
   std::condition_variable readers_cv_;
   int readers_running_ = 2;  // GUARDED_BY(mu_)

@@ -832,16 +832,18 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
       if (parser->keep_alive()) connections.Return(inst->id, std::move(conn));
       result = Answered(parser->release());
     }
-    // As in Invoke: the lines written before the answer are logged under this execution (without blocking the
-    // event loop: checked, then checked again every 2 ms).
+    // As in Invoke: the lines written before the answer are logged under this execution. Without blocking the
+    // event loop: the reader that handles the last of them wakes this (a timer cancelled), at most
+    // kOutputDrainWait from now. (Polling every 2 ms here was the 2 ms tail of HTTP calls.)
     if (inst->process) {
-      asio::steady_timer pause(io);
-      for (auto waited = std::chrono::milliseconds(0);
-           waited < kOutputDrainWait && !inst->process->WaitOutputDrained(std::chrono::milliseconds(0));
-           waited += std::chrono::milliseconds(2)) {
-        pause.expires_after(std::chrono::milliseconds(2));
+      auto drained = std::make_shared<asio::steady_timer>(io, kOutputDrainWait);
+      uint64_t token = inst->process->WhenOutputDrained([drained] {
+        asio::post(drained->get_executor(), [drained] { drained->cancel(); });
+      });
+      if (token != 0) {
         beast::error_code ignored;
-        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        co_await drained->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        inst->process->CancelWhenDrained(token);
       }
     }
     inst->SetCurrentExecution("");

@@ -104,6 +104,39 @@ TEST(ChildProcessTest, WaitOutputDrainedReturnsOnceEveryLineWrittenIsHandled) {
   EXPECT_THAT(handled, ::testing::ElementsAre("1", "2", "3"));
 }
 
+// The same order for a waiter without a thread (an HTTP call on the event loop): it is called once, after the
+// last line written so far is handled, and not before.
+TEST(ChildProcessTest, WhenOutputDrainedCallsBackOnceEveryLineWrittenIsHandled) {
+  std::mutex mu;
+  std::vector<std::string> handled;
+  auto child = ChildProcess::Spawn({.argv = {"sh", "-c", "printf '1\\n2\\n3\\n'; sleep 30"}},
+                                   [&](bool, std::string line) {
+                                     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow log
+                                     std::lock_guard lock(mu);
+                                     handled.push_back(std::move(line));
+                                   });
+  ASSERT_TRUE(child.ok()) << child.status().message();
+  for (int i = 0; i < 500; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::lock_guard lock(mu);
+    if (!handled.empty()) break;
+  }
+  std::promise<std::vector<std::string>> seen;
+  std::atomic<int> calls{0};
+  uint64_t token = (*child)->WhenOutputDrained([&] {
+    if (calls++ > 0) return;
+    std::lock_guard lock(mu);
+    seen.set_value(handled);
+  });
+  ASSERT_NE(token, 0u) << "the lines were handled before the test could wait for them";
+  auto got = seen.get_future();
+  ASSERT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_THAT(got.get(), ::testing::ElementsAre("1", "2", "3"));
+  (*child)->CancelWhenDrained(token);
+  EXPECT_EQ((*child)->WhenOutputDrained([] { FAIL() << "drained already: nothing to call"; }), 0u);
+  EXPECT_EQ(calls.load(), 1);
+}
+
 TEST_F(SupervisorTest, RunsAnInvocationAndTagsItsLogLines) {
   supervisor_.Deploy(Spec("greet"));
   auto result = Call(R"({"name": "ada"})", "exec-ada");
