@@ -179,6 +179,8 @@ StatusOr<Forked> ForkExec(ProcessOptions const& options) {
     return FailedPreconditionError("cannot start \"" + options.argv[0] + "\" in \"" + options.working_dir +
                                    "\": " + std::strerror(child_errno));
   }
+  // Our ends only (the child's are other open files): a reader and TryDrainOutput may race for the same bytes.
+  for (int fd : {out[0], err[0]}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   return Forked{pid, out[0], err[0]};
 }
 
@@ -196,10 +198,10 @@ ChildProcess::ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_lin
     : pid_(pid),
       on_line_(std::move(on_line)),
       stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      out_fd_(out_fd),
-      err_fd_(err_fd),
-      out_reader_([this, out_fd] { ReadLines(out_fd, false); }),
-      err_reader_([this, err_fd] { ReadLines(err_fd, true); }) {}
+      out_{out_fd, false, {}, {}},
+      err_{err_fd, true, {}, {}},
+      out_reader_([this] { ReadLines(out_); }),
+      err_reader_([this] { ReadLines(err_); }) {}
 
 ChildProcess::~ChildProcess() {
   Kill();
@@ -217,71 +219,103 @@ ChildProcess::~ChildProcess() {
   lock.unlock();
   out_reader_.join();
   err_reader_.join();
-  close(out_fd_);
-  close(err_fd_);
+  close(out_.fd);
+  close(err_.fd);
   if (stop_fd_ >= 0) close(stop_fd_);
 }
 
-void ChildProcess::ReadLines(int fd, bool is_stderr) {
+void ChildProcess::ReadLines(Pipe& pipe) {
   pthread_setname_np(pthread_self(), "ferry-fn-output");
-  // A line is what comes before a newline, or kMaxLineBytes of it: a function that writes without newlines
-  // still gives lines, and the buffer never holds more than one. Only newly read bytes are scanned, so the work
-  // is linear in the output. Lines are made valid UTF-8 here, once, so everything after can store and show them.
-  auto emit = [&](std::string_view line) {
-    if (on_line_) on_line_(is_stderr, ToValidUtf8(line));
-  };
-  std::string pending;
-  char buf[4096];
   while (true) {
-    pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    pollfd fds[2] = {{pipe.fd, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
     if (poll(fds, stop_fd_ >= 0 ? 2 : 1, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (fds[0].revents == 0 && fds[1].revents != 0) break;  // told to stop, nothing left to read
-    ++readers_handling_;  // before the read: the bytes are in the pipe or being handled, never neither
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) {
-      --readers_handling_;
-      continue;
-    }
-    if (n <= 0) {
-      --readers_handling_;
-      break;
-    }
-    std::string_view chunk(buf, static_cast<std::size_t>(n));
-    while (!chunk.empty()) {
-      auto nl = chunk.find('\n');
-      std::size_t room = kMaxLineBytes - pending.size();
-      if (nl != std::string_view::npos && nl <= room) {
-        pending.append(chunk.substr(0, nl));
-        emit(pending);
-        pending.clear();
-        chunk.remove_prefix(nl + 1);
-      } else if (chunk.size() < room) {
-        pending.append(chunk);
-        chunk = {};
-      } else {
-        pending.append(chunk.substr(0, room));
-        emit(pending);
-        pending.clear();
-        chunk.remove_prefix(room);
-      }
-    }
+    ssize_t n;
     {
-      std::lock_guard lock(drained_mu_);  // so a waiter cannot miss the notification between its check and wait
-      --readers_handling_;
-      if (!when_drained_.empty() && Drained()) {
-        for (auto& [token, fn] : when_drained_) fn();
-        when_drained_.clear();
-      }
+      std::lock_guard lock(pipe.mu);
+      n = ReadAndHandle(pipe);
     }
-    drained_cv_.notify_all();
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;  // EAGAIN: a drain took it
+    if (n <= 0) break;
   }
-  if (!pending.empty()) emit(pending);
+  {
+    std::lock_guard lock(pipe.mu);
+    if (!pipe.pending.empty() && on_line_) on_line_(pipe.is_stderr, ToValidUtf8(pipe.pending));
+    pipe.pending.clear();
+  }
   std::lock_guard lock(mu_);
   --readers_running_;
   readers_cv_.notify_all();
+}
+
+ssize_t ChildProcess::ReadAndHandle(Pipe& pipe) {
+  // A line is what comes before a newline, or kMaxLineBytes of it: a function that writes without newlines
+  // still gives lines, and the buffer never holds more than one. Only newly read bytes are scanned, so the work
+  // is linear in the output. Lines are made valid UTF-8 here, once, so everything after can store and show them.
+  auto emit = [&](std::string_view line) {
+    if (on_line_) on_line_(pipe.is_stderr, ToValidUtf8(line));
+  };
+  char buf[4096];
+  ++readers_handling_;  // before the read: the bytes are in the pipe or being handled, never neither
+  ssize_t n = read(pipe.fd, buf, sizeof buf);
+  int read_errno = errno;
+  std::string_view chunk(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+  std::string& pending = pipe.pending;
+  while (!chunk.empty()) {
+    auto nl = chunk.find('\n');
+    std::size_t room = kMaxLineBytes - pending.size();
+    if (nl != std::string_view::npos && nl <= room) {
+      pending.append(chunk.substr(0, nl));
+      emit(pending);
+      pending.clear();
+      chunk.remove_prefix(nl + 1);
+    } else if (chunk.size() < room) {
+      pending.append(chunk);
+      chunk = {};
+    } else {
+      pending.append(chunk.substr(0, room));
+      emit(pending);
+      pending.clear();
+      chunk.remove_prefix(room);
+    }
+  }
+  Handled();
+  errno = read_errno;
+  return n;
+}
+
+void ChildProcess::Handled() {
+  {
+    std::lock_guard lock(drained_mu_);  // so a waiter cannot miss the notification between its check and wait
+    --readers_handling_;
+    if (!when_drained_.empty() && Drained()) {
+      for (auto& [token, fn] : when_drained_) fn();
+      when_drained_.clear();
+    }
+  }
+  drained_cv_.notify_all();
+}
+
+bool ChildProcess::TryDrainOutput() {
+  std::unique_lock out_lock(out_.mu, std::try_to_lock);
+  std::unique_lock err_lock(err_.mu, std::try_to_lock);
+  if (!out_lock.owns_lock() || !err_lock.owns_lock()) return false;  // a reader is handling lines: on their way
+  // One poll for both pipes: mostly neither has anything left (a system call costs more than the rest here).
+  pollfd fds[2] = {{out_.fd, POLLIN, 0}, {err_.fd, POLLIN, 0}};
+  if (poll(fds, 2, 0) < 0) return false;
+  for (int i = 0; i < 2; ++i) {
+    if ((fds[i].revents & POLLIN) == 0) continue;
+    Pipe& pipe = i == 0 ? out_ : err_;
+    ssize_t n = 1;
+    for (int read_bytes = 0; n > 0 && read_bytes < kMaxDrainBytes; read_bytes += static_cast<int>(n)) {
+      n = ReadAndHandle(pipe);  // until EAGAIN (all taken) or 0 (the process closed it)
+    }
+    if (n > 0) return false;  // more than kMaxDrainBytes: the reader thread takes the rest
+  }
+  return true;
 }
 
 bool ChildProcess::WaitOutputRead(std::chrono::milliseconds max) {
@@ -291,8 +325,8 @@ bool ChildProcess::WaitOutputRead(std::chrono::milliseconds max) {
 
 bool ChildProcess::Drained() {
   int out = 0, err = 0;
-  return readers_handling_.load() == 0 && ioctl(out_fd_, FIONREAD, &out) == 0 && out == 0 &&
-         ioctl(err_fd_, FIONREAD, &err) == 0 && err == 0 && readers_handling_.load() == 0;
+  return readers_handling_.load() == 0 && ioctl(out_.fd, FIONREAD, &out) == 0 && out == 0 &&
+         ioctl(err_.fd, FIONREAD, &err) == 0 && err == 0 && readers_handling_.load() == 0;
 }
 
 uint64_t ChildProcess::WhenOutputDrained(std::function<void()> fn) {

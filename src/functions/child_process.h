@@ -53,6 +53,11 @@ class ChildProcess {
   // nothing and returns 0. CancelWhenDrained(token) forgets it (done, or called, once it returns).
   uint64_t WhenOutputDrained(std::function<void()> fn);
   void CancelWhenDrained(uint64_t token);
+  // Reads and handles, on the caller's thread, what the process has written that no reader has taken yet: the
+  // same order without waking a reader thread (a call on the event loop's path). Gives up, returning false, when
+  // a reader is handling output now or more than kMaxDrainBytes wait; true when drained.
+  bool TryDrainOutput();
+  static constexpr int kMaxDrainBytes = 16 * 1024;
   // True once the process has exited (reaps it without blocking).
   bool Exited();
   // Resident memory of the process in bytes, 0 when it is gone.
@@ -63,15 +68,28 @@ class ChildProcess {
   [[nodiscard]] int ExitCode();
 
  private:
+  // One output pipe (its read end non-blocking), read by its reader thread or by TryDrainOutput's caller. `mu` is
+  // held for a read and the handling of its lines, so the lines stay in order whoever reads them.
+  struct Pipe {
+    int fd;
+    bool is_stderr;
+    std::mutex mu;
+    std::string pending;  // GUARDED_BY(mu): the start of a line whose end is not read yet
+  };
+
   ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line);
-  void ReadLines(int fd, bool is_stderr);
+  void ReadLines(Pipe& pipe);
+  // One read of `pipe` and the handling of its lines. REQUIRES(pipe.mu). read(2)'s result.
+  ssize_t ReadAndHandle(Pipe& pipe);
+  // Ends a read's handling: wakes the waiters for a drain. REQUIRES(pipe.mu), after ++readers_handling_.
+  void Handled();
 
   pid_t pid_;
   LineHandler on_line_;
   // Ends the readers when a process the child started outside its group (setsid) keeps the pipes open after
   // the child is gone. Made before the readers start.
   int stop_fd_;
-  int out_fd_, err_fd_;                     // closed by the destructor, after the readers end
+  Pipe out_, err_;                          // their fds closed by the destructor, after the readers end
   std::atomic<int> readers_handling_{0};    // readers between a read and the end of its lines' handling
   std::mutex drained_mu_;
   std::condition_variable drained_cv_;      // notified each time a reader has handled what it read

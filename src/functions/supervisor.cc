@@ -835,7 +835,9 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
     // As in Invoke: the lines written before the answer are logged under this execution. Without blocking the
     // event loop: the reader that handles the last of them wakes this (a timer cancelled), at most
     // kOutputDrainWait from now. (Polling every 2 ms here was the 2 ms tail of HTTP calls.)
-    if (inst->process) {
+    // Mostly the lines are in the pipe already (written before the answer) and read right here, with no thread
+    // woken at all.
+    if (inst->process && !inst->process->TryDrainOutput()) {
       auto drained = std::make_shared<asio::steady_timer>(io, kOutputDrainWait);
       uint64_t token = inst->process->WhenOutputDrained([drained] {
         asio::post(drained->get_executor(), [drained] { drained->cancel(); });
