@@ -2,8 +2,9 @@
 standard library only (Ferry embeds this file and starts it as `python3 ferry_runner.py` in the function's
 source_dir).
 
-Environment: PORT, FUNCTION_TARGET (the entry point), FUNCTION_SIGNATURE_TYPE (event, cloudevent or http),
-K_SERVICE. Calls are made as Google's Python Functions Framework makes them:
+Environment: PORT (or FERRY_UNIX_SOCKET, a socket path Ferry names), FUNCTION_TARGET (the entry point),
+FUNCTION_SIGNATURE_TYPE (event, cloudevent or http), K_SERVICE. Calls are made as Google's Python Functions
+Framework makes them:
   event:      fn(data, context) with context.event_id, .timestamp, .event_type, .resource
   cloudevent: fn(cloud_event) with cloud_event["type"], ... and cloud_event.data
   http:       fn(request) with a Flask-like request; returns a body, (body, status) or (body, status, headers)
@@ -20,6 +21,7 @@ import importlib
 import json
 import logging
 import os
+import socketserver
 import sys
 import traceback
 import types
@@ -263,8 +265,20 @@ def main():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-    server.daemon_threads = True
+    unix_socket = os.environ.get("FERRY_UNIX_SOCKET")
+    if unix_socket:
+        # Under Ferry: the Unix socket it names (less work per call than loopback TCP; only its user can connect).
+        Handler.disable_nagle_algorithm = False  # no TCP here
+
+        class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        if os.path.exists(unix_socket):
+            os.unlink(unix_socket)
+        server = UnixServer(unix_socket, Handler)
+    else:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+        server.daemon_threads = True
     server.serve_forever()
 
 

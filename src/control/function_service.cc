@@ -222,6 +222,9 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     instance.process.env.emplace("SENTRY_DSN", dsn);
     instance.process.env.emplace("SENTRY_RELEASE", revision);
   }
+  // The runtimes Ferry controls listen on a Unix socket; Google's Functions Frameworks (nodejs, and whatever a
+  // command runs) on PORT.
+  instance.unix_socket = spec.runtime == "cpp" || spec.runtime == "python3";
   if (spec.runtime == "cpp") {
     instance.process.argv = {executable};
   } else if (spec.runtime == "command") {

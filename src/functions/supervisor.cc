@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <deque>
 #include <optional>
@@ -23,7 +24,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -71,11 +74,19 @@ bool PortTaken(int port) {
   return ec == asio::error::address_in_use;
 }
 
-bool Accepts(int port) {
+// An instance's address: its Unix socket when it has one (the runtimes Ferry controls), else its loopback port.
+// A Unix socket saves the TCP stack on both sides of every call, and only this user can reach it.
+using Socket = asio::generic::stream_protocol::socket;
+asio::generic::stream_protocol::endpoint InstanceEndpoint(int port, std::string const& unix_socket) {
+  if (!unix_socket.empty()) return asio::local::stream_protocol::endpoint(unix_socket);
+  return tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(port));
+}
+
+bool Accepts(int port, std::string const& unix_socket) {
   asio::io_context io;
-  tcp::socket socket(io);
+  Socket socket(io);
   beast::error_code ec;
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)), ec);
+  socket.connect(InstanceEndpoint(port, unix_socket), ec);
   return !ec;
 }
 
@@ -90,24 +101,17 @@ std::string Truncate(std::string s) {
   return s;
 }
 
-tcp::endpoint Loopback(int port) {
-  return tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<unsigned short>(port));
-}
-
-// A blocking connect to an instance's loopback port, with Nagle off; -1 and `ec` on failure.
-int ConnectLoopback(int port, beast::error_code& ec) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr const*>(&addr), sizeof addr) != 0) {
+// A blocking connect to an instance (TCP with Nagle off); -1 and `ec` on failure.
+int ConnectInstance(int port, std::string const& unix_socket, beast::error_code& ec) {
+  auto endpoint = InstanceEndpoint(port, unix_socket);
+  int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0) {
     ec.assign(errno, beast::system_category());
     if (fd >= 0) ::close(fd);
     return -1;
   }
   int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (unix_socket.empty()) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
 }
 
@@ -184,7 +188,7 @@ class AsyncConnections : public asio::execution_context::service {
   static inline asio::execution_context::id id;
 
   struct Idle {
-    std::shared_ptr<tcp::socket> socket;
+    std::shared_ptr<Socket> socket;
     beast::flat_buffer buffer;
     Steady::time_point since;
   };
@@ -228,6 +232,7 @@ std::atomic<uint64_t> next_instance_id{1};
 struct Supervisor::Instance {
   uint64_t id = next_instance_id++;
   int port = 0;
+  std::string unix_socket;  // its path, when it listens on one instead of `port`
   std::string secret = RandomHex(16);  // its requests carry it; the runtimes Ferry controls check it
   std::mutex conns_mu;
   std::vector<std::unique_ptr<Connection>> idle_conns;  // GUARDED_BY(conns_mu)
@@ -253,6 +258,7 @@ struct Supervisor::Instance {
   ~Instance() {
     if (cgroup) cgroup->KillAll();
     process.reset();
+    if (!unix_socket.empty()) ::unlink(unix_socket.c_str());
   }
 
   std::unique_ptr<InstanceCgroup> cgroup;  // before `process`: removed after the process is gone
@@ -362,6 +368,16 @@ Status WaitedTooLong(std::string const& function) {
 }
 
 }  // namespace
+
+Supervisor::SocketDir::SocketDir() {
+  std::string dir = "/tmp/ferry-sockets-XXXXXX";
+  if (::mkdtemp(dir.data()) != nullptr) path = dir;  // mkdtemp makes it 0700
+}
+
+Supervisor::SocketDir::~SocketDir() {
+  std::error_code ignored;
+  if (!path.empty()) std::filesystem::remove_all(path, ignored);
+}
 
 Supervisor::Supervisor(InstanceLogSink sink)
     : sink_(std::move(sink)), watchdog_([this] { Watch(); }), warmer_([this] { KeepWarm(); }) {}
@@ -599,13 +615,17 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstance(Pool& 
 
 StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Pool& pool, int& picked_port) {
   InstanceSpec const& spec = pool.spec;
-  auto port = PickPort();
-  if (port.ok()) picked_port = *port;
-  if (!port.ok()) return port.status();
   auto inst = std::make_shared<Instance>();
-  inst->port = *port;
   ProcessOptions options = spec.process;
-  options.env["PORT"] = std::to_string(*port);
+  if (spec.unix_socket && !socket_dir_.empty()) {
+    inst->unix_socket = socket_dir_ + "/i" + std::to_string(inst->id) + ".sock";
+    options.env["FERRY_UNIX_SOCKET"] = inst->unix_socket;
+  } else {
+    auto port = PickPort();
+    if (!port.ok()) return port.status();
+    picked_port = inst->port = *port;
+    options.env["PORT"] = std::to_string(*port);
+  }
   options.env["FUNCTION_TARGET"] = spec.entry_point;
   options.env["FUNCTION_SIGNATURE_TYPE"] = spec.signature;
   options.env["K_SERVICE"] = spec.service.empty() ? spec.function : spec.service;
@@ -630,14 +650,14 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
   if (!process.ok()) return process.status();
   inst->process = *std::move(process);
   auto deadline = Steady::now() + spec.start_timeout;
-  while (!Accepts(*port)) {
+  while (!Accepts(inst->port, inst->unix_socket)) {
     if (inst->process->Exited()) {
       (void)inst->process->WaitOutputRead(std::chrono::milliseconds(200));  // its last lines say why
       return UnavailableError("instance of " + spec.function + " exited while starting (" +
                               inst->process->ExitDescription() + "): " + inst->LastStderr());
     }
     if (Steady::now() > deadline) {
-      return UnavailableError("instance of " + spec.function + " did not listen on its port within " +
+      return UnavailableError("instance of " + spec.function + " did not listen within " +
                               std::to_string(spec.start_timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -674,7 +694,7 @@ InvocationResult Supervisor::Invoke(std::string const& function, Invocation cons
     outcome = {};
     if (!reused) {
       conn = std::make_unique<Connection>();
-      conn->fd = ConnectLoopback(inst->port, outcome);
+      conn->fd = ConnectInstance(inst->port, inst->unix_socket, outcome);
     }
     parser.emplace();
     parser->body_limit(kMaxAnswerBytes);
@@ -774,7 +794,7 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
   auto exchange = [this, &io, pool, inst, request, done = std::move(done)]() -> asio::awaitable<void> {
     auto const& req = request->http;
     struct Deadline {
-      std::shared_ptr<tcp::socket> socket;  // the one in use
+      std::shared_ptr<Socket> socket;  // the one in use
       bool passed = false;
     };
     auto deadline = std::make_shared<Deadline>();
@@ -795,12 +815,13 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
       if (reused) {
         conn = *std::move(idle);
       } else {
-        conn = {std::make_shared<tcp::socket>(io), {}, {}};
+        conn = {std::make_shared<Socket>(io), {}, {}};
       }
       deadline->socket = conn.socket;
       if (!reused) {
-        co_await conn.socket->async_connect(Loopback(inst->port), asio::redirect_error(asio::use_awaitable, outcome));
-        if (!outcome) conn.socket->set_option(tcp::no_delay(true), outcome);
+        co_await conn.socket->async_connect(InstanceEndpoint(inst->port, inst->unix_socket),
+                                            asio::redirect_error(asio::use_awaitable, outcome));
+        if (!outcome && inst->unix_socket.empty()) conn.socket->set_option(tcp::no_delay(true), outcome);
       }
       parser.emplace();
       parser->body_limit(kMaxAnswerBytes);

@@ -35,6 +35,9 @@ struct InstanceSpec {
   std::chrono::milliseconds timeout{60'000};         // per invocation; the instance is replaced after
   std::chrono::milliseconds start_timeout{30'000};   // for an instance to accept connections
   std::chrono::milliseconds idle_timeout{300'000};   // idle instances above min_instances stop after this
+  // The instance listens on the Unix socket named by FERRY_UNIX_SOCKET instead of PORT: for the runtimes Ferry
+  // controls (the C++ SDK, the Python runner). Google's Functions Frameworks know only PORT.
+  bool unix_socket = false;
 };
 
 enum class ExecutionStatus { kOk, kError, kTimeout, kCrash, kOom };
@@ -144,6 +147,15 @@ class Supervisor {
   void Watch();
   void KeepWarm();
 
+  // A private directory (0700, under /tmp: a socket's path has at most 107 bytes) for the instances' Unix sockets,
+  // removed with the supervisor. Empty when it could not be made: instances then listen on loopback ports.
+  struct SocketDir {
+    std::string path;
+    SocketDir();
+    ~SocketDir();
+  };
+  SocketDir socket_dir_holder_;
+  std::string const& socket_dir_ = socket_dir_holder_.path;
   InstanceLogSink sink_;
   std::mutex mu_;
   std::condition_variable cv_;  // the watchdog's and warmer's: stopping, or (the warmer's) an instance is wanted

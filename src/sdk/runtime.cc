@@ -8,8 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <type_traits>
+
+#include <unistd.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -214,12 +218,13 @@ class Server {
     if (char const* secret = std::getenv("FERRY_INSTANCE_SECRET"); secret != nullptr) secret_ = secret;
   }
 
-  void Serve(tcp::socket socket) {
+  template <typename Socket>
+  void Serve(Socket socket) {
     beast::flat_buffer buffer;
     beast::error_code ec;
     // Answers go out at once: with Nagle's algorithm a response written in two pieces waits for the caller's
     // delayed ACK, about 40 ms a call on a keep-alive connection.
-    socket.set_option(tcp::no_delay(true), ec);
+    if constexpr (std::is_same_v<Socket, tcp::socket>) socket.set_option(tcp::no_delay(true), ec);
     while (true) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(64 * 1024 * 1024);
@@ -231,7 +236,7 @@ class Server {
       http::write(socket, res, ec);
       if (ec || !req.keep_alive()) break;
     }
-    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.shutdown(Socket::shutdown_both, ec);
   }
 
  private:
@@ -293,6 +298,28 @@ class Server {
   HttpFunction http_fn_;
 };
 
+// Accepts for ever, a thread per connection; 1 when it cannot listen.
+template <typename Protocol>
+int Listen(asio::io_context& io, typename Protocol::endpoint const& endpoint, std::string const& where,
+           std::shared_ptr<Server> const& server) {
+  beast::error_code ec;
+  typename Protocol::acceptor acceptor(io);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec && std::is_same_v<Protocol, tcp>) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    std::fprintf(stderr, "ferry: cannot listen on %s: %s\n", where.c_str(), ec.message().c_str());
+    return 1;
+  }
+  while (true) {
+    typename Protocol::socket socket(io);
+    acceptor.accept(socket, ec);
+    if (ec) continue;
+    std::thread([server, s = std::move(socket)]() mutable { server->Serve(std::move(s)); }).detach();
+  }
+}
+
 }  // namespace
 
 int Run(int /*argc*/, char** /*argv*/, Functions const& functions) {
@@ -312,27 +339,17 @@ int Run(int /*argc*/, char** /*argv*/, Functions const& functions) {
                  target.c_str(), exported.empty() ? "nothing" : exported.c_str());
     return 1;
   }
+  auto server = std::make_shared<Server>(target, event_fn, http_fn);
+  asio::io_context io;
+  // Under Ferry: the Unix socket it names (less work per call than loopback TCP, and only its user can connect).
+  if (char const* path = std::getenv("FERRY_UNIX_SOCKET"); path != nullptr && *path != '\0') {
+    ::unlink(path);
+    return Listen<asio::local::stream_protocol>(io, asio::local::stream_protocol::endpoint(path), path, server);
+  }
   char const* port_env = std::getenv("PORT");
   int port = port_env ? std::atoi(port_env) : 8080;
-  asio::io_context io;
-  beast::error_code ec;
-  tcp::acceptor acceptor(io);
-  tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor.bind(endpoint, ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    std::fprintf(stderr, "ferry: cannot listen on port %d: %s\n", port, ec.message().c_str());
-    return 1;
-  }
-  auto server = std::make_shared<Server>(target, event_fn, http_fn);
-  while (true) {
-    tcp::socket socket(io);
-    acceptor.accept(socket, ec);
-    if (ec) continue;
-    std::thread([server, s = std::move(socket)]() mutable { server->Serve(std::move(s)); }).detach();
-  }
+  return Listen<tcp>(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)),
+                     "port " + std::to_string(port), server);
 }
 
 }  // namespace ferry

@@ -249,6 +249,22 @@ def wait_for(predicate, timeout=30, interval=0.1, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def unix_http_request(socket_path, method, path, headers=None):
+    """One request over a Unix socket (an instance of the C++ SDK or the Python runner): (status, body bytes)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(socket_path)
+        head = "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" % (method, path)
+        for k, v in (headers or {}).items():
+            head += "%s: %s\r\n" % (k, v)
+        s.sendall((head + "\r\n").encode())
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
 def http_request(port, method, path, body=None, headers=None):
     """One request on a fresh connection: (status, headers with lowercased names, body bytes)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -202,10 +202,11 @@ class RuntimesTest(unittest.TestCase):
         self.assertEqual(json.loads(body), {"method": "PUT", "path": "/x/y", "body": {"a": 1}, "runtime": "node"})
 
     def test_instances_of_every_runtime_serve_ferry_only(self):  # security audit L11
-        # Warm both, then find their processes: each listens on a loopback port any local user could call.
+        # Warm both, then find their processes: Node's listens on a loopback port any local user could call, the
+        # Python runner on a Unix socket in a directory only Ferry's user may enter.
         self.assertEqual(self.http("GET", "/functions/node-web")[0], 201)
         self.assertEqual(self.http("GET", "/functions/py-web")[0], 201)
-        ports = {}
+        ports, sockets = {}, {}
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -218,11 +219,18 @@ class RuntimesTest(unittest.TestCase):
                 continue
             if env.get("K_SERVICE") in ("node-web", "py-web") and "PORT" in env:
                 ports[env["K_SERVICE"] + (" guard" if "ferry_node_guard" in cmdline else "")] = int(env["PORT"])
+            if env.get("K_SERVICE") == "py-web" and "FERRY_UNIX_SOCKET" in env:
+                sockets["py-web"] = env["FERRY_UNIX_SOCKET"]
         self.assertIn("node-web guard", ports, "the Node.js instance runs with Ferry's guard preloaded")
-        self.assertIn("py-web", ports)
+        self.assertEqual(set(ports), {"node-web guard"}, "the Python runner has no port")
+        self.assertIn("py-web", sockets)
+        self.assertEqual(os.stat(os.path.dirname(sockets["py-web"])).st_mode & 0o777, 0o700)
         for name, port in ports.items():
             status, _, _ = harness.http_request(port, "GET", "/", headers={"X-Ferry-Instance-Secret": "a guess"})
             self.assertEqual(status, 403, name)
+        status, _ = harness.unix_http_request(sockets["py-web"], "GET", "/",
+                                              headers={"X-Ferry-Instance-Secret": "a guess"})
+        self.assertEqual(status, 403)
 
     def test_webhooks_publish_and_check_signatures(self):
         self.client.create_subscription("hooks-sub", "hooks")

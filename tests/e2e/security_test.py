@@ -475,10 +475,13 @@ class OpenLoopbackTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         seen = json.loads(body)
         self.assertNotIn("x-ferry-instance-secret", seen["headers"])  # Ferry's, not shown to the function
-        # Around Ferry, straight to the instance's port: refused.
-        status, _, _ = harness.http_request(int(seen["port"]), "GET", "/")
+        # The Python runner listens on a Unix socket in a directory only Ferry's user may enter, not on a port.
+        self.assertIsNone(seen["port"])
+        self.assertEqual(os.stat(os.path.dirname(seen["unix_socket"])).st_mode & 0o777, 0o700)
+        # Around Ferry, straight to the instance's socket (as Ferry's user): refused.
+        status, _ = harness.unix_http_request(seen["unix_socket"], "GET", "/")
         self.assertEqual(status, 403)
-        status, _, _ = harness.http_request(int(seen["port"]), "GET", "/", headers={"X-Ferry-Instance-Secret": "x"})
+        status, _ = harness.unix_http_request(seen["unix_socket"], "GET", "/", headers={"X-Ferry-Instance-Secret": "x"})
         self.assertEqual(status, 403)
 
     def test_unknown_method_reaches_the_function_without_killing_it(self):  # L1

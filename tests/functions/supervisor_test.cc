@@ -2,8 +2,11 @@
 #include "functions/child_process.h"
 
 #include "common/base64.h"
+#include "testing/temp_dir.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 
@@ -135,6 +138,38 @@ TEST(ChildProcessTest, WhenOutputDrainedCallsBackOnceEveryLineWrittenIsHandled) 
   (*child)->CancelWhenDrained(token);
   EXPECT_EQ((*child)->WhenOutputDrained([] { FAIL() << "drained already: nothing to call"; }), 0u);
   EXPECT_EQ(calls.load(), 1);
+}
+
+// The C++ SDK and the Python runner listen on a Unix socket Ferry names, in a directory only Ferry's user may
+// enter; both call paths reach it, and the socket goes with the instance.
+TEST_F(SupervisorTest, AFerryRuntimeInstanceListensOnAPrivateUnixSocket) {
+  testing::TempDir dir;
+  std::string env_file = dir.path() + "/env";
+  InstanceSpec spec = Spec("greet");
+  spec.unix_socket = true;
+  spec.process.argv = {"sh", "-c", "env > '" + env_file + "' && exec '" + TestProgram() + "'"};
+  supervisor_.Deploy(spec);
+  EXPECT_EQ(Call(R"({"name": "ada"})").status, ExecutionStatus::kOk);
+  boost::asio::io_context io;
+  auto async = CallAsync(io, R"({"name": "bob"})");
+  ASSERT_TRUE(async.has_value());
+  EXPECT_EQ(async->status, ExecutionStatus::kOk) << async->error;
+
+  std::ifstream in(env_file);
+  std::string socket_path, line;
+  bool port = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("FERRY_UNIX_SOCKET=", 0) == 0) socket_path = line.substr(line.find('=') + 1);
+    if (line.rfind("PORT=", 0) == 0) port = true;
+  }
+  ASSERT_FALSE(socket_path.empty());
+  EXPECT_FALSE(port) << "no loopback port to reach it by";
+  EXPECT_TRUE(std::filesystem::is_socket(socket_path));
+  auto perms = std::filesystem::status(std::filesystem::path(socket_path).parent_path()).permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all, std::filesystem::perms::owner_all);
+  supervisor_.Remove("fn");
+  for (int i = 0; i < 200 && std::filesystem::exists(socket_path); ++i) std::this_thread::sleep_for(milliseconds(10));
+  EXPECT_FALSE(std::filesystem::exists(socket_path));
 }
 
 TEST_F(SupervisorTest, RunsAnInvocationAndTagsItsLogLines) {

@@ -55,7 +55,8 @@ def fds_http(request):
                                                "FUNCTION_TIMEOUT_SEC", "FUNCTION_MEMORY_MB", "FUNCTION_IDENTITY",
                                                "K_SERVICE", "K_REVISION", "FUNCTION_TARGET",
                                                "FUNCTION_SIGNATURE_TYPE")}
-    return json.dumps({"fds": fds, "env": sorted(os.environ), "port": os.environ.get("PORT"), "contract": contract,
+    return json.dumps({"fds": fds, "env": sorted(os.environ), "port": os.environ.get("PORT"),
+                       "unix_socket": os.environ.get("FERRY_UNIX_SOCKET"), "contract": contract,
                        "headers": sorted(k.lower() for k in request.headers)}), 200, {"Content-Type": "application/json"}
 
 
