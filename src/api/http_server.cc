@@ -465,7 +465,10 @@ class BeastHttpServer : public HttpServer {
     };
     auto waiting = std::make_shared<Waiting>(io_);
     bool taken = false;
-    if (watch != nullptr) request.client_gone = std::make_shared<std::atomic<bool>>(false);
+    if (watch != nullptr) {
+      request.client_gone = std::make_shared<std::atomic<bool>>(false);
+      request.queued = std::make_shared<bool>(false);
+    }
     try {
       taken = options_.fast_handler(request, io_, [waiting](HttpResponse res) {
         waiting->response = std::move(res);
@@ -479,7 +482,7 @@ class BeastHttpServer : public HttpServer {
       co_return std::nullopt;
     }
     std::shared_ptr<bool> handled;
-    if (watch != nullptr && !waiting->response) {
+    if (watch != nullptr && *request.queued && !waiting->response) {
       handled = std::make_shared<bool>(false);
       asio::co_spawn(io_, WatchForHangUp(*watch, request.client_gone, handled), asio::detached);
     }

@@ -28,6 +28,10 @@ struct HttpRequest {
   // handler that waits (a call queued for a busy function) can give up instead of holding its thread. Only for
   // requests HttpServerOptions::watch_client picks; null for the others.
   std::shared_ptr<std::atomic<bool>> client_gone;
+  // With client_gone, for the fast handler: set to true, before the handler returns, when the call it took waits
+  // in a queue (for a busy function). Only then is the connection watched: a watch costs system calls on every
+  // call, and a call that is sent at once has no queue slot to give back.
+  std::shared_ptr<bool> queued;
 
   // The first value of a query parameter, or "".
   [[nodiscard]] std::string Query(std::string_view name) const;

@@ -777,6 +777,7 @@ bool Supervisor::TryInvokeAsync(std::string const& function, Invocation const& i
         resume(WaitedTooLong(pool->spec.function));
       });
       pool->queue.push_back(std::move(waiter));
+      if (invocation.queued) *invocation.queued = true;
       return true;
     }
   }

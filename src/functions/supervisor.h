@@ -55,6 +55,8 @@ struct Invocation {
   bool bounded_wait = false;
   // Set when the client who waits has gone: the call leaves the queue (its thread is free again).
   std::shared_ptr<std::atomic<bool>> client_gone;
+  // Set to true by TryInvokeAsync, before it returns, when the call waits in the function's queue.
+  std::shared_ptr<bool> queued;
   // Called once the call has its instance, just before it is sent: where its execution starts. On the invoking
   // thread for Invoke, on the loop for TryInvokeAsync.
   std::function<void()> on_start;

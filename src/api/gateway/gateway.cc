@@ -122,6 +122,7 @@ std::optional<FunctionGateway::Call> FunctionGateway::RouteCall(HttpRequest cons
   invocation.body = request.body;
   invocation.bounded_wait = true;
   invocation.client_gone = request.client_gone;
+  invocation.queued = request.queued;
   return call;
 }
 
