@@ -19,7 +19,7 @@ constexpr std::array<int64_t, 19> kBoundsNanos = {
 
 constexpr std::array<char const*, static_cast<std::size_t>(Stage::kCount)> kNames = {
     "store_queue",   "store_batch",   "store_sync", "store_return", "publish",         "deliver_wake",
-    "deliver_lease", "deliver_write", "deliver_total", "ack",        "function_call", "function_record"};
+    "deliver_lease", "deliver_write", "deliver_total", "ack",        "http_call",     "function_call", "function_drain", "function_record"};
 
 struct Histogram {
   std::array<std::atomic<int64_t>, kBoundsNanos.size() + 1> buckets{};  // the last: above every bound

@@ -24,9 +24,11 @@ enum class Stage {
   kDeliverWrite,  // writing a StreamingPull response to gRPC
   kDeliverTotal,  // the store's publish call began until the message's StreamingPull response is written
   kAck,           // Broker::Acknowledge
-  // HTTP functions.
-  kFunctionCall,    // the request sent to the instance until its answer is read
-  kFunctionRecord,  // recording the execution and its log records
+  // HTTP functions (the event loop's path, TryInvokeAsync).
+  kHttpCall,        // the gateway takes the call until its answer is handed to the HTTP server
+  kFunctionCall,    // the request written to the instance until its answer is read
+  kFunctionDrain,   // the answer read until the lines the instance wrote before it are handled
+  kFunctionRecord,  // recording the finished execution (counters, the log rows queued)
   kCount,
 };
 

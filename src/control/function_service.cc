@@ -1,5 +1,7 @@
 #include "control/function_service.h"
 
+#include "common/latency_stages.h"
+
 #include "control/deploy_plan.h"
 #include "control/scheduler.h"
 #include "functions/runtimes.h"
@@ -642,7 +644,10 @@ bool FunctionService::TryInvokeHttpAsync(std::string const& name, Invocation req
         std::chrono::duration_cast<std::chrono::milliseconds>(clock_.SteadyNow() - **started).count();
     record->status = result.status;
     record->error = result.error;
-    OnExecution(ExecutionPhase::kFinished, *record);
+    {
+      latency::ScopedStage stage(Stage::kFunctionRecord);
+      OnExecution(ExecutionPhase::kFinished, *record);
+    }
     done(CallResult{record->execution_id, ExecutionStatusName(result.status), result.http_status,
                     std::move(result.body), result.error, std::move(result.headers)});
   });

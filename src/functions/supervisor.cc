@@ -2,6 +2,7 @@
 
 #include "common/check.h"
 #include "common/deadline_stream.h"
+#include "common/latency_stages.h"
 #include "common/random_hex.h"
 
 #include "functions/instance_cgroup.h"
@@ -826,6 +827,7 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
       }
       parser.emplace();
       parser->body_limit(kMaxAnswerBytes);
+      auto const call_start = latency::Now();
       if (!outcome && !deadline->passed) {
         co_await http::async_write(*conn.socket, req, asio::redirect_error(asio::use_awaitable, outcome));
       }
@@ -833,6 +835,7 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
         co_await http::async_read(*conn.socket, conn.buffer, *parser,
                                   asio::redirect_error(asio::use_awaitable, outcome));
       }
+      if (!outcome) latency::RecordSince(Stage::kFunctionCall, call_start);
       if (deadline->passed) outcome = beast::error::timeout;
       bool retry = reused && outcome && outcome != beast::error::timeout && !parser->got_some();
       if (!retry) break;
@@ -859,6 +862,7 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
     // kOutputDrainWait from now. (Polling every 2 ms here was the 2 ms tail of HTTP calls.)
     // Mostly the lines are in the pipe already (written before the answer) and read right here, with no thread
     // woken at all.
+    auto const drain_start = latency::Now();
     if (inst->process && !inst->process->TryDrainOutput()) {
       auto drained = std::make_shared<asio::steady_timer>(io, kOutputDrainWait);
       uint64_t token = inst->process->WhenOutputDrained([drained] {
@@ -870,6 +874,7 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
         inst->process->CancelWhenDrained(token);
       }
     }
+    latency::RecordSince(Stage::kFunctionDrain, drain_start);
     inst->SetCurrentExecution("");
     Release(*pool, inst, healthy);
     done(std::move(result));

@@ -1,5 +1,7 @@
 #include "api/gateway/gateway.h"
 
+#include "common/latency_stages.h"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -61,7 +63,11 @@ bool FunctionGateway::TryHandle(HttpRequest const& request, boost::asio::io_cont
     return true;
   }
   return functions_.TryInvokeHttpAsync(call->function, std::move(call->invocation), io,
-                                       [reply = std::move(reply)](CallResult result) { reply(ToResponse(result)); });
+                                       [reply = std::move(reply), start = latency::Now()](CallResult result) {
+                                         HttpResponse response = ToResponse(std::move(result));
+                                         latency::RecordSince(Stage::kHttpCall, start);
+                                         reply(std::move(response));
+                                       });
 }
 
 std::optional<FunctionGateway::Call> FunctionGateway::RouteCall(HttpRequest const& request) {
