@@ -45,6 +45,13 @@ void AddFunctionCommands(CLI::App& app, Cli& cli, Runner const& run) {
       std::cout << (action == "create" ? "+ " : action == "delete" ? "- " : "~ ") << action << " "
                 << item.value("kind", "") << " " << item.value("name", "") << "\n";
     }
+    // Once per function: the Cloud Functions settings it gives that Ferry keeps but does not act on.
+    for (auto const& fn : request.functions) {
+      if (fn.no_effect.empty()) continue;
+      std::string keys;
+      for (auto const& [key, value] : fn.no_effect) keys += (keys.empty() ? "" : ", ") + key;
+      std::cout << "  function " << fn.name << ": no effect here: " << keys << "\n";
+    }
     if (changes == 0) {
       std::cout << "No changes.\n";
     } else if (res.value("applied", false)) {

@@ -21,6 +21,54 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The deploy-cloud-functions action's list form: KEY=VALUE pairs separated by commas or newlines, whitespace
+// around keys and values trimmed unless quoted ("..." or '...'), a backslash taking the next character as it is,
+// "{}" for none, and lines starting with # skipped. (By hand: no library reads this form, and it is one loop.)
+StatusOr<Attributes> ParseKeyValueList(std::string const& text) {
+  // Each entry as characters, each marked literal (quoted or escaped: never a separator, never trimmed).
+  struct Char {
+    char c;
+    bool literal;
+  };
+  std::vector<std::vector<Char>> entries(1);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\\' && i + 1 < text.size()) {
+      entries.back().push_back({text[++i], true});
+    } else if (c == '"' || c == '\'') {
+      std::size_t close = text.find(c, i + 1);
+      if (close == std::string::npos) return InvalidArgumentError(std::string("a quote ") + c + " is not closed");
+      for (std::size_t k = i + 1; k < close; ++k) entries.back().push_back({text[k], true});
+      i = close;
+    } else if (c == ',' || c == '\n') {
+      entries.emplace_back();
+    } else {
+      entries.back().push_back({c, false});
+    }
+  }
+  auto blank = [](Char const& ch) { return !ch.literal && (ch.c == ' ' || ch.c == '\t' || ch.c == '\r'); };
+  auto trimmed = [&](auto begin, auto end) {
+    while (begin != end && blank(*begin)) ++begin;
+    while (end != begin && blank(*(end - 1))) --end;
+    std::string out;
+    for (auto it = begin; it != end; ++it) out += it->c;
+    return out;
+  };
+  Attributes out;
+  for (auto const& entry : entries) {
+    std::string whole = trimmed(entry.begin(), entry.end());
+    bool any_literal = std::any_of(entry.begin(), entry.end(), [](Char const& ch) { return ch.literal; });
+    if (whole.empty() && !any_literal) continue;  // a trailing comma, a blank line
+    if (!any_literal && (whole == "{}" || whole[0] == '#')) continue;  // none at all; a comment line
+    auto eq = std::find_if(entry.begin(), entry.end(), [](Char const& ch) { return !ch.literal && ch.c == '='; });
+    if (eq == entry.end()) return InvalidArgumentError("\"" + whole + "\" is not KEY=VALUE");
+    std::string key = trimmed(entry.begin(), eq);
+    if (key.empty()) return InvalidArgumentError("\"" + whole + "\" has no key");
+    out[key] = trimmed(eq + 1, entry.end());
+  }
+  return out;
+}
+
 // Errors carry the file and the node's position (1-based, as editors count).
 class Reader {
  public:
@@ -66,8 +114,16 @@ class Reader {
     return *ms;
   }
 
+  // A map, or as the deploy-cloud-functions action writes it: "K=V,K2=V2" (commas or newlines between pairs).
+  StatusOr<Attributes> Pairs(YAML::Node const& node, std::string const& what) const {
+    if (!node.IsScalar()) return Map(node, what);
+    auto pairs = ParseKeyValueList(node.Scalar());
+    if (!pairs.ok()) return Error(node.Mark(), what + ": " + pairs.status().message());
+    return *std::move(pairs);
+  }
+
   StatusOr<Attributes> Map(YAML::Node const& node, std::string const& what) const {
-    if (!node.IsMap()) return Error(node.Mark(), what + " must be a map of names to strings");
+    if (!node.IsMap()) return Error(node.Mark(), what + " must be a map of names to strings or KEY=VALUE,...");
     Attributes out;
     for (auto const& kv : node) {
       if (!kv.second.IsScalar()) return Error(kv.second.Mark(), what + "." + kv.first.Scalar() + " must be a string");
@@ -122,6 +178,18 @@ StatusOr<ScheduleSpec> ReadSchedule(Reader const& r, YAML::Node const& node, std
   return s;
 }
 
+// Inputs of google-github-actions/deploy-cloud-functions (v0 to v3) and gcloud that mean nothing on Ferry.
+bool IsNoEffectSetting(std::string const& key) {
+  static constexpr std::string_view kKeys[] = {
+      "all_traffic_on_latest_revision", "build_service_account", "build_worker_pool", "cpu", "credentials",
+      "deploy_timeout", "description", "docker_registry", "docker_repository", "environment",
+      "event_trigger_channel", "event_trigger_location", "event_trigger_service", "event_trigger_service_account",
+      "https_trigger_security_level", "ingress_settings", "kms_key_name", "secret_environment_variables",
+      "secret_volumes", "secrets", "service_account", "service_account_email", "universe", "vpc_connector",
+      "vpc_connector_egress_settings"};
+  return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
+}
+
 StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std::string const& project,
                                     fs::path const& base) {
   if (!node.IsMap()) return r.Error(node.Mark(), "each function must be a map of settings");
@@ -137,7 +205,22 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
     std::string what = fn + key;
     if (key == "name") continue;
     if (key == "entry_point") FERRY_YAML_ASSIGN(s.entry_point, r.String(v, what));
-    else if (key == "runtime") FERRY_YAML_ASSIGN(s.runtime, r.String(v, what));
+    else if (key == "runtime") {
+      // Ferry's names, or Cloud Functions' with a version (python39, nodejs20), which describe keeps.
+      std::string runtime;
+      FERRY_YAML_ASSIGN(runtime, r.String(v, what));
+      s.runtime = FerryRuntime(runtime);
+      if (s.runtime.empty()) {
+        return r.Error(v.Mark(), what + " must be cpp, command, nodejs, python3 or a Cloud Functions runtime "
+                                        "(python37 ... python313, nodejs10 ... nodejs22), not \"" + runtime + "\"");
+      }
+      if (runtime != s.runtime) s.google_runtime = runtime;
+    } else if (key == "project_id") {
+      // The action's: one project per deploy here, the file's.
+      std::string id;
+      FERRY_YAML_ASSIGN(id, r.String(v, what));
+      if (id != project) return r.Error(v.Mark(), what + " \"" + id + "\" is not the deploy's project \"" + project + "\"");
+    }
     else if (key == "region") FERRY_YAML_ASSIGN(s.region, r.String(v, what));
     else if (key == "source_dir") {
       std::string dir;
@@ -160,8 +243,37 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
       } else {
         return r.Error(v.Mark(), what + " must be a command line or a list of arguments");
       }
-    } else if (key == "env_vars") FERRY_YAML_ASSIGN(s.env_vars, r.Map(v, what));
-    else if (key == "build_environment_variables") FERRY_YAML_ASSIGN(s.build_environment_variables, r.Map(v, what));
+    } else if (key == "env_vars" || key == "environment_variables") {
+      Attributes vars;
+      FERRY_YAML_ASSIGN(vars, r.Pairs(v, what));
+      vars.merge(s.env_vars);  // an env_vars_file read before: the inline values win, as gcloud's flags do
+      s.env_vars = std::move(vars);
+    } else if (key == "env_vars_file") {
+      // gcloud's --env-vars-file: a YAML map of names to strings.
+      std::string file;
+      FERRY_YAML_ASSIGN(file, r.String(v, what));
+      fs::path path = base / file;
+      YAML::Node vars;
+      try {
+        vars = YAML::LoadFile(path.string());
+      } catch (YAML::Exception const& e) {
+        return r.Error(v.Mark(), what + ": cannot read " + path.string() + ": " + e.msg);
+      }
+      Attributes read;
+      FERRY_YAML_ASSIGN(read, Reader(path.string()).Map(vars, "environment variables"));
+      s.env_vars.merge(read);  // keeps values set inline
+    } else if (key == "build_environment_variables") {
+      FERRY_YAML_ASSIGN(s.build_environment_variables, r.Pairs(v, what));
+    } else if (IsNoEffectSetting(key)) {
+      // Cloud Functions settings with no meaning on Ferry: kept as given (describe shows them), never dropped.
+      if (v.IsScalar()) {
+        s.no_effect[key] = v.Scalar();
+      } else {
+        YAML::Emitter out;
+        out << YAML::Flow << v;
+        s.no_effect[key] = out.c_str();
+      }
+    }
     else if (key == "signature_type") FERRY_YAML_ASSIGN(s.signature, r.String(v, what));
     else if (key == "event_trigger_type") FERRY_YAML_ASSIGN(s.trigger_type, r.String(v, what));
     else if (key == "event_trigger_resource") FERRY_YAML_ASSIGN(s.trigger_resource, r.String(v, what));
@@ -171,9 +283,14 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
     else if (key == "max_delivery_attempts") FERRY_YAML_ASSIGN(s.max_delivery_attempts, r.Integer(v, what));
     else if (key == "min_retry_delay") FERRY_YAML_ASSIGN(s.min_retry_delay_ms, r.Duration(v, what));
     else if (key == "max_retry_delay") FERRY_YAML_ASSIGN(s.max_retry_delay_ms, r.Duration(v, what));
-    else if (key == "max_instances") FERRY_YAML_ASSIGN(s.max_instances, r.Integer(v, what));
-    else if (key == "min_instances") FERRY_YAML_ASSIGN(s.min_instances, r.Integer(v, what));
-    else if (key == "concurrency") FERRY_YAML_ASSIGN(s.concurrency, r.Integer(v, what));
+    else if (key == "max_instances" || key == "max_instance_count") FERRY_YAML_ASSIGN(s.max_instances, r.Integer(v, what));
+    else if (key == "min_instances" || key == "min_instance_count") FERRY_YAML_ASSIGN(s.min_instances, r.Integer(v, what));
+    else if (key == "concurrency" || key == "max_instance_request_concurrency") {
+      FERRY_YAML_ASSIGN(s.concurrency, r.Integer(v, what));
+    } else if (key == "event_trigger_pubsub_topic") {
+      FERRY_YAML_ASSIGN(s.trigger_resource, r.String(v, what));
+      s.trigger_type = kPubsubTrigger;
+    } else if (key == "labels") FERRY_YAML_ASSIGN(s.labels, r.Pairs(v, what));
     else if (key == "memory_mb") FERRY_YAML_ASSIGN(s.memory_mb, r.Integer(v, what));
     else if (key == "memory") {
       // gcloud's form: 512MB, 1GB, or a number of megabytes.
@@ -188,7 +305,7 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
         return r.Error(v.Mark(), what + " must be a size such as 512MB");
       }
       s.memory_mb = giga ? n * 1024 : n;
-    } else if (key == "timeout") {
+    } else if (key == "timeout" || key == "service_timeout") {
       int64_t ms = 0;
       FERRY_YAML_ASSIGN(ms, r.Duration(v, what));
       if (ms % 1000 != 0) return r.Error(v.Mark(), what + " must be whole seconds");

@@ -142,6 +142,7 @@ json FunctionSpecToJson(FunctionSpec const& s) {
   if (!s.labels.empty()) j["labels"] = s.labels;
   if (!s.created_by.empty()) j["created_by"] = s.created_by;
   if (!s.google_runtime.empty()) j["google_runtime"] = s.google_runtime;
+  if (!s.no_effect.empty()) j["no_effect"] = s.no_effect;
   if (s.version_id != 0) j["version_id"] = s.version_id;
   if (s.update_time_ms != 0) j["update_time_ms"] = s.update_time_ms;
   return j;
@@ -220,6 +221,7 @@ StatusOr<FunctionSpec> FunctionSpecFromJson(json const& j) {
     else if (key == "labels") map(s.labels);
     else if (key == "created_by") str(s.created_by);
     else if (key == "google_runtime") str(s.google_runtime);
+    else if (key == "no_effect") map(s.no_effect);
     else if (key == "version_id") integer(s.version_id);
     else if (key == "update_time_ms") integer(s.update_time_ms);
     else return InvalidArgumentError("unknown function setting \"" + key + "\"");

@@ -67,6 +67,10 @@ struct FunctionSpec {
   std::string created_by;
   // The runtime as Cloud Functions names it ("python311", "nodejs20") when it was given so; describe shows it.
   std::string google_runtime;
+  // Settings of Cloud Functions (the deploy-cloud-functions action's inputs) that mean nothing on Ferry, such as
+  // vpc_connector or service_account_email: accepted and kept as given, so describe shows them; the plan says
+  // they have no effect here.
+  Attributes no_effect;
   // Bookkeeping the deploy plan sets, not part of what a function is (SameFunction ignores them): 1 when created,
   // one more at each change (Cloud Functions' versionId), and the time of that change.
   int64_t version_id = 0;

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "testing/status_matchers.h"
 
 namespace ferry {
@@ -51,6 +53,93 @@ functions:
   EXPECT_EQ(f.timeout_seconds, 540);
   EXPECT_EQ(f.max_instances, 1);
   EXPECT_EQ(request->topics.size(), 2u);
+}
+
+// The guide's "Deploy Cloud Function - Bar" step, its with: block verbatim with the expressions filled in
+// (gcp_env=dev, region=us-central1, base_name=api, FUNCTION_NAME=bar), as a function of a deploy file.
+TEST(DeployFileTest, TheDeployActionsInputsAsTheGuideWritesThem) {
+  auto request = ParseDeployText(R"(project: peerlogic-api-dev
+functions:
+  - build_environment_variables: "ALLOWED_HOSTS=localhost ,DJANGO_SECRET_KEY=foo"
+    deploy_timeout: 900
+    entry_point: bar
+    env_vars: "REGION=us-central1,GOOGLE_CLOUD_PROJECT=peerlogic-api-dev"
+    event_trigger_resource: projects/peerlogic-api-dev/topics/dev-bar
+    event_trigger_retry: true
+    event_trigger_type: google.pubsub.topic.publish
+    max_instances: 1
+    memory_mb: 512
+    name: "cf-dev-api-bar"
+    project_id: "peerlogic-api-dev"
+    region: "us-central1"
+    runtime: 'python39'
+    source_dir: .
+    timeout: 540
+    vpc_connector: "projects/peerlogic-api-dev/locations/us-central1/connectors/peerlogic-api-dev"
+)", "/tmp/ferry.yaml", "");
+  ASSERT_TRUE(request.ok()) << request.status().message();
+  ASSERT_EQ(request->functions.size(), 1u);
+  auto const& f = request->functions[0];
+  EXPECT_EQ(f.name, "cf-dev-api-bar");
+  EXPECT_EQ(f.runtime, "python3");
+  EXPECT_EQ(f.google_runtime, "python39");
+  EXPECT_EQ(f.build_environment_variables, (Attributes{{"ALLOWED_HOSTS", "localhost"}, {"DJANGO_SECRET_KEY", "foo"}}));
+  EXPECT_EQ(f.env_vars, (Attributes{{"REGION", "us-central1"}, {"GOOGLE_CLOUD_PROJECT", "peerlogic-api-dev"}}));
+  EXPECT_EQ(f.trigger_resource, "projects/peerlogic-api-dev/topics/dev-bar");
+  EXPECT_TRUE(f.retry);
+  EXPECT_EQ(f.max_instances, 1);
+  EXPECT_EQ(f.memory_mb, 512);
+  EXPECT_EQ(f.timeout_seconds, 540);
+  EXPECT_EQ(f.no_effect, (Attributes{{"deploy_timeout", "900"},
+                                     {"vpc_connector", "projects/peerlogic-api-dev/locations/us-central1/connectors/"
+                                                       "peerlogic-api-dev"}}));
+}
+
+// Each of the action's names and string forms reads as the same function as Ferry's own.
+TEST(DeployFileTest, TheActionsAliasesAndStringFormsMeanTheSameFunction) {
+  auto with = [](std::string const& settings) {
+    auto r = Parse("project: p\nfunctions:\n  - name: f\n    runtime: command\n    command: [x]\n" + settings);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? r->functions.at(0) : FunctionSpec{};
+  };
+  auto canonical = with(
+      "    env_vars: {A: '1', B: two words}\n"
+      "    build_environment_variables: {C: '3'}\n"
+      "    labels: {team: core}\n"
+      "    max_instances: 3\n    min_instances: 1\n    concurrency: 2\n    timeout: 90\n"
+      "    event_trigger_type: google.pubsub.topic.publish\n    event_trigger_resource: projects/p/topics/topic1\n");
+  auto aliased = with(
+      "    environment_variables: \"A=1,\\n  B = two words \"\n"
+      "    build_environment_variables: C=3\n"
+      "    labels: team=core\n"
+      "    max_instance_count: 3\n    min_instance_count: 1\n    max_instance_request_concurrency: 2\n"
+      "    service_timeout: 90s\n"
+      "    event_trigger_pubsub_topic: projects/p/topics/topic1\n");
+  EXPECT_EQ(canonical.env_vars, (Attributes{{"A", "1"}, {"B", "two words"}}));
+  EXPECT_TRUE(SameFunction(canonical, aliased)) << FunctionSpecToJson(aliased).dump();
+}
+
+TEST(DeployFileTest, TheActionsListFormKeepsQuotedAndEscapedText) {
+  // YAML's single quotes: the backslash reaches the list as it is, and '' is one quote.
+  auto r = Parse(WithSetting(R"(env_vars: 'S=" keep ",E=a\,b,# a comment,Q=''x=y'', ,{}')"));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->functions[0].env_vars, (Attributes{{"S", " keep "}, {"E", "a,b"}, {"Q", "x=y"}}));
+  auto none = Parse(WithSetting("env_vars: '{}'"));
+  ASSERT_TRUE(none.ok()) << none.status().message();
+  EXPECT_TRUE(none->functions[0].env_vars.empty());
+}
+
+TEST(DeployFileTest, TheActionsInputsAreRefusedWithTheirPlace) {
+  EXPECT_THAT(Refusal(WithSetting("env_vars: \"A=1,JUSTAKEY\"")),
+              HasSubstr("/work/ferry.yaml:6:15: function f: env_vars: \"JUSTAKEY\" is not KEY=VALUE"));
+  EXPECT_THAT(Refusal(WithSetting("labels: \"=v\"")), HasSubstr(":6:13: function f: labels: \"=v\" has no key"));
+  EXPECT_THAT(Refusal(WithSetting("build_environment_variables: 'A=\"1'")), HasSubstr("is not closed"));
+  std::string runtime = Refusal("project: p\nfunctions:\n  - name: f\n    runtime: python27\n");
+  EXPECT_THAT(runtime, HasSubstr("/work/ferry.yaml:4:14: function f: runtime must be cpp, command, nodejs, python3 "
+                                 "or a Cloud Functions runtime"));
+  EXPECT_THAT(runtime, HasSubstr("not \"python27\""));
+  EXPECT_THAT(Refusal(WithSetting("project_id: other")),
+              HasSubstr(":6:17: function f: project_id \"other\" is not the deploy's project \"p\""));
 }
 
 TEST(DeployFileTest, SizesAndNumbersOutOfRangeAreErrorsWithTheirPlace) {
