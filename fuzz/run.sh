@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${FUZZ_BUILD:-build-fuzz}
 all=(json_text push_endpoint tokens object_name upload_parsing filter cron deploy_file instance_line http_request
-  grpc_request sentry_dsn scheduler_job log_filter cloud_function source_zip)
+  grpc_request sentry_dsn scheduler_job log_filter cloud_function source_zip github_workflow)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 if [[ -z ${FUZZ_BUILD:-} ]]; then

@@ -133,6 +133,8 @@ StatusOr<std::string> Cli::Name(std::string const& id, char const* collection) {
 StatusOr<std::string> Cli::AdminPath(std::string const& collection, std::string const& id) {
   if (id.rfind("projects/", 0) == 0) return "/ferry/v1/" + id;
   FERRY_ASSIGN_OR_RETURN(auto project, Project());
+  // A function's id is unique in its project: the daemon finds it in whichever region it was deployed to.
+  if (collection == "functions") return "/ferry/v1/projects/" + project + "/functions/" + id;
   return "/ferry/v1/projects/" + project + "/locations/local/" + collection + "/" + id;
 }
 

@@ -16,6 +16,8 @@ namespace {
 
 struct FunctionState {
   std::string deploy_file, one_id, call_data, execution_id;
+  std::string github_workflow;             // ferry deploy --github-workflow
+  std::vector<std::string> workflow_sets;  // its --set EXPRESSION=VALUE
   bool dry_run = false, follow = false;
   int log_limit = 100;
 };
@@ -26,10 +28,34 @@ void AddFunctionCommands(CLI::App& app, Cli& cli, Runner const& run) {
   auto st = std::make_shared<FunctionState>();
   // ---- deploy ----
   auto* deploy = app.add_subcommand("deploy", "Apply a deploy file: print the plan, then apply it");
-  deploy->add_option("-f,--file", st->deploy_file, "The deploy file")->required();
+  auto* file = deploy->add_option("-f,--file", st->deploy_file, "The deploy file");
+  auto* workflow = deploy->add_option(
+      "--github-workflow", st->github_workflow,
+      "Deploy the google-github-actions/deploy-cloud-functions steps of this GitHub Actions workflow instead");
+  file->excludes(workflow);
+  deploy->add_option("--set", st->workflow_sets,
+                     "With --github-workflow: the value of an expression, as needs.setup.outputs.env=dev; repeatable");
   deploy->add_flag("--dry-run", st->dry_run, "Only print the plan");
   deploy->callback(run([&cli, st]() -> Status {
-    FERRY_ASSIGN_OR_RETURN(auto request, ParseDeployFile(st->deploy_file, cli.project_flag()));
+    if (st->deploy_file.empty() == st->github_workflow.empty()) {
+      return InvalidArgumentError("give a deploy file (-f FILE) or a workflow (--github-workflow FILE)");
+    }
+    std::map<std::string, std::string> sets;
+    for (auto const& set : st->workflow_sets) {
+      auto eq = set.find('=');
+      if (eq == std::string::npos || eq == 0) return InvalidArgumentError("--set " + set + ": expected EXPRESSION=VALUE");
+      std::string expr = set.substr(0, eq);
+      if (expr.rfind("${{", 0) == 0 && expr.size() >= 5 && expr.substr(expr.size() - 2) == "}}") {
+        expr = expr.substr(3, expr.size() - 5);  // ${{ x }} given whole
+      }
+      expr.erase(0, expr.find_first_not_of(' '));
+      expr.erase(expr.find_last_not_of(' ') + 1);
+      sets[expr] = set.substr(eq + 1);
+    }
+    if (!sets.empty() && st->github_workflow.empty()) return InvalidArgumentError("--set needs --github-workflow");
+    FERRY_ASSIGN_OR_RETURN(auto request, st->github_workflow.empty()
+                                             ? ParseDeployFile(st->deploy_file, cli.project_flag())
+                                             : ParseGithubWorkflow(st->github_workflow, cli.project_flag(), sets));
     request.dry_run = st->dry_run;
     Json body = Json::parse(DeployRequestToJson(request).dump());
     FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("POST", "/ferry/v1/deploy", &body));

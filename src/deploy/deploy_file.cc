@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <cctype>
 #include <charconv>
 #include <string_view>
@@ -326,14 +327,156 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
   return s;
 }
 
-}  // namespace
-
-StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string const& default_project) {
+// Reads a whole file, or INVALID_ARGUMENT naming it.
+StatusOr<std::string> ReadText(std::string const& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return InvalidArgumentError(path + ": cannot read the file");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) return InvalidArgumentError(path + ": cannot read the file");
-  return ParseDeployText(text, path, default_project);
+  return text;
+}
+
+// A workflow's ${{ ... }} expressions, resolved as ParseGithubWorkflow says.
+class Expressions {
+ public:
+  Expressions(Reader const& r, YAML::Node workflow_env, std::map<std::string, std::string> const& sets)
+      : r_(r), workflow_env_(std::move(workflow_env)), sets_(sets) {}
+
+  void SetJobEnv(YAML::Node env) { job_env_ = std::move(env); }
+
+  // `text` with every expression replaced; `mark` places the errors. env values may hold expressions themselves.
+  StatusOr<std::string> Resolve(std::string const& text, YAML::Mark const& mark, int depth = 0) const {
+    if (depth > 8) return r_.Error(mark, "env values refer to each other in a loop");
+    std::string out;
+    std::size_t pos = 0;
+    while (true) {
+      std::size_t open = text.find("${{", pos);
+      if (open == std::string::npos) break;
+      std::size_t close = text.find("}}", open + 3);
+      if (close == std::string::npos) return r_.Error(mark, "an expression \"${{\" is not closed by \"}}\"");
+      out += text.substr(pos, open - pos);
+      std::string expr = text.substr(open + 3, close - open - 3);
+      expr.erase(0, expr.find_first_not_of(" \t"));
+      expr.erase(expr.find_last_not_of(" \t") + 1);
+      std::optional<std::string> value;
+      if (auto it = sets_.find(expr); it != sets_.end()) {
+        value = it->second;
+      } else if (expr.rfind("env.", 0) == 0) {
+        std::string name = expr.substr(4);
+        for (YAML::Node const* env : {&job_env_, &workflow_env_}) {
+          if (!env->IsMap() || !(*env)[name]) continue;
+          YAML::Node v = (*env)[name];
+          if (!v.IsScalar()) return r_.Error(v.Mark(), "env." + name + " must be a string");
+          auto resolved = Resolve(v.Scalar(), v.Mark(), depth + 1);
+          if (!resolved.ok()) return resolved.status();
+          value = *std::move(resolved);
+          break;
+        }
+      }
+      if (!value) {
+        return r_.Error(mark, "unresolved expression ${{ " + expr + " }}: give its value with --set " + expr +
+                                  "=VALUE");
+      }
+      out += *value;
+      pos = close + 2;
+    }
+    return out + text.substr(pos);
+  }
+
+ private:
+  Reader const& r_;
+  YAML::Node workflow_env_;
+  YAML::Node job_env_;
+  std::map<std::string, std::string> const& sets_;
+};
+
+constexpr std::string_view kDeployAction = "google-github-actions/deploy-cloud-functions@";
+
+}  // namespace
+
+StatusOr<DeployRequest> ParseGithubWorkflow(std::string const& path, std::string const& default_project,
+                                            std::map<std::string, std::string> const& sets) {
+  auto text = ReadText(path);
+  if (!text.ok()) return text.status();
+  return ParseGithubWorkflowText(*text, path, default_project, sets);
+}
+
+StatusOr<DeployRequest> ParseGithubWorkflowText(std::string const& text, std::string const& path,
+                                                std::string const& default_project,
+                                                std::map<std::string, std::string> const& sets) {
+  Reader r(path);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (YAML::Exception const& e) {
+    return r.Error(e.mark, e.msg);
+  }
+  if (!root.IsMap() || !root["jobs"] || !root["jobs"].IsMap()) {
+    return r.Error(root.Mark(), "a GitHub Actions workflow is a map with jobs");
+  }
+  // The repository's root, which the steps' source_dir is relative to (actions/checkout puts it there).
+  fs::path base = fs::absolute(path).parent_path();
+  if (base.filename() == "workflows" && base.parent_path().filename() == ".github") {
+    base = base.parent_path().parent_path();
+  }
+  DeployRequest request;
+  request.prune = false;
+  try {
+    // (A missing key's node is invalid in yaml-cpp; an empty Node is not.)
+    auto optional = [](YAML::Node const& parent, char const* key) { return parent[key] ? parent[key] : YAML::Node(); };
+    Expressions expressions(r, optional(root, "env"), sets);
+    for (auto const& job : root["jobs"]) {
+      if (!job.second.IsMap() || !job.second["steps"] || !job.second["steps"].IsSequence()) continue;
+      expressions.SetJobEnv(optional(job.second, "env"));
+      for (auto const& step : job.second["steps"]) {
+        if (!step.IsMap() || !step["uses"] || !step["uses"].IsScalar()) continue;
+        if (step["uses"].Scalar().rfind(kDeployAction, 0) != 0) continue;
+        YAML::Node with = step["with"];
+        if (!with || !with.IsMap()) return r.Error(step.Mark(), "a deploy-cloud-functions step needs with:");
+        // Expressions resolved in place: each value keeps its line and column for the errors that follow.
+        for (auto kv : with) {
+          if (!kv.second.IsScalar()) continue;
+          auto resolved = expressions.Resolve(kv.second.Scalar(), kv.second.Mark());
+          if (!resolved.ok()) return resolved.status();
+          kv.second = *resolved;
+        }
+        std::string project = default_project;
+        if (with["project_id"]) FERRY_YAML_ASSIGN(project, r.String(with["project_id"], "project_id"));
+        if (project.empty()) return r.Error(with.Mark(), "no project: give project_id or --project");
+        if (request.project.empty()) request.project = project;
+        if (project != request.project) {
+          return r.Error(with["project_id"].Mark(), "the workflow deploys to two projects, " + request.project +
+                                                        " and " + project + ": one at a time");
+        }
+        FunctionSpec spec;
+        FERRY_YAML_ASSIGN(spec, ReadFunction(r, with, project, base));
+        // The action deploys through the Cloud Functions API, as gcloud does: such a function declares no retry or
+        // dead-letter policy, so a redeploy keeps what the workflow's next step sets on its subscription, and a
+        // deploy file neither deletes nor takes it over (docs/gcloud.md, "Ownership").
+        spec.created_by = kCreatedByFunctionsApi;
+        for (auto const& other : request.functions) {
+          if (other.name == spec.name) return r.Error(with.Mark(), "function " + spec.name + " is deployed twice");
+        }
+        if (spec.trigger_type == kPubsubTrigger &&
+            std::find(request.topics.begin(), request.topics.end(), spec.trigger_resource) == request.topics.end()) {
+          request.topics.push_back(spec.trigger_resource);
+        }
+        request.functions.push_back(std::move(spec));
+      }
+    }
+  } catch (YAML::Exception const& e) {
+    return r.Error(e.mark, e.msg);
+  }
+  if (request.functions.empty()) {
+    return r.Error(root.Mark(), std::string("no step uses ") + std::string(kDeployAction) + "...");
+  }
+  return request;
+}
+
+StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string const& default_project) {
+  auto text = ReadText(path);
+  if (!text.ok()) return text.status();
+  return ParseDeployText(*text, path, default_project);
 }
 
 StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string const& path,

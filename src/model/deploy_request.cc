@@ -15,12 +15,14 @@ json DeployRequestToJson(DeployRequest const& request) {
   for (auto const& b : request.buckets) {
     buckets.push_back({{"name", b.name}, {"path", b.path}, {"versioning", b.versioning}});
   }
-  return {{"project", request.project},
-          {"topics", request.topics},
-          {"buckets", buckets},
-          {"functions", functions},
-          {"schedules", schedules},
-          {"dry_run", request.dry_run}};
+  json out{{"project", request.project},
+           {"topics", request.topics},
+           {"buckets", buckets},
+           {"functions", functions},
+           {"schedules", schedules},
+           {"dry_run", request.dry_run}};
+  if (!request.prune) out["prune"] = false;
+  return out;
 }
 
 StatusOr<DeployRequest> DeployRequestFromJson(json const& body, std::string const& default_project) {
@@ -35,6 +37,10 @@ StatusOr<DeployRequest> DeployRequestFromJson(json const& body, std::string cons
   if (body.contains("dry_run")) {
     if (!body["dry_run"].is_boolean()) return InvalidArgumentError("\"dry_run\" must be true or false");
     request.dry_run = body["dry_run"].get<bool>();
+  }
+  if (body.contains("prune")) {
+    if (!body["prune"].is_boolean()) return InvalidArgumentError("\"prune\" must be true or false");
+    request.prune = body["prune"].get<bool>();
   }
   if (body.contains("topics")) {
     if (!body["topics"].is_array()) return InvalidArgumentError("\"topics\" must be a list");

@@ -22,7 +22,8 @@ struct DeployRequest {
   std::vector<BucketRecord> buckets;    // every bucket of the project (name and absolute path), likewise
   bool dry_run = false;
   // false: a deploy of just what it names (gcloud functions deploy: one function), which deletes nothing and
-  // leaves the project's schedules and buckets as they are. Not in the admin API's JSON.
+  // leaves the project's schedules and buckets as they are: gcloud functions deploy (one function), and
+  // ferry deploy --github-workflow (a workflow's deploy steps). In the admin API's JSON only when false.
   bool prune = true;
 };
 

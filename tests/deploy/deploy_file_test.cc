@@ -142,6 +142,64 @@ TEST(DeployFileTest, TheActionsInputsAreRefusedWithTheirPlace) {
               HasSubstr(":6:17: function f: project_id \"other\" is not the deploy's project \"p\""));
 }
 
+constexpr char kWorkflow[] = R"(name: Deploy
+env:
+  PROJECT: peerlogic-api-${{ needs.setup_environment.outputs.gcp_env }}
+jobs:
+  deploy_cloud_function_bar:
+    env:
+      FUNCTION_NAME: bar
+    steps:
+      - uses: actions/checkout@v3
+      - uses: google-github-actions/auth@v0
+        with:
+          service_account: "sa@${{ secrets.NOT_NEEDED }}"
+      - name: Deploy Cloud Function - Bar
+        uses: 'google-github-actions/deploy-cloud-functions@v0'
+        with:
+          entry_point: ${{ env.FUNCTION_NAME }}
+          event_trigger_resource: projects/${{ env.PROJECT }}/topics/${{ needs.setup_environment.outputs.gcp_env }}-${{ env.FUNCTION_NAME }}
+          event_trigger_type: google.pubsub.topic.publish
+          name: "cf-${{ needs.setup_environment.outputs.gcp_env }}-${{ env.FUNCTION_NAME }}"
+          project_id: ${{ env.PROJECT }}
+          runtime: 'python39'
+          source_dir: /
+)";
+
+// Only the deploy-cloud-functions steps are read (the auth step's expressions need no value); env.NAME comes from
+// the job's env, then the workflow's, whose own expressions are resolved too.
+TEST(GithubWorkflowTest, TheDeployStepsWithTheirExpressionsResolved) {
+  auto request = ParseGithubWorkflowText(kWorkflow, "/repo/.github/workflows/deploy.yml", "",
+                                         {{"needs.setup_environment.outputs.gcp_env", "dev"}});
+  ASSERT_TRUE(request.ok()) << request.status().message();
+  EXPECT_EQ(request->project, "peerlogic-api-dev");
+  EXPECT_FALSE(request->prune);
+  EXPECT_EQ(request->topics, std::vector<std::string>{"projects/peerlogic-api-dev/topics/dev-bar"});
+  ASSERT_EQ(request->functions.size(), 1u);
+  auto const& f = request->functions[0];
+  EXPECT_EQ(f.name, "cf-dev-bar");
+  EXPECT_EQ(f.entry_point, "bar");
+  EXPECT_EQ(f.google_runtime, "python39");
+  EXPECT_EQ(f.created_by, kCreatedByFunctionsApi);
+}
+
+TEST(GithubWorkflowTest, AnUnresolvedExpressionIsNamedWithItsPlace) {
+  auto request = ParseGithubWorkflowText(kWorkflow, "/repo/.github/workflows/deploy.yml", "", {});
+  ASSERT_THAT(request, StatusIs(StatusCode::kInvalidArgument));
+  // Found in the workflow's env, while resolving the step's project_id.
+  EXPECT_THAT(request.status().message(),
+              HasSubstr("/repo/.github/workflows/deploy.yml:3:12: unresolved expression "
+                        "${{ needs.setup_environment.outputs.gcp_env }}: give its value with --set "
+                        "needs.setup_environment.outputs.gcp_env=VALUE"));
+  auto loop = ParseGithubWorkflowText(
+      "env: {A: '${{ env.B }}', B: '${{ env.A }}'}\njobs:\n  j:\n    steps:\n"
+      "      - uses: google-github-actions/deploy-cloud-functions@v1\n        with: {name: '${{ env.A }}'}\n",
+      "/w.yml", "p", {});
+  EXPECT_THAT(loop, StatusIs(StatusCode::kInvalidArgument, HasSubstr("in a loop")));
+  EXPECT_THAT(ParseGithubWorkflowText("jobs: {j: {steps: [{uses: actions/checkout@v3}]}}\n", "/w.yml", "p", {}),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("no step uses google-github-actions/deploy-cloud-functions@")));
+}
+
 TEST(DeployFileTest, SizesAndNumbersOutOfRangeAreErrorsWithTheirPlace) {
   // These threw std::out_of_range out of the reader before (found while writing the deploy_file fuzz target).
   EXPECT_THAT(Refusal(WithSetting("memory: 99999999999999999999999MB")), HasSubstr("/work/ferry.yaml:6:"));

@@ -59,6 +59,78 @@ class CliTest(unittest.TestCase):
         out = self.ferry("pull", "sub1", "--format", "json")
         self.assertEqual(json.loads(out.stdout), [])
 
+    def test_a_github_workflows_deploy_step_deploys_as_written(self):
+        # The guide's job for a function, its with: block as the guide writes it (issue 17), around a Python function.
+        work = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, work, True)
+        shutil.copy(os.path.join(os.path.dirname(__file__), "python_function", "main.py"), work)
+        os.makedirs(os.path.join(work, ".github", "workflows"))
+        workflow = os.path.join(work, ".github", "workflows", "deploy.yml")
+        with open(workflow, "w") as f:
+            f.write("""name: Deploy
+on: push
+env:
+  PROJECT: cli-proj
+jobs:
+  deploy_cloud_function_hello:
+    runs-on: ubuntu-latest
+    needs: setup_environment
+    env:
+      FUNCTION_NAME: hello_pubsub
+    steps:
+      - uses: actions/checkout@v3
+      - name: Deploy Cloud Function - Hello
+        uses: 'google-github-actions/deploy-cloud-functions@v0'
+        with:
+          build_environment_variables: "ALLOWED_HOSTS=localhost ,DJANGO_SECRET_KEY=foo"
+          deploy_timeout: 900
+          entry_point: ${{ env.FUNCTION_NAME }}
+          env_vars: "REGION=${{ needs.setup_environment.outputs.region }},GOOGLE_CLOUD_PROJECT=${{ env.PROJECT }}"
+          event_trigger_resource: projects/${{ env.PROJECT }}/topics/${{ needs.setup_environment.outputs.gcp_env }}-hello
+          event_trigger_retry: true
+          event_trigger_type: google.pubsub.topic.publish
+          max_instances: 1
+          memory_mb: 512
+          name: "cf-${{ needs.setup_environment.outputs.gcp_env }}-hello"
+          project_id: "${{ env.PROJECT }}"
+          region: "${{ needs.setup_environment.outputs.region }}"
+          runtime: 'python39'
+          source_dir: .
+          timeout: 540
+          vpc_connector: "projects/${{ env.PROJECT }}/locations/us-central1/connectors/c"
+""")
+        unresolved = self.ferry("deploy", "--github-workflow", workflow, "--dry-run", expect=1)
+        self.assertEqual(len(unresolved.stderr.strip().splitlines()), 1, unresolved.stderr)
+        self.assertIn("deploy.yml:19:21: unresolved expression ${{ needs.setup_environment.outputs.region }}",
+                      unresolved.stderr)
+        sets = ["--set", "needs.setup_environment.outputs.gcp_env=dev",
+                "--set", "${{ needs.setup_environment.outputs.region }}=us-central1"]
+        out = self.ferry("deploy", "--github-workflow", workflow, *sets).stdout
+        self.assertIn("+ create topic projects/cli-proj/topics/dev-hello", out)
+        self.assertIn("+ create function projects/cli-proj/locations/us-central1/functions/cf-dev-hello", out)
+        self.assertEqual(out.count("no effect here: deploy_timeout, vpc_connector"), 1, out)
+        described = json.loads(self.ferry("functions", "describe", "cf-dev-hello", "--format", "json").stdout)
+        spec = described["spec"]
+        self.assertEqual(spec["runtime"], "python3")
+        self.assertEqual(spec["google_runtime"], "python39")
+        self.assertEqual(spec["no_effect"]["vpc_connector"], "projects/cli-proj/locations/us-central1/connectors/c")
+        self.assertEqual(sorted(spec["env_vars"]), ["GOOGLE_CLOUD_PROJECT", "REGION"])  # values hidden
+        self.assertEqual(described["triggerSubscription"],
+                         "projects/cli-proj/subscriptions/gcf-cf-dev-hello-us-central1-dev-hello")
+        # The guide's next step names the trigger subscription as Cloud Functions does.
+        self.ferry("topics", "create", "dev-hello-failed")
+        self.ferry("subscriptions", "update", "gcf-cf-dev-hello-us-central1-dev-hello",
+                   "--dead-letter-topic", "dev-hello-failed", "--max-delivery-attempts", "6",
+                   "--min-retry-delay", "2m")
+        self.ferry("publish", "dev-hello", "--message", "hi")
+        harness.wait_for(lambda: "python got data=" in self.ferry("logs", "cf-dev-hello").stdout,
+                         what="the function's line in its logs")
+        # Deployed again, as the workflow runs on each merge: the dead-letter policy the guide's step set stays.
+        self.assertIn("No changes.", self.ferry("deploy", "--github-workflow", workflow, *sets).stdout)
+        sub = json.loads(self.ferry("subscriptions", "describe", "gcf-cf-dev-hello-us-central1-dev-hello",
+                                    "--format", "json").stdout)
+        self.assertEqual(sub["deadLetterPolicy"]["maxDeliveryAttempts"], 6)
+
     def test_errors_are_one_line_with_nonzero_exit(self):
         self.ferry("topics", "create", "dup")
         out = self.ferry("topics", "create", "dup", expect=1)

@@ -144,7 +144,9 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
   if (!IsValidProjectId(project)) return ErrorResponse(InvalidArgumentError("Invalid project id"));
   path.remove_prefix(slash + 1);
   std::string region = kDefaultRegion;
+  bool region_given = false;
   if (path.rfind("locations/", 0) == 0) {
+    region_given = true;
     path.remove_prefix(10);
     slash = path.find('/');
     if (slash == std::string_view::npos || slash == 0) return NotFoundPath(req);
@@ -204,6 +206,15 @@ HttpResponse AdminApi::Handle(HttpRequest const& req) {
   std::string rest = end == std::string_view::npos ? "" : std::string(path.substr(end));
   if (id.empty()) return NotFoundPath(req);
   if (!IsValidFunctionName(id)) return ErrorResponse(InvalidArgumentError("Invalid function id"));
+  if (!region_given) {
+    // A function's id is unique in its project on Ferry, so a path without a location finds it in any region
+    // (the CLI's `ferry logs bar` for a function deployed to us-central1).
+    if (auto list = functions_.List(project); list.ok()) {
+      for (auto const& state : *list) {
+        if (state.spec.name == id) region = state.spec.region;
+      }
+    }
+  }
   return Function(req, "projects/" + project + "/locations/" + region + "/functions/" + id, rest);
 }
 
