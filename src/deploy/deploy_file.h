@@ -18,7 +18,7 @@ StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string con
                                         std::string const& default_project);
 
 // The deploy-cloud-functions steps of a GitHub Actions workflow as a deploy of their functions
-// (docs/deploy-file.md, "From a GitHub workflow"): each step's `with:` block is read as a deploy file's function
+// (docs/coming-from-cloud-functions.md): each step's `with:` block is read as a deploy file's function
 // entry, after its ${{ ... }} expressions are resolved: env.NAME from the job's and then the workflow's `env`, any
 // other from `sets` (the expression's text, as "needs.setup_environment.outputs.gcp_env", to its value). An
 // expression left unresolved is an error naming it, with its line and column. The topics of the steps' Pub/Sub
