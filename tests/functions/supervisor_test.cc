@@ -87,56 +87,58 @@ class SupervisorTest : public ::testing::Test {
 // The order fix behind every execution's log: lines a process wrote are handled before WaitOutputDrained returns,
 // however slow their handling. Without it, the answer of a call could be recorded before its last lines (they come
 // by pipe, the answer by socket), and lines handled after the instance moved on lost their execution.
-TEST(ChildProcessTest, WaitOutputDrainedReturnsOnceEveryLineWrittenIsHandled) {
+// A process that wrote three lines, with a line handler that takes 100 ms a line; made once the first is handled
+// (so the output is written, and the rest is on its way).
+struct SlowlyHandled {
   std::mutex mu;
-  std::vector<std::string> handled;
-  auto child = ChildProcess::Spawn({.argv = {"sh", "-c", "printf '1\\n2\\n3\\n'; sleep 30"}},
-                                   [&](bool, std::string line) {
-                                     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow log
-                                     std::lock_guard lock(mu);
-                                     handled.push_back(std::move(line));
-                                   });
-  ASSERT_TRUE(child.ok()) << child.status().message();
-  for (int i = 0; i < 500; ++i) {  // the output is written (the first line is being handled)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    std::lock_guard lock(mu);
-    if (!handled.empty()) break;
+  std::vector<std::string> handled;  // GUARDED_BY(mu)
+  std::unique_ptr<ChildProcess> child;
+
+  SlowlyHandled() {
+    auto spawned = ChildProcess::Spawn({.argv = {"sh", "-c", "printf '1\\n2\\n3\\n'; sleep 30"}},
+                                       [this](bool, std::string line) {
+                                         std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow log
+                                         std::lock_guard lock(mu);
+                                         handled.push_back(std::move(line));
+                                       });
+    EXPECT_TRUE(spawned.ok()) << spawned.status().message();
+    if (!spawned.ok()) return;
+    child = *std::move(spawned);
+    for (int i = 0; i < 500; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::lock_guard lock(mu);
+      if (!handled.empty()) break;
+    }
   }
-  EXPECT_TRUE((*child)->WaitOutputDrained(std::chrono::seconds(10)));
-  std::lock_guard lock(mu);
-  EXPECT_THAT(handled, ::testing::ElementsAre("1", "2", "3"));
+  std::vector<std::string> Handled() {
+    std::lock_guard lock(mu);
+    return handled;
+  }
+};
+
+TEST(ChildProcessTest, WaitOutputDrainedReturnsOnceEveryLineWrittenIsHandled) {
+  SlowlyHandled p;
+  ASSERT_NE(p.child, nullptr);
+  EXPECT_TRUE(p.child->WaitOutputDrained(std::chrono::seconds(10)));
+  EXPECT_THAT(p.Handled(), ::testing::ElementsAre("1", "2", "3"));
 }
 
 // The same order for a waiter without a thread (an HTTP call on the event loop): it is called once, after the
 // last line written so far is handled, and not before.
 TEST(ChildProcessTest, WhenOutputDrainedCallsBackOnceEveryLineWrittenIsHandled) {
-  std::mutex mu;
-  std::vector<std::string> handled;
-  auto child = ChildProcess::Spawn({.argv = {"sh", "-c", "printf '1\\n2\\n3\\n'; sleep 30"}},
-                                   [&](bool, std::string line) {
-                                     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // a slow log
-                                     std::lock_guard lock(mu);
-                                     handled.push_back(std::move(line));
-                                   });
-  ASSERT_TRUE(child.ok()) << child.status().message();
-  for (int i = 0; i < 500; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    std::lock_guard lock(mu);
-    if (!handled.empty()) break;
-  }
+  SlowlyHandled p;
+  ASSERT_NE(p.child, nullptr);
   std::promise<std::vector<std::string>> seen;
   std::atomic<int> calls{0};
-  uint64_t token = (*child)->WhenOutputDrained([&] {
-    if (calls++ > 0) return;
-    std::lock_guard lock(mu);
-    seen.set_value(handled);
+  uint64_t token = p.child->WhenOutputDrained([&] {
+    if (calls++ == 0) seen.set_value(p.Handled());
   });
   ASSERT_NE(token, 0u) << "the lines were handled before the test could wait for them";
   auto got = seen.get_future();
   ASSERT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   EXPECT_THAT(got.get(), ::testing::ElementsAre("1", "2", "3"));
-  (*child)->CancelWhenDrained(token);
-  EXPECT_EQ((*child)->WhenOutputDrained([] { FAIL() << "drained already: nothing to call"; }), 0u);
+  p.child->CancelWhenDrained(token);
+  EXPECT_EQ(p.child->WhenOutputDrained([] { FAIL() << "drained already: nothing to call"; }), 0u);
   EXPECT_EQ(calls.load(), 1);
 }
 
