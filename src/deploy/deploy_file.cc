@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/time_util.h"
+#include "common/utf8.h"
 
 namespace ferry {
 namespace {
@@ -74,6 +75,23 @@ StatusOr<Attributes> ParseKeyValueList(std::string const& text) {
 class Reader {
  public:
   explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  // The document, or an error: text that is not UTF-8 is refused before the parser (JSON, which carries it to the
+  // daemon, could not hold it), naming its first bad line.
+  StatusOr<YAML::Node> Load(std::string const& text) const {
+    if (!IsValidUtf8(text)) {
+      std::size_t line = 1, start = 0;
+      for (std::size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1, ++line) {
+        if (!IsValidUtf8(std::string_view(text).substr(start, end - start))) break;
+      }
+      return InvalidArgumentError(file_ + ":" + std::to_string(line) + ": not valid UTF-8");
+    }
+    try {
+      return YAML::Load(text);
+    } catch (YAML::Exception const& e) {  // a syntax error; a nesting too deep for the parser, among others
+      return Error(e.mark, e.msg);
+    }
+  }
 
   Status Error(YAML::Mark const& mark, std::string const& message) const {
     if (mark.is_null()) return InvalidArgumentError(file_ + ": " + message);
@@ -179,6 +197,15 @@ StatusOr<ScheduleSpec> ReadSchedule(Reader const& r, YAML::Node const& node, std
   return s;
 }
 
+// Reads a whole file, or INVALID_ARGUMENT naming it.
+StatusOr<std::string> ReadText(std::string const& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgumentError(path + ": cannot read the file");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return InvalidArgumentError(path + ": cannot read the file");
+  return text;
+}
+
 // Inputs of google-github-actions/deploy-cloud-functions (v0 to v3) and gcloud that mean nothing on Ferry.
 bool IsNoEffectSetting(std::string const& key) {
   static constexpr std::string_view kKeys[] = {
@@ -253,15 +280,14 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
       // gcloud's --env-vars-file: a YAML map of names to strings.
       std::string file;
       FERRY_YAML_ASSIGN(file, r.String(v, what));
-      fs::path path = base / file;
+      std::string path = (base / file).string();
+      std::string text;
+      FERRY_YAML_ASSIGN(text, ReadText(path));
+      Reader file_reader(path);
       YAML::Node vars;
-      try {
-        vars = YAML::LoadFile(path.string());
-      } catch (YAML::Exception const& e) {
-        return r.Error(v.Mark(), what + ": cannot read " + path.string() + ": " + e.msg);
-      }
+      FERRY_YAML_ASSIGN(vars, file_reader.Load(text));
       Attributes read;
-      FERRY_YAML_ASSIGN(read, Reader(path.string()).Map(vars, "environment variables"));
+      FERRY_YAML_ASSIGN(read, file_reader.Map(vars, "environment variables"));
       s.env_vars.merge(read);  // keeps values set inline
     } else if (key == "build_environment_variables") {
       FERRY_YAML_ASSIGN(s.build_environment_variables, r.Pairs(v, what));
@@ -327,15 +353,6 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
   return s;
 }
 
-// Reads a whole file, or INVALID_ARGUMENT naming it.
-StatusOr<std::string> ReadText(std::string const& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgumentError(path + ": cannot read the file");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return InvalidArgumentError(path + ": cannot read the file");
-  return text;
-}
-
 // A workflow's ${{ ... }} expressions, resolved as ParseGithubWorkflow says.
 class Expressions {
  public:
@@ -347,6 +364,8 @@ class Expressions {
   // `text` with every expression replaced; `mark` places the errors. env values may hold expressions themselves.
   StatusOr<std::string> Resolve(std::string const& text, YAML::Mark const& mark, int depth = 0) const {
     if (depth > 8) return r_.Error(mark, "env values refer to each other in a loop");
+    // env values that each name another several times would grow without end in a few levels: bounded.
+    constexpr std::size_t kMaxValueBytes = 64 * 1024;
     std::string out;
     std::size_t pos = 0;
     while (true) {
@@ -379,6 +398,7 @@ class Expressions {
       }
       out += *value;
       pos = close + 2;
+      if (out.size() > kMaxValueBytes) return r_.Error(mark, "a value expands to more than 64 KiB");
     }
     return out + text.substr(pos);
   }
@@ -406,11 +426,7 @@ StatusOr<DeployRequest> ParseGithubWorkflowText(std::string const& text, std::st
                                                 std::map<std::string, std::string> const& sets) {
   Reader r(path);
   YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (YAML::Exception const& e) {
-    return r.Error(e.mark, e.msg);
-  }
+  FERRY_YAML_ASSIGN(root, r.Load(text));
   if (!root.IsMap() || !root["jobs"] || !root["jobs"].IsMap()) {
     return r.Error(root.Mark(), "a GitHub Actions workflow is a map with jobs");
   }
@@ -483,13 +499,7 @@ StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string con
                                         std::string const& default_project) {
   Reader r(path);
   YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (YAML::ParserException const& e) {
-    return r.Error(e.mark, e.msg);
-  } catch (YAML::Exception const& e) {  // a nesting too deep for the parser, among others
-    return r.Error(e.mark, e.msg);
-  }
+  FERRY_YAML_ASSIGN(root, r.Load(text));
   if (!root.IsMap()) return r.Error(root.Mark(), "a deploy file is a map with project, topics and functions");
   fs::path base = fs::absolute(path).parent_path();
   DeployRequest request;

@@ -10,8 +10,8 @@
 #include <utility>
 
 #include <algorithm>
-#include <filesystem>
 #include <atomic>
+#include <filesystem>
 #include <deque>
 #include <optional>
 
@@ -857,11 +857,10 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
       if (parser->keep_alive()) connections.Return(inst->id, std::move(conn));
       result = Answered(parser->release());
     }
-    // As in Invoke: the lines written before the answer are logged under this execution. Without blocking the
-    // event loop: the reader that handles the last of them wakes this (a timer cancelled), at most
-    // kOutputDrainWait from now. (Polling every 2 ms here was the 2 ms tail of HTTP calls.)
-    // Mostly the lines are in the pipe already (written before the answer) and read right here, with no thread
-    // woken at all.
+    // As in Invoke: the lines written before the answer are logged under this execution, without blocking the
+    // event loop. Mostly they are in the pipe already and read right here, with no thread woken; else the reader
+    // that handles the last of them wakes this (a timer cancelled), at most kOutputDrainWait from now. (Polling
+    // every 2 ms here was the 2 ms tail of HTTP calls.)
     auto const drain_start = latency::Now();
     if (inst->process && !inst->process->TryDrainOutput()) {
       auto drained = std::make_shared<asio::steady_timer>(io, kOutputDrainWait);

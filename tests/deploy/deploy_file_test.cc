@@ -200,6 +200,28 @@ TEST(GithubWorkflowTest, AnUnresolvedExpressionIsNamedWithItsPlace) {
               StatusIs(StatusCode::kInvalidArgument, HasSubstr("no step uses google-github-actions/deploy-cloud-functions@")));
 }
 
+// Text that is not UTF-8 never reaches the parser, nor the JSON that carries a deploy to the daemon.
+TEST(DeployFileTest, TextThatIsNotUtf8IsRefusedWithItsLine) {
+  EXPECT_THAT(Refusal(WithSetting("env_vars: \"A=caf\xe9\"")), HasSubstr("/work/ferry.yaml:6: not valid UTF-8"));
+  EXPECT_THAT(ParseGithubWorkflowText("jobs:\n  j: {}\n# \xff\n", "/w.yml", "p", {}),
+              StatusIs(StatusCode::kInvalidArgument, HasSubstr("/w.yml:3: not valid UTF-8")));
+}
+
+TEST(GithubWorkflowTest, AValueThatExpandsWithoutEndIsRefused) {
+  // Each level names the one below eight times: 8^6 copies of "x" at the top, within the nesting allowed.
+  std::string env = "env:\n  L0: x\n";
+  for (int i = 1; i <= 6; ++i) {
+    env += "  L" + std::to_string(i) + ": '";
+    for (int k = 0; k < 8; ++k) env += "${{ env.L" + std::to_string(i - 1) + " }}";
+    env += "'\n";
+  }
+  auto request = ParseGithubWorkflowText(env + "jobs:\n  j:\n    steps:\n"
+                                               "      - uses: google-github-actions/deploy-cloud-functions@v1\n"
+                                               "        with: {name: f, description: '${{ env.L6 }}'}\n",
+                                         "/w.yml", "p", {});
+  EXPECT_THAT(request, StatusIs(StatusCode::kInvalidArgument, HasSubstr("expands to more than 64 KiB")));
+}
+
 TEST(DeployFileTest, SizesAndNumbersOutOfRangeAreErrorsWithTheirPlace) {
   // These threw std::out_of_range out of the reader before (found while writing the deploy_file fuzz target).
   EXPECT_THAT(Refusal(WithSetting("memory: 99999999999999999999999MB")), HasSubstr("/work/ferry.yaml:6:"));
