@@ -7,7 +7,7 @@ packages=(
   libboost-dev libsqlite3-dev libpq-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev libarchive-dev
   libgtest-dev libgmock-dev libhowardhinnant-date-dev
-  python3 curl tzdata openssl systemd
+  python3 python3-venv python3-pip curl tzdata openssl systemd
   python3-django python3-psycopg2 postgresql
   python3-sentry-sdk prometheus chromium
 )

@@ -18,6 +18,7 @@ struct FunctionState {
   std::string deploy_file, one_id, call_data, execution_id;
   std::string github_workflow;             // ferry deploy --github-workflow
   std::vector<std::string> workflow_sets;  // its --set EXPRESSION=VALUE
+  std::string env_vars_file;               // its --env-vars-file
   bool dry_run = false, follow = false;
   int log_limit = 100;
 };
@@ -35,6 +36,9 @@ void AddFunctionCommands(CLI::App& app, Cli& cli, Runner const& run) {
   file->excludes(workflow);
   deploy->add_option("--set", st->workflow_sets,
                      "With --github-workflow: the value of an expression, as needs.setup.outputs.env=dev; repeatable");
+  deploy->add_option("--env-vars-file", st->env_vars_file,
+                     "With --github-workflow: a YAML map of environment variables added to each function it deploys "
+                     "(what GCP gives them there, such as a database address); they win over the step's env_vars");
   deploy->add_flag("--dry-run", st->dry_run, "Only print the plan");
   deploy->callback(run([&cli, st]() -> Status {
     if (st->deploy_file.empty() == st->github_workflow.empty()) {
@@ -53,9 +57,18 @@ void AddFunctionCommands(CLI::App& app, Cli& cli, Runner const& run) {
       sets[expr] = set.substr(eq + 1);
     }
     if (!sets.empty() && st->github_workflow.empty()) return InvalidArgumentError("--set needs --github-workflow");
+    if (!st->env_vars_file.empty() && st->github_workflow.empty()) {
+      return InvalidArgumentError("--env-vars-file needs --github-workflow (a deploy file sets env_vars_file itself)");
+    }
     FERRY_ASSIGN_OR_RETURN(auto request, st->github_workflow.empty()
                                              ? ParseDeployFile(st->deploy_file, cli.project_flag())
                                              : ParseGithubWorkflow(st->github_workflow, cli.project_flag(), sets));
+    if (!st->env_vars_file.empty()) {
+      FERRY_ASSIGN_OR_RETURN(auto vars, ReadEnvVarsFile(st->env_vars_file));
+      for (auto& fn : request.functions) {
+        for (auto const& [key, value] : vars) fn.env_vars[key] = value;
+      }
+    }
     request.dry_run = st->dry_run;
     Json body = Json::parse(DeployRequestToJson(request).dump());
     FERRY_ASSIGN_OR_RETURN(auto res, cli.Call("POST", "/ferry/v1/deploy", &body));
@@ -77,6 +90,16 @@ void AddFunctionCommands(CLI::App& app, Cli& cli, Runner const& run) {
       std::string keys;
       for (auto const& [key, value] : fn.no_effect) keys += (keys.empty() ? "" : ", ") + key;
       std::cout << "  function " << fn.name << ": no effect here: " << keys << "\n";
+    }
+    // The daemon's notes: runtime versions, and the output of a dependency install that ran (indented).
+    for (auto const& note : res.value("notes", Json::array())) {
+      if (!note.is_string()) continue;
+      std::string text = note.get<std::string>();
+      for (std::size_t at = 0, end; at < text.size(); at = end + 1) {
+        end = text.find('\n', at);
+        if (end == std::string::npos) end = text.size();
+        std::cout << (at == 0 ? "  " : "    ") << std::string_view(text).substr(at, end - at) << "\n";
+      }
     }
     if (changes == 0) {
       std::cout << "No changes.\n";

@@ -97,8 +97,8 @@ void FunctionService::Start() {
 }
 
 void FunctionService::BuildAndLaunch(std::string const& name, FunctionSpec const& spec) {
-  auto executable = Build(spec);
-  Status launched = executable.ok() ? Launch(spec, *executable) : executable.status();
+  auto built = Build(spec);
+  Status launched = built.ok() ? Launch(spec, built->executable) : built.status();
   if (!launched.ok()) {
     std::fprintf(stderr, "ferry: function %s cannot run: %s\n", name.c_str(), launched.message().c_str());
     std::lock_guard lock(mu_);
@@ -172,12 +172,21 @@ void FunctionService::Shutdown() {
   for (auto const& name : names) Stop(name);
 }
 
-StatusOr<std::string> FunctionService::Build(FunctionSpec const& spec) {
+StatusOr<FunctionService::Built> FunctionService::Build(FunctionSpec const& spec) {
   if (spec.runtime == "nodejs") {
     FERRY_RETURN_IF_ERROR(PrepareNodeFunction(spec.source_dir));
-    return std::string();
+    return Built{};
   }
-  if (spec.runtime != "cpp") return std::string();
+  if (spec.runtime == "python3") {
+    auto prepared = PreparePythonFunction(
+        {.source_dir = spec.source_dir, .data_dir = options_.data_dir, .env = spec.build_environment_variables});
+    if (!prepared.ok()) return FailedPreconditionError("function " + spec.name + ": " + prepared.status().message());
+    if (!prepared->log.empty()) {  // the daemon's log is the deploy's log too
+      std::fprintf(stderr, "ferry: function %s: pip install:\n%s", spec.name.c_str(), prepared->log.c_str());
+    }
+    return Built{prepared->interpreter, prepared->log};
+  }
+  if (spec.runtime != "cpp") return Built{};
   // One build directory per source directory and build settings, shared by the functions built from it.
   std::string key = spec.source_dir;
   for (auto const& [k, v] : spec.build_environment_variables) key += "\n" + k + "=" + v;
@@ -187,7 +196,33 @@ StatusOr<std::string> FunctionService::Build(FunctionSpec const& spec) {
   build.env = spec.build_environment_variables;
   build.preferred_name = spec.name;
   FERRY_ASSIGN_OR_RETURN(auto built, BuildCppFunction(build));
-  return built.executable;
+  return Built{built.executable, ""};
+}
+
+std::vector<std::string> FunctionService::InUseExecutables() {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> out;
+  for (auto const& [name, r] : running_) {
+    if (!r.executable.empty()) out.push_back(r.executable);
+  }
+  return out;
+}
+
+std::vector<std::string> FunctionService::VersionNotes(std::vector<FunctionSpec> const& functions) {
+  std::vector<std::string> notes;
+  for (auto const& fn : functions) {
+    // python311 asks for "3.11", nodejs20 for "20".
+    std::string_view prefix = fn.runtime == "python3" ? "python3" : fn.runtime == "nodejs" ? "nodejs" : "";
+    if (prefix.empty() || fn.google_runtime.size() <= prefix.size() || fn.google_runtime.rfind(prefix, 0) != 0) continue;
+    std::string asked = fn.google_runtime.substr(prefix.size());
+    if (fn.runtime == "python3") asked = "3." + asked;
+    std::string installed = InstalledVersion(fn.runtime);
+    if (installed.empty() || installed == asked) continue;
+    notes.push_back("function " + fn.name + ": " + fn.google_runtime + " asks for " +
+                    (fn.runtime == "python3" ? "Python " : "Node.js ") + asked + "; it runs on the installed " +
+                    installed + " here");
+  }
+  return notes;
 }
 
 Status FunctionService::Launch(FunctionSpec const& spec, std::string const& executable) {
@@ -235,14 +270,14 @@ Status FunctionService::Launch(FunctionSpec const& spec, std::string const& exec
     // Google's Functions Framework from the function's own node_modules; it reads the contract's environment.
     FERRY_ASSIGN_OR_RETURN(instance.process.argv, NodeFrameworkCommand(options_.data_dir));
   } else if (spec.runtime == "python3") {
-    FERRY_ASSIGN_OR_RETURN(instance.process.argv, PythonRunnerCommand(options_.data_dir));
+    FERRY_ASSIGN_OR_RETURN(instance.process.argv, PythonRunnerCommand(options_.data_dir, executable));
   } else {
     return UnimplementedError("runtime " + spec.runtime + " is not supported yet");
   }
   supervisor_.Deploy(std::move(instance));
   if (!TriggerTopic(spec).empty()) dispatcher_.Start(TriggerOf(spec, name));
   std::lock_guard lock(mu_);
-  running_[name] = {spec, ""};
+  running_[name] = {spec, "", true, executable};
   return OkStatus();
 }
 
@@ -383,7 +418,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
     }
   }
   FERRY_ASSIGN_OR_RETURN(auto plan, PlanDeploy(request, state, ToUnixMillis(clock_.Now())));
-  DeployResult result{std::move(plan.items), false};
+  DeployResult result{std::move(plan.items), false, VersionNotes(request.functions)};
   auto const& change = plan.change;
   auto const& to_launch = plan.to_launch;
   auto const& to_stop = plan.to_stop;
@@ -397,8 +432,9 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
   // Build before anything changes: a function that does not build fails the whole deploy.
   std::map<std::string, std::string> executables;
   for (auto const& fn : to_launch) {
-    FERRY_ASSIGN_OR_RETURN(auto executable, Build(fn));
-    executables[fn.name] = executable;
+    FERRY_ASSIGN_OR_RETURN(auto built, Build(fn));
+    executables[fn.name] = built.executable;
+    if (!built.log.empty()) result.notes.push_back("function " + fn.name + ": pip install:\n" + built.log);
   }
   FERRY_RETURN_IF_ERROR(store_.ApplyDeployment(change));
   result.applied = true;
@@ -417,6 +453,7 @@ StatusOr<DeployResult> FunctionService::Deploy(DeployRequest request) {
       running_[FunctionResourceName(fn)] = {fn, launched.message()};
     }
   }
+  RemoveUnusedVenvs(options_.data_dir, InUseExecutables());
   return result;
 }
 

@@ -111,6 +111,11 @@ class FunctionService {
     FunctionSpec spec;
     std::string error;  // why it is not running; empty when it is
     bool ready = true;  // false while it is being built and started
+    std::string executable;  // what Build made: a cpp function's binary, a Python function's venv interpreter
+  };
+  struct Built {
+    std::string executable;  // a cpp function's binary, a Python function's venv interpreter, or ""
+    std::string log;         // a dependency install's output (pip), when one ran
   };
   struct Counters {
     std::array<int64_t, 5> by_status{};  // indexed by ExecutionStatus
@@ -118,8 +123,11 @@ class FunctionService {
     double duration_sum_seconds = 0;
   };
 
-  StatusOr<std::string> Build(FunctionSpec const& spec);  // the executable of a cpp function, or ""
+  StatusOr<Built> Build(FunctionSpec const& spec);
   Status Launch(FunctionSpec const& spec, std::string const& executable);
+  // Notes for the plan: each function whose Cloud Functions runtime asks for another version than is installed.
+  std::vector<std::string> InUseExecutables();  // of the functions running here
+  static std::vector<std::string> VersionNotes(std::vector<FunctionSpec> const& functions);
   // A stored function started (Start, Follow): FAILED with the reason when it does not build or start.
   void BuildAndLaunch(std::string const& name, FunctionSpec const& spec);
   void Stop(std::string const& name);

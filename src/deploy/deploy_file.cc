@@ -280,14 +280,8 @@ StatusOr<FunctionSpec> ReadFunction(Reader const& r, YAML::Node const& node, std
       // gcloud's --env-vars-file: a YAML map of names to strings.
       std::string file;
       FERRY_YAML_ASSIGN(file, r.String(v, what));
-      std::string path = (base / file).string();
-      std::string text;
-      FERRY_YAML_ASSIGN(text, ReadText(path));
-      Reader file_reader(path);
-      YAML::Node vars;
-      FERRY_YAML_ASSIGN(vars, file_reader.Load(text));
       Attributes read;
-      FERRY_YAML_ASSIGN(read, file_reader.Map(vars, "environment variables"));
+      FERRY_YAML_ASSIGN(read, ReadEnvVarsFile((base / file).string()));
       s.env_vars.merge(read);  // keeps values set inline
     } else if (key == "build_environment_variables") {
       FERRY_YAML_ASSIGN(s.build_environment_variables, r.Pairs(v, what));
@@ -413,6 +407,15 @@ class Expressions {
 constexpr std::string_view kDeployAction = "google-github-actions/deploy-cloud-functions@";
 
 }  // namespace
+
+StatusOr<Attributes> ReadEnvVarsFile(std::string const& path) {
+  auto text = ReadText(path);
+  if (!text.ok()) return text.status();
+  Reader reader(path);
+  auto vars = reader.Load(*text);
+  if (!vars.ok()) return vars.status();
+  return reader.Map(*vars, "environment variables");
+}
 
 StatusOr<DeployRequest> ParseGithubWorkflow(std::string const& path, std::string const& default_project,
                                             std::map<std::string, std::string> const& sets) {

@@ -17,6 +17,10 @@ StatusOr<DeployRequest> ParseDeployFile(std::string const& path, std::string con
 StatusOr<DeployRequest> ParseDeployText(std::string const& text, std::string const& path,
                                         std::string const& default_project);
 
+// gcloud's --env-vars-file (and the action's env_vars_file input): a YAML map of names to strings. Errors carry the
+// file, line and column.
+StatusOr<Attributes> ReadEnvVarsFile(std::string const& path);
+
 // The deploy-cloud-functions steps of a GitHub Actions workflow as a deploy of their functions
 // (docs/coming-from-cloud-functions.md): each step's `with:` block is read as a deploy file's function
 // entry, after its ${{ ... }} expressions are resolved: env.NAME from the job's and then the workflow's `env`, any

@@ -79,8 +79,9 @@ class Forker {
 // Whether a variable of the daemon's environment passes to what it starts. An instance gets an explicit
 // environment, as on Cloud Functions: its own env_vars plus what finding programs and locales needs, never the
 // rest of the daemon's (which may hold FERRY_TOKENS or a database password). Builds (npm ci) also need the proxy,
-// registry and certificate settings.
-bool Inherited(std::string_view name) {
+// registry and certificate settings, and pip's (PIP_INDEX_URL, PIP_FIND_LINKS, ...) go to builds only.
+bool Inherited(std::string_view name, bool build) {
+  if (build && name.substr(0, 4) == "PIP_") return true;
   static constexpr std::string_view kNames[] = {
       "PATH",        "HOME",        "USER",          "LOGNAME",        "LANG",          "LANGUAGE",
       "TZ",          "TMPDIR",      "http_proxy",    "https_proxy",    "no_proxy",      "HTTP_PROXY",
@@ -115,7 +116,7 @@ StatusOr<Forked> ForkExec(ProcessOptions const& options) {
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv(*e);
     auto eq = kv.find('=');
-    if (eq != std::string::npos && Inherited(std::string_view(kv).substr(0, eq))) {
+    if (eq != std::string::npos && Inherited(std::string_view(kv).substr(0, eq), options.build)) {
       env[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
   }

@@ -22,6 +22,9 @@ struct ProcessOptions {
   std::string working_dir;        // empty: the daemon's
   std::map<std::string, std::string> env;  // added to the daemon's environment
   std::vector<int> cgroup_procs_fds;  // the child joins these cgroups (writes "0" to each cgroup.procs) before exec
+  // A build step (npm ci, pip install): also gets the daemon's package-manager settings (PIP_*), which may hold a
+  // private index's credentials and so are not an instance's.
+  bool build = false;
 };
 
 // Receives each line the child writes; `is_stderr` tells the stream. Called from the child's reader threads.

@@ -1,8 +1,11 @@
 #include "functions/runtimes.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 
 #include "common/status_macros.h"
@@ -77,9 +80,87 @@ if (secret.length > 0) {
 
 }  // namespace
 
-StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_dir) {
+StatusOr<std::vector<std::string>> PythonRunnerCommand(std::string const& data_dir, std::string interpreter) {
   FERRY_ASSIGN_OR_RETURN(auto path, RuntimeFile(data_dir, "ferry_runner", ".py", PythonRunnerSource()));
-  return std::vector<std::string>{PythonInterpreter(), "-u", path};
+  if (interpreter.empty()) interpreter = PythonInterpreter();
+  return std::vector<std::string>{std::move(interpreter), "-u", path};
+}
+
+std::string InstalledVersion(std::string const& runtime) {
+  static std::mutex mu;
+  static std::map<std::string, std::string>* known = new std::map<std::string, std::string>;
+  std::vector<std::string> argv;
+  if (runtime == "python3") {
+    argv = {PythonInterpreter(), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"};
+  } else if (runtime == "nodejs") {
+    argv = {"node", "-p", "process.versions.node.split('.')[0]"};
+  } else {
+    return "";
+  }
+  std::lock_guard lock(mu);
+  if (auto it = known->find(argv[0]); it != known->end()) return it->second;
+  std::string version;
+  if (auto run = RunCommand({.argv = argv}, std::chrono::seconds(10)); run.ok() && run->exit_code == 0) {
+    version = run->output.substr(0, run->output.find('\n'));
+  }
+  (*known)[argv[0]] = version;
+  return version;
+}
+
+StatusOr<PreparedPython> PreparePythonFunction(PythonDependencies const& deps) {
+  fs::path source = fs::absolute(deps.source_dir);
+  fs::path requirements = source / "requirements.txt";
+  std::error_code ec;
+  if (!fs::is_regular_file(requirements, ec)) return PreparedPython{};
+  std::string base = PythonInterpreter();
+  std::string key = base + " " + InstalledVersion("python3") + "\n" + source.string() + "\n" + ReadFile(requirements);
+  for (auto const& [k, v] : deps.env) key += "\n" + k + "=" + v;
+  fs::path venv = fs::absolute(deps.data_dir) / "venvs" / Digest(key);
+  fs::path installed = venv / ".ferry-installed";  // written last: a venv without it is half-built
+  PreparedPython out{(venv / "bin" / "python").string(), ""};
+  if (fs::exists(installed, ec)) return out;
+  fs::remove_all(venv, ec);
+  fs::create_directories(venv.parent_path(), ec);
+  auto failed = [&](std::string what, CommandResult const& run) {
+    fs::remove_all(venv, ec);
+    if (run.exit_code == -1) what += " did not finish in " + std::to_string(deps.timeout.count()) + " s";
+    if (run.output.find("No module named pip") != std::string::npos) {
+      what += " (Ferry runs the system's pip in the virtual environment: install python3-pip)";
+    }
+    return FailedPreconditionError(what + ":\n" + run.output);
+  };
+  // --without-pip: the system's pip, seen through the system site packages, installs into the environment; a
+  // copy of pip per environment (ensurepip) would add 3 s to each.
+  FERRY_ASSIGN_OR_RETURN(auto made, RunCommand({.argv = {base, "-m", "venv", "--system-site-packages", "--without-pip",
+                                                         venv.string()},
+                                                .working_dir = source.string(),
+                                                .build = true},
+                                               deps.timeout));
+  if (made.exit_code != 0) return failed("creating a virtual environment (" + base + " -m venv) failed", made);
+  FERRY_ASSIGN_OR_RETURN(auto pip, RunCommand({.argv = {out.interpreter, "-m", "pip", "install", "--no-input",
+                                                        "--disable-pip-version-check", "--progress-bar", "off", "-r",
+                                                        requirements.string()},
+                                               .working_dir = source.string(),
+                                               .env = deps.env,
+                                               .build = true},
+                                              deps.timeout));
+  if (pip.exit_code != 0) return failed("pip install -r " + requirements.string() + " failed", pip);
+  std::ofstream(installed, std::ios::binary) << "ok\n";
+  out.log = std::move(pip.output);
+  return out;
+}
+
+void RemoveUnusedVenvs(std::string const& data_dir, std::vector<std::string> const& in_use) {
+  std::error_code ec;
+  fs::path root = fs::absolute(data_dir) / "venvs";
+  std::vector<fs::path> unused;
+  for (auto const& entry : fs::directory_iterator(root, ec)) {
+    std::string prefix = entry.path().string() + "/";
+    if (std::none_of(in_use.begin(), in_use.end(), [&](std::string const& p) { return p.rfind(prefix, 0) == 0; })) {
+      unused.push_back(entry.path());
+    }
+  }
+  for (auto const& path : unused) fs::remove_all(path, ec);
 }
 
 StatusOr<std::vector<std::string>> NodeFrameworkCommand(std::string const& data_dir) {
@@ -98,6 +179,7 @@ Status PrepareNodeFunction(std::string const& source_dir) {
       ProcessOptions npm;
       npm.argv = {"npm", "ci", "--no-audit", "--no-fund"};
       npm.working_dir = source_dir;
+      npm.build = true;
       FERRY_ASSIGN_OR_RETURN(auto result, RunCommand(npm, std::chrono::seconds(600)));
       if (result.exit_code != 0) {
         return FailedPreconditionError("npm ci in " + source_dir + " failed (exit " +

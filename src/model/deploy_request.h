@@ -38,6 +38,9 @@ struct PlanItem {
 struct DeployResult {
   std::vector<PlanItem> plan;
   bool applied = false;
+  // What the deploy has to say besides the plan, each naming its function: a runtime version that differs from the
+  // installed one, and the output of a dependency install (pip) that ran.
+  std::vector<std::string> notes;
 };
 
 // The request as the admin API takes it (POST /ferry/v1/deploy), and back. Decoding is strict about types;

@@ -436,7 +436,9 @@ HttpResponse AdminApi::Deploy(HttpRequest const& req) {
   if (!result.ok()) return ErrorResponse(result.status());
   json plan = json::array();
   for (auto const& item : result->plan) plan.push_back({{"action", item.action}, {"kind", item.kind}, {"name", item.name}});
-  return JsonReply(json{{"plan", plan}, {"applied", result->applied}});
+  json reply{{"plan", plan}, {"applied", result->applied}};
+  if (!result->notes.empty()) reply["notes"] = result->notes;
+  return JsonReply(reply);
 }
 
 }  // namespace ferry
