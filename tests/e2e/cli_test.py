@@ -105,6 +105,15 @@ jobs:
                       unresolved.stderr)
         sets = ["--set", "needs.setup_environment.outputs.gcp_env=dev",
                 "--set", "${{ needs.setup_environment.outputs.region }}=us-central1"]
+        # --env-vars-file is the workflow's: a deploy file names its own, and a broken one is refused with its place.
+        bad_env = os.path.join(work, "bad-env.yaml")
+        with open(bad_env, "w") as f:
+            f.write("PGHOST: [127.0.0.1]\n")
+        refused = self.ferry("deploy", "-f", workflow, "--env-vars-file", bad_env, expect=1)
+        self.assertIn("--env-vars-file needs --github-workflow", refused.stderr)
+        refused = self.ferry("deploy", "--github-workflow", workflow, *sets, "--env-vars-file", bad_env, "--dry-run",
+                             expect=1)
+        self.assertIn("bad-env.yaml:1:9: environment variables.PGHOST must be a string", refused.stderr)
         out = self.ferry("deploy", "--github-workflow", workflow, *sets).stdout
         self.assertIn("+ create topic projects/cli-proj/topics/dev-hello", out)
         self.assertIn("+ create function projects/cli-proj/locations/us-central1/functions/cf-dev-hello", out)

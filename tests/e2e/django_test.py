@@ -129,6 +129,56 @@ class DjangoWalkthroughTest(unittest.TestCase):
             pg.close()
             shutil.rmtree(work, ignore_errors=True)
 
+    def test_the_guides_workflow_deploys_bar_as_written(self):
+        """`ferry deploy --github-workflow` of the guide's job (examples/django/.github/workflows/deploy-bar.yml),
+        with the values its setup job would output given by --set, and the database address (which GCP gives the
+        function through its VPC connector) from --env-vars-file. requirements.txt is installed at deploy."""
+        pg = harness.PostgresServer()
+        daemon = None
+        work = tempfile.mkdtemp(prefix="ferry-django-workflow-")
+        try:
+            pg.psql("CREATE DATABASE peerlogic")
+            db = dict(PGHOST="127.0.0.1", PGPORT=str(pg.port), PGDATABASE="peerlogic", PGUSER="postgres")
+            migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=EXAMPLE,
+                                     env=dict(os.environ, **db), capture_output=True, text=True, timeout=120)
+            self.assertEqual(migrate.returncode, 0, migrate.stdout + migrate.stderr)
+            pg.psql("INSERT INTO core_practice(name) VALUES ('north'), ('south')", db="peerlogic")
+            repo = os.path.join(work, "repo")
+            shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__"))
+            local_env = os.path.join(work, "local-env.yaml")
+            with open(local_env, "w") as f:
+                f.write("".join("%s: %s\n" % (k, json.dumps(v)) for k, v in db.items()))
+
+            daemon = harness.Daemon(project="peerlogic-api-dev").start()
+            out = daemon.cli("deploy", "--github-workflow", os.path.join(repo, ".github", "workflows", "deploy-bar.yml"),
+                             "--set", "needs.setup_environment.outputs.gcp_env=dev",
+                             "--set", "needs.setup_environment.outputs.region=us-central1",
+                             "--set", "needs.setup_environment.outputs.base_name=api",
+                             "--env-vars-file", local_env)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("+ create function projects/peerlogic-api-dev/locations/us-central1/functions/cf-dev-api-bar",
+                          out.stdout)
+            self.assertIn("Requirement already satisfied: Django", out.stdout)
+            self.assertIn("no effect here: deploy_timeout, vpc_connector", out.stdout)
+
+            published = daemon.cli("publish", "dev-bar", "--message", "{}")
+            self.assertEqual(published.returncode, 0, published.stderr)
+            logs = harness.wait_for(
+                lambda: (lambda out: out if "Completed bar!" in out else None)(
+                    daemon.cli("logs", "cf-dev-api-bar").stdout),
+                timeout=90, what="Completed bar! in ferry logs")
+            self.assertIn("There are 2 practices and the DB totally works!", logs)
+            self.assertIn("Started bar!", logs)
+            # The step's own env_vars are there beside the local ones (describe shows names, not values).
+            described = json.loads(daemon.cli("--format", "json", "functions", "describe", "cf-dev-api-bar").stdout)
+            self.assertEqual(sorted(described["spec"]["env_vars"]),
+                             ["GOOGLE_CLOUD_PROJECT", "PGDATABASE", "PGHOST", "PGPORT", "PGUSER", "REGION"])
+        finally:
+            if daemon:
+                daemon.close()
+            pg.close()
+            shutil.rmtree(work, ignore_errors=True)
+
 
 if __name__ == "__main__":
     harness.FERRY = os.path.abspath(sys.argv.pop(1))
