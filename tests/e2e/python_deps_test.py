@@ -177,6 +177,7 @@ class PythonDependenciesTest(unittest.TestCase):
         self.assertIn("function missing: pip install -r %s failed" % os.path.join(src, "requirements.txt"),
                       out.stderr)
         self.assertIn("No matching distribution found for ferry-no-such-package==1.0", out.stderr)
+        self.assertIn("Looking in indexes: http://127.0.0.1:9/simple", out.stderr)  # the daemon's PIP_INDEX_URL
         # Nothing applied: no function, no topic, no half-built environment.
         listed = self.daemon.cli("--format", "json", "functions", "list")
         self.assertEqual(listed.returncode, 0, listed.stderr)
