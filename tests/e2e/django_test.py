@@ -24,18 +24,24 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 GCLOUD = shutil.which("gcloud")
 
 
+def migrated_database(test, pg, practices):
+    """The example's database on `pg`, migrated by Django, with these practices: the PG* variables that reach it."""
+    pg.psql("CREATE DATABASE peerlogic")
+    db = dict(PGHOST="127.0.0.1", PGPORT=str(pg.port), PGDATABASE="peerlogic", PGUSER="postgres")
+    migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=EXAMPLE, env=dict(os.environ, **db),
+                             capture_output=True, text=True, timeout=120)
+    test.assertEqual(migrate.returncode, 0, migrate.stdout + migrate.stderr)
+    pg.psql("INSERT INTO core_practice(name) VALUES " + ", ".join("('%s')" % p for p in practices), db="peerlogic")
+    return db
+
+
 class DjangoWalkthroughTest(unittest.TestCase):
     def test_the_guides_bar_counts_practices_through_django_on_postgres(self):
         pg = harness.PostgresServer()
         daemon = None
         work = tempfile.mkdtemp(prefix="ferry-django-")
         try:
-            pg.psql("CREATE DATABASE peerlogic")
-            env = dict(os.environ, PGHOST="127.0.0.1", PGPORT=str(pg.port), PGDATABASE="peerlogic", PGUSER="postgres")
-            migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=EXAMPLE, env=env,
-                                     capture_output=True, text=True, timeout=120)
-            self.assertEqual(migrate.returncode, 0, migrate.stdout + migrate.stderr)
-            pg.psql("INSERT INTO core_practice(name) VALUES ('north'), ('south'), ('east'), ('west')", db="peerlogic")
+            migrated_database(self, pg, ["north", "south", "east", "west"])
 
             # The example's ferry.yaml, pointed at this server.
             with open(os.path.join(EXAMPLE, "ferry.yaml")) as f:
@@ -89,12 +95,7 @@ class DjangoWalkthroughTest(unittest.TestCase):
         daemon = None
         work = tempfile.mkdtemp(prefix="ferry-django-gcloud-")
         try:
-            pg.psql("CREATE DATABASE peerlogic")
-            db = dict(PGHOST="127.0.0.1", PGPORT=str(pg.port), PGDATABASE="peerlogic", PGUSER="postgres")
-            migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=EXAMPLE,
-                                     env=dict(os.environ, **db), capture_output=True, text=True, timeout=120)
-            self.assertEqual(migrate.returncode, 0, migrate.stdout + migrate.stderr)
-            pg.psql("INSERT INTO core_practice(name) VALUES ('north'), ('south'), ('east')", db="peerlogic")
+            db = migrated_database(self, pg, ["north", "south", "east"])
             source = os.path.join(work, "django")
             shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("__pycache__", "ferry.yaml"))
 
@@ -137,12 +138,7 @@ class DjangoWalkthroughTest(unittest.TestCase):
         daemon = None
         work = tempfile.mkdtemp(prefix="ferry-django-workflow-")
         try:
-            pg.psql("CREATE DATABASE peerlogic")
-            db = dict(PGHOST="127.0.0.1", PGPORT=str(pg.port), PGDATABASE="peerlogic", PGUSER="postgres")
-            migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput"], cwd=EXAMPLE,
-                                     env=dict(os.environ, **db), capture_output=True, text=True, timeout=120)
-            self.assertEqual(migrate.returncode, 0, migrate.stdout + migrate.stderr)
-            pg.psql("INSERT INTO core_practice(name) VALUES ('north'), ('south')", db="peerlogic")
+            db = migrated_database(self, pg, ["north", "south"])
             repo = os.path.join(work, "repo")
             shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__"))
             local_env = os.path.join(work, "local-env.yaml")
