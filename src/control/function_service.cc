@@ -138,6 +138,7 @@ void FunctionService::Follow() {
     }
     BuildAndLaunch(name, spec);
   }
+  if (!to_launch.empty()) RemoveUnusedVenvs(options_.data_dir, InUseExecutables());
   if (!options_.node.empty()) ReportThisNode();
   // Schedules and buckets: tell their services when another node's deploy changed them.
   auto fingerprint = [](auto const& list, auto const& key) {

@@ -125,8 +125,8 @@ class FunctionService {
 
   StatusOr<Built> Build(FunctionSpec const& spec);
   Status Launch(FunctionSpec const& spec, std::string const& executable);
-  // Notes for the plan: each function whose Cloud Functions runtime asks for another version than is installed.
   std::vector<std::string> InUseExecutables();  // of the functions running here
+  // Notes for the plan: each function whose Cloud Functions runtime asks for another version than is installed.
   static std::vector<std::string> VersionNotes(std::vector<FunctionSpec> const& functions);
   // A stored function started (Start, Follow): FAILED with the reason when it does not build or start.
   void BuildAndLaunch(std::string const& name, FunctionSpec const& spec);
