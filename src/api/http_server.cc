@@ -176,7 +176,10 @@ class SliceFile {
 class BeastHttpServer : public HttpServer {
  public:
   BeastHttpServer(HttpServerOptions options, HttpHandler handler)
-      : options_(std::move(options)), handler_(std::move(handler)), acceptor_(io_) {
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        io_(options_.io != nullptr ? *options_.io : own_io_),
+        acceptor_(io_) {
     if (options_.lane_threads.empty()) options_.lane_threads.push_back(32);
     for (int threads : options_.lane_threads) {
       lanes_.push_back(std::make_unique<asio::thread_pool>(static_cast<std::size_t>(std::max(1, threads))));
@@ -567,7 +570,8 @@ class BeastHttpServer : public HttpServer {
 
   HttpServerOptions options_;
   HttpHandler handler_;
-  asio::io_context io_{1};
+  asio::io_context own_io_{1};  // unless options_.io names another
+  asio::io_context& io_;
   std::unique_ptr<asio::ssl::context> tls_;  // set: every connection speaks TLS
   std::vector<std::unique_ptr<asio::thread_pool>> lanes_;
   tcp::acceptor acceptor_;

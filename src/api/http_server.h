@@ -99,6 +99,10 @@ struct HttpServerOptions {
   // A plain connection then fails its handshake.
   std::string tls_cert_file, tls_key_file;
   HttpFastHandler fast_handler;
+  // The event loop to run on (the server's I/O thread runs it), so others can share it: function instances' output
+  // is read there (FunctionServiceOptions::output_loop). Made with a concurrency hint of 1; it must outlive the
+  // server. Null: the server's own.
+  boost::asio::io_context* io = nullptr;
 };
 
 // Reads one whole HTTP/1.1 request from `bytes` with the server's parser and decoding (path, query, headers), with

@@ -67,7 +67,8 @@ FunctionService::FunctionService(Store& store, Broker& broker, ExecutionLog& log
       options_(std::move(options)),
       slots_(options_.node.empty() ? nullptr : std::make_unique<ClusterSlots>(store, clock, options_.node)),
       sentry_(log, options_.node.empty() ? HostName() : options_.node),
-      supervisor_([this](std::string const& function, InstanceLine line) { OnInstanceLine(function, std::move(line)); }),
+      supervisor_([this](std::string const& function, InstanceLine line) { OnInstanceLine(function, std::move(line)); },
+                  {.io = options_.output_loop, .may_read = [this] { return log_.HasRoomForLines(); }}),
       dispatcher_(broker, supervisor_, clock,
                   [this](ExecutionPhase phase, ExecutionRecord const& record) { OnExecution(phase, record); },
                   slots_.get()) {}

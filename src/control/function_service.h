@@ -62,6 +62,9 @@ struct FunctionServiceOptions {
   // Failed executions (error, timeout, crash, out of memory) are reported here unless the function names its own
   // sentry_dsn; either way the instance gets it as SENTRY_DSN, and its revision as SENTRY_RELEASE. Empty: none.
   std::string sentry_dsn;
+  // The event loop HTTP calls run on (the HTTP server's): instances' output is read there too, so a call's log
+  // lines reach it with no thread woken. It must outlive the service. Null: two reader threads an instance.
+  boost::asio::io_context* output_loop = nullptr;
 };
 
 // The functions control plane: applies deploys (plan, build, one store transaction, then the running

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
@@ -140,13 +141,17 @@ int RunDaemon(DaemonOptions const& options) {
   BucketService buckets(**store, broker, {.claims = node.empty() ? nullptr : store->get(), .node = node});
   std::vector<std::string> bucket_roots = options.bucket_roots;
   if (bucket_roots.empty()) bucket_roots.push_back(std::filesystem::current_path().string());
+  // The HTTP server's event loop, shared with the functions' instances, whose output it reads: an HTTP call and its
+  // instance's log lines are handled on one thread. Declared before both, so it outlives them.
+  boost::asio::io_context event_loop{1};
   FunctionService functions(**store, broker, **executions, clock,
                             {.data_dir = options.data_dir,
                              .schedules_changed = [&] { scheduler.Wake(); },
                              .buckets_changed = [&] { buckets.Sync(); },
                              .bucket_roots = bucket_roots,
                              .node = node,
-                             .sentry_dsn = options.sentry_dsn});
+                             .sentry_dsn = options.sentry_dsn,
+                             .output_loop = &event_loop});
   functions_ptr = &functions;
   PubsubRestApi rest(broker);
   SchedulerApi scheduler_api(scheduler);
@@ -184,6 +189,7 @@ int RunDaemon(DaemonOptions const& options) {
     return functions_api.BodyLimit(target, otherwise);
   };
   http_options.tls_key_file = options.tls_key;
+  http_options.io = &event_loop;
   // Lanes: 0 everything else (publishing, storage), 1 long-poll pulls, 2 function calls that wait for an
   // instance, 3 the admin API (deploys, the CLI). A full lane makes its own kind wait, not the others.
   http_options.lane_threads = {16, 32, 32, 8};

@@ -24,6 +24,11 @@
 #include <cstring>
 #include <fstream>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
 extern char** environ;
 
 namespace ferry {
@@ -187,22 +192,81 @@ StatusOr<Forked> ForkExec(ProcessOptions const& options) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(ProcessOptions const& options, LineHandler on_line) {
+// The output loop's watch of a child's pipes: a descriptor for each (a dup of the pipe's fd, so closing it on the
+// loop never touches a number the child's destructor has closed and the system reused), waited on for readability
+// and read on the loop. Shared with the loop's handlers, which may run after the child is gone: they reach it only
+// through `owner`, under `mu`, which the destructor clears. Lock order: mu, then a Pipe's mu.
+struct ChildProcess::LoopWatch : std::enable_shared_from_this<LoopWatch> {
+  static constexpr int kTurnBytes = 64 * 1024;  // read per wake-up, so one chatty child cannot hold the loop
+  static constexpr auto kPauseWhenFull = std::chrono::milliseconds(20);
+
+  LoopWatch(boost::asio::io_context& io, int out_fd, int err_fd, std::function<bool()> may_read)
+      : io(io), pipes{Descriptor(io, out_fd), Descriptor(io, err_fd)}, may_read(std::move(may_read)) {}
+
+  static boost::asio::posix::stream_descriptor Descriptor(boost::asio::io_context& io, int fd) {
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) return boost::asio::posix::stream_descriptor(io);  // not open: Arm fails, the reads are left to waiters
+    return boost::asio::posix::stream_descriptor(io, copy);
+  }
+
+  // On the loop.
+  void Arm(int i) {
+    pipes[i].async_wait(boost::asio::posix::descriptor_base::wait_read,
+                        [self = shared_from_this(), i](boost::system::error_code ec) {
+                          if (!ec) self->OnReadable(i);
+                        });
+  }
+  void OnReadable(int i) {
+    std::lock_guard lock(mu);
+    if (owner == nullptr) return;
+    if (may_read && !may_read()) {  // the sink is full: the child's writes wait meanwhile, not the loop
+      auto pause = std::make_shared<boost::asio::steady_timer>(io, kPauseWhenFull);
+      pause->async_wait([self = shared_from_this(), i, pause](boost::system::error_code) { self->Arm(i); });
+      return;
+    }
+    Pipe& pipe = i == 0 ? owner->out_ : owner->err_;
+    std::lock_guard pipe_lock(pipe.mu);
+    if (!pipe.ended && owner->ReadAvailable(pipe, kTurnBytes)) Arm(i);
+  }
+  void Close() {
+    boost::system::error_code ignored;
+    for (auto& pipe : pipes) pipe.close(ignored);
+  }
+
+  boost::asio::io_context& io;
+  boost::asio::posix::stream_descriptor pipes[2];  // stdout, stderr; used on the loop only
+  std::function<bool()> may_read;
+  std::mutex mu;
+  ChildProcess* owner = nullptr;  // GUARDED_BY(mu)
+};
+
+StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(ProcessOptions const& options, LineHandler on_line,
+                                                             OutputLoop loop) {
   if (options.argv.empty()) return InvalidArgumentError("no program to run");
   auto forked = Forker::Get().Run([&] { return ForkExec(options); });
   if (!forked.ok()) return forked.status();
   return std::unique_ptr<ChildProcess>(new ChildProcess(forked->pid, forked->out_fd, forked->err_fd,
-                                                        std::move(on_line)));
+                                                        std::move(on_line), std::move(loop)));
 }
 
-ChildProcess::ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line)
+ChildProcess::ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line, OutputLoop loop)
     : pid_(pid),
       on_line_(std::move(on_line)),
-      stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      stop_fd_(loop.io != nullptr ? -1 : eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       out_{out_fd, false, {}, {}},
-      err_{err_fd, true, {}, {}},
-      out_reader_([this] { ReadLines(out_); }),
-      err_reader_([this] { ReadLines(err_); }) {}
+      err_{err_fd, true, {}, {}} {
+  if (loop.io != nullptr) {
+    watch_ = std::make_shared<LoopWatch>(*loop.io, out_fd, err_fd, std::move(loop.may_read));
+    watch_->owner = this;  // no handler runs before the post below
+    boost::asio::post(*loop.io, [watch = watch_] {
+      watch->Arm(0);
+      watch->Arm(1);
+    });
+    return;
+  }
+  out_reader_ = std::thread([this] { ReadLines(out_); });
+  err_reader_ = std::thread([this] { ReadLines(err_); });
+}
 
 ChildProcess::~ChildProcess() {
   Kill();
@@ -210,6 +274,19 @@ ChildProcess::~ChildProcess() {
   if (!reaped_) {
     waitpid(pid_, &wait_status_, 0);
     reaped_ = true;
+  }
+  if (watch_) {
+    // The last lines are read here, whatever thread this is (the loop's included); then the loop lets go.
+    lock.unlock();
+    (void)ReadToEnd(std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
+    {
+      std::lock_guard watch_lock(watch_->mu);
+      watch_->owner = nullptr;
+    }
+    boost::asio::post(watch_->io, [watch = watch_] { watch->Close(); });
+    close(out_.fd);
+    close(err_.fd);
+    return;
   }
   // The pipes close when the process group is gone, which ends the readers, after they read the last lines. A
   // process that left the group (setsid) may hold them open for ever: the readers are then told to stop.
@@ -242,14 +319,50 @@ void ChildProcess::ReadLines(Pipe& pipe) {
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;  // EAGAIN: a drain took it
     if (n <= 0) break;
   }
-  {
-    std::lock_guard lock(pipe.mu);
-    if (!pipe.pending.empty() && on_line_) on_line_(pipe.is_stderr, ToValidUtf8(pipe.pending));
-    pipe.pending.clear();
-  }
+  std::lock_guard lock(pipe.mu);
+  EndPipe(pipe);
+}
+
+void ChildProcess::EndPipe(Pipe& pipe) {
+  if (pipe.ended) return;
+  pipe.ended = true;
+  if (!pipe.pending.empty() && on_line_) on_line_(pipe.is_stderr, ToValidUtf8(pipe.pending));
+  pipe.pending.clear();
   std::lock_guard lock(mu_);
   --readers_running_;
   readers_cv_.notify_all();
+}
+
+bool ChildProcess::ReadAvailable(Pipe& pipe, int max_bytes) {
+  for (int read_bytes = 0; read_bytes < max_bytes;) {
+    ssize_t n = ReadAndHandle(pipe);
+    if (n > 0) {
+      read_bytes += static_cast<int>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return true;
+    } else {
+      EndPipe(pipe);  // closed, or an error after which nothing more comes
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ChildProcess::ReadToEnd(std::chrono::steady_clock::time_point until) {
+  while (true) {
+    pollfd fds[2];
+    nfds_t open = 0;
+    for (Pipe* pipe : {&out_, &err_}) {
+      std::lock_guard lock(pipe->mu);
+      if (!pipe->ended && ReadAvailable(*pipe, 1 << 20)) fds[open++] = {pipe->fd, POLLIN, 0};
+    }
+    if (open == 0) return true;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    if (poll(fds, open, static_cast<int>(std::min<int64_t>(left.count(), 100))) < 0 && errno != EINTR) return false;
+  }
 }
 
 ssize_t ChildProcess::ReadAndHandle(Pipe& pipe) {
@@ -320,6 +433,7 @@ bool ChildProcess::TryDrainOutput() {
 }
 
 bool ChildProcess::WaitOutputRead(std::chrono::milliseconds max) {
+  if (watch_) return ReadToEnd(std::chrono::steady_clock::now() + max);  // here, not waiting for the loop
   std::unique_lock lock(mu_);
   return readers_cv_.wait_for(lock, max, [&] { return readers_running_ == 0; });
 }
@@ -345,6 +459,17 @@ void ChildProcess::CancelWhenDrained(uint64_t token) {
 
 bool ChildProcess::WaitOutputDrained(std::chrono::milliseconds max) {
   auto const give_up = std::chrono::steady_clock::now() + max;
+  if (watch_) {
+    // With an output loop, what is left is read here, unless the loop is reading it now (then its handling
+    // notifies). Not under drained_mu_: handling a read takes it.
+    while (!(TryDrainOutput() && Drained())) {
+      auto now = std::chrono::steady_clock::now();
+      if (now >= give_up) return false;
+      std::unique_lock lock(drained_mu_);
+      drained_cv_.wait_until(lock, std::min(give_up, now + std::chrono::milliseconds(1)));
+    }
+    return true;
+  }
   auto drained = [&] { return Drained(); };
   std::unique_lock lock(drained_mu_);
   // Woken as each read is handled; bytes not yet read are seen again at most 1 ms later.

@@ -15,6 +15,10 @@
 
 #include "ferry/status.h"
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace ferry {
 
 struct ProcessOptions {
@@ -27,8 +31,19 @@ struct ProcessOptions {
   bool build = false;
 };
 
-// Receives each line the child writes; `is_stderr` tells the stream. Called from the child's reader threads.
+// Receives each line the child writes; `is_stderr` tells the stream. Called from the child's reader threads, or
+// its output loop (OutputLoop), or a thread that waits for its output (WaitOutputRead, WaitOutputDrained,
+// TryDrainOutput); one at a time, in order.
 using LineHandler = std::function<void(bool is_stderr, std::string line)>;
+
+// Where a child's output is read when not on two threads of its own: an event loop (run by one thread), which
+// watches both pipes and handles their lines as they come. A caller on that loop (an HTTP call's exchange) then
+// gets its instance's lines with no thread woken. `may_read` false (the lines' sink is full) pauses the reading,
+// so the child's writes block rather than the loop.
+struct OutputLoop {
+  boost::asio::io_context* io = nullptr;
+  std::function<bool()> may_read;
+};
 
 // The longest line read from a child's output; a longer one is split.
 inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
@@ -37,7 +52,9 @@ inline constexpr std::size_t kMaxLineBytes = 64 * 1024;
 // whatever it started goes too. Destroying kills and reaps it. Thread-safe.
 class ChildProcess {
  public:
-  static StatusOr<std::unique_ptr<ChildProcess>> Spawn(ProcessOptions const& options, LineHandler on_line);
+  // Reads its output on two threads of its own, or on `loop` when it has an io.
+  static StatusOr<std::unique_ptr<ChildProcess>> Spawn(ProcessOptions const& options, LineHandler on_line,
+                                                       OutputLoop loop = {});
   ~ChildProcess();
   ChildProcess(ChildProcess const&) = delete;
   ChildProcess& operator=(ChildProcess const&) = delete;
@@ -78,10 +95,19 @@ class ChildProcess {
     bool is_stderr;
     std::mutex mu;
     std::string pending;  // GUARDED_BY(mu): the start of a line whose end is not read yet
+    bool ended = false;   // GUARDED_BY(mu): read to its end (or given up on), its last line handled
   };
+  struct LoopWatch;  // the output loop's watch of the pipes (child_process.cc)
 
-  ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line);
+  ChildProcess(pid_t pid, int out_fd, int err_fd, LineHandler on_line, OutputLoop loop);
   void ReadLines(Pipe& pipe);
+  // The pipe is at its end: handles its unfinished last line, counts a reader less. REQUIRES(pipe.mu).
+  void EndPipe(Pipe& pipe);
+  // Reads `pipe` until it would block, ends, or `max_bytes` were read. REQUIRES(pipe.mu). False once it ended.
+  bool ReadAvailable(Pipe& pipe, int max_bytes);
+  // Reads both pipes on the calling thread until they end or `until` passes (poll between reads). Returns whether
+  // they ended.
+  bool ReadToEnd(std::chrono::steady_clock::time_point until);
   // One read of `pipe` and the handling of its lines. REQUIRES(pipe.mu). read(2)'s result.
   ssize_t ReadAndHandle(Pipe& pipe);
   // Ends a read's handling: wakes the waiters for a drain. REQUIRES(pipe.mu), after ++readers_handling_.
@@ -104,8 +130,9 @@ class ChildProcess {
   int readers_running_ = 2;  // GUARDED_BY(mu_)
   bool reaped_ = false;      // GUARDED_BY(mu_)
   int wait_status_ = 0;      // GUARDED_BY(mu_)
-  std::thread out_reader_;
+  std::thread out_reader_;  // none with an output loop
   std::thread err_reader_;
+  std::shared_ptr<LoopWatch> watch_;  // with an output loop
 };
 
 }  // namespace ferry

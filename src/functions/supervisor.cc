@@ -380,8 +380,8 @@ Supervisor::SocketDir::~SocketDir() {
   if (!path.empty()) std::filesystem::remove_all(path, ignored);
 }
 
-Supervisor::Supervisor(InstanceLogSink sink)
-    : sink_(std::move(sink)), watchdog_([this] { Watch(); }), warmer_([this] { KeepWarm(); }) {}
+Supervisor::Supervisor(InstanceLogSink sink, OutputLoop output_loop)
+    : sink_(std::move(sink)), output_loop_(std::move(output_loop)), watchdog_([this] { Watch(); }), warmer_([this] { KeepWarm(); }) {}
 
 Supervisor::~Supervisor() {
   std::map<std::string, std::shared_ptr<Pool>> pools;
@@ -647,7 +647,7 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::StartInstanceOnce(Po
       }
     }
     if (sink_) sink_(function, std::move(out));
-  });
+  }, output_loop_);
   if (!process.ok()) return process.status();
   inst->process = *std::move(process);
   auto deadline = Steady::now() + spec.start_timeout;

@@ -92,7 +92,9 @@ using InstanceLogSink = std::function<void(std::string const& function, Instance
 // backoff. Nothing an instance does can take the caller down. Thread-safe.
 class Supervisor {
  public:
-  explicit Supervisor(InstanceLogSink sink);
+  // `output_loop`: where the instances' output is read (an event loop's thread, the one HTTP calls run on), in
+  // place of two threads an instance. Its io must outlive the Supervisor.
+  explicit Supervisor(InstanceLogSink sink, OutputLoop output_loop = {});
   ~Supervisor();
 
   // Adds or replaces a function; running instances of a replaced one are stopped.
@@ -159,6 +161,7 @@ class Supervisor {
   SocketDir socket_dir_holder_;
   std::string const& socket_dir_ = socket_dir_holder_.path;
   InstanceLogSink sink_;
+  OutputLoop const output_loop_;
   std::mutex mu_;
   std::condition_variable cv_;  // the watchdog's and warmer's: stopping, or (the warmer's) an instance is wanted
   bool start_wanted_ = false;   // GUARDED_BY(mu_): a waiter without a thread needs an instance started

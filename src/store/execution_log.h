@@ -58,6 +58,9 @@ class ExecutionLog {
   virtual ~ExecutionLog() = default;
   virtual void Record(ExecutionRow row) = 0;
   virtual void Append(LogEntry entry) = 0;
+  // Whether lines have room, with a margin: while true, an Append on an event loop does not wait (the loop reads
+  // an instance's output only then).
+  [[nodiscard]] virtual bool HasRoomForLines() = 0;
   // Appends after `hold`, so lines other threads are still reading (an instance's output, which its answer
   // can overtake) come before it.
   virtual void AppendAfter(LogEntry entry, std::chrono::milliseconds hold) = 0;

@@ -21,6 +21,7 @@ constexpr std::size_t kBatchRows = 2000;
 // Lines waiting to be written are bounded (the batch being written holds as much again at most).
 constexpr std::size_t kMaxPendingBytes = 8 << 20;
 constexpr auto kMaxWaitForRoom = std::chrono::seconds(5);
+constexpr std::size_t kRoomMargin = 1 << 20;  // HasRoomForLines
 constexpr auto kRetentionEvery = std::chrono::seconds(60);
 
 class BufferedExecutionLog final : public ExecutionLog {
@@ -40,6 +41,11 @@ class BufferedExecutionLog final : public ExecutionLog {
 
   void Record(ExecutionRow row) override { Enqueue(std::move(row)); }
   void Append(LogEntry entry) override { Enqueue(std::move(entry)); }
+  bool HasRoomForLines() override {
+    // A margin far above what an output loop reads per turn (64 KiB an instance), so the turn's lines fit.
+    std::lock_guard lock(mu_);
+    return pending_bytes_ + kRoomMargin < kMaxPendingBytes;
+  }
   void AppendAfter(LogEntry entry, std::chrono::milliseconds hold) override {
     std::lock_guard lock(mu_);
     if (stop_) return;

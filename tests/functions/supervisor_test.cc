@@ -9,8 +9,11 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <set>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -140,6 +143,129 @@ TEST(ChildProcessTest, WhenOutputDrainedCallsBackOnceEveryLineWrittenIsHandled) 
   p.child->CancelWhenDrained(token);
   EXPECT_EQ(p.child->WhenOutputDrained([] { FAIL() << "drained already: nothing to call"; }), 0u);
   EXPECT_EQ(calls.load(), 1);
+}
+
+// An event loop on a thread of its own, as the daemon runs the HTTP server's.
+struct LoopThread {
+  boost::asio::io_context io{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work = boost::asio::make_work_guard(io);
+  std::thread thread{[this] { io.run(); }};
+  ~LoopThread() {
+    work.reset();
+    io.stop();
+    thread.join();
+  }
+  // Runs `fn` on the loop and waits for it.
+  template <typename F>
+  auto On(F fn) {
+    std::packaged_task<decltype(fn())()> task(std::move(fn));
+    auto result = task.get_future();
+    boost::asio::post(io, [&task] { task(); });
+    return result.get();
+  }
+};
+
+// Threads of this process named so (the reader threads of ChildProcess are "ferry-fn-output").
+int ThreadsNamed(std::string const& name) {
+  int count = 0;
+  for (auto const& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string got;
+    std::getline(comm, got);
+    if (got == name) ++count;
+  }
+  return count;
+}
+
+struct SeenLines {
+  std::mutex mu;
+  std::vector<std::string> lines;            // GUARDED_BY(mu)
+  std::set<std::thread::id> threads;         // GUARDED_BY(mu): where they were handled
+  LineHandler Handler() {
+    return [this](bool, std::string line) {
+      std::lock_guard lock(mu);
+      lines.push_back(std::move(line));
+      threads.insert(std::this_thread::get_id());
+    };
+  }
+  std::vector<std::string> Lines() {
+    std::lock_guard lock(mu);
+    return lines;
+  }
+  bool WaitFor(std::size_t n) {
+    for (int i = 0; i < 1000; ++i) {
+      if (Lines().size() >= n) return true;
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    return false;
+  }
+};
+
+// With an output loop, no thread of its own reads a child's output: the loop does, in order, and the last line
+// without a newline is handled at the end.
+TEST(ChildProcessTest, OnAnOutputLoopTheOutputIsReadThereWithNoThreadOfItsOwn) {
+  LoopThread loop;
+  SeenLines seen;
+  int readers_before = ThreadsNamed("ferry-fn-output");
+  auto child = ChildProcess::Spawn({.argv = {"sh", "-c", "printf '1\\n2\\n'; sleep 0.3; printf 'last'"}},
+                                   seen.Handler(), {.io = &loop.io});
+  ASSERT_TRUE(child.ok()) << child.status().message();
+  ASSERT_TRUE(seen.WaitFor(2));
+  EXPECT_EQ(ThreadsNamed("ferry-fn-output"), readers_before);
+  EXPECT_TRUE((*child)->WaitOutputRead(std::chrono::seconds(10)));
+  EXPECT_THAT(seen.Lines(), ::testing::ElementsAre("1", "2", "last"));
+  std::lock_guard lock(seen.mu);
+  EXPECT_TRUE(seen.threads.contains(loop.thread.get_id()));  // "1" and "2" at least, as they came
+}
+
+// A full sink (may_read false) pauses the reading: the child's writes block instead of the loop; once there is
+// room again, every line arrives.
+TEST(ChildProcessTest, OnAnOutputLoopAFullSinkPausesTheReading) {
+  LoopThread loop;
+  SeenLines seen;
+  std::atomic<bool> room{false};
+  // 4,000 lines of 100 bytes: far more than a pipe holds.
+  auto child = ChildProcess::Spawn(
+      {.argv = {"sh", "-c", "i=0; while [ $i -lt 4000 ]; do printf '%099d\\n' $i; i=$((i+1)); done"}},
+      seen.Handler(), {.io = &loop.io, .may_read = [&] { return room.load(); }});
+  ASSERT_TRUE(child.ok()) << child.status().message();
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_FALSE((*child)->Exited()) << "its writes should wait for room";
+  EXPECT_TRUE(seen.Lines().empty());
+  room = true;
+  ASSERT_TRUE(seen.WaitFor(4000));
+  for (int i = 0; i < 400 && !(*child)->Exited(); ++i) std::this_thread::sleep_for(milliseconds(5));
+  EXPECT_TRUE((*child)->Exited());
+  EXPECT_EQ(seen.Lines().size(), 4000u);
+}
+
+// A waiter reads what is left itself, so the lines are whole even when the loop is not running (before the HTTP
+// server starts, or after it stopped); and the child may be destroyed on the loop's own thread.
+TEST(ChildProcessTest, OnAnOutputLoopWaitersReadForThemselvesAndTheLoopMayDestroyIt) {
+  boost::asio::io_context idle;  // never run
+  SeenLines seen;
+  auto child = ChildProcess::Spawn({.argv = {"sh", "-c", "printf 'a\\nb\\n'; sleep 30"}}, seen.Handler(),
+                                   {.io = &idle});
+  ASSERT_TRUE(child.ok()) << child.status().message();
+  for (int i = 0; i < 200 && seen.Lines().size() < 2; ++i) {  // the shell writes a moment after it starts
+    EXPECT_TRUE((*child)->WaitOutputDrained(milliseconds(50)));
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_THAT(seen.Lines(), ::testing::ElementsAre("a", "b"));
+
+  LoopThread loop;
+  SeenLines last;
+  auto other = ChildProcess::Spawn({.argv = {"sh", "-c", "printf 'x\\n'; sleep 0.2; printf 'y\\n'; sleep 30"}},
+                                   last.Handler(), {.io = &loop.io});
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  ASSERT_TRUE(last.WaitFor(2));
+  auto start = std::chrono::steady_clock::now();
+  loop.On([&] {
+    other->reset();  // killed, its pipes read to their end here, and the loop lets go of them
+    return 0;
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_THAT(last.Lines(), ::testing::ElementsAre("x", "y"));
 }
 
 // The C++ SDK and the Python runner listen on a Unix socket Ferry names, in a directory only Ferry's user may
@@ -320,6 +446,82 @@ TEST_F(SupervisorTest, AsyncInvocationTimesOutAndCrashesLikeABlockingOne) {
   EXPECT_THAT(crashed->error, HasSubstr("about to crash"));
   EXPECT_EQ(Call("{}").status, ExecutionStatus::kOk);
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 3);
+}
+
+// As the daemon runs it: the instances' output read on the event loop the HTTP calls run on. Each call's lines
+// are its own (tagged by the order fix, read on the loop), a crash's last words reach its error, and no instance
+// has reader threads.
+class LoopSupervisorTest : public ::testing::Test {
+ protected:
+  LoopSupervisorTest()
+      : supervisor_(
+            [this](std::string const&, InstanceLine line) {
+              std::lock_guard lock(mu_);
+              lines_.push_back({line.execution_id, line.is_stderr, line.message});
+            },
+            {.io = &loop_.io}) {}
+
+  InvocationResult CallOnLoop(std::string const& data_json, std::string execution_id) {
+    std::promise<InvocationResult> answered;
+    bool taken = loop_.On([&] {
+      return supervisor_.TryInvokeAsync(
+          "fn", Invocation{.execution_id = std::move(execution_id), .body = LegacyEvent(data_json)}, loop_.io,
+          [&answered](InvocationResult r) { answered.set_value(std::move(r)); });
+    });
+    EXPECT_TRUE(taken);
+    return answered.get_future().get();
+  }
+  std::vector<std::string> TextsOf(std::string const& execution) {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (auto const& l : lines_) {
+      if (l.execution_id == execution) out.push_back(l.text);
+    }
+    return out;
+  }
+
+  LoopThread loop_;
+  std::mutex mu_;
+  std::vector<Line> lines_;
+  Supervisor supervisor_;
+};
+
+TEST_F(LoopSupervisorTest, CallsOnTheLoopGetTheirOwnLinesWithNoReaderThreads) {
+  InstanceSpec spec;
+  spec.function = "fn";
+  spec.entry_point = "greet";
+  spec.process.argv = {TestProgram()};
+  spec.timeout = milliseconds(5000);
+  int readers_before = ThreadsNamed("ferry-fn-output");
+  supervisor_.Deploy(spec);
+  ASSERT_EQ(supervisor_.Invoke("fn", Invocation{.execution_id = "first", .body = LegacyEvent("{}")}).status,
+            ExecutionStatus::kOk);
+  for (std::string name : {"ada", "bob", "cy"}) {
+    auto result = CallOnLoop(R"({"name": ")" + name + R"("})", "loop-" + name);
+    EXPECT_EQ(result.status, ExecutionStatus::kOk) << result.error;
+    // Every line the call wrote is handled, under its execution, by the time it is answered.
+    auto texts = TextsOf("loop-" + name);
+    ASSERT_EQ(texts.size(), 3u) << name;
+    EXPECT_THAT(texts[1], HasSubstr("greeting " + name));
+  }
+  EXPECT_EQ(ThreadsNamed("ferry-fn-output"), readers_before);
+  EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 1);
+}
+
+TEST_F(LoopSupervisorTest, ACrashOnTheLoopIsReportedWithItsLastWords) {
+  InstanceSpec spec;
+  spec.function = "fn";
+  spec.entry_point = "chaos";
+  spec.process.argv = {TestProgram()};
+  spec.timeout = milliseconds(5000);
+  supervisor_.Deploy(spec);
+  ASSERT_EQ(supervisor_.Invoke("fn", Invocation{.execution_id = "warm", .body = LegacyEvent("{}")}).status,
+            ExecutionStatus::kOk);
+  auto crashed = CallOnLoop(R"({"crash": true})", "crash");
+  EXPECT_EQ(crashed.status, ExecutionStatus::kCrash);
+  EXPECT_THAT(crashed.error, HasSubstr("about to crash"));
+  EXPECT_EQ(supervisor_.Invoke("fn", Invocation{.execution_id = "after", .body = LegacyEvent("{}")}).status,
+            ExecutionStatus::kOk);
 }
 
 // The busy instance's call goes on a thread of its own; these tests then queue calls behind it on `io`.
