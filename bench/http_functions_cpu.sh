@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Where an HTTP function call's CPU goes in Ferry, by thread, against what nginx spends proxying the same call (issue
+# 16): 20,000 GETs of the trivial C++ function over 4 keep-alive connections, through Ferry (the function as
+# `runtime: command`, 4 instances) and through nginx (a plain keep-alive proxy to the function started directly).
+# CPU is read from /proc/<pid>/task/*/stat before and after, so it does not depend on how busy the machine is the
+# way requests/s does. The instances' and the load generator's CPU are not counted, on either side.
+#   bench/http_functions_cpu.sh          # REQUESTS=20000 by default
+source "$(dirname "$0")/lib.sh"
+REQUESTS=${REQUESTS:-20000}
+LOAD=build/bin/ferry_functions_load
+FN=$PWD/build/bin/ferry_bench_functions
+command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null
+
+# CPU ticks by thread name: "name ticks" lines.
+ticks_by_thread() {
+  for t in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done |
+    awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
+per_call() {  # BEFORE AFTER: each thread's microseconds a call
+  join "$1" "$2" | awk -v hz="$(getconf CLK_TCK)" -v n="$REQUESTS" \
+    '{d = ($3 - $2) / hz / n * 1e6; total += d; if (d > 0) printf "  %-18s %6.1f us a call\n", $1, d}
+     END {printf "  %-18s %6.1f us a call\n", "all of Ferry", total}'
+}
+
+cat >"$work/ferry.yaml" <<YAML
+project: bench
+functions:
+  - name: hello
+    runtime: command
+    command: [$FN]
+    trigger_http: true
+    allow_unauthenticated: true
+    max_instances: 4
+    min_instances: 4
+YAML
+ferry_mode open
+start_ferry "$work/ferry.yaml"
+
+for _ in $(seq 1 100); do curl -sf "$FERRY/functions/hello" -o /dev/null && break; sleep 0.1; done
+"$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests 4000 >/dev/null
+ticks_by_thread "$ferry_pid" >"$work/before"
+through=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$REQUESTS" --connections 4)
+ticks_by_thread "$ferry_pid" >"$work/after"
+stop_ferry
+
+DIRECT_PORT=$(free_port)
+PORT=$DIRECT_PORT FUNCTION_TARGET=hello FUNCTION_SIGNATURE_TYPE=http K_SERVICE=hello "$FN" >/dev/null 2>&1 &
+pids+=("$!")
+NGINX_PORT=$(free_port)
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream fn { server 127.0.0.1:$DIRECT_PORT; keepalive 16; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://fn; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" &
+pids+=("$!")
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/" -o /dev/null && break; sleep 0.1; done
+worker=$(pgrep -f "nginx: worker process" -P "$(cat "$work/nginx.pid")" | head -1)
+"$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests 4000 >/dev/null
+ticks_by_thread "$worker" >"$work/nginx-before"
+proxied=$("$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests "$REQUESTS" --connections 4)
+ticks_by_thread "$worker" >"$work/nginx-after"
+
+echo "HTTP function calls: CPU a call, $REQUESTS calls over 4 keep-alive connections"
+echo "through Ferry ($(python3 -c 'import json,sys; print("%.0f requests/s" % json.loads(sys.argv[1])["requests_per_s"])' "$through")):"
+per_call "$work/before" "$work/after"
+echo "through nginx ($(python3 -c 'import json,sys; print("%.0f requests/s" % json.loads(sys.argv[1])["requests_per_s"])' "$proxied")):"
+per_call "$work/nginx-before" "$work/nginx-after" | grep -v "all of Ferry"
