@@ -9,7 +9,6 @@ source "$(dirname "$0")/lib.sh"
 REQUESTS=${REQUESTS:-20000}
 LOAD=build/bin/ferry_functions_load
 FN=$PWD/build/bin/ferry_bench_functions
-command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null
 
 # CPU ticks by thread name: "name ticks" lines.
 ticks_by_thread() {
@@ -43,28 +42,7 @@ through=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$
 ticks_by_thread "$ferry_pid" >"$work/after"
 stop_ferry
 
-DIRECT_PORT=$(free_port)
-PORT=$DIRECT_PORT FUNCTION_TARGET=hello FUNCTION_SIGNATURE_TYPE=http K_SERVICE=hello "$FN" >/dev/null 2>&1 &
-pids+=("$!")
-NGINX_PORT=$(free_port)
-cat >"$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-daemon off;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  upstream fn { server 127.0.0.1:$DIRECT_PORT; keepalive 16; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / { proxy_pass http://fn; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" &
-pids+=("$!")
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$NGINX_PORT/" -o /dev/null && break; sleep 0.1; done
+start_direct_and_nginx "$FN"
 worker=$(pgrep -f "nginx: worker process" -P "$(cat "$work/nginx.pid")" | head -1)
 "$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests 4000 >/dev/null
 ticks_by_thread "$worker" >"$work/nginx-before"

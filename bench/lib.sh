@@ -122,3 +122,35 @@ start_emulator() {
   wait_http "$EMU_PORT" || { echo "the emulator did not start:"; cat "$work/emulator.log"; exit 1; }
   emu_pid=$(pgrep -f "cloud-pubsub-emulator.*--port=$EMU_PORT" | head -1)
 }
+
+# start_direct_and_nginx FUNCTION_PROGRAM: the trivial HTTP function started alone (as Ferry would start an instance)
+# on DIRECT_PORT, and nginx as a plain keep-alive reverse proxy to it (no access log) on NGINX_PORT: the HTTP
+# functions benchmarks' peer. Both answer before it returns.
+start_direct_and_nginx() {
+  command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null
+  DIRECT_PORT=$(free_port)
+  PORT=$DIRECT_PORT FUNCTION_TARGET=hello FUNCTION_SIGNATURE_TYPE=http K_SERVICE=hello "$1" >/dev/null 2>&1 &
+  pids+=("$!")
+  NGINX_PORT=$(free_port)
+  cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream fn { server 127.0.0.1:$DIRECT_PORT; keepalive 16; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / { proxy_pass http://fn; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+  nginx -c "$work/nginx.conf" -e "$work/nginx-error.log" &
+  pids+=("$!")
+  local port
+  for port in "$DIRECT_PORT" "$NGINX_PORT"; do
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/" -o /dev/null && break; sleep 0.1; done
+  done
+}

@@ -26,6 +26,16 @@ using ::testing::HasSubstr;
 // The function program built from tests/sdk/test_functions_main.cc.
 std::string TestProgram() { return FERRY_TEST_FUNCTIONS; }
 
+// Function "fn": the test program's `entry_point`, 5 s timeout.
+InstanceSpec Spec(std::string entry_point) {
+  InstanceSpec spec;
+  spec.function = "fn";
+  spec.entry_point = std::move(entry_point);
+  spec.process.argv = {TestProgram()};
+  spec.timeout = milliseconds(5000);
+  return spec;
+}
+
 std::string LegacyEvent(std::string const& data_json) {
   std::string b64 = Base64Encode(data_json);
   return R"({"context": {"eventId": "1", "eventType": "google.pubsub.topic.publish", "resource": )"
@@ -45,15 +55,6 @@ class SupervisorTest : public ::testing::Test {
           std::lock_guard lock(mu_);
           lines_.push_back({line.execution_id, line.is_stderr, line.message});
         }) {}
-
-  InstanceSpec Spec(std::string entry_point) {
-    InstanceSpec spec;
-    spec.function = "fn";
-    spec.entry_point = std::move(entry_point);
-    spec.process.argv = {TestProgram()};
-    spec.timeout = milliseconds(5000);
-    return spec;
-  }
 
   InvocationResult Call(std::string const& data_json, std::string execution_id = "e1") {
     return supervisor_.Invoke("fn", Invocation{.execution_id = std::move(execution_id), .body = LegacyEvent(data_json)});
@@ -487,11 +488,7 @@ class LoopSupervisorTest : public ::testing::Test {
 };
 
 TEST_F(LoopSupervisorTest, CallsOnTheLoopGetTheirOwnLinesWithNoReaderThreads) {
-  InstanceSpec spec;
-  spec.function = "fn";
-  spec.entry_point = "greet";
-  spec.process.argv = {TestProgram()};
-  spec.timeout = milliseconds(5000);
+  auto spec = Spec("greet");
   int readers_before = ThreadsNamed("ferry-fn-output");
   supervisor_.Deploy(spec);
   ASSERT_EQ(supervisor_.Invoke("fn", Invocation{.execution_id = "first", .body = LegacyEvent("{}")}).status,
@@ -509,11 +506,7 @@ TEST_F(LoopSupervisorTest, CallsOnTheLoopGetTheirOwnLinesWithNoReaderThreads) {
 }
 
 TEST_F(LoopSupervisorTest, ACrashOnTheLoopIsReportedWithItsLastWords) {
-  InstanceSpec spec;
-  spec.function = "fn";
-  spec.entry_point = "chaos";
-  spec.process.argv = {TestProgram()};
-  spec.timeout = milliseconds(5000);
+  auto spec = Spec("chaos");
   supervisor_.Deploy(spec);
   ASSERT_EQ(supervisor_.Invoke("fn", Invocation{.execution_id = "warm", .body = LegacyEvent("{}")}).status,
             ExecutionStatus::kOk);
