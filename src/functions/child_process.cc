@@ -414,6 +414,8 @@ void ChildProcess::Handled() {
 }
 
 bool ChildProcess::TryDrainOutput() {
+  // With an output loop, whose thread this may be: never wait on a full sink (its lines would wait for room).
+  if (watch_ && watch_->may_read && !watch_->may_read()) return false;
   std::unique_lock out_lock(out_.mu, std::try_to_lock);
   std::unique_lock err_lock(err_.mu, std::try_to_lock);
   if (!out_lock.owns_lock() || !err_lock.owns_lock()) return false;  // a reader is handling lines: on their way

@@ -75,7 +75,8 @@ class ChildProcess {
   void CancelWhenDrained(uint64_t token);
   // Reads and handles, on the caller's thread, what the process has written that no reader has taken yet: the
   // same order without waking a reader thread (a call on the event loop's path). Gives up, returning false, when
-  // a reader is handling output now or more than kMaxDrainBytes wait; true when drained.
+  // a reader is handling output now, more than kMaxDrainBytes wait, or (with an output loop) its sink is full; true
+  // when drained.
   bool TryDrainOutput();
   static constexpr int kMaxDrainBytes = 16 * 1024;
   // True once the process has exited (reaps it without blocking).

@@ -232,6 +232,7 @@ TEST(ChildProcessTest, OnAnOutputLoopAFullSinkPausesTheReading) {
   ASSERT_TRUE(child.ok()) << child.status().message();
   std::this_thread::sleep_for(milliseconds(500));
   EXPECT_FALSE((*child)->Exited()) << "its writes should wait for room";
+  EXPECT_FALSE((*child)->TryDrainOutput());  // a call's drain on the loop does not wait for room either
   EXPECT_TRUE(seen.Lines().empty());
   room = true;
   ASSERT_TRUE(seen.WaitFor(4000));
