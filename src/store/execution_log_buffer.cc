@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -42,9 +43,9 @@ class BufferedExecutionLog final : public ExecutionLog {
   void Record(ExecutionRow row) override { Enqueue(std::move(row)); }
   void Append(LogEntry entry) override { Enqueue(std::move(entry)); }
   bool HasRoomForLines() override {
-    // A margin far above what an output loop reads per turn (64 KiB an instance), so the turn's lines fit.
-    std::lock_guard lock(mu_);
-    return pending_bytes_ + kRoomMargin < kMaxPendingBytes;
+    // A margin far above what an output loop reads per turn (64 KiB an instance), so the turn's lines fit. Asked
+    // on every read of instance output and every HTTP call's drain: no lock.
+    return pending_bytes_.load(std::memory_order_relaxed) + kRoomMargin < kMaxPendingBytes;
   }
   void AppendAfter(LogEntry entry, std::chrono::milliseconds hold) override {
     std::lock_guard lock(mu_);
@@ -194,7 +195,7 @@ class BufferedExecutionLog final : public ExecutionLog {
   std::condition_variable done_cv_;
   std::condition_variable space_cv_;   // room in pending_
   std::deque<Item> pending_;           // GUARDED_BY(mu_)
-  std::size_t pending_bytes_ = 0;      // GUARDED_BY(mu_): of the lines in pending_
+  std::atomic<std::size_t> pending_bytes_{0};  // of the lines in pending_; changed under mu_, read without it
   int64_t dropped_ = 0;                // GUARDED_BY(mu_): lines dropped since the last batch
   std::deque<std::pair<std::chrono::steady_clock::time_point, Item>> held_;  // GUARDED_BY(mu_): AppendAfter
   uint64_t enqueued_ = 0;              // GUARDED_BY(mu_)
