@@ -18,8 +18,10 @@ bool TakeNumber(std::string_view& s, int64_t& out, bool last) {
 }  // namespace
 
 std::string EncodeAckId(AckRef const& ref) {
-  return std::to_string(ref.subscription_id) + "-" + std::to_string(ref.message_id) + "-" +
-         std::to_string(ref.attempt);
+  std::string id = std::to_string(ref.subscription_id) + "-" + std::to_string(ref.message_id) + "-" +
+                   std::to_string(ref.attempt);
+  if (ref.seeks > 0) id += "-" + std::to_string(ref.seeks);  // so ack ids from before any seek keep their form
+  return id;
 }
 
 std::optional<int64_t> DecodeMessageId(std::string_view id) {
@@ -31,10 +33,12 @@ std::optional<int64_t> DecodeMessageId(std::string_view id) {
 std::optional<AckRef> DecodeAckId(std::string_view ack_id) {
   AckRef ref;
   int64_t attempt = 0;
-  if (!TakeNumber(ack_id, ref.subscription_id, false) || !TakeNumber(ack_id, ref.message_id, false) ||
-      !TakeNumber(ack_id, attempt, true) || attempt > 1'000'000) {
+  if (!TakeNumber(ack_id, ref.subscription_id, false) || !TakeNumber(ack_id, ref.message_id, false)) {
     return std::nullopt;
   }
+  bool const has_seeks = ack_id.find('-') != std::string_view::npos;
+  if (!TakeNumber(ack_id, attempt, !has_seeks) || attempt > 1'000'000) return std::nullopt;
+  if (has_seeks && !TakeNumber(ack_id, ref.seeks, true)) return std::nullopt;
   ref.attempt = static_cast<int>(attempt);
   return ref;
 }

@@ -507,6 +507,41 @@ TEST_P(StoreContractTest, SeekToSnapshotRestoresItsUnackedMessagesAndLaterOnes) 
   EXPECT_THAT(store_->SeekToSnapshot(kSub, "projects/p/snapshots/snap1", kNow), StatusIs(StatusCode::kNotFound));
 }
 
+// A seek sets the subscription's acknowledgement state as a whole: an ack of a delivery from before it, arriving
+// after it (a client's batched acks race its next call), must not undo it, nor a deadline change hold the message.
+TEST_P(StoreContractTest, AckIdsFromBeforeASeekNameNothingAfterIt) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  auto retaining = MakeSub(kSub, kTopic);
+  retaining.retain_acked_messages = true;
+  ASSERT_THAT(store_->CreateSubscription(retaining), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a"), Msg("b")}, kNow), IsOk());
+  auto before = store_->Lease(kSub, 10, kNow + 1'000);
+  ASSERT_THAT(before, IsOk());
+  ASSERT_THAT(before->messages, SizeIs(2));
+  std::string const a = before->messages[0].ack_id, b = before->messages[1].ack_id;
+  ASSERT_THAT(store_->SeekToTime(kSub, 0, kNow + 2'000), IsOk());  // while both are still out
+  auto late = store_->Acknowledge(kSub, {a}, kNow + 2'000);
+  ASSERT_THAT(late, IsOk());
+  EXPECT_EQ(late->acked, 0);
+  ASSERT_THAT(store_->ModifyAckDeadline(kSub, {b}, 600, kNow + 2'000), IsOk());
+  auto after = store_->Lease(kSub, 10, kNow + 2'000);
+  ASSERT_THAT(after, IsOk());
+  EXPECT_THAT(Data(after->messages), ElementsAre("a", "b"));
+  EXPECT_NE(after->messages[0].ack_id, a);
+  // Again once acknowledged and sought back, and once redelivered with the same attempt number as before.
+  ASSERT_THAT(store_->Acknowledge(kSub, {after->messages[0].ack_id, after->messages[1].ack_id}, kNow + 3'000),
+              IsOk());
+  ASSERT_THAT(store_->SeekToTime(kSub, 0, kNow + 4'000), IsOk());
+  auto again = store_->Lease(kSub, 10, kNow + 4'000);
+  ASSERT_THAT(again, IsOk());
+  ASSERT_THAT(again->messages, SizeIs(2));
+  EXPECT_EQ(store_->Acknowledge(kSub, {a, b, after->messages[0].ack_id}, kNow + 4'000)->acked, 0);
+  EXPECT_EQ(*store_->ReturnUnsent(kSub, {after->messages[1].ack_id}, kNow + 4'000), 0);
+  EXPECT_EQ(store_->Acknowledge(kSub, {again->messages[0].ack_id, again->messages[1].ack_id}, kNow + 4'000)->acked,
+            2);
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 100'000)->messages, SizeIs(0));
+}
+
 TEST_P(StoreContractTest, ReturnUnsentGivesLeasesBackWithoutCountingAnAttempt) {
   CreateTopicAndSub();
   ASSERT_THAT(store_->Publish(kTopic, {Msg("a")}, kNow), IsOk());
@@ -897,9 +932,17 @@ TEST(AckIdTest, RoundTripsAndRejectsGarbage) {
   EXPECT_EQ(decoded->subscription_id, 12);
   EXPECT_EQ(decoded->message_id, 345);
   EXPECT_EQ(decoded->attempt, 6);
+  EXPECT_EQ(decoded->seeks, 0);
+  EXPECT_EQ(EncodeAckId(ref), "12-345-6");  // ack ids from before any seek keep the form they always had
+  auto after_seeks = DecodeAckId(EncodeAckId({12, 345, 6, 3}));
+  ASSERT_TRUE(after_seeks);
+  EXPECT_EQ(after_seeks->attempt, 6);
+  EXPECT_EQ(after_seeks->seeks, 3);
   EXPECT_FALSE(DecodeAckId("garbage"));
   EXPECT_FALSE(DecodeAckId("1-2"));
-  EXPECT_FALSE(DecodeAckId("1-2-3-4"));
+  EXPECT_FALSE(DecodeAckId("1-2-3-4-5"));
+  EXPECT_FALSE(DecodeAckId("1-2-3-0"));
+  EXPECT_FALSE(DecodeAckId("1-2-3-"));
   EXPECT_FALSE(DecodeAckId("1--2-3"));
   EXPECT_FALSE(DecodeAckId(""));
 }

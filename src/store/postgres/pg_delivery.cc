@@ -122,7 +122,7 @@ StatusOr<LeaseResult> PgStore::Lease(std::string const& subscription, int max, i
         leased.push_back(msg_id);
         ReceivedMessage r;
         r.message = std::move(message);
-        r.ack_id = EncodeAckId({sub->id, msg_id, attempt});
+        r.ack_id = EncodeAckId({sub->id, msg_id, attempt, sub->seeks});
         r.attempt = attempt;
         if (spec.dead_letter_policy) r.delivery_attempt = attempt;
         result.messages.push_back(std::move(r));
@@ -203,16 +203,16 @@ StatusOr<AckResult> PgStore::Acknowledge(std::string const& subscription, std::v
       auto const& ref = refs[i];
       if (sub->spec.enable_exactly_once_delivery) {
         // Only the current, unexpired lease may acknowledge: then an acked message is never delivered again.
-        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, now_ms));
+        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, *sub, ref, now_ms));
         if (!current) {
           result.invalid_ack_ids.push_back(ack_ids[i]);
           continue;
         }
       } else if (sub->spec.enable_message_ordering) {
         // With ordering, a nack sends the later messages of its key again: their acks from before are void.
-        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, std::numeric_limits<int64_t>::min()));
+        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, *sub, ref, std::numeric_limits<int64_t>::min()));
         if (!current) continue;
-      } else if (ref.subscription_id != sub->id) {
+      } else if (!IssuedBy(ref, sub->id, sub->seeks)) {
         continue;
       }
       msg_ids.push_back(ref.message_id);
@@ -242,7 +242,7 @@ StatusOr<int> PgStore::ReturnUnsent(std::string const& subscription, std::vector
     if (!sub) return NotFoundError("Subscription does not exist");
     returned_to = sub->id;
     for (auto const& ref : refs) {
-      if (ref.subscription_id != sub->id) continue;
+      if (!IssuedBy(ref, sub->id, sub->seeks)) continue;
       // The lease's own attempt, still held: the lease is current, so taking its attempt back is exact.
       FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("UPDATE deliveries SET leased = false, visible_at = $4, "
                                                  "attempts = attempts - 1 WHERE sub_id = $1 AND msg_id = $2 AND "
@@ -282,7 +282,7 @@ StatusOr<ModifyResult> PgStore::Modify(std::string const& subscription, std::vec
       // subscriptions also refuse an expired lease, and say so.
       bool const exactly_once = spec.enable_exactly_once_delivery;
       int64_t const held_past = exactly_once ? now_ms : std::numeric_limits<int64_t>::min();
-      FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, held_past));
+      FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, *sub, ref, held_past));
       if (!current) {
         if (exactly_once) result.invalid_ack_ids.push_back(EncodeAckId(ref));
         continue;
@@ -327,9 +327,9 @@ StatusOr<MaintenanceResult> PgStore::Maintain(int64_t now_ms, bool apply_retenti
   MaintenanceResult result;
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     result = {};
-    FERRY_ASSIGN_OR_RETURN(auto subs, db.Query("SELECT id, spec FROM subscriptions"));
+    FERRY_ASSIGN_OR_RETURN(auto subs, db.Query("SELECT id, spec, seeks FROM subscriptions"));
     for (int i = 0; i < subs.size(); ++i) {
-      PgSub sub{subs.Int(i, 0), {}};
+      PgSub sub{subs.Int(i, 0), {}, subs.Int(i, 2)};
       FERRY_ASSIGN_OR_RETURN(sub.spec, DecodeSub(subs.Text(i, 1)));
       if (sub.spec.dead_letter_policy) {
         // Expired leases with no attempt left (Exhausted), each taken by one node only.

@@ -170,8 +170,10 @@ Status PgStore::Seek(PgConn& db, PgSub const& sub, int64_t time_ms, std::optiona
   std::vector<int64_t> ids;
   for (int i = 0; i < rest.size(); ++i) ids.push_back(rest.Int(i, 0));
   FERRY_RETURN_IF_ERROR(RemoveDeliveries(db, sub, ids));
-  return db.Run("UPDATE deliveries SET visible_at = $2, leased = false WHERE sub_id = $1",
-                PgParams().Add(sub.id).Add(now_ms));
+  FERRY_RETURN_IF_ERROR(db.Run("UPDATE deliveries SET visible_at = $2, leased = false WHERE sub_id = $1",
+                               PgParams().Add(sub.id).Add(now_ms)));
+  // Ack ids handed out before the seek name nothing after it.
+  return db.Run("UPDATE subscriptions SET seeks = seeks + 1 WHERE id = $1", PgParams().Add(sub.id));
 }
 
 }  // namespace ferry

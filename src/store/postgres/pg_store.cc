@@ -128,6 +128,10 @@ CREATE TABLE nodes(
   status text NOT NULL
 );
 )sql",
+    R"sql(
+-- Seeks of the subscription so far: each ack id carries it, so an ack id from before a seek names nothing.
+ALTER TABLE subscriptions ADD COLUMN seeks bigint NOT NULL DEFAULT 0;
+)sql",
 };
 
 // Any number that names Ferry's advisory locks, so they cannot clash with an application's in the same database.
@@ -217,9 +221,11 @@ StatusOr<std::optional<int64_t>> PgStore::FindTopicId(PgConn& db, std::string co
 
 StatusOr<std::optional<PgSub>> PgStore::FindSub(PgConn& db, std::string const& name) {
   FERRY_ASSIGN_OR_RETURN(auto rows,
-                         db.Query("SELECT id, spec FROM subscriptions WHERE name = $1", PgParams().Add(name)));
+                         db.Query("SELECT id, spec, seeks FROM subscriptions WHERE name = $1", PgParams().Add(name)));
   if (rows.empty()) return std::optional<PgSub>();
-  PgSub sub{rows.Int(0, 0), {}};
+  PgSub sub;
+  sub.id = rows.Int(0, 0);
+  sub.seeks = rows.Int(0, 2);
   FERRY_ASSIGN_OR_RETURN(auto json, ParseStoredJson(rows.Text(0, 1)));
   FERRY_ASSIGN_OR_RETURN(sub.spec, SubscriptionFromJson(json));
   return std::optional<PgSub>(std::move(sub));
@@ -232,8 +238,9 @@ Status PgStore::CheckDeadLetterTopic(PgConn& db, Subscription const& sub) {
   return OkStatus();
 }
 
-StatusOr<bool> PgStore::IsCurrentLease(PgConn& db, int64_t sub_id, AckRef const& ref, int64_t now_ms) {
-  if (ref.subscription_id != sub_id) return false;
+StatusOr<bool> PgStore::IsCurrentLease(PgConn& db, PgSub const& sub, AckRef const& ref, int64_t now_ms) {
+  if (!IssuedBy(ref, sub.id, sub.seeks)) return false;
+  int64_t const sub_id = sub.id;
   FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT 1 FROM deliveries WHERE sub_id = $1 AND msg_id = $2 AND "
                                              "attempts = $3 AND leased AND visible_at > $4",
                                              PgParams().Add(sub_id).Add(ref.message_id).Add(int64_t{ref.attempt})

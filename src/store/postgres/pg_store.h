@@ -26,6 +26,7 @@ namespace ferry {
 struct PgSub {
   int64_t id = 0;
   Subscription spec;
+  int64_t seeks = 0;  // seeks so far: part of each ack id (store/ack_id.h)
 };
 
 class PgStore final : public Store {
@@ -122,7 +123,7 @@ class PgStore final : public Store {
   // Tells every node (this one too), when the transaction commits, that `topic`'s subscriptions have messages.
   static Status NotifyAll(PgConn& db, std::string const& topic);
   static Status CheckDeadLetterTopic(PgConn& db, Subscription const& sub);
-  static StatusOr<bool> IsCurrentLease(PgConn& db, int64_t sub_id, AckRef const& ref, int64_t now_ms);
+  static StatusOr<bool> IsCurrentLease(PgConn& db, PgSub const& sub, AckRef const& ref, int64_t now_ms);
   static StatusOr<int64_t> RemoveDeliveries(PgConn& db, PgSub const& sub, std::vector<int64_t> const& msg_ids);
   static Status SetVisibility(PgConn& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased);
   static Status DropSubscriptionRows(PgConn& db, int64_t sub_id);

@@ -117,7 +117,7 @@ StatusOr<LeaseResult> SqliteStore::Lease(std::string const& subscription, int ma
         leased.push_back(c.msg_id);
         ReceivedMessage r;
         r.message = std::move(c.message);
-        r.ack_id = EncodeAckId({sub->id, c.msg_id, attempt});
+        r.ack_id = EncodeAckId({sub->id, c.msg_id, attempt, sub->seeks});
         r.attempt = attempt;
         if (spec.dead_letter_policy) r.delivery_attempt = attempt;
         result.messages.push_back(std::move(r));
@@ -144,7 +144,7 @@ StatusOr<AckResult> SqliteStore::Acknowledge(std::string const& subscription, st
       auto const& ref = refs[i];
       if (sub->spec.enable_exactly_once_delivery) {
         // Only the current, unexpired lease may acknowledge: then an acked message is never delivered again.
-        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, now_ms));
+        FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, *sub, ref, now_ms));
         if (!current) {
           result.invalid_ack_ids.push_back(ack_ids[i]);
           continue;
@@ -152,13 +152,13 @@ StatusOr<AckResult> SqliteStore::Acknowledge(std::string const& subscription, st
       } else if (sub->spec.enable_message_ordering) {
         // With ordering, a nack sends the later messages of its key again: their acks from before are void.
         FERRY_ASSIGN_OR_RETURN(bool current,
-                               IsCurrentLease(db, sub->id, ref, std::numeric_limits<int64_t>::min()));
+                               IsCurrentLease(db, *sub, ref, std::numeric_limits<int64_t>::min()));
         if (!current) continue;
-      } else if (ref.subscription_id != sub->id) {
+      } else if (!IssuedBy(ref, sub->id, sub->seeks)) {
         continue;
       }
-      // Elsewhere any attempt's ack id acknowledges the message: delivery is at-least-once, and a late ack after
-      // a redelivery still means the work was done.
+      // Elsewhere any attempt's ack id (since the last seek) acknowledges the message: delivery is at-least-once,
+      // and a late ack after a redelivery still means the work was done.
       msg_ids.push_back(ref.message_id);
     }
     FERRY_ASSIGN_OR_RETURN(auto removed, RemoveDeliveries(db, *sub, msg_ids));
@@ -189,7 +189,7 @@ StatusOr<int> SqliteStore::ReturnUnsent(std::string const& subscription, std::ve
                                                "attempts = attempts - 1 WHERE sub_id = ?1 AND msg_id = ?2 AND "
                                                "attempts = ?3 AND leased = 1"));
     for (auto const& ref : refs) {
-      if (ref.subscription_id != sub->id) continue;
+      if (!IssuedBy(ref, sub->id, sub->seeks)) continue;
       FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms).Exec());
       returned += db.Changes();
     }
@@ -219,7 +219,7 @@ StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std:
       // subscriptions also refuse an expired lease, and say so.
       bool const exactly_once = spec.enable_exactly_once_delivery;
       int64_t const held_past = exactly_once ? now_ms : std::numeric_limits<int64_t>::min();
-      FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, sub->id, ref, held_past));
+      FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, *sub, ref, held_past));
       if (!current) {
         if (exactly_once) result.invalid_ack_ids.push_back(EncodeAckId(ref));
         continue;
@@ -262,13 +262,13 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
   MaintenanceResult result;
   auto st = Write([&](SqliteDb& db) -> Status {
     result = {};
-    FERRY_ASSIGN_OR_RETURN(auto subs, db.Prepare("SELECT id, spec FROM subscriptions"));
+    FERRY_ASSIGN_OR_RETURN(auto subs, db.Prepare("SELECT id, spec, seeks FROM subscriptions"));
     std::vector<SubRow> rows;
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, subs->Step());
       if (!row) break;
       FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(subs->Text(1)));
-      rows.push_back({subs->Int(0), std::move(spec)});
+      rows.push_back({subs->Int(0), std::move(spec), subs->Int(2)});
     }
     subs->Reset();
     for (auto const& sub : rows) {

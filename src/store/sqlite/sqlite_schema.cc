@@ -130,6 +130,10 @@ CREATE TABLE nodes(
   status TEXT NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    R"sql(
+-- Seeks of the subscription so far: each ack id carries it, so an ack id from before a seek names nothing.
+ALTER TABLE subscriptions ADD COLUMN seeks INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 }  // namespace

@@ -124,15 +124,15 @@ StatusOr<std::vector<std::string>> SqliteStore::ListTopicSnapshots(std::string c
 }
 
 Status SqliteStore::SeekToTime(std::string const& subscription, int64_t time_ms, int64_t now_ms) {
-  return Write([&](SqliteDb& db) -> Status {
+  return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {  // its seek count
     FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
     if (!sub) return NotFoundError("Subscription does not exist");
     return Seek(db, *sub, SeekToTimeSql(), time_ms, 0, now_ms);
-  });
+  }));
 }
 
 Status SqliteStore::SeekToSnapshot(std::string const& subscription, std::string const& snapshot, int64_t now_ms) {
-  return Write([&](SqliteDb& db) -> Status {
+  return Write(ChangingSubscriptions([&](SqliteDb& db) -> Status {  // its seek count
     FERRY_ASSIGN_OR_RETURN(auto sub, FindSub(db, subscription));
     if (!sub) return NotFoundError("Subscription does not exist");
     FERRY_ASSIGN_OR_RETURN(auto find, db.Prepare("SELECT id, topic, created FROM snapshots WHERE name = ?1"));
@@ -177,7 +177,7 @@ Status SqliteStore::SeekToSnapshot(std::string const& subscription, std::string 
       FERRY_RETURN_IF_ERROR(hold->Bind(1, r.msg_id).Exec());
     }
     return Seek(db, *sub, SeekToSnapshotSql(), created, snap_id, now_ms);
-  });
+  }));
 }
 
 StatusOr<Snapshot> SqliteStore::DecodeSnapshot(SqliteStmt& st) {
@@ -200,7 +200,8 @@ SeekSql const& SqliteStore::SeekToSnapshotSql() {
 }
 
 // Seek: the subscription's messages for which the statements' condition holds (with parameters `p2` and `p3`)
-// become unacknowledged and deliverable now; the rest acknowledged.
+// become unacknowledged and deliverable now; the rest acknowledged. Ack ids handed out before it name nothing
+// after it.
 Status SqliteStore::Seek(SqliteDb& db, SubRow const& sub, SeekSql const& sql, int64_t p2, int64_t p3, int64_t now_ms) {
   // Acknowledged messages kept for seek come back.
   FERRY_ASSIGN_OR_RETURN(auto back, db.Prepare(sql.back.c_str()));
@@ -219,7 +220,9 @@ Status SqliteStore::Seek(SqliteDb& db, SubRow const& sub, SeekSql const& sql, in
   FERRY_ASSIGN_OR_RETURN(int64_t acked, RemoveDeliveries(db, sub, ids));
   (void)acked;
   FERRY_ASSIGN_OR_RETURN(auto now, db.Prepare("UPDATE deliveries SET visible_at = ?2, leased = 0 WHERE sub_id = ?1"));
-  return now->Bind(1, sub.id).Bind(2, now_ms).Exec();
+  FERRY_RETURN_IF_ERROR(now->Bind(1, sub.id).Bind(2, now_ms).Exec());
+  FERRY_ASSIGN_OR_RETURN(auto count, db.Prepare("UPDATE subscriptions SET seeks = seeks + 1 WHERE id = ?1"));
+  return count->Bind(1, sub.id).Exec();
 }
 
 }  // namespace ferry

@@ -101,11 +101,11 @@ StatusOr<std::optional<int64_t>> SqliteStore::FindTopicId(SqliteDb& db, std::str
 // every pull and ack cost more than the rows they touch).
 StatusOr<std::optional<SubRow>> SqliteStore::FindSub(SqliteDb& db, std::string const& name) {
   if (auto it = sub_cache_.find(name); it != sub_cache_.end()) return std::optional<SubRow>(it->second);
-  FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id, spec FROM subscriptions WHERE name = ?1"));
+  FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("SELECT id, spec, seeks FROM subscriptions WHERE name = ?1"));
   st->Bind(1, name);
   FERRY_ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return std::optional<SubRow>();
-  SubRow sub{st->Int(0), {}};
+  SubRow sub{st->Int(0), {}, st->Int(2)};
   FERRY_ASSIGN_OR_RETURN(sub.spec, DecodeSub(st->Text(1)));
   st->Reset();
   sub_cache_[name] = sub;
@@ -125,8 +125,9 @@ std::function<Status(SqliteDb&)> SqliteStore::ChangingSubscriptions(std::functio
 }
 
 // Whether `ref` names the current lease of its message on the subscription, held past `now_ms`.
-StatusOr<bool> SqliteStore::IsCurrentLease(SqliteDb& db, int64_t sub_id, AckRef const& ref, int64_t now_ms) {
-  if (ref.subscription_id != sub_id) return false;
+StatusOr<bool> SqliteStore::IsCurrentLease(SqliteDb& db, SubRow const& sub, AckRef const& ref, int64_t now_ms) {
+  if (!IssuedBy(ref, sub.id, sub.seeks)) return false;
+  int64_t const sub_id = sub.id;
   FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT 1 FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2 AND "
                                               "attempts = ?3 AND leased = 1 AND visible_at > ?4"));
   sel->Bind(1, sub_id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms);

@@ -36,6 +36,7 @@ StatusOr<std::vector<int64_t>> FirstColumn(SqliteStmt& st);
 struct SubRow {
   int64_t id = 0;
   Subscription spec;
+  int64_t seeks = 0;  // seeks so far: part of each ack id (store/ack_id.h)
 };
 
 // A subscription as a publish sees it: which messages it takes, and whether it keeps their ordering keys.
@@ -153,7 +154,7 @@ class SqliteStore final : public Store {
   StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name);
   // Wraps a job that changes subscriptions so the caches forget them before and after it.
   std::function<Status(SqliteDb&)> ChangingSubscriptions(std::function<Status(SqliteDb&)> fn);
-  static StatusOr<bool> IsCurrentLease(SqliteDb& db, int64_t sub_id, AckRef const& ref, int64_t now_ms);
+  static StatusOr<bool> IsCurrentLease(SqliteDb& db, SubRow const& sub, AckRef const& ref, int64_t now_ms);
   StatusOr<int64_t> RemoveDeliveries(SqliteDb& db, SubRow const& sub, std::vector<int64_t> const& msg_ids);
   static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub);
   Status ApplyBucketEvents(SqliteDb& db, std::string const& bucket, std::vector<BucketObjectChange> const& changes,
