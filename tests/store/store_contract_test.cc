@@ -597,6 +597,60 @@ TEST_P(StoreContractTest, ExpiredLeaseAtLastAttemptIsDeadLetteredByMaintenance) 
   EXPECT_EQ(dead->messages[0].message.attributes.at("CloudPubSubDeadLetterSourceDeliveryCount"), "5");
 }
 
+// Deadline changes, as clients send them all the time: an extension holds the lease past the deadline it was
+// leased with (for a lease, maintenance and an exactly-once ack alike), a shorter one ends it sooner, and an
+// extension of a lease given back unsent does not hold the next one.
+TEST_P(StoreContractTest, ADeadlineChangeHoldsOrEndsTheLeaseWhenItSays) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  ASSERT_THAT(store_->CreateTopic({.name = kDlt}), IsOk());
+  auto sub = MakeSub(kSub, kTopic);
+  sub.dead_letter_policy = DeadLetterPolicy{.dead_letter_topic = kDlt, .max_delivery_attempts = 5};
+  sub.enable_exactly_once_delivery = true;
+  ASSERT_THAT(store_->CreateSubscription(sub), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a"), Msg("b"), Msg("c")}, kNow), IsOk());
+  int64_t const deadline = int64_t{sub.ack_deadline_seconds} * 1000;
+  int64_t t = kNow;
+  std::vector<ReceivedMessage> out;
+  for (int attempt = 1; attempt <= 5; ++attempt) {  // to the last attempt, where an expiry is a dead letter
+    auto leased = store_->Lease(kSub, 10, t);
+    ASSERT_THAT(leased, IsOk());
+    ASSERT_THAT(leased->messages, SizeIs(3));
+    out = leased->messages;
+    if (attempt < 5) t += deadline;
+  }
+  auto modified = store_->ModifyAckDeadline(kSub, {out[0].ack_id, out[2].ack_id}, 600, t + 1'000);
+  ASSERT_THAT(modified, IsOk());
+  EXPECT_THAT(modified->invalid_ack_ids, IsEmpty());
+  ASSERT_THAT(store_->ModifyAckDeadline(kSub, {out[1].ack_id}, 1, t + 1'000), IsOk());
+  // Past the deadline they were leased with: b's shortened lease has ended (dead-lettered), a and c still held.
+  int64_t const later = t + deadline + 1'000;
+  auto maintained = store_->Maintain(later, false);
+  ASSERT_THAT(maintained, IsOk());
+  EXPECT_THAT(maintained->dead_lettered, ElementsAre(std::pair<std::string, int>(kSub, 1)));
+  EXPECT_THAT(store_->Lease(kSub, 10, later)->messages, SizeIs(0));
+  auto acked = store_->Acknowledge(kSub, {out[0].ack_id}, later);
+  ASSERT_THAT(acked, IsOk());
+  EXPECT_EQ(acked->acked, 1);
+  EXPECT_THAT(acked->invalid_ack_ids, IsEmpty());
+  // c's extension ends too; the lease that ends with it was the last attempt.
+  EXPECT_THAT(store_->Maintain(t + 602'000, false)->dead_lettered, ElementsAre(std::pair<std::string, int>(kSub, 1)));
+  EXPECT_THAT(store_->Lease(kSub, 10, t + 602'000)->messages, SizeIs(0));
+
+  // Given back unsent after an extension: the next lease, with the same attempt number, ends at its own deadline.
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("d")}, kNow), IsOk());
+  auto first = store_->Lease(kSub2, 10, kNow);
+  ASSERT_THAT(first->messages, SizeIs(1));
+  ASSERT_THAT(store_->ModifyAckDeadline(kSub2, {first->messages[0].ack_id}, 600, kNow), IsOk());
+  ASSERT_EQ(*store_->ReturnUnsent(kSub2, {first->messages[0].ack_id}, kNow), 1);
+  auto second = store_->Lease(kSub2, 10, kNow);
+  ASSERT_THAT(second->messages, SizeIs(1));
+  EXPECT_EQ(second->messages[0].attempt, first->messages[0].attempt);
+  auto third = store_->Lease(kSub2, 10, kNow + deadline);
+  ASSERT_THAT(third, IsOk());
+  EXPECT_THAT(Data(third->messages), ElementsAre("d"));
+}
+
 TEST_P(StoreContractTest, ADeploymentThatFailsChangesNothing) {
   Deployment d;
   d.create_topics.push_back({.name = kTopic});

@@ -90,6 +90,12 @@ StatusOr<LeaseResult> SqliteStore::Lease(std::string const& subscription, int ma
         bool const keyed = ordered && !c.message.ordering_key.empty();
         if (keyed && held_keys.count(c.message.ordering_key) > 0) continue;
         if (c.leased) {
+          // Its written deadline passed; an extension held in memory may still hold it.
+          FERRY_ASSIGN_OR_RETURN(bool held, WriteHeldExtension(db, sub->id, c.msg_id, c.attempts, now_ms));
+          if (held) {
+            if (keyed) held_keys.insert(c.message.ordering_key);
+            continue;
+          }
           // The last lease expired: that delivery failed.
           auto after = OnFailedAttempt(spec, c.attempts, c.visible_at);
           if (after.dead_letter) {
@@ -190,6 +196,7 @@ StatusOr<int> SqliteStore::ReturnUnsent(std::string const& subscription, std::ve
                                                "attempts = ?3 AND leased = 1"));
     for (auto const& ref : refs) {
       if (!IssuedBy(ref, sub->id, sub->seeks)) continue;
+      held_extensions_.erase({sub->id, ref.message_id});
       FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms).Exec());
       returned += db.Changes();
     }
@@ -219,15 +226,26 @@ StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std:
       // subscriptions also refuse an expired lease, and say so.
       bool const exactly_once = spec.enable_exactly_once_delivery;
       int64_t const held_past = exactly_once ? now_ms : std::numeric_limits<int64_t>::min();
-      FERRY_ASSIGN_OR_RETURN(bool current, IsCurrentLease(db, *sub, ref, held_past));
+      FERRY_ASSIGN_OR_RETURN(auto current, CurrentLease(db, *sub, ref, held_past));
       if (!current) {
         if (exactly_once) result.invalid_ack_ids.push_back(EncodeAckId(ref));
         continue;
       }
+      std::pair<int64_t, int64_t> const key{sub->id, ref.message_id};
       if (seconds > 0) {
-        FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, now_ms + int64_t{seconds} * 1000, true));
+        int64_t const until = now_ms + int64_t{seconds} * 1000;
+        // Later than the deadline written, an extension is held in memory (see held_extensions_); with ordering
+        // the lease's SQL reads the deadlines of a key's messages, so they are written.
+        if (until >= current->written && !spec.enable_message_ordering &&
+            held_extensions_.size() < kMaxHeldExtensions) {
+          held_extensions_[key] = {ref.attempt, until};
+        } else {
+          held_extensions_.erase(key);
+          FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, ref.message_id, until, true));
+        }
         continue;
       }
+      held_extensions_.erase(key);
       ++result.nacked;
       if (error != nullptr) {
         FERRY_ASSIGN_OR_RETURN(auto up, db.Prepare("UPDATE deliveries SET last_error = ?3 WHERE sub_id = ?1 AND "
@@ -253,7 +271,7 @@ StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std:
       }
     }
     return OkStatus();
-  });
+  }, /*durable=*/seconds == 0);  // an extension lost in a crash ends a lease early: the message comes again
   if (!st.ok()) return st;
   return result;
 }
@@ -262,6 +280,8 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
   MaintenanceResult result;
   auto st = Write([&](SqliteDb& db) -> Status {
     result = {};
+    // Extensions whose deadline has passed hold nothing any more (the row's own deadline was earlier).
+    std::erase_if(held_extensions_, [&](auto const& e) { return e.second.until <= now_ms; });
     FERRY_ASSIGN_OR_RETURN(auto subs, db.Prepare("SELECT id, spec, seeks FROM subscriptions"));
     std::vector<SubRow> rows;
     while (true) {
@@ -285,6 +305,8 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
         sel->Reset();
         int moved_count = 0;
         for (auto const& [msg_id, attempts] : exhausted) {
+          FERRY_ASSIGN_OR_RETURN(bool held, WriteHeldExtension(db, sub.id, msg_id, attempts, now_ms));
+          if (held) continue;
           FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, msg_id, attempts, now_ms));
           moved_count += moved ? 1 : 0;
         }

@@ -125,15 +125,54 @@ std::function<Status(SqliteDb&)> SqliteStore::ChangingSubscriptions(std::functio
 }
 
 // Whether `ref` names the current lease of its message on the subscription, held past `now_ms`.
-StatusOr<bool> SqliteStore::IsCurrentLease(SqliteDb& db, SubRow const& sub, AckRef const& ref, int64_t now_ms) {
-  if (!IssuedBy(ref, sub.id, sub.seeks)) return false;
-  int64_t const sub_id = sub.id;
-  FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT 1 FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2 AND "
-                                              "attempts = ?3 AND leased = 1 AND visible_at > ?4"));
-  sel->Bind(1, sub_id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms);
-  FERRY_ASSIGN_OR_RETURN(bool current, sel->Step());
+StatusOr<std::optional<SqliteStore::LeaseDeadline>> SqliteStore::CurrentLease(SqliteDb& db, SubRow const& sub,
+                                                                               AckRef const& ref, int64_t now_ms) {
+  using Result = std::optional<LeaseDeadline>;
+  if (!IssuedBy(ref, sub.id, sub.seeks)) return Result();
+  FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT visible_at FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2 "
+                                              "AND attempts = ?3 AND leased = 1"));
+  sel->Bind(1, sub.id).Bind(2, ref.message_id).Bind(3, ref.attempt);
+  FERRY_ASSIGN_OR_RETURN(bool found, sel->Step());
+  LeaseDeadline deadline;
+  if (found) deadline.written = deadline.until = sel->Int(0);
   sel->Reset();
-  return current;
+  if (!found) return Result();
+  if (auto held = HeldUntil(sub.id, ref.message_id, ref.attempt); held && *held > deadline.until) {
+    deadline.until = *held;
+  }
+  if (deadline.until <= now_ms) return Result();
+  return Result(deadline);
+}
+
+StatusOr<bool> SqliteStore::IsCurrentLease(SqliteDb& db, SubRow const& sub, AckRef const& ref, int64_t now_ms) {
+  FERRY_ASSIGN_OR_RETURN(auto current, CurrentLease(db, sub, ref, now_ms));
+  return current.has_value();
+}
+
+std::optional<int64_t> SqliteStore::HeldUntil(int64_t sub_id, int64_t msg_id, int attempt) const {
+  if (held_extensions_.empty()) return std::nullopt;
+  auto it = held_extensions_.find({sub_id, msg_id});
+  if (it == held_extensions_.end() || it->second.attempt != attempt) return std::nullopt;
+  return it->second.until;
+}
+
+void SqliteStore::ForgetExtensions(int64_t sub_id, std::vector<int64_t> const& msg_ids) {
+  if (held_extensions_.empty()) return;
+  for (int64_t id : msg_ids) held_extensions_.erase({sub_id, id});
+}
+
+void SqliteStore::ForgetExtensions(int64_t sub_id) {
+  std::erase_if(held_extensions_, [&](auto const& e) { return e.first.first == sub_id; });
+}
+
+StatusOr<bool> SqliteStore::WriteHeldExtension(SqliteDb& db, int64_t sub_id, int64_t msg_id, int attempt,
+                                               int64_t now_ms) {
+  auto held = HeldUntil(sub_id, msg_id, attempt);
+  if (!held) return false;
+  held_extensions_.erase({sub_id, msg_id});
+  if (*held <= now_ms) return false;
+  FERRY_RETURN_IF_ERROR(SetVisibility(db, sub_id, msg_id, *held, true));
+  return true;
 }
 
 // Ends the subscription's hold on these messages as acknowledged. Returns how many it held.
@@ -157,8 +196,10 @@ StatusOr<int64_t> SqliteStore::RemoveDeliveries(SqliteDb& db, SubRow const& sub,
         }
       }
     }
+    ForgetExtensions(sub.id, msg_ids);
     return kept;
   }
+  ForgetExtensions(sub.id, msg_ids);
   std::vector<int64_t> removed;
   for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
     int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));

@@ -154,7 +154,15 @@ class SqliteStore final : public Store {
   StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name);
   // Wraps a job that changes subscriptions so the caches forget them before and after it.
   std::function<Status(SqliteDb&)> ChangingSubscriptions(std::function<Status(SqliteDb&)> fn);
-  static StatusOr<bool> IsCurrentLease(SqliteDb& db, SubRow const& sub, AckRef const& ref, int64_t now_ms);
+  // The current lease `ref` names if it holds past `now_ms`: its deadline as its row has it, and as an extension
+  // held in memory makes it (see held_extensions_).
+  struct LeaseDeadline {
+    int64_t written = 0;
+    int64_t until = 0;
+  };
+  StatusOr<std::optional<LeaseDeadline>> CurrentLease(SqliteDb& db, SubRow const& sub, AckRef const& ref,
+                                                      int64_t now_ms);
+  StatusOr<bool> IsCurrentLease(SqliteDb& db, SubRow const& sub, AckRef const& ref, int64_t now_ms);
   StatusOr<int64_t> RemoveDeliveries(SqliteDb& db, SubRow const& sub, std::vector<int64_t> const& msg_ids);
   static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub);
   Status ApplyBucketEvents(SqliteDb& db, std::string const& bucket, std::vector<BucketObjectChange> const& changes,
@@ -182,6 +190,31 @@ class SqliteStore final : public Store {
   static SeekSql const& SeekToSnapshotSql();
   Status Seek(SqliteDb& db, SubRow const& sub, SeekSql const& sql, int64_t p2, int64_t p3, int64_t now_ms);
 
+  // Ack deadline extensions held in memory instead of written (writer thread only). A subscriber's client extends
+  // every lease it receives at once, and again while it works (Google's clients all do): writing each of those to
+  // its delivery row cost as much as the lease itself, and an extension only matters when the deadline it
+  // replaces passes. So an extension to a later deadline stays here, and is written to its row only when the row's
+  // own deadline passes while it holds (a lease, or maintenance, finds the row expired). A crash forgets them: the
+  // leases then end at their written deadlines, earlier than asked, and the messages come again (at-least-once).
+  // A rolled-back write may leave one here or take one away: either way a lease ends later or sooner, never a
+  // message lost. Bounded: past kMaxHeldExtensions, extensions are written through.
+  struct HeldExtension {
+    int attempt = 0;     // the lease it extends
+    int64_t until = 0;   // unix ms
+  };
+  struct DeliveryKeyHash {
+    std::size_t operator()(std::pair<int64_t, int64_t> const& k) const noexcept {
+      return std::hash<int64_t>()(k.first * 1'000'003 ^ k.second);
+    }
+  };
+  static constexpr std::size_t kMaxHeldExtensions = 200'000;
+  // The deadline an extension holds for this lease of (sub_id, msg_id), if one does.
+  std::optional<int64_t> HeldUntil(int64_t sub_id, int64_t msg_id, int attempt) const;
+  void ForgetExtensions(int64_t sub_id, std::vector<int64_t> const& msg_ids);
+  void ForgetExtensions(int64_t sub_id);
+  // If an extension holds this lease of a row whose written deadline has passed: writes it to the row, and true.
+  StatusOr<bool> WriteHeldExtension(SqliteDb& db, int64_t sub_id, int64_t msg_id, int attempt, int64_t now_ms);
+
   // On the writer thread, before each commit and after each batch.
   Status BeforeCommit(SqliteDb& db);
   void AfterBatch(bool committed);
@@ -194,6 +227,8 @@ class SqliteStore final : public Store {
   std::unordered_map<std::string, SubRow> sub_cache_;                    // writer thread only
   std::unordered_map<int64_t, std::vector<FanoutTarget>> fanout_cache_;  // writer thread only: by topic id
   std::vector<std::string> published_topics_;  // writer thread only: topics published to in this batch
+  // writer thread only: by (sub_id, msg_id)
+  std::unordered_map<std::pair<int64_t, int64_t>, HeldExtension, DeliveryKeyHash> held_extensions_;
   std::mutex listener_mu_;
   std::function<void(std::string const& topic)> publish_listener_;  // GUARDED_BY(listener_mu_)
   std::unique_ptr<GroupCommitWriter> writer_;  // last: its thread stops before the rest goes
