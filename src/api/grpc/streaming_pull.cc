@@ -93,8 +93,10 @@ void StreamFlowControl::Add(std::string const& ack_id, int64_t bytes, SteadyPoin
 
 bool StreamFlowControl::Settle(std::vector<std::string> const& ack_ids) {
   bool any = false;
+  bool room = false;  // it was full and is not now: the sender waiting for room (if any) may go on
   {
     std::lock_guard lock(mu_);
+    bool const was_full = Full();
     for (auto const& id : ack_ids) {
       auto it = leases_.find(id);
       if (it == leases_.end()) continue;
@@ -102,8 +104,10 @@ bool StreamFlowControl::Settle(std::vector<std::string> const& ack_ids) {
       leases_.erase(it);
       any = true;
     }
+    room = any && was_full && !Full();
   }
-  if (any) cv_.notify_all();
+  // Only then: a wake per settled message cost a futex call each and a scan of the leases by the woken sender.
+  if (room) cv_.notify_all();
   return any;
 }
 
@@ -159,28 +163,51 @@ void LeaseRegistry::Add(std::vector<std::string> const& ack_ids, std::shared_ptr
   for (auto const& id : ack_ids) index_[id] = stream;
 }
 
+namespace {
+
+// The ack ids of `ack_ids` found in `index`, by the stream that handed them out (a client's batch of acks mostly
+// names one or a few streams), erased from `index` when `erase`.
+std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::vector<std::string>>> ByStream(
+    std::unordered_map<std::string, std::weak_ptr<StreamFlowControl>>& index, std::vector<std::string> const& ack_ids,
+    bool erase) {
+  std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::vector<std::string>>> out;
+  StreamFlowControl const* last = nullptr;
+  for (auto const& id : ack_ids) {
+    auto it = index.find(id);
+    if (it == index.end()) continue;
+    if (auto stream = it->second.lock()) {
+      if (stream.get() != last) {
+        auto same = std::find_if(out.begin(), out.end(), [&](auto const& e) { return e.first == stream; });
+        if (same == out.end()) same = out.insert(out.end(), {stream, {}});
+        std::swap(*same, out.back());  // the stream of the last id goes last, where the next one looks first
+        last = stream.get();
+      }
+      out.back().second.push_back(id);
+    }
+    if (erase) index.erase(it);
+  }
+  return out;
+}
+
+}  // namespace
+
 void LeaseRegistry::Settle(std::vector<std::string> const& ack_ids) {
-  std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::string>> found;
+  std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::vector<std::string>>> found;
   {
     std::lock_guard lock(mu_);
-    for (auto const& id : ack_ids) {
-      auto it = index_.find(id);
-      if (it == index_.end()) continue;
-      if (auto stream = it->second.lock()) found.emplace_back(std::move(stream), id);
-      index_.erase(it);
-    }
+    found = ByStream(index_, ack_ids, /*erase=*/true);
   }
-  for (auto& [stream, id] : found) stream->Settle({id});
+  for (auto const& [stream, ids] : found) stream->Settle(ids);
 }
 
 void LeaseRegistry::Extend(std::vector<std::string> const& ack_ids, int seconds) {
   auto deadline = clock_.SteadyNow() + std::chrono::seconds(seconds);
-  std::lock_guard lock(mu_);
-  for (auto const& id : ack_ids) {
-    auto it = index_.find(id);
-    if (it == index_.end()) continue;
-    if (auto stream = it->second.lock()) stream->Extend({id}, deadline);
+  std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::vector<std::string>>> found;
+  {
+    std::lock_guard lock(mu_);
+    found = ByStream(index_, ack_ids, /*erase=*/false);
   }
+  for (auto const& [stream, ids] : found) stream->Extend(ids, deadline);
 }
 
 void LeaseRegistry::Forget(std::vector<std::string> const& ack_ids) {
