@@ -17,8 +17,8 @@ namespace ferry {
 class SqliteDb;
 
 // Group commit over one SQLite connection in WAL mode: every write runs on one writer thread, which batches the
-// requests waiting at that moment into one transaction. Each request gets its own savepoint, so one failing
-// request rolls back alone, and all of them share one fsync.
+// requests waiting at that moment into one transaction. Each request gets its own savepoint (or, alone in its batch,
+// the transaction itself), so a failing request rolls back alone, and all of them share one fsync.
 //
 // The fsync is pipelined: SQLite runs with synchronous=NORMAL (commits append to the WAL without syncing; the
 // database stays consistent after power loss, checkpoints still sync), and a second thread fdatasyncs the WAL
