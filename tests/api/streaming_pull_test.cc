@@ -212,6 +212,37 @@ TEST_F(StreamingPullTest, AnUnaryAckFreesTheStreamsRoomToo) {
   EXPECT_THAT(stream.WaitForMessages(2), SizeIs(2));
 }
 
+// Acks and deadline changes come in batches naming the ack ids of several streams, in any order: each reaches
+// the stream that handed it out, and only that one.
+TEST(LeaseRegistryTest, ABatchReachesEachIdsOwnStream) {
+  ferry::testing::FakeClock clock;
+  LeaseRegistry registry(clock);
+  // One message out each at most: with one left, each is full, and a lease that ran out makes room.
+  auto a = std::make_shared<StreamFlowControl>(clock, 1, 0);
+  auto b = std::make_shared<StreamFlowControl>(clock, 1, 0);
+  auto c = std::make_shared<StreamFlowControl>(clock, 1, 0);
+  auto const deadline = clock.SteadyNow() + seconds(10);
+  for (auto const& [flow, ids] : {std::pair{a, std::vector<std::string>{"a1", "a2"}},
+                                  std::pair{b, std::vector<std::string>{"b1", "b2"}},
+                                  std::pair{c, std::vector<std::string>{"c1", "c2"}}}) {
+    for (auto const& id : ids) flow->Add(id, 1, deadline);
+    registry.Add(ids, flow);
+  }
+  registry.Extend({"b1", "a1", "b2", "unknown"}, 60);
+  registry.Settle({"a2", "c1", "b1", "a2", "unknown"});
+  EXPECT_EQ(a->outstanding(), 1);
+  EXPECT_EQ(b->outstanding(), 1);
+  EXPECT_EQ(c->outstanding(), 1);
+  EXPECT_THAT(a->AckIds(), ElementsAre("a1"));
+  EXPECT_THAT(b->AckIds(), ElementsAre("b2"));
+  EXPECT_THAT(c->AckIds(), ElementsAre("c2"));
+  // Past the first deadline: the extended leases still count, the other ran out.
+  clock.Advance(seconds(11));
+  EXPECT_EQ(a->Room(milliseconds(0)), 0);
+  EXPECT_EQ(b->Room(milliseconds(0)), 0);
+  EXPECT_EQ(c->Room(milliseconds(0)), 1);
+}
+
 TEST_F(StreamingPullTest, ALeaseThatRunsOutStopsCountingAtItsDeadline) {
   CreateSub();
   Publish(2);

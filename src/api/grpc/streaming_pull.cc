@@ -178,8 +178,11 @@ std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::vector<std::strin
     if (auto stream = it->second.lock()) {
       if (stream.get() != last) {
         auto same = std::find_if(out.begin(), out.end(), [&](auto const& e) { return e.first == stream; });
-        if (same == out.end()) same = out.insert(out.end(), {stream, {}});
-        std::swap(*same, out.back());  // the stream of the last id goes last, where the next one looks first
+        if (same == out.end()) {
+          out.emplace_back(stream, std::vector<std::string>{});
+        } else if (same != out.end() - 1) {
+          std::swap(*same, out.back());  // the stream of the last id goes last, where the next id looks first
+        }
         last = stream.get();
       }
       out.back().second.push_back(id);
