@@ -11,11 +11,6 @@ source "$(dirname "$0")/lib.sh"
 export NODE_PATH=$PWD/tests/e2e/node_pubsub/node_modules
 MESSAGES=${MESSAGES:-100000}
 
-ticks_by_thread() {  # "name ticks" lines, threads of one name summed
-  for t in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$t/comm" 2>/dev/null) $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null)"; done |
-    awk 'NF == 2 {a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
-}
-
 # measure PORT PID LABEL: publishes, then consumes with the server's CPU read around the consuming phase.
 measure() {
   local port=$1 pid=$2 label=$3 before after in out

@@ -10,11 +10,6 @@ REQUESTS=${REQUESTS:-20000}
 LOAD=build/bin/ferry_functions_load
 FN=$PWD/build/bin/ferry_bench_functions
 
-# CPU ticks by thread name: "name ticks" lines.
-ticks_by_thread() {
-  for t in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done |
-    awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
-}
 per_call() {  # BEFORE AFTER: each thread's microseconds a call
   join "$1" "$2" | awk -v hz="$(getconf CLK_TCK)" -v n="$REQUESTS" \
     '{d = ($3 - $2) / hz / n * 1e6; total += d; if (d > 0) printf "  %-18s %6.1f us a call\n", $1, d}

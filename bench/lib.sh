@@ -102,6 +102,14 @@ cpu_ticks() {
   local p
   for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
 }
+# ticks_by_thread PID: "name ticks" lines, the CPU ticks of the process's threads of each name summed (a thread
+# that ends while it is read is skipped).
+ticks_by_thread() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "$(tr ' ' _ <"$t/comm" 2>/dev/null) $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null)"
+  done | awk 'NF == 2 {a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
 # server_pids: Ferry's nodes and, in the postgres modes, every process of the PostgreSQL server.
 server_pids() {
   echo "${ferry_pids[@]}"

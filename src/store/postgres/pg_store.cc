@@ -240,10 +240,9 @@ Status PgStore::CheckDeadLetterTopic(PgConn& db, Subscription const& sub) {
 
 StatusOr<bool> PgStore::IsCurrentLease(PgConn& db, PgSub const& sub, AckRef const& ref, int64_t now_ms) {
   if (!IssuedBy(ref, sub.id, sub.seeks)) return false;
-  int64_t const sub_id = sub.id;
   FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT 1 FROM deliveries WHERE sub_id = $1 AND msg_id = $2 AND "
                                              "attempts = $3 AND leased AND visible_at > $4",
-                                             PgParams().Add(sub_id).Add(ref.message_id).Add(int64_t{ref.attempt})
+                                             PgParams().Add(sub.id).Add(ref.message_id).Add(int64_t{ref.attempt})
                                                  .Add(now_ms)));
   return !rows.empty();
 }
