@@ -100,10 +100,10 @@ class FunctionsTest(unittest.TestCase):
 
         self.ferry("publish", "bar", "--message", "{}", project="ferry-local")
 
-        def completed():
+        def completed():  # the platform's closing line, which can come a log batch after "Completed bar!"
             out = self.ferry("logs", "bar", project="ferry-local").stdout
-            return out if "Completed bar!" in out else None
-        logs = wait_for(completed, timeout=60, what="Completed bar! in ferry logs bar")
+            return out if "Completed bar!" in out and "finished with status" in out else None
+        logs = wait_for(completed, timeout=60, what="Completed bar! and its execution's end in ferry logs bar")
         lines = logs.splitlines()
         self.assertTrue(lines[0].startswith("LEVEL"), logs)
         started = next(i for i, l in enumerate(lines) if "Started bar! Event: " in l)
