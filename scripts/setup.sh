@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost-dev libsqlite3-dev libpq-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libssl-dev libarchive-dev
-  libgtest-dev libgmock-dev libhowardhinnant-date-dev
+  libgtest-dev libgmock-dev libhowardhinnant-date-dev libgoogle-perftools-dev
   python3 python3-venv python3-pip curl tzdata openssl systemd
   python3-django python3-psycopg2 postgresql
   python3-sentry-sdk prometheus chromium

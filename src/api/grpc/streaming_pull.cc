@@ -146,14 +146,11 @@ int64_t StreamFlowControl::outstanding() {
 
 void StreamFlowControl::DropExpired() {
   auto now = clock_.SteadyNow();
-  for (auto it = leases_.begin(); it != leases_.end();) {
-    if (it->second.deadline > now) {
-      ++it;
-      continue;
-    }
-    bytes_ -= it->second.bytes;
-    it = leases_.erase(it);
-  }
+  absl::erase_if(leases_, [&](auto const& entry) {
+    if (entry.second.deadline > now) return false;
+    bytes_ -= entry.second.bytes;
+    return true;
+  });
 }
 
 // ---- LeaseRegistry ----
@@ -168,7 +165,7 @@ namespace {
 // The ack ids of `ack_ids` found in `index`, by the stream that handed them out (a client's batch of acks mostly
 // names one or a few streams), erased from `index` when `erase`.
 std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::vector<std::string>>> ByStream(
-    std::unordered_map<std::string, std::weak_ptr<StreamFlowControl>>& index, std::vector<std::string> const& ack_ids,
+    absl::flat_hash_map<std::string, std::weak_ptr<StreamFlowControl>>& index, std::vector<std::string> const& ack_ids,
     bool erase) {
   std::vector<std::pair<std::shared_ptr<StreamFlowControl>, std::vector<std::string>>> out;
   StreamFlowControl const* last = nullptr;
