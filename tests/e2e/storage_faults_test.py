@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -69,6 +70,28 @@ class StorageFaultsTest(unittest.TestCase):
         self.daemon.start()
         self.client = self.daemon.client()
         self.assertEqual(self.pulled(), ["last"])
+
+    def test_an_ack_refused_by_a_full_disk_leaves_the_lease_to_run_out(self):
+        # The store keeps leases' deadlines in memory; an ack that took one out and then failed to commit must not
+        # leave the message leased for ever: it comes again when its lease runs out.
+        self.assertEqual(self.publish("x")[0], 200)
+        got = self.client.pull("orders-sub", 10)
+        self.assertEqual([harness.data_of(r) for r in got], ["x"])
+        ack_id = got[0]["ackId"]
+        self.client.ok("POST", "/v1/" + self.client.sub("orders-sub") + ":modifyAckDeadline",
+                       {"ackIds": [ack_id], "ackDeadlineSeconds": 1})
+        self.fault("full")
+        status, body = self.client.request("POST", "/v1/" + self.client.sub("orders-sub") + ":acknowledge",
+                                           {"ackIds": [ack_id]})
+        self.assertEqual((status, body["error"]["status"]), (429, "RESOURCE_EXHAUSTED"), body)
+        self.fault("none")
+        again = []
+        for _ in range(50):
+            again = self.client.pull("orders-sub", 10)
+            if again:
+                break
+            time.sleep(0.1)
+        self.assertEqual([harness.data_of(r) for r in again], ["x"])
 
     def test_a_failed_fsync_refuses_every_write_until_a_restart_which_loses_nothing_answered(self):
         self.assertEqual(self.publish("kept")[0], 200)

@@ -241,6 +241,28 @@ TEST_P(StoreContractTest, LeasedMessageIsNotDeliveredTwiceBeforeItsDeadline) {
   EXPECT_EQ(again->messages[0].delivery_attempt, 0);  // no dead-letter policy: the API omits it
 }
 
+// The SQLite store keeps leases' deadlines in memory and reads them back from the rows after a start.
+TEST_P(StoreContractTest, LeasesOutWhenTheStoreReopensRunOutAtTheirDeadlines) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("m1"), Msg("m2"), Msg("m3")}, kNow), IsOk());
+  ASSERT_THAT(Data(store_->Lease(kSub, 1, kNow)->messages), ElementsAre("m1"));  // 10 s
+  ASSERT_THAT(Data(store_->Lease(kSub, 1, kNow, 30, MessageQueue::kMaxLeaseBytes)->messages), ElementsAre("m2"));
+  Open();
+  auto fresh = store_->Lease(kSub, 10, kNow + 1'000);
+  ASSERT_THAT(Data(fresh->messages), ElementsAre("m3"));
+  ASSERT_THAT(store_->Acknowledge(kSub, {fresh->messages[0].ack_id}, kNow + 1'000), IsOk());
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 9'999)->messages, SizeIs(0));
+  auto expired = store_->Lease(kSub, 10, kNow + 10'000);
+  ASSERT_THAT(Data(expired->messages), ElementsAre("m1"));
+  EXPECT_EQ(expired->expired, 1);
+  EXPECT_EQ(expired->messages[0].attempt, 2);
+  ASSERT_THAT(store_->Acknowledge(kSub, {expired->messages[0].ack_id}, kNow + 10'000), IsOk());
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 29'999)->messages, SizeIs(0));
+  auto later = store_->Lease(kSub, 10, kNow + 30'000);
+  EXPECT_THAT(Data(later->messages), ElementsAre("m2"));
+  EXPECT_EQ(later->expired, 1);
+}
+
 TEST_P(StoreContractTest, ConcurrentPublishesAllLandWithDistinctIds) {
   CreateTopicAndSub();
   constexpr int kThreads = 8;

@@ -43,75 +43,50 @@ StatusOr<LeaseResult> SqliteStore::Lease(std::string const& subscription, int ma
     int deadline_seconds = ack_deadline_seconds > 0 ? ack_deadline_seconds : spec.ack_deadline_seconds;
     int64_t lease_until = now_ms + int64_t{deadline_seconds} * 1000;
     struct Candidate {
-      int64_t msg_id, visible_at;
+      int64_t msg_id;
       int attempts;
-      bool leased;
       PubsubMessage message;
     };
+    FERRY_ASSIGN_OR_RETURN(auto expired, ExpireLeases(db, *sub, now_ms, /*retry=*/true));
+    result.expired = expired.expired;
+    result.dead_lettered = expired.dead_lettered;
     std::vector<int64_t> leased;
     // With message ordering, a key is held while any of its messages is leased or waiting out a backoff, and
     // its messages go out in publish order: one outstanding batch per key.
     bool const ordered = spec.enable_message_ordering;
-    // Keys whose earlier message this lease just put back to wait out a backoff (the query above sees that only
-    // from its next round).
-    std::set<std::string> held_keys;
     int64_t bytes = 0;
     bool full = false;  // the byte budget is spent
     while (!full && static_cast<int>(result.messages.size()) < max) {
       FERRY_ASSIGN_OR_RETURN(
-          auto sel, db.Prepare(ordered ? "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, "
-                                         "m.data, m.attributes, m.ordering_key "
+          auto sel, db.Prepare(ordered ? "SELECT d.msg_id, d.attempts, m.publish_time, m.data, m.attributes, "
+                                         "m.ordering_key "
                                          "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
-                                         "WHERE d.sub_id = ?1 AND d.visible_at <= ?2 AND (d.ordering_key = '' OR "
-                                         "d.ordering_key NOT IN (SELECT ordering_key FROM deliveries WHERE "
-                                         "sub_id = ?1 AND ordering_key != '' AND visible_at > ?2)) "
+                                         "WHERE d.sub_id = ?1 AND d.leased = 0 AND d.visible_at <= ?2 AND "
+                                         "(d.ordering_key = '' OR d.ordering_key NOT IN (SELECT ordering_key FROM "
+                                         "deliveries WHERE sub_id = ?1 AND ordering_key != '' AND "
+                                         "visible_at > ?2)) "
                                          "ORDER BY d.msg_id LIMIT ?3"
-                                       : "SELECT d.msg_id, d.visible_at, d.attempts, d.leased, m.publish_time, "
-                                         "m.data, m.attributes, m.ordering_key "
+                                       : "SELECT d.msg_id, d.attempts, m.publish_time, m.data, m.attributes, "
+                                         "m.ordering_key "
                                          "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
-                                         "WHERE d.sub_id = ?1 AND d.visible_at <= ?2 "
+                                         "WHERE d.sub_id = ?1 AND d.leased = 0 AND d.visible_at <= ?2 "
                                          "ORDER BY d.visible_at, d.msg_id LIMIT ?3"));
       sel->Bind(1, sub->id).Bind(2, now_ms).Bind(3, max - static_cast<int>(result.messages.size()));
       std::vector<Candidate> candidates;
       while (true) {
         FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
         if (!row) break;
-        Candidate c{sel->Int(0), sel->Int(1), static_cast<int>(sel->Int(2)), sel->Int(3) != 0, {}};
+        Candidate c{sel->Int(0), static_cast<int>(sel->Int(1)), {}};
         c.message.message_id = std::to_string(c.msg_id);
-        c.message.publish_time_ms = sel->Int(4);
-        c.message.data = sel->Text(5);
-        FERRY_ASSIGN_OR_RETURN(c.message.attributes, DecodeAttributes(sel->Text(6)));
-        c.message.ordering_key = sel->Text(7);
+        c.message.publish_time_ms = sel->Int(2);
+        c.message.data = sel->Text(3);
+        FERRY_ASSIGN_OR_RETURN(c.message.attributes, DecodeAttributes(sel->Text(4)));
+        c.message.ordering_key = sel->Text(5);
         candidates.push_back(std::move(c));
       }
       sel->Reset();
       if (candidates.empty()) break;
       for (auto& c : candidates) {
-        bool const keyed = ordered && !c.message.ordering_key.empty();
-        if (keyed && held_keys.count(c.message.ordering_key) > 0) continue;
-        if (c.leased) {
-          // Its written deadline passed; an extension held in memory may still hold it.
-          FERRY_ASSIGN_OR_RETURN(bool held, WriteHeldExtension(db, sub->id, c.msg_id, c.attempts, now_ms));
-          if (held) {
-            if (keyed) held_keys.insert(c.message.ordering_key);
-            continue;
-          }
-          // The last lease expired: that delivery failed.
-          auto after = OnFailedAttempt(spec, c.attempts, c.visible_at);
-          if (after.dead_letter) {
-            FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, *sub, c.msg_id, c.attempts, now_ms));
-            if (moved) {
-              ++result.dead_lettered;
-              continue;
-            }
-          }
-          ++result.expired;
-          if (after.retry_at_ms > now_ms) {
-            FERRY_RETURN_IF_ERROR(SetVisibility(db, sub->id, c.msg_id, after.retry_at_ms, false));
-            if (keyed) held_keys.insert(c.message.ordering_key);
-            continue;
-          }
-        }
         int64_t size = static_cast<int64_t>(c.message.data.size() + c.message.ordering_key.size());
         for (auto const& [k, v] : c.message.attributes) size += static_cast<int64_t>(k.size() + v.size());
         if (!result.messages.empty() && bytes + size > max_bytes) {
@@ -198,6 +173,7 @@ StatusOr<int> SqliteStore::ReturnUnsent(std::string const& subscription, std::ve
       if (!IssuedBy(ref, sub->id, sub->seeks)) continue;
       held_extensions_.erase({sub->id, ref.message_id});
       FERRY_RETURN_IF_ERROR(up->Bind(1, sub->id).Bind(2, ref.message_id).Bind(3, ref.attempt).Bind(4, now_ms).Exec());
+      if (db.Changes() > 0) lease_clock_.Erase(sub->id, ref.message_id);
       returned += db.Changes();
     }
     return OkStatus();
@@ -276,6 +252,63 @@ StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std:
   return result;
 }
 
+Status SqliteStore::ScanLeases(SqliteDb& db, int64_t sub_id) {
+  lease_clock_.StartScan(sub_id);
+  FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, visible_at FROM deliveries WHERE sub_id = ?1 AND "
+                                              "leased = 1"));
+  sel->Bind(1, sub_id);
+  while (true) {
+    FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+    if (!row) break;
+    lease_clock_.Set(sub_id, sel->Int(0), sel->Int(1));
+  }
+  sel->Reset();
+  return OkStatus();
+}
+
+StatusOr<SqliteStore::Expired> SqliteStore::ExpireLeases(SqliteDb& db, SubRow const& sub, int64_t now_ms,
+                                                         bool retry) {
+  Expired out;
+  if (lease_clock_.NeedsScan(sub.id, now_ms)) FERRY_RETURN_IF_ERROR(ScanLeases(db, sub.id));
+  auto due = lease_clock_.TakeDue(sub.id, now_ms);
+  if (due.empty()) return out;
+  FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT visible_at, attempts FROM deliveries WHERE sub_id = ?1 AND "
+                                              "msg_id = ?2 AND leased = 1"));
+  for (int64_t msg_id : due) {
+    sel->Bind(1, sub.id).Bind(2, msg_id);
+    FERRY_ASSIGN_OR_RETURN(bool found, sel->Step());
+    int64_t const deadline = found ? sel->Int(0) : 0;
+    int const attempts = found ? static_cast<int>(sel->Int(1)) : 0;
+    sel->Reset();
+    if (!found) continue;  // acked, nacked or dropped since
+    if (deadline > now_ms) {
+      lease_clock_.Set(sub.id, msg_id, deadline);  // a later deadline was written
+      continue;
+    }
+    // An extension held in memory may still hold it: then it is written (and clocked) now.
+    FERRY_ASSIGN_OR_RETURN(bool held, WriteHeldExtension(db, sub.id, msg_id, attempts, now_ms));
+    if (held) continue;
+    // The lease ran out: that delivery failed.
+    auto after = OnFailedAttempt(sub.spec, attempts, deadline);
+    if (after.dead_letter) {
+      FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, msg_id, attempts, now_ms));
+      if (moved) {
+        ++out.dead_lettered;
+        continue;
+      }
+    }
+    if (!retry) {
+      lease_clock_.Set(sub.id, msg_id, deadline);  // still due: the next lease counts it
+      continue;
+    }
+    ++out.expired;
+    // It waits among the rows to lease from when it may go again (its own deadline, without a backoff), so it
+    // keeps its place; with ordering, a later time holds its key until then.
+    FERRY_RETURN_IF_ERROR(SetVisibility(db, sub.id, msg_id, after.retry_at_ms, false));
+  }
+  return out;
+}
+
 StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_retention) {
   MaintenanceResult result;
   auto st = Write([&](SqliteDb& db) -> Status {
@@ -293,24 +326,8 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
     subs->Reset();
     for (auto const& sub : rows) {
       if (sub.spec.dead_letter_policy) {
-        FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, attempts FROM deliveries WHERE sub_id = ?1 "
-                                                    "AND visible_at <= ?2 AND leased = 1 AND attempts >= ?3"));
-        sel->Bind(1, sub.id).Bind(2, now_ms).Bind(3, sub.spec.dead_letter_policy->max_delivery_attempts);
-        std::vector<std::pair<int64_t, int>> exhausted;
-        while (true) {
-          FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
-          if (!row) break;
-          exhausted.emplace_back(sel->Int(0), static_cast<int>(sel->Int(1)));
-        }
-        sel->Reset();
-        int moved_count = 0;
-        for (auto const& [msg_id, attempts] : exhausted) {
-          FERRY_ASSIGN_OR_RETURN(bool held, WriteHeldExtension(db, sub.id, msg_id, attempts, now_ms));
-          if (held) continue;
-          FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, msg_id, attempts, now_ms));
-          moved_count += moved ? 1 : 0;
-        }
-        if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
+        FERRY_ASSIGN_OR_RETURN(auto expired, ExpireLeases(db, sub, now_ms, /*retry=*/false));
+        if (expired.dead_lettered > 0) result.dead_lettered.emplace_back(sub.spec.name, expired.dead_lettered);
       }
       if (!apply_retention) continue;
       FERRY_ASSIGN_OR_RETURN(int64_t dropped,

@@ -134,6 +134,13 @@ CREATE TABLE nodes(
 -- Seeks of the subscription so far: each ack id carries it, so an ack id from before a seek names nothing.
 ALTER TABLE subscriptions ADD COLUMN seeks INTEGER NOT NULL DEFAULT 0;
 )sql",
+    R"sql(
+-- Only deliveries waiting to be leased are indexed by when they may go: a lease takes the row out of the index,
+-- and an ack of a leased row touches no index entry. The writer keeps leased rows' deadlines in memory
+-- (store/sqlite/lease_clock.h) and reads them from the rows after a start.
+DROP INDEX deliveries_by_visibility;
+CREATE INDEX deliveries_waiting ON deliveries(sub_id, visible_at) WHERE leased = 0;
+)sql",
 };
 
 }  // namespace

@@ -222,6 +222,7 @@ Status SqliteStore::Seek(SqliteDb& db, SubRow const& sub, SeekSql const& sql, in
   FERRY_ASSIGN_OR_RETURN(auto now, db.Prepare("UPDATE deliveries SET visible_at = ?2, leased = 0 WHERE sub_id = ?1"));
   FERRY_RETURN_IF_ERROR(now->Bind(1, sub.id).Bind(2, now_ms).Exec());
   ForgetExtensions(sub.id);
+  lease_clock_.StartScan(sub.id);  // none of its rows is leased now
   FERRY_ASSIGN_OR_RETURN(auto count, db.Prepare("UPDATE subscriptions SET seeks = seeks + 1 WHERE id = ?1"));
   return count->Bind(1, sub.id).Exec();
 }

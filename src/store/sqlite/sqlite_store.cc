@@ -83,8 +83,11 @@ void SqliteStore::AfterBatch(bool committed) {
   } else {
     sub_cache_.clear();  // they may hold what the rollback undid
     fanout_cache_.clear();
+    // Leases taken out of the clock by the batch may be leased rows again.
+    if (lease_clock_.removals() != clock_removals_before_batch_) lease_clock_.ForgetAll();
   }
   published_topics_.clear();
+  clock_removals_before_batch_ = lease_clock_.removals();
 }
 
 StatusOr<std::optional<int64_t>> SqliteStore::FindTopicId(SqliteDb& db, std::string const& name) {
@@ -197,9 +200,11 @@ StatusOr<int64_t> SqliteStore::RemoveDeliveries(SqliteDb& db, SubRow const& sub,
       }
     }
     ForgetExtensions(sub.id, msg_ids);
+    for (int64_t id : msg_ids) lease_clock_.Erase(sub.id, id);
     return kept;
   }
   ForgetExtensions(sub.id, msg_ids);
+  for (int64_t id : msg_ids) lease_clock_.Erase(sub.id, id);
   std::vector<int64_t> removed;
   for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
     int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
@@ -226,7 +231,13 @@ Status SqliteStore::CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub) 
 Status SqliteStore::SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased) {
   FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE deliveries SET visible_at = ?3, leased = ?4 "
                                              "WHERE sub_id = ?1 AND msg_id = ?2"));
-  return st->Bind(1, sub_id).Bind(2, msg_id).Bind(3, visible_at).Bind(4, leased ? 1 : 0).Exec();
+  FERRY_RETURN_IF_ERROR(st->Bind(1, sub_id).Bind(2, msg_id).Bind(3, visible_at).Bind(4, leased ? 1 : 0).Exec());
+  if (leased) {
+    lease_clock_.Set(sub_id, msg_id, visible_at);
+  } else {
+    lease_clock_.Erase(sub_id, msg_id);
+  }
+  return OkStatus();
 }
 
 // On the writer thread: the subscriptions of a topic with their filters, cached like FindSub.
@@ -320,6 +331,7 @@ Status SqliteStore::MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t
     for (int i = 0; i < n; ++i) st->Bind(i + 3, msg_ids[first + static_cast<std::size_t>(i)]);
     FERRY_RETURN_IF_ERROR(st->Exec());
   }
+  for (int64_t id : msg_ids) lease_clock_.Set(sub_id, id, until);
   return OkStatus();
 }
 
@@ -403,6 +415,7 @@ StatusOr<bool> SqliteStore::DeadLetter(SqliteDb& db, SubRow const& sub, int64_t 
   FERRY_RETURN_IF_ERROR(InsertMessages(db, *dlt_id, {message}, now_ms));
   FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id = ?2"));
   FERRY_RETURN_IF_ERROR(del->Bind(1, sub.id).Bind(2, msg_id).Exec());
+  lease_clock_.Erase(sub.id, msg_id);
   FERRY_RETURN_IF_ERROR(ReleaseMessages(db, {msg_id}));
   return true;
 }

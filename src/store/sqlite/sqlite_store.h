@@ -22,6 +22,7 @@
 #include "model/json_codec.h"
 #include "store/ack_id.h"
 #include "store/sqlite/group_commit.h"
+#include "store/sqlite/lease_clock.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/store.h"
 #include "store/stored_json.h"
@@ -137,7 +138,15 @@ class SqliteStore final : public Store {
   // crash only means the message is delivered again, which at-least-once delivery allows; everything else a
   // client is told is done, is.
   Status Write(std::function<Status(SqliteDb&)> fn, bool durable = true) {
-    return writer_->Write(std::move(fn), durable);
+    return writer_->Write(
+        [this, fn = std::move(fn)](SqliteDb& db) {
+          uint64_t const removals = lease_clock_.removals();
+          Status st = fn(db);
+          // Rolled back to its savepoint: the rows it took out of the lease clock may be leased again.
+          if (!st.ok() && lease_clock_.removals() != removals) lease_clock_.ForgetAll();
+          return st;
+        },
+        durable);
   }
   // The read connection, held for the caller's scope.
   struct Reader {
@@ -167,13 +176,24 @@ class SqliteStore final : public Store {
   static Status CheckDeadLetterTopic(SqliteDb& db, Subscription const& sub);
   Status ApplyBucketEvents(SqliteDb& db, std::string const& bucket, std::vector<BucketObjectChange> const& changes,
                            std::string const& topic, std::vector<PubsubMessage> const& events, int64_t now_ms);
-  static Status SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased);
+  // Writes a row's deadline (leased) or when it may be delivered again (not leased), and tells the lease clock.
+  Status SetVisibility(SqliteDb& db, int64_t sub_id, int64_t msg_id, int64_t visible_at, bool leased);
   StatusOr<std::vector<FanoutTarget> const*> FanoutOf(SqliteDb& db, int64_t topic_id);
   // `only_sub` (not 0): a copy for that subscription alone (a redrive), not every subscription of the topic.
   StatusOr<std::vector<int64_t>> InsertMessages(SqliteDb& db, int64_t topic_id,
                                                 std::vector<PubsubMessage> const& messages, int64_t now_ms,
                                                 int64_t only_sub = 0);
-  static Status MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t> const& msg_ids, int64_t until);
+  Status MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t> const& msg_ids, int64_t until);
+  // Reads the leased rows of a subscription into the lease clock.
+  Status ScanLeases(SqliteDb& db, int64_t sub_id);
+  // The leases of `sub` whose deadline has passed (an extension held in memory may still hold one: it is written
+  // then). Each is a failed attempt: dead-lettered when its attempts are spent; otherwise, with `retry`, it waits
+  // out its backoff, and without (maintenance) it stays for the next lease to count.
+  struct Expired {
+    int expired = 0;
+    int dead_lettered = 0;
+  };
+  StatusOr<Expired> ExpireLeases(SqliteDb& db, SubRow const& sub, int64_t now_ms, bool retry);
   static Status ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& msg_ids);
   static StatusOr<int64_t> DropDeliveries(SqliteDb& db, int64_t sub_id, int64_t before_ms);
   static Status DropAcked(SqliteDb& db, int64_t sub_id, int64_t before_ms);
@@ -229,6 +249,10 @@ class SqliteStore final : public Store {
   std::vector<std::string> published_topics_;  // writer thread only: topics published to in this batch
   // writer thread only: by (sub_id, msg_id)
   std::unordered_map<std::pair<int64_t, int64_t>, HeldExtension, DeliveryKeyHash> held_extensions_;
+  // writer thread only. About 40 bytes a lease; past that many, a subscription's leases are scanned instead.
+  static constexpr std::size_t kMaxClockedLeases = 500'000;
+  LeaseClock lease_clock_{kMaxClockedLeases};
+  uint64_t clock_removals_before_batch_ = 0;  // writer thread only
   std::mutex listener_mu_;
   std::function<void(std::string const& topic)> publish_listener_;  // GUARDED_BY(listener_mu_)
   std::unique_ptr<GroupCommitWriter> writer_;  // last: its thread stops before the rest goes

@@ -138,6 +138,7 @@ Status SqliteStore::DeleteSubscription(std::string const& name) {
     if (!existing) return NotFoundError("Subscription does not exist");
     FERRY_RETURN_IF_ERROR(DropDeliveries(db, existing->id, std::numeric_limits<int64_t>::max()));
     FERRY_RETURN_IF_ERROR(DropAcked(db, existing->id, std::numeric_limits<int64_t>::max()));
+    lease_clock_.Forget(existing->id);
     FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("DELETE FROM subscriptions WHERE id = ?1"));
     return st->Bind(1, existing->id).Exec();
   }));
