@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <set>
 
 #include "common/latency_stages.h"
 #include "common/status_macros.h"
@@ -254,16 +253,21 @@ StatusOr<ModifyResult> SqliteStore::Modify(std::string const& subscription, std:
 
 Status SqliteStore::ScanLeases(SqliteDb& db, int64_t sub_id) {
   lease_clock_.StartScan(sub_id);
-  FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, visible_at FROM deliveries WHERE sub_id = ?1 AND "
-                                              "leased = 1"));
-  sel->Bind(1, sub_id);
-  while (true) {
-    FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
-    if (!row) break;
-    lease_clock_.Set(sub_id, sel->Int(0), sel->Int(1));
-  }
-  sel->Reset();
-  return OkStatus();
+  auto scan = [&]() -> Status {
+    FERRY_ASSIGN_OR_RETURN(auto sel, db.Prepare("SELECT msg_id, visible_at FROM deliveries WHERE sub_id = ?1 AND "
+                                                "leased = 1"));
+    sel->Bind(1, sub_id);
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, sel->Step());
+      if (!row) break;
+      lease_clock_.Set(sub_id, sel->Int(0), sel->Int(1));
+    }
+    sel->Reset();
+    return OkStatus();
+  };
+  Status st = scan();
+  if (!st.ok()) lease_clock_.Forget(sub_id);  // half a scan must not be trusted
+  return st;
 }
 
 StatusOr<SqliteStore::Expired> SqliteStore::ExpireLeases(SqliteDb& db, SubRow const& sub, int64_t now_ms,

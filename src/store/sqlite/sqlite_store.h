@@ -140,11 +140,17 @@ class SqliteStore final : public Store {
   Status Write(std::function<Status(SqliteDb&)> fn, bool durable = true) {
     return writer_->Write(
         [this, fn = std::move(fn)](SqliteDb& db) {
+          // A job that fails is rolled back (to its savepoint): rows it took out of the lease clock may be leased
+          // rows again, so the clock is read back from the rows.
           uint64_t const removals = lease_clock_.removals();
-          Status st = fn(db);
-          // Rolled back to its savepoint: the rows it took out of the lease clock may be leased again.
-          if (!st.ok() && lease_clock_.removals() != removals) lease_clock_.ForgetAll();
-          return st;
+          try {
+            Status st = fn(db);
+            if (!st.ok() && lease_clock_.removals() != removals) lease_clock_.ForgetAll();
+            return st;
+          } catch (...) {
+            lease_clock_.ForgetAll();
+            throw;
+          }
         },
         durable);
   }
