@@ -134,7 +134,11 @@ class FunctionFaultsTest(unittest.TestCase):
         self.assert_all_is_well()
         grown = self.rss_mb() - before
         print("flood: the daemon grew by %.0f MB" % grown)
-        self.assertLess(grown, 100, "the daemon grew with the instance's output")
+        # Under AddressSanitizer (scripts/sanitize.sh sets ASAN_OPTIONS) freed memory waits in ASan's quarantine
+        # and allocator caches and every byte touched has shadow: one CI run measured 112 MB there (others under
+        # 100). The bound that matters is the normal build's.
+        limit = 200 if "ASAN_OPTIONS" in os.environ else 100
+        self.assertLess(grown, limit, "the daemon grew with the instance's output")
         status, _, body = harness.http_request(
             self.daemon.port, "GET", "/ferry/v1/projects/%s/functions/flood/logs?limit=10" % PROJECT)
         self.assertEqual(status, 200)
