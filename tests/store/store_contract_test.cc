@@ -10,6 +10,7 @@
 
 #include "store/ack_id.h"
 #include "store/postgres/pg_conn.h"
+#include "store/sqlite/sqlite_db.h"
 #include "store/store.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
@@ -156,6 +157,15 @@ TEST_P(StoreContractTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
   EXPECT_THAT(Data(second->messages), ElementsAre("shared"));
   ASSERT_THAT(store_->Acknowledge(kSub2, {second->messages[0].ack_id}, kNow), IsOk());
   ASSERT_THAT(store_->DeleteSubscription(kSub2), IsOk());
+  if (GetParam() == Backend::kSqlite) {  // the last hold let go: the message itself is gone
+    store_.reset();
+    auto db = SqliteDb::Open(dir_.path() + "/ferry.db");
+    ASSERT_THAT(db, IsOk());
+    auto count = (*db)->Prepare("SELECT COUNT(*) FROM messages");
+    ASSERT_THAT(count, IsOk());
+    ASSERT_THAT((*count)->Step(), IsOk());
+    EXPECT_EQ((*count)->Int(0), 0);
+  }
 }
 
 TEST_P(StoreContractTest, DeletingASubscriptionKeepsMessagesOthersHold) {

@@ -337,15 +337,31 @@ Status SqliteStore::MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t
 
 // Drops one subscription's hold on each message, deleting a message with its last hold.
 Status SqliteStore::ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& msg_ids) {
-  static MultiRowSql const kDelete("DELETE FROM messages WHERE refs <= 1 AND id IN (", "?", ", ", ")");
+  static MultiRowSql const kDelete("DELETE FROM messages WHERE refs <= 1 AND id IN (", "?", ", ", ") RETURNING id");
   static MultiRowSql const kDecrement("UPDATE messages SET refs = refs - 1 WHERE id IN (", "?", ", ", ")");
+  std::vector<int64_t> deleted, held;  // held: by other subscriptions too
   for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
     int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
-    for (auto const* sql : {&kDelete, &kDecrement}) {  // the decrement finds only the rows still there
-      FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare(sql->For(n)));
-      for (int i = 0; i < n; ++i) st->Bind(i + 1, msg_ids[first + static_cast<std::size_t>(i)]);
-      FERRY_RETURN_IF_ERROR(st->Exec());
+    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(kDelete.For(n)));
+    for (int i = 0; i < n; ++i) del->Bind(i + 1, msg_ids[first + static_cast<std::size_t>(i)]);
+    deleted.clear();
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
+      if (!row) break;
+      deleted.push_back(del->Int(0));
     }
+    if (static_cast<int>(deleted.size()) == n) continue;  // a topic with one subscription: no decrement to look up
+    std::sort(deleted.begin(), deleted.end());
+    for (int i = 0; i < n; ++i) {
+      int64_t id = msg_ids[first + static_cast<std::size_t>(i)];
+      if (!std::binary_search(deleted.begin(), deleted.end(), id)) held.push_back(id);
+    }
+  }
+  for (std::size_t first = 0; first < held.size(); first += kRowsPerStatement) {
+    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, held.size() - first));
+    FERRY_ASSIGN_OR_RETURN(auto dec, db.Prepare(kDecrement.For(n)));
+    for (int i = 0; i < n; ++i) dec->Bind(i + 1, held[first + static_cast<std::size_t>(i)]);
+    FERRY_RETURN_IF_ERROR(dec->Exec());
   }
   return OkStatus();
 }
