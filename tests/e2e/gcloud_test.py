@@ -215,7 +215,9 @@ class GcloudTest(unittest.TestCase):
 
     def test_ordering_key_publish_and_ordered_pull(self):
         self.gcloud("topics", "create", "ledger")
-        self.gcloud("subscriptions", "create", "ledger-sub", "--topic=ledger", "--enable-message-ordering")
+        # A long ack deadline: under load a gcloud command takes seconds, and the batch must stay out until the end.
+        self.gcloud("subscriptions", "create", "ledger-sub", "--topic=ledger", "--enable-message-ordering",
+                    "--ack-deadline=120")
         self.assertTrue(self.gjson("subscriptions", "describe", "ledger-sub")["enableMessageOrdering"])
         for i in range(3):
             self.gcloud("topics", "publish", "ledger", "--message=m%d" % i, "--ordering-key=acct-1")

@@ -51,7 +51,8 @@ StatusOr<LeaseResult> SqliteStore::Lease(std::string const& subscription, int ma
     result.dead_lettered = expired.dead_lettered;
     std::vector<int64_t> leased;
     // With message ordering, a key is held while any of its messages is leased or waiting out a backoff, and
-    // its messages go out in publish order: one outstanding batch per key.
+    // its messages go out in publish order: one outstanding batch per key. (After ExpireLeases every leased row's
+    // deadline is still ahead.)
     bool const ordered = spec.enable_message_ordering;
     int64_t bytes = 0;
     bool full = false;  // the byte budget is spent
@@ -61,9 +62,11 @@ StatusOr<LeaseResult> SqliteStore::Lease(std::string const& subscription, int ma
                                          "m.ordering_key "
                                          "FROM deliveries d JOIN messages m ON m.id = d.msg_id "
                                          "WHERE d.sub_id = ?1 AND d.leased = 0 AND d.visible_at <= ?2 AND "
-                                         "(d.ordering_key = '' OR d.ordering_key NOT IN (SELECT ordering_key FROM "
-                                         "deliveries WHERE sub_id = ?1 AND ordering_key != '' AND "
-                                         "visible_at > ?2)) "
+                                         "(d.ordering_key = '' OR d.ordering_key NOT IN ("
+                                         "SELECT ordering_key FROM deliveries INDEXED BY deliveries_leased_keys "
+                                         "WHERE sub_id = ?1 AND leased = 1 AND ordering_key != '' UNION ALL "
+                                         "SELECT ordering_key FROM deliveries WHERE sub_id = ?1 AND leased = 0 "
+                                         "AND visible_at > ?2 AND ordering_key != '')) "
                                          "ORDER BY d.msg_id LIMIT ?3"
                                        : "SELECT d.msg_id, d.attempts, m.publish_time, m.data, m.attributes, "
                                          "m.ordering_key "

@@ -137,9 +137,12 @@ ALTER TABLE subscriptions ADD COLUMN seeks INTEGER NOT NULL DEFAULT 0;
     R"sql(
 -- Only deliveries waiting to be leased are indexed by when they may go: a lease takes the row out of the index,
 -- and an ack of a leased row touches no index entry. The writer keeps leased rows' deadlines in memory
--- (store/sqlite/lease_clock.h) and reads them from the rows after a start.
+-- (store/sqlite/lease_clock.h) and reads them from the rows after a start. msg_id, attempts and leased make it
+-- covering for the lease query, which then reads no deliveries row.
+-- With ordering keys, a lease skips the keys of leased messages: those are found by their own small index.
 DROP INDEX deliveries_by_visibility;
-CREATE INDEX deliveries_waiting ON deliveries(sub_id, visible_at) WHERE leased = 0;
+CREATE INDEX deliveries_waiting ON deliveries(sub_id, visible_at, msg_id, attempts, leased) WHERE leased = 0;
+CREATE INDEX deliveries_leased_keys ON deliveries(sub_id, ordering_key) WHERE leased = 1 AND ordering_key != '';
 )sql",
 };
 
