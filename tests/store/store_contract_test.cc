@@ -103,6 +103,18 @@ class StoreContractTest : public ::testing::TestWithParam<Backend> {
     ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub, kTopic)), IsOk());
   }
 
+  // SQLite: closes the store and checks its file holds no message (each went with its last hold).
+  void ExpectNoMessageRowsLeft() {
+    if (GetParam() != Backend::kSqlite) return;
+    store_.reset();
+    auto db = SqliteDb::Open(dir_.path() + "/ferry.db");
+    ASSERT_THAT(db, IsOk());
+    auto count = (*db)->Prepare("SELECT COUNT(*) FROM messages");
+    ASSERT_THAT(count, IsOk());
+    ASSERT_THAT((*count)->Step(), IsOk());
+    EXPECT_EQ((*count)->Int(0), 0);
+  }
+
   std::vector<std::string> Data(std::vector<ReceivedMessage> const& received) {
     std::vector<std::string> out;
     for (auto const& r : received) out.push_back(r.message.data);
@@ -157,15 +169,30 @@ TEST_P(StoreContractTest, AckOnOneSubscriptionLeavesTheOthersCopy) {
   EXPECT_THAT(Data(second->messages), ElementsAre("shared"));
   ASSERT_THAT(store_->Acknowledge(kSub2, {second->messages[0].ack_id}, kNow), IsOk());
   ASSERT_THAT(store_->DeleteSubscription(kSub2), IsOk());
-  if (GetParam() == Backend::kSqlite) {  // the last hold let go: the message itself is gone
-    store_.reset();
-    auto db = SqliteDb::Open(dir_.path() + "/ferry.db");
-    ASSERT_THAT(db, IsOk());
-    auto count = (*db)->Prepare("SELECT COUNT(*) FROM messages");
-    ASSERT_THAT(count, IsOk());
-    ASSERT_THAT((*count)->Step(), IsOk());
-    EXPECT_EQ((*count)->Int(0), 0);
-  }
+  ExpectNoMessageRowsLeft();  // the last hold let go: the message itself is gone
+}
+
+// Acks of consecutive messages go to the store as ranges (SplitIntoRuns): each message still goes only with its
+// last hold.
+TEST_P(StoreContractTest, ARunOfAcksReleasesEachMessageOnlyWithItsLastHold) {
+  CreateTopicAndSub();
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kSub2, kTopic)), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a"), Msg("b"), Msg("c"), Msg("d"), Msg("e"), Msg("f")}, kNow), IsOk());
+  auto ack_all = [&](char const* sub) {
+    auto lease = store_->Lease(sub, 10, kNow);
+    ASSERT_THAT(lease, IsOk());
+    EXPECT_THAT(Data(lease->messages), ElementsAre("a", "b", "c", "d", "e", "f"));
+    std::vector<std::string> ids;
+    for (auto const& r : lease->messages) ids.push_back(r.ack_id);
+    auto acked = store_->Acknowledge(sub, ids, kNow);
+    ASSERT_THAT(acked, IsOk());
+    EXPECT_EQ(acked->acked, 6);
+  };
+  ack_all(kSub);
+  ack_all(kSub2);
+  EXPECT_THAT(store_->Lease(kSub, 10, kNow + 60'000)->messages, SizeIs(0));
+  EXPECT_THAT(store_->Lease(kSub2, 10, kNow + 60'000)->messages, SizeIs(0));
+  ExpectNoMessageRowsLeft();
 }
 
 TEST_P(StoreContractTest, DeletingASubscriptionKeepsMessagesOthersHold) {

@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_db.h"
 
+#include <algorithm>
+
 #include <sqlite3.h>
 
 namespace ferry {
@@ -125,6 +127,24 @@ int SqliteDb::Changes() const { return sqlite3_changes(db_); }
 
 Status SqliteDb::Error(std::string_view what) const {
   return InternalError("sqlite " + std::string(what) + ": " + sqlite3_errmsg(db_));
+}
+
+IdRuns SplitIntoRuns(std::vector<int64_t> ids) {
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  IdRuns out;
+  for (std::size_t first = 0; first < ids.size();) {
+    std::size_t last = first;
+    while (last + 1 < ids.size() && ids[last + 1] == ids[last] + 1) ++last;
+    if (last - first + 1 >= IdRuns::kMinRangeRun) {
+      out.ranges.emplace_back(ids[first], ids[last]);
+    } else {
+      out.singles.insert(out.singles.end(), ids.begin() + static_cast<std::ptrdiff_t>(first),
+                         ids.begin() + static_cast<std::ptrdiff_t>(last) + 1);
+    }
+    first = last + 1;
+  }
+  return out;
 }
 
 }  // namespace ferry

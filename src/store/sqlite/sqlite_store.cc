@@ -206,11 +206,23 @@ StatusOr<int64_t> SqliteStore::RemoveDeliveries(SqliteDb& db, SubRow const& sub,
   ForgetExtensions(sub.id, msg_ids);
   for (int64_t id : msg_ids) lease_clock_.Erase(sub.id, id);
   std::vector<int64_t> removed;
-  for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
-    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
+  auto runs = SplitIntoRuns(msg_ids);
+  for (auto [low, high] : runs.ranges) {
+    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id BETWEEN ?2 "
+                                                "AND ?3 RETURNING msg_id"));
+    del->Bind(1, sub.id).Bind(2, low).Bind(3, high);
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
+      if (!row) break;
+      removed.push_back(del->Int(0));
+    }
+  }
+  auto const& singles = runs.singles;
+  for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
+    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, singles.size() - first));
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(AckSql().For(n)));
     del->Bind(1, sub.id);
-    for (int i = 0; i < n; ++i) del->Bind(i + 2, msg_ids[first + static_cast<std::size_t>(i)]);
+    for (int i = 0; i < n; ++i) del->Bind(i + 2, singles[first + static_cast<std::size_t>(i)]);
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
       if (!row) break;
@@ -324,11 +336,18 @@ StatusOr<std::vector<int64_t>> SqliteStore::InsertMessages(SqliteDb& db, int64_t
 
 // Leases the messages until `until`, counting one more delivery attempt each.
 Status SqliteStore::MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t> const& msg_ids, int64_t until) {
-  for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
-    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
+  auto runs = SplitIntoRuns(msg_ids);
+  for (auto [low, high] : runs.ranges) {
+    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE deliveries SET attempts = attempts + 1, leased = 1, "
+                                               "visible_at = ?2 WHERE sub_id = ?1 AND msg_id BETWEEN ?3 AND ?4"));
+    FERRY_RETURN_IF_ERROR(st->Bind(1, sub_id).Bind(2, until).Bind(3, low).Bind(4, high).Exec());
+  }
+  auto const& singles = runs.singles;
+  for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
+    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, singles.size() - first));
     FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare(LeaseSql().For(n)));
     st->Bind(1, sub_id).Bind(2, until);
-    for (int i = 0; i < n; ++i) st->Bind(i + 3, msg_ids[first + static_cast<std::size_t>(i)]);
+    for (int i = 0; i < n; ++i) st->Bind(i + 3, singles[first + static_cast<std::size_t>(i)]);
     FERRY_RETURN_IF_ERROR(st->Exec());
   }
   for (int64_t id : msg_ids) lease_clock_.Set(sub_id, id, until);
@@ -339,24 +358,42 @@ Status SqliteStore::MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t
 Status SqliteStore::ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& msg_ids) {
   static MultiRowSql const kDelete("DELETE FROM messages WHERE refs <= 1 AND id IN (", "?", ", ", ") RETURNING id");
   static MultiRowSql const kDecrement("UPDATE messages SET refs = refs - 1 WHERE id IN (", "?", ", ", ")");
-  std::vector<int64_t> deleted, held;  // held: by other subscriptions too
-  for (std::size_t first = 0; first < msg_ids.size(); first += kRowsPerStatement) {
-    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, msg_ids.size() - first));
-    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(kDelete.For(n)));
-    for (int i = 0; i < n; ++i) del->Bind(i + 1, msg_ids[first + static_cast<std::size_t>(i)]);
-    deleted.clear();
+  auto runs = SplitIntoRuns(msg_ids);
+  std::vector<int64_t> deleted;  // of the messages named, those whose last hold this was
+  for (auto [low, high] : runs.ranges) {
+    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE refs <= 1 AND id BETWEEN ?1 AND ?2 "
+                                                "RETURNING id"));
+    del->Bind(1, low).Bind(2, high);
     while (true) {
       FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
       if (!row) break;
       deleted.push_back(del->Int(0));
     }
-    if (static_cast<int>(deleted.size()) == n) continue;  // a topic with one subscription: no decrement to look up
-    std::sort(deleted.begin(), deleted.end());
-    for (int i = 0; i < n; ++i) {
-      int64_t id = msg_ids[first + static_cast<std::size_t>(i)];
-      if (!std::binary_search(deleted.begin(), deleted.end(), id)) held.push_back(id);
+  }
+  auto const& singles = runs.singles;
+  for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
+    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, singles.size() - first));
+    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(kDelete.For(n)));
+    for (int i = 0; i < n; ++i) del->Bind(i + 1, singles[first + static_cast<std::size_t>(i)]);
+    while (true) {
+      FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
+      if (!row) break;
+      deleted.push_back(del->Int(0));
     }
   }
+  std::size_t named = singles.size();
+  for (auto [low, high] : runs.ranges) named += static_cast<std::size_t>(high - low + 1);
+  if (deleted.size() == named) return OkStatus();  // a topic with one subscription: no decrement to look up
+  // The rest are held by other subscriptions too.
+  std::sort(deleted.begin(), deleted.end());
+  std::vector<int64_t> held;
+  auto keep = [&](int64_t id) {
+    if (!std::binary_search(deleted.begin(), deleted.end(), id)) held.push_back(id);
+  };
+  for (auto [low, high] : runs.ranges) {
+    for (int64_t id = low; id <= high; ++id) keep(id);
+  }
+  for (int64_t id : singles) keep(id);
   for (std::size_t first = 0; first < held.size(); first += kRowsPerStatement) {
     int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, held.size() - first));
     FERRY_ASSIGN_OR_RETURN(auto dec, db.Prepare(kDecrement.For(n)));
