@@ -44,13 +44,18 @@ MultiRowSql const& AckSql() {
 
 StatusOr<std::vector<int64_t>> FirstColumn(SqliteStmt& st) {
   std::vector<int64_t> out;
+  FERRY_RETURN_IF_ERROR(AppendFirstColumn(st, out));
+  return out;
+}
+
+Status AppendFirstColumn(SqliteStmt& st, std::vector<int64_t>& out) {
   while (true) {
     FERRY_ASSIGN_OR_RETURN(bool row, st.Step());
     if (!row) break;
     out.push_back(st.Int(0));
   }
   st.Reset();
-  return out;
+  return OkStatus();
 }
 
 SqliteStore::SqliteStore(std::unique_ptr<SqliteDb> writer, std::unique_ptr<SqliteDb> reader, int64_t last_message_id,
@@ -211,11 +216,7 @@ StatusOr<int64_t> SqliteStore::RemoveDeliveries(SqliteDb& db, SubRow const& sub,
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id BETWEEN ?2 "
                                                 "AND ?3 RETURNING msg_id"));
     del->Bind(1, sub.id).Bind(2, low).Bind(3, high);
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
-      if (!row) break;
-      removed.push_back(del->Int(0));
-    }
+    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, removed));
   }
   auto const& singles = runs.singles;
   for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
@@ -223,11 +224,7 @@ StatusOr<int64_t> SqliteStore::RemoveDeliveries(SqliteDb& db, SubRow const& sub,
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(AckSql().For(n)));
     del->Bind(1, sub.id);
     for (int i = 0; i < n; ++i) del->Bind(i + 2, singles[first + static_cast<std::size_t>(i)]);
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
-      if (!row) break;
-      removed.push_back(del->Int(0));
-    }
+    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, removed));
   }
   FERRY_RETURN_IF_ERROR(ReleaseMessages(db, removed));
   return static_cast<int64_t>(removed.size());
@@ -364,22 +361,14 @@ Status SqliteStore::ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& ms
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE refs <= 1 AND id BETWEEN ?1 AND ?2 "
                                                 "RETURNING id"));
     del->Bind(1, low).Bind(2, high);
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
-      if (!row) break;
-      deleted.push_back(del->Int(0));
-    }
+    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, deleted));
   }
   auto const& singles = runs.singles;
   for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
     int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, singles.size() - first));
     FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(kDelete.For(n)));
     for (int i = 0; i < n; ++i) del->Bind(i + 1, singles[first + static_cast<std::size_t>(i)]);
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, del->Step());
-      if (!row) break;
-      deleted.push_back(del->Int(0));
-    }
+    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, deleted));
   }
   std::size_t named = singles.size();
   for (auto [low, high] : runs.ranges) named += static_cast<std::size_t>(high - low + 1);

@@ -33,6 +33,8 @@ Status MigrateSqliteStore(SqliteDb& db);
 
 // Steps a statement to its end, collecting its first column.
 StatusOr<std::vector<int64_t>> FirstColumn(SqliteStmt& st);
+// The same, appended to `out`.
+Status AppendFirstColumn(SqliteStmt& st, std::vector<int64_t>& out);
 
 struct SubRow {
   int64_t id = 0;
