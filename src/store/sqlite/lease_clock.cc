@@ -13,6 +13,7 @@ bool LeaseClock::NeedsScan(int64_t sub, int64_t now_ms) const {
 void LeaseClock::StartScan(int64_t sub) {
   Forget(sub);
   subs_[sub];
+  ++changes_;
 }
 
 void LeaseClock::Set(int64_t sub, int64_t msg, int64_t deadline) {
@@ -32,6 +33,7 @@ void LeaseClock::Set(int64_t sub, int64_t msg, int64_t deadline) {
     ++size_;
   }
   leases.by_deadline.insert({deadline, msg});
+  ++changes_;
 }
 
 void LeaseClock::Erase(int64_t sub, int64_t msg) {
@@ -43,7 +45,7 @@ void LeaseClock::Erase(int64_t sub, int64_t msg) {
   leases.by_deadline.erase({entry->second, msg});
   leases.deadline_of.erase(entry);
   --size_;
-  ++removals_;
+  ++changes_;
 }
 
 void LeaseClock::Forget(int64_t sub) {
@@ -51,13 +53,13 @@ void LeaseClock::Forget(int64_t sub) {
   if (it == subs_.end()) return;
   size_ -= it->second.deadline_of.size();
   subs_.erase(it);
-  ++removals_;
+  ++changes_;
 }
 
 void LeaseClock::ForgetAll() {
   subs_.clear();
   size_ = 0;
-  ++removals_;
+  ++changes_;
 }
 
 std::vector<int64_t> LeaseClock::TakeDue(int64_t sub, int64_t now_ms) {
@@ -72,7 +74,7 @@ std::vector<int64_t> LeaseClock::TakeDue(int64_t sub, int64_t now_ms) {
   }
   leases.by_deadline.erase(leases.by_deadline.begin(), end);
   size_ -= due.size();
-  removals_ += due.size();
+  changes_ += due.size();
   return due;
 }
 

@@ -21,8 +21,8 @@ namespace ferry {
 // What the store relies on: every leased row of a subscription whose state is known has an entry here no later
 // than its written deadline. Entries for rows that have since been acked, nacked or dropped are harmless (the
 // store reads the row before acting on one). A subscription's state is unknown until a scan of its leased rows
-// (after a start, after a rolled-back change took entries out, or when some did not fit under the capacity: then
-// again once the earliest of those that did not fit is due).
+// (after a start, after a change that touched the clock was rolled back, or when some did not fit under the
+// capacity: then again once the earliest of those that did not fit is due).
 class LeaseClock {
  public:
   explicit LeaseClock(std::size_t capacity) : capacity_(capacity) {}
@@ -42,8 +42,9 @@ class LeaseClock {
   std::vector<int64_t> TakeDue(int64_t sub, int64_t now_ms);
 
   [[nodiscard]] std::size_t size() const { return size_; }
-  // Counts every entry taken out: a change that took some and then rolled back must forget the clock.
-  [[nodiscard]] uint64_t removals() const { return removals_; }
+  // Counts every change: a store change that changed the clock and then rolled back must forget it (the rows are
+  // as they were, the clock is not).
+  [[nodiscard]] uint64_t changes() const { return changes_; }
 
  private:
   struct SubLeases {
@@ -54,7 +55,7 @@ class LeaseClock {
 
   std::size_t const capacity_;
   std::size_t size_ = 0;
-  uint64_t removals_ = 0;
+  uint64_t changes_ = 0;
   absl::flat_hash_map<int64_t, SubLeases> subs_;  // present: scanned
 };
 

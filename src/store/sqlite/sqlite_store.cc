@@ -88,11 +88,11 @@ void SqliteStore::AfterBatch(bool committed) {
   } else {
     sub_cache_.clear();  // they may hold what the rollback undid
     fanout_cache_.clear();
-    // Leases taken out of the clock by the batch may be leased rows again.
-    if (lease_clock_.removals() != clock_removals_before_batch_) lease_clock_.ForgetAll();
+    // The rows are as before the batch; the lease clock, if the batch changed it, is not.
+    if (lease_clock_.changes() != clock_changes_before_batch_) lease_clock_.ForgetAll();
   }
   published_topics_.clear();
-  clock_removals_before_batch_ = lease_clock_.removals();
+  clock_changes_before_batch_ = lease_clock_.changes();
 }
 
 StatusOr<std::optional<int64_t>> SqliteStore::FindTopicId(SqliteDb& db, std::string const& name) {

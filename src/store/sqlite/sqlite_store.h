@@ -142,12 +142,12 @@ class SqliteStore final : public Store {
   Status Write(std::function<Status(SqliteDb&)> fn, bool durable = true) {
     return writer_->Write(
         [this, fn = std::move(fn)](SqliteDb& db) {
-          // A job that fails is rolled back (to its savepoint): rows it took out of the lease clock may be leased
-          // rows again, so the clock is read back from the rows.
-          uint64_t const removals = lease_clock_.removals();
+          // A job that fails is rolled back (to its savepoint): if it changed the lease clock, the clock no longer
+          // matches the rows, and is read back from them.
+          uint64_t const changes = lease_clock_.changes();
           try {
             Status st = fn(db);
-            if (!st.ok() && lease_clock_.removals() != removals) lease_clock_.ForgetAll();
+            if (!st.ok() && lease_clock_.changes() != changes) lease_clock_.ForgetAll();
             return st;
           } catch (...) {
             lease_clock_.ForgetAll();
@@ -260,7 +260,7 @@ class SqliteStore final : public Store {
   // writer thread only. About 40 bytes a lease; past that many, a subscription's leases are scanned instead.
   static constexpr std::size_t kMaxClockedLeases = 500'000;
   LeaseClock lease_clock_{kMaxClockedLeases};
-  uint64_t clock_removals_before_batch_ = 0;  // writer thread only
+  uint64_t clock_changes_before_batch_ = 0;  // writer thread only
   std::mutex listener_mu_;
   std::function<void(std::string const& topic)> publish_listener_;  // GUARDED_BY(listener_mu_)
   std::unique_ptr<GroupCommitWriter> writer_;  // last: its thread stops before the rest goes
