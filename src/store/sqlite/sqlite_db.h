@@ -1,7 +1,9 @@
 #pragma once
 
 #include <cstdint>
+#include <algorithm>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -98,6 +100,21 @@ IdRuns SplitIntoRuns(std::vector<int64_t> ids);
 // Rows per multi-row statement: SQLite's per-statement overhead (halt, reset, statement journal) costs more than
 // the row work itself when writing one small row per statement.
 inline constexpr int kRowsPerStatement = 64;
+
+// One statement over the rows `ids` name, as IdRuns says: `range(low, high)` for each run, then `list(chunk)` for
+// each chunk of at most kRowsPerStatement of the other ids. Stops at the first error.
+template <typename Range, typename List>
+Status ForIdRuns(std::vector<int64_t> const& ids, Range&& range, List&& list) {
+  IdRuns runs = SplitIntoRuns(ids);
+  for (auto [low, high] : runs.ranges) {
+    if (Status st = range(low, high); !st.ok()) return st;
+  }
+  for (std::size_t first = 0; first < runs.singles.size(); first += kRowsPerStatement) {
+    std::size_t n = std::min<std::size_t>(kRowsPerStatement, runs.singles.size() - first);
+    if (Status st = list(std::span<int64_t const>(runs.singles.data() + first, n)); !st.ok()) return st;
+  }
+  return OkStatus();
+}
 
 // The texts of one statement for 1..kRowsPerStatement rows, built once: `head` followed by `rows` copies of
 // `row` joined by `sep`, then `tail`. The prepared-statement cache keys on their stable addresses.

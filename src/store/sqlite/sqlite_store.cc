@@ -2,6 +2,8 @@
 #include "store/sqlite/sqlite_store.h"
 
 #include <algorithm>
+#include <iterator>
+#include <span>
 #include <filesystem>
 #include <limits>
 
@@ -211,21 +213,20 @@ StatusOr<int64_t> SqliteStore::RemoveDeliveries(SqliteDb& db, SubRow const& sub,
   ForgetExtensions(sub.id, msg_ids);
   for (int64_t id : msg_ids) lease_clock_.Erase(sub.id, id);
   std::vector<int64_t> removed;
-  auto runs = SplitIntoRuns(msg_ids);
-  for (auto [low, high] : runs.ranges) {
-    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id BETWEEN ?2 "
-                                                "AND ?3 RETURNING msg_id"));
-    del->Bind(1, sub.id).Bind(2, low).Bind(3, high);
-    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, removed));
-  }
-  auto const& singles = runs.singles;
-  for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
-    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, singles.size() - first));
-    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(AckSql().For(n)));
-    del->Bind(1, sub.id);
-    for (int i = 0; i < n; ++i) del->Bind(i + 2, singles[first + static_cast<std::size_t>(i)]);
-    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, removed));
-  }
+  FERRY_RETURN_IF_ERROR(ForIdRuns(
+      msg_ids,
+      [&](int64_t low, int64_t high) -> Status {
+        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM deliveries WHERE sub_id = ?1 AND msg_id BETWEEN "
+                                                    "?2 AND ?3 RETURNING msg_id"));
+        del->Bind(1, sub.id).Bind(2, low).Bind(3, high);
+        return AppendFirstColumn(*del, removed);
+      },
+      [&](std::span<int64_t const> chunk) -> Status {
+        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(AckSql().For(static_cast<int>(chunk.size()))));
+        del->Bind(1, sub.id);
+        for (std::size_t i = 0; i < chunk.size(); ++i) del->Bind(static_cast<int>(i) + 2, chunk[i]);
+        return AppendFirstColumn(*del, removed);
+      }));
   FERRY_RETURN_IF_ERROR(ReleaseMessages(db, removed));
   return static_cast<int64_t>(removed.size());
 }
@@ -333,20 +334,19 @@ StatusOr<std::vector<int64_t>> SqliteStore::InsertMessages(SqliteDb& db, int64_t
 
 // Leases the messages until `until`, counting one more delivery attempt each.
 Status SqliteStore::MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t> const& msg_ids, int64_t until) {
-  auto runs = SplitIntoRuns(msg_ids);
-  for (auto [low, high] : runs.ranges) {
-    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE deliveries SET attempts = attempts + 1, leased = 1, "
-                                               "visible_at = ?2 WHERE sub_id = ?1 AND msg_id BETWEEN ?3 AND ?4"));
-    FERRY_RETURN_IF_ERROR(st->Bind(1, sub_id).Bind(2, until).Bind(3, low).Bind(4, high).Exec());
-  }
-  auto const& singles = runs.singles;
-  for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
-    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, singles.size() - first));
-    FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare(LeaseSql().For(n)));
-    st->Bind(1, sub_id).Bind(2, until);
-    for (int i = 0; i < n; ++i) st->Bind(i + 3, singles[first + static_cast<std::size_t>(i)]);
-    FERRY_RETURN_IF_ERROR(st->Exec());
-  }
+  FERRY_RETURN_IF_ERROR(ForIdRuns(
+      msg_ids,
+      [&](int64_t low, int64_t high) -> Status {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare("UPDATE deliveries SET attempts = attempts + 1, leased = 1, "
+                                                   "visible_at = ?2 WHERE sub_id = ?1 AND msg_id BETWEEN ?3 AND ?4"));
+        return st->Bind(1, sub_id).Bind(2, until).Bind(3, low).Bind(4, high).Exec();
+      },
+      [&](std::span<int64_t const> chunk) -> Status {
+        FERRY_ASSIGN_OR_RETURN(auto st, db.Prepare(LeaseSql().For(static_cast<int>(chunk.size()))));
+        st->Bind(1, sub_id).Bind(2, until);
+        for (std::size_t i = 0; i < chunk.size(); ++i) st->Bind(static_cast<int>(i) + 3, chunk[i]);
+        return st->Exec();
+      }));
   for (int64_t id : msg_ids) lease_clock_.Set(sub_id, id, until);
   return OkStatus();
 }
@@ -355,34 +355,28 @@ Status SqliteStore::MarkLeased(SqliteDb& db, int64_t sub_id, std::vector<int64_t
 Status SqliteStore::ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& msg_ids) {
   static MultiRowSql const kDelete("DELETE FROM messages WHERE refs <= 1 AND id IN (", "?", ", ", ") RETURNING id");
   static MultiRowSql const kDecrement("UPDATE messages SET refs = refs - 1 WHERE id IN (", "?", ", ", ")");
-  auto runs = SplitIntoRuns(msg_ids);
   std::vector<int64_t> deleted;  // of the messages named, those whose last hold this was
-  for (auto [low, high] : runs.ranges) {
-    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE refs <= 1 AND id BETWEEN ?1 AND ?2 "
-                                                "RETURNING id"));
-    del->Bind(1, low).Bind(2, high);
-    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, deleted));
-  }
-  auto const& singles = runs.singles;
-  for (std::size_t first = 0; first < singles.size(); first += kRowsPerStatement) {
-    int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, singles.size() - first));
-    FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(kDelete.For(n)));
-    for (int i = 0; i < n; ++i) del->Bind(i + 1, singles[first + static_cast<std::size_t>(i)]);
-    FERRY_RETURN_IF_ERROR(AppendFirstColumn(*del, deleted));
-  }
-  std::size_t named = singles.size();
-  for (auto [low, high] : runs.ranges) named += static_cast<std::size_t>(high - low + 1);
-  if (deleted.size() == named) return OkStatus();  // a topic with one subscription: no decrement to look up
-  // The rest are held by other subscriptions too.
+  FERRY_RETURN_IF_ERROR(ForIdRuns(
+      msg_ids,
+      [&](int64_t low, int64_t high) -> Status {
+        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare("DELETE FROM messages WHERE refs <= 1 AND id BETWEEN ?1 AND ?2 "
+                                                    "RETURNING id"));
+        del->Bind(1, low).Bind(2, high);
+        return AppendFirstColumn(*del, deleted);
+      },
+      [&](std::span<int64_t const> chunk) -> Status {
+        FERRY_ASSIGN_OR_RETURN(auto del, db.Prepare(kDelete.For(static_cast<int>(chunk.size()))));
+        for (std::size_t i = 0; i < chunk.size(); ++i) del->Bind(static_cast<int>(i) + 1, chunk[i]);
+        return AppendFirstColumn(*del, deleted);
+      }));
+  // The rest are held by other subscriptions too (none, for a topic with one subscription).
+  std::vector<int64_t> named = msg_ids;
+  std::sort(named.begin(), named.end());
+  named.erase(std::unique(named.begin(), named.end()), named.end());
+  if (deleted.size() == named.size()) return OkStatus();
   std::sort(deleted.begin(), deleted.end());
   std::vector<int64_t> held;
-  auto keep = [&](int64_t id) {
-    if (!std::binary_search(deleted.begin(), deleted.end(), id)) held.push_back(id);
-  };
-  for (auto [low, high] : runs.ranges) {
-    for (int64_t id = low; id <= high; ++id) keep(id);
-  }
-  for (int64_t id : singles) keep(id);
+  std::set_difference(named.begin(), named.end(), deleted.begin(), deleted.end(), std::back_inserter(held));
   for (std::size_t first = 0; first < held.size(); first += kRowsPerStatement) {
     int n = static_cast<int>(std::min<std::size_t>(kRowsPerStatement, held.size() - first));
     FERRY_ASSIGN_OR_RETURN(auto dec, db.Prepare(kDecrement.For(n)));
