@@ -114,7 +114,7 @@ class FunctionsTest(unittest.TestCase):
         self.assertIn('"data":"e30="', lines[started])  # the event: {} in base64
         self.assertIn("Context: ", lines[started])
         self.assertIn('"resource":"projects/ferry-local/topics/bar"', lines[started])
-        execution_id = re.search(r'"execution_id":"([0-9a-f]{12})"', lines[started]).group(1)
+        execution_id = re.search(r'"execution_id":"([0-9a-f]{20})"', lines[started]).group(1)
         self.assertIn(execution_id, lines[done])
         only = self.ferry("logs", "bar", "--execution-id", execution_id, "--format", "json",
                           project="ferry-local").stdout.splitlines()

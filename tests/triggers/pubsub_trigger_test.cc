@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -143,7 +146,7 @@ TEST_F(PubsubTriggerTest, SuccessfulExecutionAcksTheMessage) {
   ASSERT_THAT(records, SizeIs(1));
   EXPECT_EQ(records[0].status, ExecutionStatus::kOk) << records[0].error;
   EXPECT_EQ(records[0].attempt, 1);
-  EXPECT_EQ(records[0].execution_id.size(), 12u);
+  EXPECT_EQ(records[0].execution_id.size(), 20u);
   for (int i = 0; i < 200 && Backlog() != 0; ++i) std::this_thread::sleep_for(milliseconds(5));
   EXPECT_EQ(Backlog(), 0);
   std::lock_guard lock(mu_);
@@ -230,6 +233,33 @@ TEST_F(PubsubTriggerTest, NodesSharingTheClusterSlotsStayWithinTheLimitTogether)
   }));
   EXPECT_LE(PeakOfSleepy(60), 2);
   EXPECT_TRUE(Eventually([&] { return Backlog() == 0; }));  // every one acked
+}
+
+TEST(ExecutionIdTest, IdsGrowInTheOrderTheyAreMadeAndNeverRepeat) {
+  auto const now_ms = std::chrono::duration_cast<milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<std::vector<std::string>> made(4);
+  std::vector<std::thread> threads;
+  for (auto& ids : made) {
+    threads.emplace_back([&ids] {
+      for (int i = 0; i < 20000; ++i) ids.push_back(NewExecutionId());  // far more than 256 a millisecond
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> all;
+  for (auto const& ids : made) {
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+    all.insert(ids.begin(), ids.end());
+  }
+  EXPECT_EQ(all.size(), 4u * 20000u);
+  std::string const first = *all.begin();
+  ASSERT_EQ(first.size(), 20u);
+  EXPECT_EQ(first.find_first_not_of("0123456789abcdef"), std::string::npos) << first;
+  // The first 13 digits follow the wall clock: a millisecond shifted by 8 bits.
+  int64_t const stamped_ms = static_cast<int64_t>(std::stoull(first.substr(0, 13), nullptr, 16) >> 8);
+  EXPECT_LE(std::abs(stamped_ms - now_ms), 5000) << first;
+  // The last 7 are this process's own, the same in every id.
+  EXPECT_EQ(first.substr(13), all.rbegin()->substr(13));
 }
 
 TEST(PubsubInvocationTest, LegacyEventBodyMatchesTheFunctionsFramework) {
