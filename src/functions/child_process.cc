@@ -338,6 +338,7 @@ bool ChildProcess::ReadAvailable(Pipe& pipe, int max_bytes) {
     ssize_t n = ReadAndHandle(pipe);
     if (n > 0) {
       read_bytes += static_cast<int>(n);
+      if (n < kReadBytes) return true;  // emptied it
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -372,7 +373,7 @@ ssize_t ChildProcess::ReadAndHandle(Pipe& pipe) {
   auto emit = [&](std::string_view line) {
     if (on_line_) on_line_(pipe.is_stderr, ToValidUtf8(line));
   };
-  char buf[4096];
+  char buf[kReadBytes];
   ++readers_handling_;  // before the read: the bytes are in the pipe or being handled, never neither
   ssize_t n = read(pipe.fd, buf, sizeof buf);
   int read_errno = errno;
@@ -425,11 +426,11 @@ bool ChildProcess::TryDrainOutput() {
   for (int i = 0; i < 2; ++i) {
     if ((fds[i].revents & POLLIN) == 0) continue;
     Pipe& pipe = i == 0 ? out_ : err_;
-    ssize_t n = 1;
-    for (int read_bytes = 0; n > 0 && read_bytes < kMaxDrainBytes; read_bytes += static_cast<int>(n)) {
-      n = ReadAndHandle(pipe);  // until EAGAIN (all taken) or 0 (the process closed it)
+    ssize_t n = kReadBytes;
+    for (int read_bytes = 0; n == kReadBytes && read_bytes < kMaxDrainBytes; read_bytes += static_cast<int>(n)) {
+      n = ReadAndHandle(pipe);  // until a short read or EAGAIN (all taken) or 0 (the process closed it)
     }
-    if (n > 0) return false;  // more than kMaxDrainBytes: the reader thread takes the rest
+    if (n == kReadBytes) return false;  // more than kMaxDrainBytes: the reader thread takes the rest
   }
   return true;
 }

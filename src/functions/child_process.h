@@ -104,12 +104,15 @@ class ChildProcess {
   void ReadLines(Pipe& pipe);
   // The pipe is at its end: handles its unfinished last line, counts a reader less. REQUIRES(pipe.mu).
   void EndPipe(Pipe& pipe);
-  // Reads `pipe` until it would block, ends, or `max_bytes` were read. REQUIRES(pipe.mu). False once it ended.
+  // Reads `pipe` until it is empty, ends, or `max_bytes` were read. REQUIRES(pipe.mu). False once it ended.
   bool ReadAvailable(Pipe& pipe, int max_bytes);
   // Reads both pipes on the calling thread until they end or `until` passes (poll between reads). Returns whether
   // they ended.
   bool ReadToEnd(std::chrono::steady_clock::time_point until);
-  // One read of `pipe` and the handling of its lines. REQUIRES(pipe.mu). read(2)'s result.
+  // One read of at most kReadBytes from `pipe` and the handling of its lines. REQUIRES(pipe.mu). read(2)'s result.
+  // A read of a pipe returns fewer bytes than asked only when it has emptied the pipe, so the caller need not read
+  // again to be told EAGAIN (one system call less for each wake-up; the waits that follow re-check readiness).
+  static constexpr ssize_t kReadBytes = 4096;
   ssize_t ReadAndHandle(Pipe& pipe);
   // Ends a read's handling: wakes the waiters for a drain. REQUIRES(pipe.mu), after ++readers_handling_.
   void Handled();

@@ -11,8 +11,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
 
 #include <netinet/in.h>
@@ -224,6 +226,62 @@ class AsyncConnections : public asio::execution_context::service {
 
   std::map<uint64_t, std::vector<Idle>> idle_;
   uint64_t returns_ = 0;
+};
+
+// The calls' deadlines on one event loop, on one timer. A timer per call re-arms the loop's timerfd whenever it is
+// the earliest, a system call each call when calls come one at a time. Here the timer is armed again only when a new
+// deadline comes before the one it waits for; a call that ends in time leaves it armed, and it wakes, finds nothing
+// due and sleeps till the earliest left (or is cancelled when no call is left). One function's calls share a
+// timeout, so while calls overlap a new deadline seldom comes first. Used on the loop's thread only.
+class CallDeadlines : public asio::execution_context::service {
+ public:
+  using key_type = CallDeadlines;
+  static inline asio::execution_context::id id;
+  using Token = std::multimap<Steady::time_point, std::function<void()>>::iterator;
+
+  explicit CallDeadlines(asio::io_context& io) : service(io), timer_(io) {}
+
+  // `on_due` runs on the loop when `at` has passed, unless the token is removed first. After it ran, the token
+  // must not be removed.
+  Token Add(Steady::time_point at, std::function<void()> on_due) {
+    auto token = due_.emplace(at, std::move(on_due));
+    if (!armed_ || at < armed_at_) Arm(at);
+    return token;
+  }
+  void Remove(Token token) {
+    due_.erase(token);
+    if (due_.empty() && armed_) {  // no call left: no wake-up, and a loop without calls runs out of work
+      armed_ = false;
+      timer_.cancel();
+    }
+  }
+
+ private:
+  void Arm(Steady::time_point at) {
+    armed_ = true;
+    armed_at_ = at;
+    timer_.expires_at(at);  // a wait pending for a later time ends with operation_aborted
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      armed_ = false;
+      while (!due_.empty() && due_.begin()->first <= Steady::now()) {
+        auto on_due = std::move(due_.begin()->second);
+        due_.erase(due_.begin());
+        on_due();
+      }
+      if (!due_.empty() && !armed_) Arm(due_.begin()->first);
+    });
+  }
+  void shutdown() override {
+    due_.clear();
+    boost::system::error_code ignored;
+    timer_.cancel(ignored);
+  }
+
+  asio::steady_timer timer_;
+  std::multimap<Steady::time_point, std::function<void()>> due_;
+  bool armed_ = false;
+  Steady::time_point armed_at_;
 };
 
 std::atomic<uint64_t> next_instance_id{1};
@@ -800,11 +858,11 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
       bool passed = false;
     };
     auto deadline = std::make_shared<Deadline>();
-    asio::steady_timer timer(io, pool->spec.timeout);
-    timer.async_wait([deadline](beast::error_code ec) {
-      if (ec) return;
+    auto& deadlines = asio::use_service<CallDeadlines>(io);
+    auto const due = deadlines.Add(Steady::now() + pool->spec.timeout, [deadline] {
       deadline->passed = true;
-      if (deadline->socket) deadline->socket->cancel(ec);
+      beast::error_code ignored;
+      if (deadline->socket) deadline->socket->cancel(ignored);
     });
     auto& connections = asio::use_service<AsyncConnections>(io);
     AsyncConnections::Idle conn;
@@ -840,7 +898,7 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
       bool retry = reused && outcome && outcome != beast::error::timeout && !parser->got_some();
       if (!retry) break;
     }
-    timer.cancel();
+    if (!deadline->passed) deadlines.Remove(due);
     deadline->socket.reset();
 
     InvocationResult result;

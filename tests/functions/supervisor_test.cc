@@ -450,6 +450,32 @@ TEST_F(SupervisorTest, AsyncInvocationTimesOutAndCrashesLikeABlockingOne) {
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 3);
 }
 
+// The calls on one loop share one timer for their deadlines: a call with a shorter timeout, made while a longer one
+// is in flight, still ends at its own deadline, not the other's.
+TEST_F(SupervisorTest, AShorterDeadlineMadeLaterOnTheSameLoopComesFirst) {
+  auto slow = Spec("chaos");
+  slow.timeout = milliseconds(10000);
+  supervisor_.Deploy(slow);
+  auto quick = Spec("chaos");
+  quick.function = "quick";
+  quick.timeout = milliseconds(300);
+  supervisor_.Deploy(quick);
+  ASSERT_EQ(Call("{}").status, ExecutionStatus::kOk);  // an instance of each, up (else the calls are not taken)
+  ASSERT_EQ(supervisor_.Invoke("quick", Invocation{.execution_id = "w", .body = LegacyEvent("{}")}).status,
+            ExecutionStatus::kOk);
+  boost::asio::io_context io;
+  std::vector<std::pair<std::string, ExecutionStatus>> answers;
+  ASSERT_TRUE(supervisor_.TryInvokeAsync("fn", Invocation{.execution_id = "s", .body = LegacyEvent(R"({"ms": 3000})")},
+                                         io, [&](InvocationResult r) { answers.emplace_back("slow", r.status); }));
+  ASSERT_TRUE(supervisor_.TryInvokeAsync("quick",
+                                         Invocation{.execution_id = "q", .body = LegacyEvent(R"({"ms": 8000})")}, io,
+                                         [&](InvocationResult r) { answers.emplace_back("quick", r.status); }));
+  io.run();
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0], std::make_pair(std::string("quick"), ExecutionStatus::kTimeout));
+  EXPECT_EQ(answers[1], std::make_pair(std::string("slow"), ExecutionStatus::kOk));
+}
+
 // As the daemon runs it: the instances' output read on the event loop the HTTP calls run on. Each call's lines
 // are its own (tagged by the order fix, read on the loop), a crash's last words reach its error, and no instance
 // has reader threads.
