@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ferry=${FERRY_BIN:-}
 if [[ -z $ferry ]]; then bash scripts/build.sh >/dev/null; ferry=build/bin/ferry; fi
+# A binary kept elsewhere (a copy of an older build, for a paired run) finds the C++ SDK of this tree, which
+# `runtime: cpp` functions build against, here rather than beside itself.
+[[ -n ${FERRY_SDK_DIR:-} || ! -f build/lib/cmake/ferry/ferryConfig.cmake ]] || export FERRY_SDK_DIR=$PWD/build/lib/cmake/ferry
 work=$(mktemp -d)
 pids=()
 EMU_PORT=
