@@ -2,10 +2,10 @@
 #include "store/sqlite/sqlite_store.h"
 
 #include <algorithm>
-#include <iterator>
-#include <span>
 #include <filesystem>
+#include <iterator>
 #include <limits>
+#include <span>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -369,11 +369,12 @@ Status SqliteStore::ReleaseMessages(SqliteDb& db, std::vector<int64_t> const& ms
         for (std::size_t i = 0; i < chunk.size(); ++i) del->Bind(static_cast<int>(i) + 1, chunk[i]);
         return AppendFirstColumn(*del, deleted);
       }));
-  // The rest are held by other subscriptions too (none, for a topic with one subscription).
+  // The rest are held by other subscriptions too. With one subscription to the topic there is no rest: `deleted`
+  // has each id at most once, so as many as named means all of them (without sorting a copy on every ack).
+  if (deleted.size() == msg_ids.size()) return OkStatus();
   std::vector<int64_t> named = msg_ids;
   std::sort(named.begin(), named.end());
   named.erase(std::unique(named.begin(), named.end()), named.end());
-  if (deleted.size() == named.size()) return OkStatus();
   std::sort(deleted.begin(), deleted.end());
   std::vector<int64_t> held;
   std::set_difference(named.begin(), named.end(), deleted.begin(), deleted.end(), std::back_inserter(held));
