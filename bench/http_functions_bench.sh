@@ -62,14 +62,20 @@ YAML
   "$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests 2000 >/dev/null
   "$LOAD" --endpoint "$FERRY" http --path /functions/hello-cpp --requests 2000 >/dev/null
   throughs+=("$mode" "$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$REQUESTS" --connections 4)")
-  [[ $mode != open ]] ||
+  if [[ $mode == open ]]; then
     through_uds=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello-cpp --requests "$REQUESTS" --connections 4)
+    # One call at a time: the time a call adds when nothing queues for the 2 cores.
+    through_one=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello --requests "$REQUESTS" --connections 1)
+    through_uds_one=$("$LOAD" --endpoint "$FERRY" http --path /functions/hello-cpp --requests "$REQUESTS" --connections 1)
+  fi
   stop_ferry
 done
 ferry_mode open
 through=${throughs[1]}
 direct=$("$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests "$REQUESTS" --connections 4)
 nginx=$("$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests "$REQUESTS" --connections 4)
+direct_one=$("$LOAD" --endpoint "http://127.0.0.1:$DIRECT_PORT" http --path / --requests "$REQUESTS" --connections 1)
+nginx_one=$("$LOAD" --endpoint "http://127.0.0.1:$NGINX_PORT" http --path / --requests "$REQUESTS" --connections 1)
 
 python3 - "$through" "$direct" "$nginx" "$through_uds" <<'PY'
 import json, sys
@@ -85,6 +91,16 @@ print("%-14s %14.3f %10.3f %14.3f" % ("p99 ms", t["p99_ms"], d["p99_ms"], n["p99
 print("the same function as runtime: cpp (built by Ferry, its instances on Unix sockets): %.0f requests/s, "
       "p50 %.3f ms, p99 %.3f ms; ferry/nginx %.2f (target >= 1)" % (
           u["requests_per_s"], u["p50_ms"], u["p99_ms"], u["requests_per_s"] / n["requests_per_s"]))
+PY
+
+python3 - "$through_one" "$through_uds_one" "$direct_one" "$nginx_one" <<'PY'
+import json, sys
+t, u, d, n = (json.loads(a) for a in sys.argv[1:5])
+print("one connection (a call at a time, nothing queues): p50 / p99 ms, and what each adds over direct")
+for name, r in (("direct", d), ("through nginx", n), ("through ferry", t), ("ferry, cpp", u)):
+    extra = "" if r is d else "   adds %.3f / %.3f" % (r["p50_ms"] - d["p50_ms"], r["p99_ms"] - d["p99_ms"])
+    print("  %-14s %.3f / %.3f%s" % (name, r["p50_ms"], r["p99_ms"], extra))
+print("  (issue 16's targets: ferry adds at most 0.100 at p50 and 0.300 at p99)")
 PY
 
 python3 - "${throughs[@]}" <<'PY'
