@@ -113,6 +113,25 @@ ticks_by_thread() {
     echo "$(tr ' ' _ <"$t/comm" 2>/dev/null) $(awk '{print $14 + $15}' "$t/stat" 2>/dev/null)"
   done | awk 'NF == 2 {a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
 }
+# waits_by_thread PID...: "name run_ns wait_ns" lines from each thread's /proc/<tid>/schedstat, summed by thread name:
+# the time it ran and the time it was runnable but waited for a core (the run queue). One process reads them all, so
+# reading does not disturb the run being measured.
+waits_by_thread() {
+  python3 -c '
+import collections, glob, sys
+sums = collections.defaultdict(lambda: [0, 0])
+for pid in sys.argv[1:]:
+    for t in glob.glob("/proc/%s/task/*" % pid):
+        try:
+            name = open(t + "/comm").read().strip().replace(" ", "_")
+            run, wait = open(t + "/schedstat").read().split()[:2]
+        except (OSError, ValueError):
+            continue
+        sums[name][0] += int(run)
+        sums[name][1] += int(wait)
+for name in sorted(sums):
+    print(name, *sums[name])' "$@"
+}
 # server_pids: Ferry's nodes and, in the postgres modes, every process of the PostgreSQL server.
 server_pids() {
   echo "${ferry_pids[@]}"
