@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_db.h"
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include <sqlite3.h>
@@ -96,6 +98,16 @@ StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(std::string const& path) {
   }
   sqlite3_busy_timeout(db, 5000);
   return std::unique_ptr<SqliteDb>(new SqliteDb(db));
+}
+
+void SqliteDb::YieldEvery(int vm_steps) {
+  sqlite3_progress_handler(
+      db_, vm_steps,
+      [](void*) {
+        sched_yield();
+        return 0;  // go on
+      },
+      nullptr);
 }
 
 SqliteDb::~SqliteDb() {
