@@ -158,6 +158,9 @@ class BufferedExecutionLog final : public ExecutionLog {
         else st = r.status();
         next_retention = std::chrono::steady_clock::now() + kRetentionEvery;
       }
+      // Freed before the lock is taken again: a batch is thousands of rows and their strings, and every Record and
+      // Append (the HTTP event loop's among them) would wait for the freeing.
+      batch = {};
 
       lock.lock();
       written_ = batch_end;
