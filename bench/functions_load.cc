@@ -7,7 +7,8 @@
 //   functions_load direct --endpoint URL --requests 20000 --connections 4
 //       POSTs a Pub/Sub background event straight to a Functions Framework server, keep-alive: requests/s
 //   functions_load http --endpoint URL --path /functions/hello --requests 20000 --connections 4
-//       GETs an HTTP function, keep-alive: requests/s and each request's latency (p50, p99)
+//       GETs an HTTP function, keep-alive: requests/s and each request's latency (p50, p99); with --trace FILE,
+//       each request's start and latency, to see when the slow ones come
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -49,6 +50,7 @@ struct Options {
   int requests = 20'000;
   int connections = 4;
   std::string path = "/";
+  std::string trace;  // http: each request's start (s) and latency (ms), a line each
 };
 
 [[noreturn]] void Die(std::string const& what) {
@@ -219,6 +221,7 @@ void Direct(Options const& o) {
 void Http(Options const& o) {
   std::atomic<int> next{0};
   std::vector<std::vector<double>> latencies(static_cast<std::size_t>(o.connections));
+  std::vector<std::vector<double>> sent_at(static_cast<std::size_t>(o.connections));
   auto start = Steady::now();
   std::vector<std::thread> threads;
   for (int t = 0; t < o.connections; ++t) {
@@ -229,11 +232,22 @@ void Http(Options const& o) {
         auto sent = Steady::now();
         Send(*c, "GET", o.path, "");
         mine.push_back(Seconds(Steady::now() - sent) * 1e3);
+        if (!o.trace.empty()) sent_at[static_cast<std::size_t>(t)].push_back(Seconds(sent - start));
       }
     });
   }
   for (auto& t : threads) t.join();
   double s = Seconds(Steady::now() - start);
+  if (!o.trace.empty()) {
+    FILE* out = std::fopen(o.trace.c_str(), "w");
+    if (out == nullptr) Die("cannot write " + o.trace);
+    for (std::size_t c = 0; c < sent_at.size(); ++c) {
+      for (std::size_t i = 0; i < sent_at[c].size(); ++i) {
+        std::fprintf(out, "%.6f %.4f\n", sent_at[c][i], latencies[c][i]);
+      }
+    }
+    std::fclose(out);
+  }
   std::vector<double> all;
   for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
@@ -265,6 +279,7 @@ int main(int argc, char** argv) {
   http->add_option("--path", o.path);
   http->add_option("--requests", o.requests);
   http->add_option("--connections", o.connections);
+  http->add_option("--trace", o.trace, "write each request's start (s) and latency (ms) to this file");
   CLI11_PARSE(app, argc, argv);
   if (pipeline->parsed()) Pipeline(o);
   if (latency->parsed()) Latency(o);
