@@ -79,8 +79,8 @@ class SqliteDb {
   [[nodiscard]] int Changes() const;
   [[nodiscard]] Status Error(std::string_view what) const;
   // For a background connection: every `vm_steps` steps of SQLite's virtual machine, the thread yields its core
-  // (sched_yield) to any thread waiting for it, so a long batch or DELETE runs in slices instead of
-  // holding a core for milliseconds while the event loop waits behind it.
+  // (sched_yield) to any thread waiting for it, so a long batch or DELETE runs in slices instead of holding a core
+  // for milliseconds while the event loop waits behind it.
   void YieldEvery(int vm_steps);
 
  private:
