@@ -5,7 +5,7 @@
 #      that feed the daemon's parsers and its failure paths (security, REST, storage faults, function faults)
 #      against a daemon built with the sanitizers; then each fuzz target for FUZZ_SECONDS (30) from its seeds.
 #   2. build-tsan/ (GCC, TSan): the tests of the concurrent parts (store writer, broker, scheduler, supervisor,
-#      Pub/Sub triggers, gRPC StreamingPull).
+#      Pub/Sub triggers, gRPC StreamingPull, push delivery).
 #   scripts/sanitize.sh            # both
 #   scripts/sanitize.sh asan       # one
 set -euo pipefail
@@ -39,7 +39,7 @@ for part in "${parts[@]}"; do
       cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZER=thread \
         -DFERRY_BUILD_TESTS=ON -DFERRY_BUILD_BENCH=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
       tsan_tests=(store_contract_test delivery_policy_test sqlite_execution_log_test broker_test scheduler_test supervisor_test
-        pubsub_trigger_test grpc_server_test streaming_pull_test sentry_test)
+        pubsub_trigger_test grpc_server_test streaming_pull_test sentry_test push_delivery_test)
       cmake --build build-tsan -j "$jobs" --target "${tsan_tests[@]}" ferry_test_functions
       export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp"
       printf '%s\n' "${tsan_tests[@]}" | xargs -P "$jobs" -I{} sh -c \

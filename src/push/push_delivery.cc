@@ -14,6 +14,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -126,13 +127,14 @@ void PushDelivery::Stop() {
   }
   broker_.SetWorkListener(nullptr);
   cv_.notify_all();
+  stop_cv_.notify_all();
   if (manager_.joinable()) manager_.join();
   for (auto& w : workers_) w.join();
   workers_.clear();
 }
 
 void PushDelivery::OnWork(std::string const& topic) {
-  bool due = false;
+  int due = 0;
   {
     std::lock_guard lock(mu_);
     auto now = Steady::now();
@@ -140,11 +142,16 @@ void PushDelivery::OnWork(std::string const& topic) {
       // A subscription in backoff waits it out; an idle one is due now.
       if (e.sub.topic == topic && e.backoff.count() == 0 && e.next_round > now) {
         e.next_round = now;
-        due = true;
+        ++due;
       }
     }
   }
-  if (due) cv_.notify_all();
+  // A worker per subscription made due, not all eight for one.
+  if (due == 1) {
+    cv_.notify_one();
+  } else if (due > 1) {
+    cv_.notify_all();
+  }
 }
 
 PushDelivery::Request PushDelivery::MakeRequest(Subscription const& sub, ReceivedMessage const& received) {
@@ -174,12 +181,13 @@ PushDelivery::Request PushDelivery::MakeRequest(Subscription const& sub, Receive
 }
 
 void PushDelivery::ManageLoop() {
+  pthread_setname_np(pthread_self(), "ferry-push-scan");
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
     Rescan();
     lock.lock();
-    cv_.wait_for(lock, options_.rescan, [&] { return stopping_; });
+    stop_cv_.wait_for(lock, options_.rescan, [&] { return stopping_; });
   }
 }
 
@@ -189,6 +197,7 @@ void PushDelivery::Rescan() {
     std::fprintf(stderr, "ferry: push: cannot list subscriptions: %s\n", subs.status().message().c_str());
     return;
   }
+  bool changed = false;
   {
     std::lock_guard lock(mu_);
     std::map<std::string, Entry> next;
@@ -196,36 +205,50 @@ void PushDelivery::Rescan() {
       auto it = entries_.find(s.name);
       Entry e = it != entries_.end() ? std::move(it->second) : Entry{{}, Steady::now(), {}, false};
       // A changed subscription (a new endpoint) starts again with no backoff.
-      if (it != entries_.end() && SubscriptionToJson(e.sub) != SubscriptionToJson(s)) {
+      if (it == entries_.end()) {
+        changed = true;
+      } else if (SubscriptionToJson(e.sub) != SubscriptionToJson(s)) {
         e.backoff = {};
         e.next_round = Steady::now();
+        changed = true;
       }
       e.sub = std::move(s);
       next.emplace(e.sub.name, std::move(e));
     }
+    changed = changed || next.size() != entries_.size();
     entries_ = std::move(next);  // a busy entry that went: its worker finds it gone and drops its round's result
   }
-  cv_.notify_all();
+  // Only a change wakes the workers: this runs every second, and most seconds nothing changed.
+  if (changed) cv_.notify_all();
 }
 
 void PushDelivery::WorkLoop() {
   pthread_setname_np(pthread_self(), "ferry-push");
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    // The entry due first that no worker has.
+    // The entry due first that no worker has, and when the next one that no worker has falls due.
     auto now = Steady::now();
     Entry* due = nullptr;
-    Steady::time_point wake = now + options_.rescan;
+    std::optional<Steady::time_point> wake;
     for (auto& [name, e] : entries_) {
       if (e.busy) continue;
       if (e.next_round <= now && (due == nullptr || e.next_round < due->next_round)) due = &e;
-      wake = std::min(wake, e.next_round);
+      if (!wake || e.next_round < *wake) wake = e.next_round;
     }
     if (due == nullptr) {
-      cv_.wait_until(lock, wake);
+      // With nothing to wait for, only a notify ends the wait (a publish, a changed set, a worker taking a
+      // subscription while others are left, Stop).
+      if (wake) {
+        cv_.wait_until(lock, *wake);
+      } else {
+        cv_.wait(lock);
+      }
       continue;
     }
     due->busy = true;
+    // While this worker is busy, some other one must wait for the entries left: it may be waiting for nothing,
+    // or for a later one, because it looked before this worker set their rounds.
+    if (entries_.size() > 1) cv_.notify_one();
     Subscription sub = due->sub;
     auto backoff = due->backoff;
     lock.unlock();
@@ -245,7 +268,7 @@ void PushDelivery::WorkLoop() {
     e.backoff = backoff;
     now = Steady::now();
     e.next_round = backoff.count() > 0 ? now + backoff : leased ? now : now + options_.idle_recheck;
-    if (leased || backoff.count() > 0) cv_.notify_one();
+    // No notify: this worker looks at the schedule again itself.
   }
 }
 

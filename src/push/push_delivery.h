@@ -76,7 +76,8 @@ class PushDelivery {
   PushPolicy const& policy_;
   PushOptions options_;
   std::mutex mu_;
-  std::condition_variable cv_;                    // workers: an entry may be due; the manager: stopping
+  std::condition_variable cv_;                    // workers: an entry may be due, or stopping
+  std::condition_variable stop_cv_;               // the manager: stopping
   bool stopping_ = false;                         // GUARDED_BY(mu_)
   std::map<std::string, Entry> entries_;          // GUARDED_BY(mu_): by subscription name
   std::thread manager_;
