@@ -586,11 +586,21 @@ StatusOr<CallResult> FunctionService::Call(std::string const& name, std::string 
                     result.error};
 }
 
-StatusOr<FunctionSpec> FunctionService::FindRunning(std::string const& project, std::string const& region,
-                                                    std::string const& id) {
+StatusOr<FunctionService::HttpTarget> FunctionService::FindRunning(std::string const& project,
+                                                                   std::string const& region, std::string const& id) {
+  auto target = [](auto const& entry) {
+    auto const& spec = entry.second.spec;
+    return HttpTarget{entry.first, spec.trigger_type == kHttpTrigger, spec.allow_unauthenticated};
+  };
   std::lock_guard lock(mu_);
-  for (auto const& [name, r] : running_) {
-    if (r.spec.project == project && r.spec.name == id && (region.empty() || r.spec.region == region)) return r.spec;
+  // Every call looks its function up: by its full name when the region is known, else among the project's.
+  std::string const prefix = "projects/" + project + "/locations/";
+  if (!region.empty()) {
+    if (auto it = running_.find(prefix + region + "/functions/" + id); it != running_.end()) return target(*it);
+  } else {
+    for (auto it = running_.lower_bound(prefix); it != running_.end() && it->first.starts_with(prefix); ++it) {
+      if (it->second.spec.name == id) return target(*it);
+    }
   }
   return NotFoundError("Function " + id + " does not exist in project " + project);
 }

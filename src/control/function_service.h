@@ -92,8 +92,13 @@ class FunctionService {
   Status Delete(std::string const& name);
   // An ad hoc invocation: `data` is the event's message data (background functions) or the body (HTTP).
   StatusOr<CallResult> Call(std::string const& name, std::string const& data);
-  // A deployed function by project and id, in `region` or (empty) any region. From memory: the HTTP path.
-  StatusOr<FunctionSpec> FindRunning(std::string const& project, std::string const& region, std::string const& id);
+  // What the HTTP path needs of a deployed function, found by project and id, in `region` or (empty) any region.
+  struct HttpTarget {
+    std::string name;  // full name
+    bool http = false;  // an HTTP function
+    bool allow_unauthenticated = false;
+  };
+  StatusOr<HttpTarget> FindRunning(std::string const& project, std::string const& region, std::string const& id);
   // An HTTP request to an HTTP function (method, path below the function, headers, body), never retried.
   // NOT_FOUND for an unknown function, FAILED_PRECONDITION for one that is not running or not an HTTP function.
   StatusOr<CallResult> InvokeHttp(std::string const& name, Invocation request);

@@ -164,6 +164,11 @@ class RuntimesTest(unittest.TestCase):
         status, _, body = self.http("GET", "/projects/rt/locations/local/functions/py-web")
         self.assertEqual(status, 201, body)
         self.assertEqual(json.loads(body)["method"], "GET")
+        # Only in its own project and region, and only an HTTP function.
+        self.assertEqual(self.http("GET", "/projects/rt/locations/elsewhere/functions/py-web")[0], 404)
+        self.assertEqual(self.http("GET", "/projects/other/locations/local/functions/py-web")[0], 404)
+        self.assertEqual(self.http("GET", "/projects/other/functions/py-web")[0], 404)
+        self.assertEqual(self.http("GET", "/functions/py-events")[0], 404)
 
         started = time.time()
         status, _, body = self.http("GET", "/functions/py-web?sleep=5")

@@ -93,12 +93,12 @@ std::optional<FunctionGateway::Call> FunctionGateway::RouteCall(HttpRequest cons
   }
 
   Call call;
-  auto spec = functions_.FindRunning(project, region, id);
-  if (!spec.ok() || spec->trigger_type != kHttpTrigger) {
+  auto target = functions_.FindRunning(project, region, id);
+  if (!target.ok() || !target->http) {
     call.answer = Plain(404, "Function " + id + " is not an HTTP function of project " + project);
     return call;
   }
-  if (!spec->allow_unauthenticated && options_.tokens != nullptr) {
+  if (!target->allow_unauthenticated && options_.tokens != nullptr) {
     Status st = options_.tokens->Check(request.Header("authorization"), Role::kInvoker);
     if (st.code() == StatusCode::kUnauthenticated) {
       call.answer = Plain(401, "Unauthorized: function " + id + " is private; send Authorization: Bearer TOKEN",
@@ -111,7 +111,7 @@ std::optional<FunctionGateway::Call> FunctionGateway::RouteCall(HttpRequest cons
     }
   }
 
-  call.function = FunctionResourceName(*spec);
+  call.function = std::move(target->name);
   Invocation& invocation = call.invocation;
   invocation.method = request.method;
   invocation.path = PercentEncode(rest);
