@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -453,6 +454,7 @@ Supervisor::~Supervisor() {
     }
   }
   cv_.notify_all();
+  watch_cv_.notify_all();
   watchdog_.join();
   warmer_.join();
   // Instances die with their pools (ChildProcess kills on destruction), outside the lock.
@@ -556,6 +558,7 @@ StatusOr<std::shared_ptr<Supervisor::Instance>> Supervisor::Acquire(Pool& pool, 
       }
       (*started)->idle_since = Steady::now();
       pool.instances.push_back(*started);
+      watch_cv_.notify_one();
       if (me && me->granted) {  // handed a slot while it started one: the new one serves others
         GrantFree(pool);
         return std::move(me->granted);
@@ -940,6 +943,7 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
 }
 
 void Supervisor::KeepWarm() {
+  pthread_setname_np(pthread_self(), "ferry-warm");
   std::unique_lock lock(mu_);
   while (!stopping_) {
     cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_ || start_wanted_; });
@@ -976,14 +980,21 @@ void Supervisor::KeepWarm() {
       (*started)->process->Kill();
     } else {
       cold->instances.push_back(*started);
+      watch_cv_.notify_one();
       GrantFree(*cold);
     }
   }
 }
 
 void Supervisor::Watch() {
+  pthread_setname_np(pthread_self(), "ferry-watch");
   std::unique_lock lock(mu_);
+  auto any_instance = [&] {
+    return std::ranges::any_of(pools_, [](auto const& entry) { return !entry.second->instances.empty(); });
+  };
   while (!stopping_) {
+    // Nothing to watch, nothing to wake for: an idle daemon with no instance up sleeps until one starts.
+    watch_cv_.wait(lock, [&] { return stopping_ || any_instance(); });
     cv_.wait_for(lock, kWatchInterval, [&] { return stopping_; });
     if (stopping_) break;
     auto now = Steady::now();

@@ -164,6 +164,7 @@ class Supervisor {
   OutputLoop const output_loop_;
   std::mutex mu_;
   std::condition_variable cv_;  // the watchdog's and warmer's: stopping, or (the warmer's) an instance is wanted
+  std::condition_variable watch_cv_;  // the watchdog's, while there is no instance to watch: one started, or stopping
   bool start_wanted_ = false;   // GUARDED_BY(mu_): a waiter without a thread needs an instance started
   std::map<std::string, std::shared_ptr<Pool>> pools_;  // GUARDED_BY(mu_)
   bool stopping_ = false;                               // GUARDED_BY(mu_)

@@ -3,6 +3,7 @@
 
 #include "common/base64.h"
 #include "testing/temp_dir.h"
+#include "testing/thread_sleeps.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -20,6 +21,7 @@
 namespace ferry {
 namespace {
 
+using ::ferry::testing::SleepsOfThreads;
 using ::std::chrono::milliseconds;
 using ::testing::HasSubstr;
 
@@ -367,6 +369,28 @@ TEST_F(SupervisorTest, MinInstancesAreStartedBeforeAnyInvocationAndKeptWarm) {
   std::this_thread::sleep_for(milliseconds(500));  // several watchdog rounds past the idle timeout
   EXPECT_EQ(supervisor_.UsageOf("fn").running, 2);
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
+}
+
+// The watchdog (memory limits, idle timeouts, deaths) runs while an instance is up, and sleeps while none is.
+TEST_F(SupervisorTest, AnIdleInstanceStopsAndThenTheWatchdogSleeps) {
+  auto spec = Spec("greet");
+  spec.idle_timeout = milliseconds(50);
+  std::this_thread::sleep_for(milliseconds(100));  // the watchdog is waiting
+  long const before = SleepsOfThreads("ferry-watch");
+  ASSERT_GE(before, 0) << "no such thread";
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_LE(SleepsOfThreads("ferry-watch") - before, 1) << "woke with nothing to watch";
+
+  supervisor_.Deploy(spec);
+  EXPECT_EQ(Call("{}").status, ExecutionStatus::kOk);
+  EXPECT_EQ(supervisor_.UsageOf("fn").running, 1);
+  for (int i = 0; i < 100 && supervisor_.UsageOf("fn").running > 0; ++i) std::this_thread::sleep_for(milliseconds(20));
+  EXPECT_EQ(supervisor_.UsageOf("fn").running, 0) << "the idle instance was not stopped";
+
+  std::this_thread::sleep_for(milliseconds(300));  // its last round
+  long const idle = SleepsOfThreads("ferry-watch");
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_LE(SleepsOfThreads("ferry-watch") - idle, 1);
 }
 
 TEST_F(SupervisorTest, NeverRunsMoreThanMaxInstancesAtOnce) {

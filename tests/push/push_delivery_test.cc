@@ -1,8 +1,5 @@
 #include "push/push_delivery.h"
 
-#include <dirent.h>
-
-#include <fstream>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -13,6 +10,7 @@
 #include "common/clock.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
+#include "testing/thread_sleeps.h"
 
 namespace ferry {
 namespace {
@@ -20,6 +18,7 @@ namespace {
 namespace http = boost::beast::http;
 using boost::asio::ip::tcp;
 using ::ferry::testing::IsOk;
+using ::ferry::testing::SleepsOfThreads;
 using ::std::chrono::milliseconds;
 
 // A push endpoint on loopback. By path: /ok answers 200; /fail-once answers 500 to its first request and 200
@@ -107,25 +106,6 @@ class Receiver {
   bool stopping_ = false;                // GUARDED_BY(mu_)
   std::vector<std::thread> handlers_;    // GUARDED_BY(mu_)
 };
-
-// Voluntary context switches of this process's threads named `name`: how often they went to sleep.
-long SleepsOfThreads(std::string const& name) {
-  long total = 0;
-  DIR* dir = opendir("/proc/self/task");
-  while (dirent* d = readdir(dir)) {
-    if (d->d_name[0] == '.') continue;
-    std::string task = std::string("/proc/self/task/") + d->d_name;
-    std::string comm;
-    std::getline(std::ifstream(task + "/comm"), comm);
-    if (comm != name) continue;
-    std::ifstream status(task + "/status");
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("voluntary_ctxt_switches:", 0) == 0) total += std::stol(line.substr(line.find(':') + 1));
-    }
-  }
-  closedir(dir);
-  return total;
-}
 
 class PushDeliveryTest : public ::testing::Test {
  protected:
@@ -219,6 +199,7 @@ TEST_F(PushDeliveryTest, IdleWorkersSleep) {
   Start(4);
   std::this_thread::sleep_for(milliseconds(100));  // started and waiting
   long before = SleepsOfThreads("ferry-push");
+  ASSERT_GE(before, 0) << "no such thread";
   std::this_thread::sleep_for(milliseconds(500));  // 25 rescans
   EXPECT_LE(SleepsOfThreads("ferry-push") - before, 1);
   // And a subscription made now is still served.
