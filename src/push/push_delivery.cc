@@ -142,6 +142,7 @@ void PushDelivery::OnWork(std::string const& topic) {
       // A subscription in backoff waits it out; an idle one is due now.
       if (e.sub.topic == topic && e.backoff.count() == 0 && e.next_round > now) {
         e.next_round = now;
+        e.idle = {};
         ++due;
       }
     }
@@ -203,12 +204,13 @@ void PushDelivery::Rescan() {
     std::map<std::string, Entry> next;
     for (auto& s : *subs) {
       auto it = entries_.find(s.name);
-      Entry e = it != entries_.end() ? std::move(it->second) : Entry{{}, Steady::now(), {}, false};
+      Entry e = it != entries_.end() ? std::move(it->second) : Entry{.sub = {}, .next_round = Steady::now()};
       // A changed subscription (a new endpoint) starts again with no backoff.
       if (it == entries_.end()) {
         changed = true;
       } else if (SubscriptionToJson(e.sub) != SubscriptionToJson(s)) {
         e.backoff = {};
+        e.idle = {};
         e.next_round = Steady::now();
         changed = true;
       }
@@ -267,7 +269,10 @@ void PushDelivery::WorkLoop() {
     if (SubscriptionToJson(e.sub) != SubscriptionToJson(sub)) continue;  // changed meanwhile: Rescan set it due
     e.backoff = backoff;
     now = Steady::now();
-    e.next_round = backoff.count() > 0 ? now + backoff : leased ? now : now + options_.idle_recheck;
+    e.idle = leased || backoff.count() > 0 ? std::chrono::milliseconds(0)
+             : e.idle.count() == 0              ? options_.idle_recheck
+                                                : std::min(e.idle * 2, options_.max_idle_recheck);
+    e.next_round = backoff.count() > 0 ? now + backoff : leased ? now : now + e.idle;
     // No notify: this worker looks at the schedule again itself.
   }
 }

@@ -25,9 +25,12 @@ struct PushOptions {
   std::chrono::milliseconds max_backoff{10'000};
   // Threads that push, whatever the number of push subscriptions; each serves one subscription at a time.
   int workers = 8;
-  // An idle subscription is looked at again this often even without a publish (a nacked message's backoff
-  // ends without one).
+  // An idle subscription is looked at again even without a publish (a lease that ran out, a seek, a message
+  // moved back by another client): first after idle_recheck, then twice as long after each round that found
+  // nothing, up to max_idle_recheck. Each look is a lease in the store: with a fixed interval an idle daemon's
+  // store worked for every push subscription twice a second. A publish to its topic makes it due at once.
   std::chrono::milliseconds idle_recheck{500};
+  std::chrono::milliseconds max_idle_recheck{5000};
 };
 
 // Push subscriptions: POSTs each message to the subscription's pushEndpoint, in Pub/Sub's wrapped body
@@ -62,6 +65,7 @@ class PushDelivery {
     Subscription sub;
     Steady::time_point next_round;            // not before then (a backoff, or the idle recheck)
     std::chrono::milliseconds backoff{0};     // doubles per failed push in a row
+    std::chrono::milliseconds idle{0};        // doubles per round in a row that found nothing
     bool busy = false;                        // a worker has it
   };
   void ManageLoop();

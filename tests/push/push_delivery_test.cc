@@ -122,10 +122,11 @@ class PushDeliveryTest : public ::testing::Test {
     if (push_) push_->Stop();
   }
 
-  void Start(int workers) {
-    push_ = std::make_unique<PushDelivery>(
-        *broker_, *policy_,
-        PushOptions{.rescan = milliseconds(20), .min_backoff = milliseconds(20), .workers = workers});
+  void Start(int workers, PushOptions options = {}) {
+    options.rescan = milliseconds(20);
+    options.min_backoff = milliseconds(20);
+    options.workers = workers;
+    push_ = std::make_unique<PushDelivery>(*broker_, *policy_, options);
     push_->Start();
   }
 
@@ -205,6 +206,21 @@ TEST_F(PushDeliveryTest, IdleWorkersSleep) {
   // And a subscription made now is still served.
   CreatePushSub("a", "/ok");
   Publish("a");
+  EXPECT_TRUE(receiver_.WaitFor("/ok", 1));
+}
+
+// An idle subscription is looked at again less and less often (each look is a lease in the store), and a publish
+// still reaches it at once.
+TEST_F(PushDeliveryTest, AnIdleSubscriptionIsLookedAtLessOften) {
+  CreatePushSub("idle", "/ok");
+  Start(1, {.idle_recheck = milliseconds(10), .max_idle_recheck = milliseconds(100)});
+  std::this_thread::sleep_for(milliseconds(300));  // past the first rechecks
+  long const before = SleepsOfThreads("ferry-push");
+  ASSERT_GE(before, 0) << "no such thread";
+  std::this_thread::sleep_for(milliseconds(1000));
+  // Every 10 ms that would be about 100 rounds; at the 100 ms ceiling about 10.
+  EXPECT_LE(SleepsOfThreads("ferry-push") - before, 20);
+  Publish("idle");
   EXPECT_TRUE(receiver_.WaitFor("/ok", 1));
 }
 
