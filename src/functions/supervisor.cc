@@ -945,8 +945,22 @@ void Supervisor::SendAsync(asio::io_context& io, std::shared_ptr<Pool> pool, std
 void Supervisor::KeepWarm() {
   pthread_setname_np(pthread_self(), "ferry-warm");
   std::unique_lock lock(mu_);
+  // Whether a start may be due without a notify: a minimum to keep (an instance of it may die) or calls queued
+  // without a thread (past a crash backoff). Else only a notify brings work: a deploy, or room for queued calls.
+  auto may_need_start = [&] {
+    return std::ranges::any_of(pools_, [](auto const& entry) {
+      auto const& pool = *entry.second;
+      bool const queued = std::ranges::any_of(pool.queue, [](auto const& w) { return w->io != nullptr; });
+      return pool.spec.min_instances > 0 || queued;
+    });
+  };
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_ || start_wanted_; });
+    auto const wanted = [&] { return stopping_ || start_wanted_; };
+    if (may_need_start()) {
+      cv_.wait_for(lock, std::chrono::milliseconds(200), wanted);
+    } else {
+      cv_.wait(lock, [&] { return wanted() || may_need_start(); });
+    }
     if (stopping_) break;
     start_wanted_ = false;
     // One start at a time, for the first function below its min_instances or with calls waiting without a

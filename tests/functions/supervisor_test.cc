@@ -371,15 +371,19 @@ TEST_F(SupervisorTest, MinInstancesAreStartedBeforeAnyInvocationAndKeptWarm) {
   EXPECT_EQ(supervisor_.UsageOf("fn").started_total, 2);
 }
 
-// The watchdog (memory limits, idle timeouts, deaths) runs while an instance is up, and sleeps while none is.
+// The watchdog (memory limits, idle timeouts, deaths) runs while an instance is up, and sleeps while none is; the
+// warmer sleeps while no function has a minimum to keep.
 TEST_F(SupervisorTest, AnIdleInstanceStopsAndThenTheWatchdogSleeps) {
   auto spec = Spec("greet");
   spec.idle_timeout = milliseconds(50);
   std::this_thread::sleep_for(milliseconds(100));  // the watchdog is waiting
   long const before = SleepsOfThreads("ferry-watch");
+  long const warmer = SleepsOfThreads("ferry-warm");
   ASSERT_GE(before, 0) << "no such thread";
+  ASSERT_GE(warmer, 0) << "no such thread";
   std::this_thread::sleep_for(milliseconds(500));
   EXPECT_LE(SleepsOfThreads("ferry-watch") - before, 1) << "woke with nothing to watch";
+  EXPECT_LE(SleepsOfThreads("ferry-warm") - warmer, 1) << "woke with nothing to start";
 
   supervisor_.Deploy(spec);
   EXPECT_EQ(Call("{}").status, ExecutionStatus::kOk);

@@ -1,5 +1,6 @@
 #include "push/push_delivery.h"
 
+#include <algorithm>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -61,7 +62,9 @@ class Receiver {
   }
 
  private:
-  int CountLocked(std::string const& path) const { return static_cast<int>(std::count(seen_.begin(), seen_.end(), path)); }
+  int CountLocked(std::string const& path) const {
+    return static_cast<int>(std::count(seen_.begin(), seen_.end(), path));
+  }
 
   void AcceptLoop() {
     for (;;) {
