@@ -18,8 +18,9 @@ constexpr std::array<int64_t, 19> kBoundsNanos = {
     50'000'000, 100'000'000, 200'000'000, 500'000'000, 1'000'000'000};
 
 constexpr std::array<char const*, static_cast<std::size_t>(Stage::kCount)> kNames = {
-    "store_queue",   "store_batch",   "store_sync", "store_return", "publish",         "deliver_wake",
-    "deliver_lease", "deliver_write", "deliver_total", "ack",        "http_call",     "function_call", "function_drain", "function_record"};
+    "store_queue",   "store_batch",   "store_sync",    "store_return", "publish",
+    "deliver_wake",  "deliver_lease", "deliver_write", "deliver_total", "ack",
+    "http_call",     "function_call", "function_drain", "function_record", "trigger_total"};
 
 struct Histogram {
   std::array<std::atomic<int64_t>, kBoundsNanos.size() + 1> buckets{};  // the last: above every bound
@@ -48,7 +49,7 @@ void MarkPublished(std::string const& message_id, Clock::time_point start) {
   }
 }
 
-void RecordDelivered(std::string const& message_id) {
+void RecordDelivered(std::string const& message_id, Stage stage) {
   if (!enabled()) return;
   Clock::time_point start;
   {
@@ -58,7 +59,7 @@ void RecordDelivered(std::string const& message_id) {
     start = it->second;  // the first delivery only: a redelivery is not this path
     g_published.erase(it);
   }
-  Record(Stage::kDeliverTotal, Clock::now() - start);
+  Record(stage, Clock::now() - start);
 }
 
 void Enable(bool on) {

@@ -29,6 +29,8 @@ enum class Stage {
   kFunctionCall,    // the request written to the instance until its answer is read
   kFunctionDrain,   // the answer read until the lines the instance wrote before it are handled
   kFunctionRecord,  // recording the finished execution (counters, the log rows queued)
+  // Pub/Sub-triggered functions.
+  kTriggerTotal,  // the store's publish call began until a worker takes the message to run it (first delivery)
   kCount,
 };
 
@@ -47,10 +49,11 @@ inline void RecordSince(Stage stage, Clock::time_point start) {
 // Now, when stages are recorded; otherwise the epoch (a time point that costs no clock read).
 inline Clock::time_point Now() { return enabled() ? Clock::now() : Clock::time_point{}; }
 
-// kDeliverTotal follows messages by id from Publish to the stream's write: it remembers the publish call's start
-// of at most the last 10,000 messages published (only while enabled).
+// kDeliverTotal and kTriggerTotal follow messages by id from Publish to the stream's write or the trigger's worker:
+// MarkPublished remembers the publish call's start of at most the last 10,000 messages published (only while
+// enabled), and the first RecordDelivered of a message records `stage` and forgets it.
 void MarkPublished(std::string const& message_id, Clock::time_point start);
-void RecordDelivered(std::string const& message_id);
+void RecordDelivered(std::string const& message_id, Stage stage = Stage::kDeliverTotal);
 
 // How many times `stage` was recorded.
 int64_t Count(Stage stage);

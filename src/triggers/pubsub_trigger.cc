@@ -14,6 +14,7 @@
 
 #include "common/base64.h"
 #include "common/json_depth.h"
+#include "common/latency_stages.h"
 #include "common/time_util.h"
 
 namespace ferry {
@@ -395,8 +396,9 @@ void PubsubDispatcher::Deliver(Trigger& t, ReceivedMessage const& message) {
   record.trigger = "pubsub";
   record.message_id = message.message.message_id;
   record.attempt = message.attempt;
-  InvocationResult result = Execute(supervisor_, clock_, sink_, record,
-                                    MakeInvocation(t.spec, message, record.execution_id));
+  Invocation invocation = MakeInvocation(t.spec, message, record.execution_id);
+  if (message.attempt == 1) latency::RecordDelivered(record.message_id, Stage::kTriggerTotal);
+  InvocationResult result = Execute(supervisor_, clock_, sink_, record, std::move(invocation));
   if (result.status == ExecutionStatus::kOk || !t.spec.retry) {
     {
       std::lock_guard lock(t.mu);

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/latency_stages.h"
 #include "control/cluster_slots.h"
 #include "store/delivery_policy.h"
 #include "testing/status_matchers.h"
@@ -184,6 +185,20 @@ TEST_F(PubsubTriggerTest, FailuresRetryThenDeadLetter) {
   EXPECT_TRUE(Eventually([&] { return Backlog() == 0; }));
   std::lock_guard lock(mu_);
   EXPECT_THAT(records_, SizeIs(5));
+}
+
+// `ferry serve --latency-stages`: trigger_total times a message from its publish to its first execution's start;
+// a retry is not that path, so five attempts count once.
+TEST_F(PubsubTriggerTest, TheTriggerStageTimesTheFirstDeliveryOnly) {
+  ASSERT_THAT(broker_.CreateTopic({.name = kDlt}), IsOk());
+  Deploy("explode", true, 1, DeadLetterPolicy{kDlt, 5});
+  latency::Enable(true);
+  int64_t const before = latency::Count(Stage::kTriggerTotal);
+  Publish("{}");
+  EXPECT_THAT(WaitForRecords(5), SizeIs(5));
+  EXPECT_EQ(latency::Count(Stage::kTriggerTotal) - before, 1) << latency::RenderMetrics();
+  EXPECT_NE(latency::RenderMetrics().find("stage=\"trigger_total\""), std::string::npos);
+  latency::Enable(false);
 }
 
 TEST_F(PubsubTriggerTest, WithoutRetryAFailureIsAckedAndNotRedelivered) {
