@@ -84,10 +84,10 @@ struct HttpServerOptions {
   std::function<std::size_t(std::string_view target)> body_limit_for;
   std::size_t max_header_bytes = 64 * 1024;
   // A request must arrive whole within this, and an idle keep-alive connection is closed after it.
-  std::chrono::seconds read_timeout{30};
+  std::chrono::milliseconds read_timeout{30000};
   // The first request of a new connection must have sent its headers within this (a slow sender holds nothing
   // for long).
-  std::chrono::seconds header_timeout{10};
+  std::chrono::milliseconds header_timeout{10000};
   std::size_t max_connections = 4096;
   // One address may hold at most this many of them, so one client cannot lock out the others.
   std::size_t max_connections_per_peer = 1024;
