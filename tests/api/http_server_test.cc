@@ -74,17 +74,21 @@ class HttpServerDeadlineTest : public ::testing::Test {
     return std::chrono::duration_cast<milliseconds>(Clock::now() - since);
   }
 
+  // Expects the server to close `fd` between `at_least` and `before` milliseconds after `since`, then closes it.
+  static void ExpectClosedBetween(int fd, Clock::time_point since, int at_least, int before) {
+    auto closed = TimeUntilClosed(fd, since);
+    EXPECT_GE(closed.count(), at_least);
+    EXPECT_LT(closed.count(), before);
+    ::close(fd);
+  }
+
   static constexpr char kRequest[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   std::unique_ptr<HttpServer> server_;
 };
 
 TEST_F(HttpServerDeadlineTest, ASilentConnectionIsClosedAtTheHeaderTimeout) {
   Start(milliseconds(300), milliseconds(5000));
-  int fd = Connect();
-  auto closed = TimeUntilClosed(fd, Clock::now());
-  EXPECT_GE(closed.count(), 250);
-  EXPECT_LT(closed.count(), 3000);
-  ::close(fd);
+  ExpectClosedBetween(Connect(), Clock::now(), 250, 3000);
 }
 
 TEST_F(HttpServerDeadlineTest, HeadersThatTrickleInAreCutOffAtTheHeaderTimeout) {
@@ -113,10 +117,7 @@ TEST_F(HttpServerDeadlineTest, AKeepAliveConnectionLivesWhileUsedAndClosesWhenId
     ASSERT_TRUE(ReadAnswer(fd)) << "request " << i;
     std::this_thread::sleep_for(milliseconds(150));
   }
-  auto closed = TimeUntilClosed(fd, Clock::now());
-  EXPECT_GE(closed.count(), 150);  // 400 ms from the last answer, 150 of them slept above
-  EXPECT_LT(closed.count(), 3000);
-  ::close(fd);
+  ExpectClosedBetween(fd, Clock::now(), 150, 3000);  // 400 ms from the last answer, 150 of them slept above
 }
 
 TEST_F(HttpServerDeadlineTest, ABodyThatNeverComesIsCutOffAtTheReadTimeout) {
@@ -124,10 +125,7 @@ TEST_F(HttpServerDeadlineTest, ABodyThatNeverComesIsCutOffAtTheReadTimeout) {
   int fd = Connect();
   auto const start = Clock::now();
   ASSERT_TRUE(Send(fd, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part"));
-  auto closed = TimeUntilClosed(fd, start);
-  EXPECT_GE(closed.count(), 350);
-  EXPECT_LT(closed.count(), 3000);
-  ::close(fd);
+  ExpectClosedBetween(fd, start, 350, 3000);
 }
 
 TEST_F(HttpServerDeadlineTest, EachConnectionKeepsItsOwnDeadline) {
@@ -136,13 +134,10 @@ TEST_F(HttpServerDeadlineTest, EachConnectionKeepsItsOwnDeadline) {
   ASSERT_TRUE(Send(busy, kRequest));
   ASSERT_TRUE(ReadAnswer(busy));  // now on the 1.5 s read timeout
   int silent = Connect();         // on the 300 ms header timeout: due first, though it came later
-  auto closed = TimeUntilClosed(silent, Clock::now());
-  EXPECT_GE(closed.count(), 250);
-  EXPECT_LT(closed.count(), 1200);
+  ExpectClosedBetween(silent, Clock::now(), 250, 1200);
   // The busy connection is still open and answers.
   ASSERT_TRUE(Send(busy, kRequest));
   EXPECT_TRUE(ReadAnswer(busy));
-  ::close(silent);
   ::close(busy);
 }
 
