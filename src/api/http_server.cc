@@ -181,6 +181,9 @@ class SliceFile {
 // no system call; the one timer, armed for the earliest deadline that may be due, closes the connections past theirs
 // (closing fails the read or write they wait in, and any later one). Deadlines only move later on a busy connection,
 // so the timer is re-armed when it fires, or for a new connection's earlier header deadline. I/O thread only.
+// (The supervisor's CallDeadlines arms its one timer the same way, but keeps a call's deadline in an ordered map, set
+// once a call; a connection moves its deadline three times a request, so here it is a plain store and the rare
+// sweep scans them all.)
 class ConnectionDeadlines {
   using Clock = std::chrono::steady_clock;
   struct Entry {
