@@ -66,6 +66,7 @@ class GcloudTest(unittest.TestCase):
         self.assertEqual(sub["ackDeadlineSeconds"], 10)
         self.assertEqual(sub["messageRetentionDuration"], "604800s")
         self.assertEqual(sub["topic"], "projects/test-proj/topics/bar")
+        self.assertEqual(sub["state"], "ACTIVE")
 
         ids1 = self.gjson("topics", "publish", "bar", "--message", "{}")["messageIds"]
         ids2 = self.gjson("topics", "publish", "bar", "--message", "hello world", "--attribute", "k1=v1,k2=v2")[
@@ -95,6 +96,7 @@ class GcloudTest(unittest.TestCase):
         self.assertEqual(sorted(paged), sorted(names))
         subs = [s["name"] for s in self.gjson("subscriptions", "list")]
         self.assertIn("projects/test-proj/subscriptions/sub1", subs)
+        self.assertEqual({s["state"] for s in self.gjson("subscriptions", "list")}, {"ACTIVE"})
         self.assertEqual(self.gjson("topics", "describe", "bar"), {"name": "projects/test-proj/topics/bar"})
         listed = self.gcloud("topics", "list-subscriptions", "bar").stdout
         self.assertIn("projects/test-proj/subscriptions/sub1", listed)

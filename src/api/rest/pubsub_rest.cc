@@ -128,7 +128,13 @@ HttpResponse NotFound(HttpRequest const& req) {
 }
 
 Json TopicJson(Topic const& t) { return TopicToJson(t); }
-Json SubscriptionJson(Subscription const& s) { return SubscriptionToJson(s); }
+// As Google answers, and as the gRPC API does: `state` is output only (RESOURCE_ERROR is for BigQuery and Cloud
+// Storage subscriptions, which Ferry does not have). Not in SubscriptionToJson, which is also the stored form.
+Json SubscriptionJson(Subscription const& s) {
+  Json j = SubscriptionToJson(s);
+  j["state"] = "ACTIVE";
+  return j;
+}
 
 Json SnapshotJson(Snapshot const& s) {
   Json j = Json::object();
@@ -346,7 +352,7 @@ class Request {
     Json out = Json::object();
     if (!page->items.empty()) {
       Json list = Json::array();
-      for (auto const& s : page->items) list.push_back(SubscriptionToJson(s));
+      for (auto const& s : page->items) list.push_back(SubscriptionJson(s));
       out["subscriptions"] = std::move(list);
     }
     if (!page->next_page_token.empty()) out["nextPageToken"] = page->next_page_token;
