@@ -656,6 +656,43 @@ TEST_P(StoreContractTest, ExpiredLeaseAtLastAttemptIsDeadLetteredByMaintenance) 
   EXPECT_EQ(dead->messages[0].message.attributes.at("CloudPubSubDeadLetterSourceDeliveryCount"), "5");
 }
 
+// Maintenance may keep the subscriptions it read (SQLite decodes them once, not every second): a dead-letter
+// policy added, a subscription made or deleted since, each counts at its next run.
+TEST_P(StoreContractTest, MaintenanceSeesSubscriptionsChangedSinceItsLastRun) {
+  ASSERT_THAT(store_->CreateTopic({.name = kTopic}), IsOk());
+  ASSERT_THAT(store_->CreateTopic({.name = kDlt}), IsOk());
+  ASSERT_THAT(store_->CreateSubscription(MakeSub(kDltSub, kDlt)), IsOk());
+  auto sub = MakeSub(kSub, kTopic);
+  ASSERT_THAT(store_->CreateSubscription(sub), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("a")}, kNow), IsOk());
+  int64_t t = kNow;
+  auto lease_and_expire = [&](std::string const& name) {
+    auto leased = store_->Lease(name, 10, t);
+    ASSERT_THAT(leased, IsOk());
+    ASSERT_THAT(leased->messages, SizeIs(1));
+    t += int64_t{sub.ack_deadline_seconds} * 1000;
+  };
+  for (int attempt = 1; attempt <= 5; ++attempt) lease_and_expire(kSub);
+  ASSERT_THAT(store_->Maintain(t, false), IsOk());  // no policy yet: nothing to dead-letter
+
+  sub.dead_letter_policy = DeadLetterPolicy{.dead_letter_topic = kDlt, .max_delivery_attempts = 5};
+  ASSERT_THAT(store_->UpdateSubscription(sub), IsOk());
+  auto maintained = store_->Maintain(t, false);
+  ASSERT_THAT(maintained, IsOk());
+  EXPECT_THAT(maintained->dead_lettered, ElementsAre(std::pair<std::string, int>(kSub, 1)));
+
+  auto sub2 = MakeSub(kSub2, kTopic);
+  sub2.dead_letter_policy = DeadLetterPolicy{.dead_letter_topic = kDlt, .max_delivery_attempts = 5};
+  ASSERT_THAT(store_->CreateSubscription(sub2), IsOk());
+  ASSERT_THAT(store_->Publish(kTopic, {Msg("b")}, t), IsOk());
+  for (int attempt = 1; attempt <= 5; ++attempt) lease_and_expire(kSub2);
+  ASSERT_THAT(store_->DeleteSubscription(kSub), IsOk());
+  maintained = store_->Maintain(t, false);
+  ASSERT_THAT(maintained, IsOk());
+  EXPECT_THAT(maintained->dead_lettered, ElementsAre(std::pair<std::string, int>(kSub2, 1)));
+  EXPECT_THAT(store_->Lease(kDltSub, 10, t)->messages, SizeIs(2));
+}
+
 // Deadline changes, as clients send them all the time: an extension holds the lease past the deadline it was
 // leased with (for a lease, maintenance and an exactly-once ack alike), a shorter one ends it sooner, and an
 // extension of a lease given back unsent does not hold the next one.

@@ -322,16 +322,19 @@ StatusOr<MaintenanceResult> SqliteStore::Maintain(int64_t now_ms, bool apply_ret
     result = {};
     // Extensions whose deadline has passed hold nothing any more (the row's own deadline was earlier).
     std::erase_if(held_extensions_, [&](auto const& e) { return e.second.until <= now_ms; });
-    FERRY_ASSIGN_OR_RETURN(auto subs, db.Prepare("SELECT id, spec, seeks FROM subscriptions"));
-    std::vector<SubRow> rows;
-    while (true) {
-      FERRY_ASSIGN_OR_RETURN(bool row, subs->Step());
-      if (!row) break;
-      FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(subs->Text(1)));
-      rows.push_back({subs->Int(0), std::move(spec), subs->Int(2)});
+    if (!all_subs_) {
+      FERRY_ASSIGN_OR_RETURN(auto subs, db.Prepare("SELECT id, spec, seeks FROM subscriptions"));
+      std::vector<SubRow> rows;
+      while (true) {
+        FERRY_ASSIGN_OR_RETURN(bool row, subs->Step());
+        if (!row) break;
+        FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(subs->Text(1)));
+        rows.push_back({subs->Int(0), std::move(spec), subs->Int(2)});
+      }
+      subs->Reset();
+      all_subs_ = std::move(rows);
     }
-    subs->Reset();
-    for (auto const& sub : rows) {
+    for (auto const& sub : *all_subs_) {
       if (sub.spec.dead_letter_policy) {
         FERRY_ASSIGN_OR_RETURN(auto expired, ExpireLeases(db, sub, now_ms, /*retry=*/false));
         if (expired.dead_lettered > 0) result.dead_lettered.emplace_back(sub.spec.name, expired.dead_lettered);

@@ -88,8 +88,7 @@ void SqliteStore::AfterBatch(bool committed) {
       for (auto const& t : published_topics_) publish_listener_(t);
     }
   } else {
-    sub_cache_.clear();  // they may hold what the rollback undid
-    fanout_cache_.clear();
+    ForgetSubscriptions();  // the caches may hold what the rollback undid
     // The rows are as before the batch; the lease clock, if the batch changed it, is not.
     if (lease_clock_.changes() != clock_changes_before_batch_) lease_clock_.ForgetAll();
   }
@@ -122,14 +121,18 @@ StatusOr<std::optional<SubRow>> SqliteStore::FindSub(SqliteDb& db, std::string c
   return std::optional<SubRow>(std::move(sub));
 }
 
-// Wraps a job that changes subscriptions so the cache forgets them before and after it.
+void SqliteStore::ForgetSubscriptions() {
+  sub_cache_.clear();
+  all_subs_.reset();
+  fanout_cache_.clear();
+}
+
+// Wraps a job that changes subscriptions so the caches forget them before and after it.
 std::function<Status(SqliteDb&)> SqliteStore::ChangingSubscriptions(std::function<Status(SqliteDb&)> fn) {
   return [this, fn = std::move(fn)](SqliteDb& db) {
-    sub_cache_.clear();
-    fanout_cache_.clear();
+    ForgetSubscriptions();
     Status st = fn(db);
-    sub_cache_.clear();
-    fanout_cache_.clear();
+    ForgetSubscriptions();
     return st;
   };
 }

@@ -171,6 +171,7 @@ class SqliteStore final : public Store {
   StatusOr<std::optional<SubRow>> FindSub(SqliteDb& db, std::string const& name);
   // Wraps a job that changes subscriptions so the caches forget them before and after it.
   std::function<Status(SqliteDb&)> ChangingSubscriptions(std::function<Status(SqliteDb&)> fn);
+  void ForgetSubscriptions();  // the decoded subscriptions and fan-outs, on the writer thread
   // The current lease `ref` names if it holds past `now_ms`: its deadline as its row has it, and as an extension
   // held in memory makes it (see held_extensions_).
   struct LeaseDeadline {
@@ -253,6 +254,9 @@ class SqliteStore final : public Store {
   int64_t last_message_id_;           // writer thread only: the last id handed out
   int64_t committed_message_id_;      // writer thread only: the value meta holds
   std::unordered_map<std::string, SubRow> sub_cache_;                    // writer thread only
+  // writer thread only: every subscription, decoded, for maintenance each second (decoding thousands of specs
+  // was most of an idle daemon's CPU); forgotten with sub_cache_.
+  std::optional<std::vector<SubRow>> all_subs_;
   std::unordered_map<int64_t, std::vector<FanoutTarget>> fanout_cache_;  // writer thread only: by topic id
   std::vector<std::string> published_topics_;  // writer thread only: topics published to in this batch
   // writer thread only: by (sub_id, msg_id)
