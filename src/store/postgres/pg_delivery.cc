@@ -325,28 +325,59 @@ StatusOr<ModifyResult> PgStore::Modify(std::string const& subscription, std::vec
 
 StatusOr<MaintenanceResult> PgStore::Maintain(int64_t now_ms, bool apply_retention) {
   MaintenanceResult result;
+  std::lock_guard maintain_lock(maintain_mu_);
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     result = {};
-    FERRY_ASSIGN_OR_RETURN(auto subs, db.Query("SELECT id, spec, seeks FROM subscriptions"));
-    for (int i = 0; i < subs.size(); ++i) {
-      PgSub sub{subs.Int(i, 0), {}, subs.Int(i, 2)};
-      FERRY_ASSIGN_OR_RETURN(sub.spec, DecodeSub(subs.Text(i, 1)));
-      if (sub.spec.dead_letter_policy) {
-        // Expired leases with no attempt left (Exhausted), each taken by one node only.
-        FERRY_ASSIGN_OR_RETURN(auto exhausted,
-                               db.Query("SELECT msg_id, attempts FROM deliveries WHERE sub_id = $1 AND "
-                                        "visible_at <= $2 AND leased AND attempts >= $3 FOR UPDATE SKIP LOCKED",
-                                        PgParams().Add(sub.id).Add(now_ms)
-                                            .Add(int64_t{sub.spec.dead_letter_policy->max_delivery_attempts})));
-        int moved_count = 0;
-        for (int r = 0; r < exhausted.size(); ++r) {
-          FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, exhausted.Int(r, 0),
-                                                        static_cast<int>(exhausted.Int(r, 1)), now_ms));
-          moved_count += moved ? 1 : 0;
-        }
-        if (moved_count > 0) result.dead_lettered.emplace_back(sub.spec.name, moved_count);
+    FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT id, spec, seeks FROM subscriptions"));
+    std::vector<PgSub> subs;
+    subs.reserve(rows.size());
+    std::unordered_map<int64_t, DecodedSpec> decoded;
+    for (int i = 0; i < rows.size(); ++i) {
+      int64_t id = rows.Int(i, 0);
+      std::string text = rows.Text(i, 1);
+      auto known = maintained_specs_.find(id);
+      if (known != maintained_specs_.end() && known->second.text == text) {
+        decoded.emplace(id, std::move(known->second));
+      } else {
+        FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(text));
+        decoded.emplace(id, DecodedSpec{std::move(text), std::move(spec)});
       }
-      if (!apply_retention) continue;
+      subs.push_back(PgSub{id, decoded[id].spec, rows.Int(i, 2)});
+    }
+    maintained_specs_ = std::move(decoded);  // subscriptions deleted since are forgotten
+
+    // Expired leases with no attempt left (Exhausted), each taken by one node only: one query for every
+    // subscription with a dead-letter policy (a query each was a round trip a second per subscription).
+    std::vector<int64_t> policy_subs, max_attempts;
+    std::unordered_map<int64_t, PgSub const*> by_id;
+    for (auto const& sub : subs) {
+      if (!sub.spec.dead_letter_policy) continue;
+      policy_subs.push_back(sub.id);
+      max_attempts.push_back(sub.spec.dead_letter_policy->max_delivery_attempts);
+      by_id[sub.id] = &sub;
+    }
+    if (!policy_subs.empty()) {
+      FERRY_ASSIGN_OR_RETURN(
+          auto exhausted,
+          db.Query("SELECT d.sub_id, d.msg_id, d.attempts FROM deliveries d JOIN unnest($1::int8[], $2::int8[]) AS "
+                   "p(sub_id, max_attempts) ON d.sub_id = p.sub_id WHERE d.visible_at <= $3 AND d.leased AND "
+                   "d.attempts >= p.max_attempts ORDER BY d.sub_id, d.msg_id FOR UPDATE OF d SKIP LOCKED",
+                   PgParams().AddArray(policy_subs).AddArray(max_attempts).Add(now_ms)));
+      std::unordered_map<int64_t, int> moved_by_sub;
+      for (int r = 0; r < exhausted.size(); ++r) {
+        PgSub const& sub = *by_id.at(exhausted.Int(r, 0));
+        FERRY_ASSIGN_OR_RETURN(bool moved, DeadLetter(db, sub, exhausted.Int(r, 1),
+                                                      static_cast<int>(exhausted.Int(r, 2)), now_ms));
+        if (moved) ++moved_by_sub[sub.id];
+      }
+      for (auto const& sub : subs) {
+        if (auto it = moved_by_sub.find(sub.id); it != moved_by_sub.end()) {
+          result.dead_lettered.emplace_back(sub.spec.name, it->second);
+        }
+      }
+    }
+    if (!apply_retention) return OkStatus();
+    for (auto const& sub : subs) {
       int64_t before = now_ms - sub.spec.message_retention_ms;
       FERRY_ASSIGN_OR_RETURN(auto dropped, db.Query("DELETE FROM deliveries WHERE sub_id = $1 AND publish_time < $2",
                                                     PgParams().Add(sub.id).Add(before)));
