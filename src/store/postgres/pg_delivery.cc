@@ -329,32 +329,35 @@ StatusOr<MaintenanceResult> PgStore::Maintain(int64_t now_ms, bool apply_retenti
   FERRY_RETURN_IF_ERROR(Txn([&](PgConn& db) -> Status {
     result = {};
     FERRY_ASSIGN_OR_RETURN(auto rows, db.Query("SELECT id, spec, seeks FROM subscriptions"));
-    std::vector<PgSub> subs;
-    subs.reserve(rows.size());
-    std::unordered_map<int64_t, DecodedSpec> decoded;
+    std::unordered_map<int64_t, DecodedSub> decoded;
     for (int i = 0; i < rows.size(); ++i) {
       int64_t id = rows.Int(i, 0);
       std::string text = rows.Text(i, 1);
-      auto known = maintained_specs_.find(id);
-      if (known != maintained_specs_.end() && known->second.text == text) {
-        decoded.emplace(id, std::move(known->second));
+      auto known = maintained_subs_.find(id);
+      DecodedSub entry;
+      if (known != maintained_subs_.end() && known->second.text == text) {
+        entry = std::move(known->second);
       } else {
         FERRY_ASSIGN_OR_RETURN(auto spec, DecodeSub(text));
-        decoded.emplace(id, DecodedSpec{std::move(text), std::move(spec)});
+        entry = DecodedSub{std::move(text), PgSub{id, std::move(spec), 0}};
       }
-      subs.push_back(PgSub{id, decoded[id].spec, rows.Int(i, 2)});
+      entry.sub.seeks = rows.Int(i, 2);
+      decoded.emplace(id, std::move(entry));
     }
-    maintained_specs_ = std::move(decoded);  // subscriptions deleted since are forgotten
+    maintained_subs_ = std::move(decoded);  // subscriptions deleted since are forgotten
+    std::vector<PgSub const*> subs;
+    subs.reserve(maintained_subs_.size());
+    for (auto const& [id, entry] : maintained_subs_) subs.push_back(&entry.sub);
 
     // Expired leases with no attempt left (Exhausted), each taken by one node only: one query for every
     // subscription with a dead-letter policy (a query each was a round trip a second per subscription).
     std::vector<int64_t> policy_subs, max_attempts;
     std::unordered_map<int64_t, PgSub const*> by_id;
-    for (auto const& sub : subs) {
-      if (!sub.spec.dead_letter_policy) continue;
-      policy_subs.push_back(sub.id);
-      max_attempts.push_back(sub.spec.dead_letter_policy->max_delivery_attempts);
-      by_id[sub.id] = &sub;
+    for (PgSub const* sub : subs) {
+      if (!sub->spec.dead_letter_policy) continue;
+      policy_subs.push_back(sub->id);
+      max_attempts.push_back(sub->spec.dead_letter_policy->max_delivery_attempts);
+      by_id[sub->id] = sub;
     }
     if (!policy_subs.empty()) {
       FERRY_ASSIGN_OR_RETURN(
@@ -370,20 +373,20 @@ StatusOr<MaintenanceResult> PgStore::Maintain(int64_t now_ms, bool apply_retenti
                                                       static_cast<int>(exhausted.Int(r, 2)), now_ms));
         if (moved) ++moved_by_sub[sub.id];
       }
-      for (auto const& sub : subs) {
-        if (auto it = moved_by_sub.find(sub.id); it != moved_by_sub.end()) {
-          result.dead_lettered.emplace_back(sub.spec.name, it->second);
+      for (PgSub const* sub : subs) {
+        if (auto it = moved_by_sub.find(sub->id); it != moved_by_sub.end()) {
+          result.dead_lettered.emplace_back(sub->spec.name, it->second);
         }
       }
     }
     if (!apply_retention) return OkStatus();
-    for (auto const& sub : subs) {
-      int64_t before = now_ms - sub.spec.message_retention_ms;
+    for (PgSub const* sub : subs) {
+      int64_t before = now_ms - sub->spec.message_retention_ms;
       FERRY_ASSIGN_OR_RETURN(auto dropped, db.Query("DELETE FROM deliveries WHERE sub_id = $1 AND publish_time < $2",
-                                                    PgParams().Add(sub.id).Add(before)));
+                                                    PgParams().Add(sub->id).Add(before)));
       result.dropped_by_retention += dropped.Affected();
       FERRY_RETURN_IF_ERROR(db.Run("DELETE FROM acked WHERE sub_id = $1 AND publish_time < $2",
-                                   PgParams().Add(sub.id).Add(before)));
+                                   PgParams().Add(sub->id).Add(before)));
     }
     if (apply_retention) {
       FERRY_RETURN_IF_ERROR(db.Run("DELETE FROM snapshot_messages WHERE snap_id IN (SELECT id FROM snapshots WHERE "

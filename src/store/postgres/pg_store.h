@@ -171,12 +171,12 @@ class PgStore final : public Store {
   std::unordered_map<int64_t, Cursor> cursors_;  // GUARDED_BY(cursor_mu_), by subscription id
   // Maintenance's decoded subscriptions by id, each with the spec text it was decoded from: another node may
   // change a spec, so each run reads the texts and decodes only those that differ.
-  struct DecodedSpec {
+  struct DecodedSub {
     std::string text;
-    Subscription spec;
+    PgSub sub;
   };
   std::mutex maintain_mu_;
-  std::unordered_map<int64_t, DecodedSpec> maintained_specs_;  // GUARDED_BY(maintain_mu_)
+  std::unordered_map<int64_t, DecodedSub> maintained_subs_;  // GUARDED_BY(maintain_mu_)
   std::atomic<bool> stop_{false};
   std::thread listen_thread_;
 };
